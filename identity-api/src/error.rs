@@ -1,0 +1,152 @@
+//! The one error type of the HTTP API: RFC 6749 §5.2 bodies, status decided by the kind.
+//! Internal details are logged here, never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::storage::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    #[error("invalid_client")]
+    InvalidClient,
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(&'static str),
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    #[error("invalid_token: {0}")]
+    InvalidToken(&'static str),
+    #[error("subject_mismatch")]
+    SubjectMismatch,
+    #[error("unauthorized_client")]
+    UnauthorizedClient,
+    #[error("access_denied: internal token")]
+    InternalTokenRequired,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("not_found")]
+    NotFound,
+    #[error("method_not_allowed")]
+    MethodNotAllowed,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl ApiError {
+    pub fn invalid_request(text: impl Into<String>) -> Self {
+        ApiError::InvalidRequest(text.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_)
+            | ApiError::InvalidScope(_)
+            | ApiError::InvalidTarget(_)
+            | ApiError::InvalidGrant(_)
+            | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            ApiError::InvalidClient | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::SubjectMismatch
+            | ApiError::UnauthorizedClient
+            | ApiError::InternalTokenRequired => StatusCode::FORBIDDEN,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::PayloadTooLarge => "invalid_request",
+            ApiError::InvalidClient => "invalid_client",
+            ApiError::InvalidScope(_) => "invalid_scope",
+            ApiError::InvalidTarget(_) => "invalid_target",
+            ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::UnsupportedGrantType => "unsupported_grant_type",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::SubjectMismatch => "subject_mismatch",
+            ApiError::UnauthorizedClient => "unauthorized_client",
+            ApiError::InternalTokenRequired => "access_denied",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Store(e) if e.is_transient() => "temporarily_unavailable",
+            ApiError::Store(_) | ApiError::Internal(_) => "server_error",
+        }
+    }
+
+    fn description(&self) -> String {
+        match self {
+            ApiError::InvalidRequest(text)
+            | ApiError::InvalidScope(text)
+            | ApiError::InvalidTarget(text) => text.clone(),
+            ApiError::InvalidClient => "client authentication failed".into(),
+            ApiError::InvalidGrant(text) | ApiError::InvalidToken(text) => (*text).into(),
+            ApiError::UnsupportedGrantType => "grant_type must be refresh_token".into(),
+            ApiError::SubjectMismatch => {
+                "the token or request is for another subject than the session".into()
+            }
+            ApiError::UnauthorizedClient => "the token belongs to another client or subject".into(),
+            ApiError::InternalTokenRequired => "missing or wrong X-Internal-Token".into(),
+            ApiError::PayloadTooLarge => "request body too large".into(),
+            ApiError::NotFound => "no such route".into(),
+            ApiError::MethodNotAllowed => "method not allowed on this route".into(),
+            ApiError::Store(e) if e.is_transient() => {
+                "the database is busy or unreachable; retry".into()
+            }
+            ApiError::Store(_) | ApiError::Internal(_) => "internal error".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let description = self.description();
+        let mut response = (
+            status,
+            Json(Body {
+                error: self.code(),
+                error_description: &description,
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            ApiError::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"identity-api\""),
+                );
+            }
+            ApiError::InvalidToken(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

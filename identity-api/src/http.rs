@@ -1,0 +1,277 @@
+//! Routes: PROTOCOL.md section 5 under /api/v1, plus health, version, metrics and discovery.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::metrics::RouteLabel;
+use crate::service::{AppState, BearerUse};
+
+pub const SESSION_SUBJECT: &str = "x-session-subject";
+pub const INTERNAL_TOKEN: &str = "x-internal-token";
+
+pub fn app(state: AppState) -> Router {
+    let max_body = state.settings().max_body_bytes;
+    let api = Router::new()
+        .route("/api/v1/token/issue", post(issue))
+        .route("/api/v1/introspect", post(introspect))
+        .route("/api/v1/token", post(refresh))
+        .route("/api/v1/revoke", post(revoke))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_internal_token,
+        ));
+    Router::new()
+        .merge(api)
+        .merge(ops_routes())
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The operational routes: the only ones [`ops_app`] serves.
+fn ops_routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+}
+
+/// Health, version and metrics alone, for `--ops-listen`: nothing there takes a credential or
+/// a body, so it may listen where the API must not.
+pub fn ops_app(state: AppState) -> Router {
+    ops_routes()
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+/// /api/v1/* need the sidecar's internal token when one is configured (constant-time compare).
+async fn require_internal_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &state.settings().internal_token {
+        let ok = req
+            .headers()
+            .get(INTERNAL_TOKEN)
+            .is_some_and(|v| expected.matches(v.as_bytes()));
+        if !ok {
+            return ApiError::InternalTokenRequired.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Applied with route_layer: only matched routes get here, and none has path parameters,
+    // so the path is the route (bounded label cardinality).
+    let route = req.uri().path().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics()
+        .latency
+        .get_or_create(&RouteLabel {
+            route,
+            status: response.status().as_u16(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::invalid_request("cannot read the request body")
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        if e.is_data() {
+            ApiError::invalid_request(format!("invalid request body: {e}"))
+        } else {
+            ApiError::invalid_request("the request body is not valid JSON")
+        }
+    })
+}
+
+fn authorization(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next().map(HeaderValue::as_bytes);
+    if values.next().is_some() {
+        return Err(ApiError::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
+    Ok(first)
+}
+
+/// X-Session-Subject, set by the sidecar on authenticated sessions. It can only narrow what a
+/// request may do, so it is honoured whenever present (with an internal token configured,
+/// requests without the token never get here).
+fn session_subject(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(SESSION_SUBJECT).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::invalid_request(
+            "more than one X-Session-Subject header",
+        ));
+    }
+    match std::str::from_utf8(first.as_bytes()) {
+        Ok(s) if !s.is_empty() => Ok(Some(s.to_owned())),
+        _ => Err(ApiError::invalid_request("X-Session-Subject is not valid")),
+    }
+}
+
+fn no_store<T: serde::Serialize>(value: T) -> Response {
+    let mut response = Json(value).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn issue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let client = state.authenticate_client(authorization(&headers)?).await?;
+    let subject = session_subject(&headers)?;
+    let req = parse_body(body)?;
+    let answer = state.issue(&client, req, subject.as_deref()).await?;
+    Ok(no_store(answer))
+}
+
+async fn bearer(
+    state: &AppState,
+    headers: &HeaderMap,
+    usage: BearerUse,
+) -> Result<std::sync::Arc<crate::tokens::Claims>, ApiError> {
+    let claims = state
+        .authenticate_bearer(authorization(headers)?, usage)
+        .await?;
+    if let Some(bound) = session_subject(headers)?
+        && bound != claims.sub
+    {
+        return Err(ApiError::SubjectMismatch);
+    }
+    Ok(claims)
+}
+
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let claims = bearer(&state, &headers, BearerUse::Active).await?;
+    let answer = state.introspect(&claims, parse_body(body)?).await?;
+    Ok(no_store(answer))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let claims = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
+    let answer = state.refresh(&claims, parse_body(body)?).await?;
+    Ok(no_store(answer))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let claims = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
+    let answer = state.revoke(&claims, parse_body(body)?).await?;
+    Ok(no_store(answer))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.db().ping().await {
+        Ok(()) => Json(json!({ "status": "ready", "database": state.db().kind() })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "database": state.db().kind() })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({ "name": env!("CARGO_PKG_NAME"), "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let body = state.keys().ring().jwks.to_vec();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "max-age=60"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// RFC 8414 fields that apply: there is no authorization endpoint, so no response types.
+async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let iss = state.settings().issuer.trim_end_matches('/').to_owned();
+    Json(json!({
+        "issuer": state.settings().issuer,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "token_endpoint": format!("{iss}/api/v1/token"),
+        "introspection_endpoint": format!("{iss}/api/v1/introspect"),
+        "revocation_endpoint": format!("{iss}/api/v1/revoke"),
+        "token_issue_endpoint": format!("{iss}/api/v1/token/issue"),
+        "grant_types_supported": ["refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "revocation_endpoint_auth_methods_supported": ["bearer"],
+        "access_token_signing_alg_values_supported": ["ES256"],
+        "response_types_supported": [],
+    }))
+}

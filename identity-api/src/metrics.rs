@@ -1,0 +1,113 @@
+//! Prometheus metrics (text exposition at GET /metrics).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+    pub status: u16,
+}
+
+type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub tokens_issued: Counter,
+    pub refreshes: Family<OutcomeLabel, Counter>,
+    pub reuse_detected: Counter,
+    pub revocations: Counter,
+    pub introspections: Family<ResultLabel, Counter>,
+    pub latency: HistogramFamily,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0002, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("identity_api");
+        let tokens_issued = Counter::default();
+        let refreshes = Family::<OutcomeLabel, Counter>::default();
+        let reuse_detected = Counter::default();
+        let revocations = Counter::default();
+        let introspections = Family::<ResultLabel, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "tokens_issued",
+            "Token pairs issued (new families)",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "refreshes",
+            "Refresh requests by outcome",
+            refreshes.clone(),
+        );
+        registry.register(
+            "refresh_reuse_detected",
+            "Spent refresh tokens presented again (family revoked)",
+            reuse_detected.clone(),
+        );
+        registry.register("revocations", "Token families revoked", revocations.clone());
+        registry.register(
+            "introspections",
+            "Introspections by result",
+            introspections.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Request latency by route and status",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            tokens_issued,
+            refreshes,
+            reuse_detected,
+            revocations,
+            introspections,
+            latency,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn refresh(&self, outcome: &str) {
+        self.refreshes
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn introspection(&self, result: &str) {
+        self.introspections
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

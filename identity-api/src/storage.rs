@@ -1,0 +1,678 @@
+//! Storage over SQLite (embedded default) and PostgreSQL: one enum, the same SQL text on both.
+//!
+//! SQLite gets a single-connection write pool (writers queue in the pool instead of failing with
+//! SQLITE_BUSY) and a read pool in WAL mode; every write transaction starts with BEGIN IMMEDIATE
+//! so that another process holding the file makes us wait (busy_timeout), never fail half-way.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, postgres::PgRow, sqlite::SqliteRow};
+
+macro_rules! insert_refresh {
+    ($r:expr, $exec:expr) => {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
+             VALUES ($1, $2, $3, $4, $5, FALSE)",
+        )
+        .bind($r.token_hash)
+        .bind($r.jti)
+        .bind($r.family_id)
+        .bind($r.issued_at)
+        .bind($r.expires_at)
+        .execute($exec)
+        .await?
+    };
+}
+
+macro_rules! insert_audit {
+    ($a:expr, $exec:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($a.at)
+        .bind($a.event)
+        .bind($a.client_id)
+        .bind($a.subject)
+        .bind($a.family_id)
+        .bind($a.outcome)
+        .execute($exec)
+        .await?
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    BadUrl,
+    #[error("already exists")]
+    Conflict,
+}
+
+impl StoreError {
+    /// Busy, pool timeout, connection lost: worth a 503 rather than a 500.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+                sqlx::Error::Database(db) => {
+                    let code = db.code().unwrap_or_default();
+                    // SQLITE_BUSY (5), SQLITE_LOCKED (6); PostgreSQL serialization/deadlock/shutdown.
+                    matches!(&*code, "5" | "6" | "40001" | "40P01" | "57P01")
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite { write: SqlitePool, read: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the pool that may write.
+macro_rules! writer {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite { write: $p, .. } => $body,
+            Db::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$p` bound to a pool for reads.
+macro_rules! reader {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite { read: $p, .. } => $body,
+            Db::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a write transaction `$tx` (BEGIN IMMEDIATE on SQLite); `$body` commits.
+macro_rules! transaction {
+    ($db:expr, $tx:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite { write, .. } => {
+                #[allow(unused_mut)]
+                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+            Db::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                $body
+            }
+        }
+    };
+}
+
+#[derive(Clone)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub secret_verifier: Vec<u8>,
+    pub scopes: String,
+    pub audiences: String,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub rotated_at: i64,
+}
+
+impl std::fmt::Debug for ClientRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRow")
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("audiences", &self.audiences)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub public_x: String,
+    pub public_y: String,
+    pub private_key_enc: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FamilyRow {
+    pub family_id: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scope: String,
+    pub audience: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRefresh<'a> {
+    pub token_hash: &'a [u8],
+    pub jti: &'a str,
+    pub family_id: &'a str,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// A refresh token joined with its family.
+#[derive(Debug, Clone)]
+pub struct RefreshView {
+    pub jti: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub spent: bool,
+    pub family: FamilyRow,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    pub at: i64,
+    pub event: &'a str,
+    pub client_id: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub family_id: Option<&'a str>,
+    pub outcome: &'a str,
+}
+
+/// Outcome of the atomic refresh rotation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// This request spent the token and stored the new one.
+    Rotated,
+    /// The token was spent already (reuse) or its family was revoked meanwhile.
+    Lost,
+}
+
+fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        Cow::Borrowed(description),
+        MigrationType::Simple,
+        Cow::Borrowed(sql),
+        false,
+    )
+}
+
+fn migrator(sqlite: bool) -> Migrator {
+    let migrations = if sqlite {
+        vec![migration(
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        )]
+    } else {
+        vec![migration(
+            1,
+            "init",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        )]
+    };
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+fn family_from_sqlite(row: &SqliteRow) -> Result<FamilyRow, sqlx::Error> {
+    Ok(FamilyRow {
+        family_id: row.try_get("family_id")?,
+        client_id: row.try_get("client_id")?,
+        subject: row.try_get("subject")?,
+        scope: row.try_get("scope")?,
+        audience: row.try_get("audience")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn family_from_pg(row: &PgRow) -> Result<FamilyRow, sqlx::Error> {
+    Ok(FamilyRow {
+        family_id: row.try_get("family_id")?,
+        client_id: row.try_get("client_id")?,
+        subject: row.try_get("subject")?,
+        scope: row.try_get("scope")?,
+        audience: row.try_get("audience")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// Decodes a row with the same column names on both drivers.
+macro_rules! get {
+    ($row:expr, $($field:ident),+ $(,)?) => {
+        ($($row.try_get::<_, _>(stringify!($field))?),+)
+    };
+}
+
+const FAMILY_COLUMNS: &str = "f.family_id, f.client_id, f.subject, f.scope, f.audience, \
+     f.created_at, f.expires_at, f.revoked_at";
+
+impl Db {
+    /// `sqlite://path` (created if missing) or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite { write, read })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(StoreError::BadUrl)
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite { write, .. } => migrator(true).run(write).await?,
+            Db::Postgres(pool) => migrator(false).run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        reader!(self, p => {
+            sqlx::query("SELECT 1").execute(p).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    // ---- clients ----
+
+    pub async fn insert_client(&self, c: &ClientRow) -> Result<(), StoreError> {
+        let res = writer!(self, p => sqlx::query(
+            "INSERT INTO clients (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (client_id) DO NOTHING",
+        )
+        .bind(&c.client_id)
+        .bind(&c.secret_verifier)
+        .bind(&c.scopes)
+        .bind(&c.audiences)
+        .bind(c.enabled)
+        .bind(c.created_at)
+        .bind(c.rotated_at)
+        .execute(p)
+        .await?
+        .rows_affected());
+        if res == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    pub async fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
+        const SQL: &str = "SELECT client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at \
+                           FROM clients WHERE client_id = $1";
+        reader!(self, p => {
+            let row = sqlx::query(SQL).bind(client_id).fetch_optional(p).await?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at) =
+                        get!(row, client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at);
+                    Ok(Some(ClientRow { client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at }))
+                }
+            }
+        })
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        const SQL: &str = "SELECT client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at \
+                           FROM clients ORDER BY client_id";
+        reader!(self, p => {
+            let rows = sqlx::query(SQL).fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at) =
+                    get!(row, client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at);
+                out.push(ClientRow { client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Returns false when the client does not exist.
+    pub async fn set_client_verifier(
+        &self,
+        client_id: &str,
+        verifier: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = writer!(self, p => sqlx::query(
+            "UPDATE clients SET secret_verifier = $1, rotated_at = $2 WHERE client_id = $3",
+        )
+        .bind(verifier)
+        .bind(now)
+        .bind(client_id)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn set_client_enabled(
+        &self,
+        client_id: &str,
+        enabled: bool,
+    ) -> Result<bool, StoreError> {
+        let n = writer!(self, p => sqlx::query("UPDATE clients SET enabled = $1 WHERE client_id = $2")
+            .bind(enabled)
+            .bind(client_id)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    // ---- signing keys ----
+
+    /// Keys that are active or were retired after `retired_after`.
+    pub async fn signing_keys(&self, retired_after: i64) -> Result<Vec<SigningKeyRow>, StoreError> {
+        const SQL: &str = "SELECT kid, public_x, public_y, private_key_enc, created_at, retired_at \
+                           FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at, kid";
+        reader!(self, p => {
+            let rows = sqlx::query(SQL).bind(retired_after).fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (kid, public_x, public_y, private_key_enc, created_at, retired_at) =
+                    get!(row, kid, public_x, public_y, private_key_enc, created_at, retired_at);
+                out.push(SigningKeyRow { kid, public_x, public_y, private_key_enc, created_at, retired_at });
+            }
+            Ok(out)
+        })
+    }
+
+    pub async fn insert_signing_key(
+        &self,
+        k: &SigningKeyRow,
+        retire_others: bool,
+    ) -> Result<(), StoreError> {
+        transaction!(self, tx => {
+            if retire_others {
+                sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+                    .bind(k.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, public_x, public_y, private_key_enc, created_at, retired_at) \
+                 VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(&k.kid)
+            .bind(&k.public_x)
+            .bind(&k.public_y)
+            .bind(&k.private_key_enc)
+            .bind(k.created_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    // ---- families and refresh tokens ----
+
+    /// Opens a family with its first refresh token, in one transaction.
+    pub async fn create_family(
+        &self,
+        f: &FamilyRow,
+        refresh: &NewRefresh<'_>,
+        audit: &Audit<'_>,
+    ) -> Result<(), StoreError> {
+        transaction!(self, tx => {
+            sqlx::query(
+                "INSERT INTO token_families (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
+            )
+            .bind(&f.family_id)
+            .bind(&f.client_id)
+            .bind(&f.subject)
+            .bind(&f.scope)
+            .bind(&f.audience)
+            .bind(f.created_at)
+            .bind(f.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            insert_refresh!(refresh, &mut *tx);
+            insert_audit!(audit, &mut *tx);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Whether the family exists and is not revoked: `None` when unknown.
+    pub async fn family_revoked(&self, family_id: &str) -> Result<Option<bool>, StoreError> {
+        reader!(self, p => {
+            let row = sqlx::query("SELECT revoked_at FROM token_families WHERE family_id = $1")
+                .bind(family_id)
+                .fetch_optional(p)
+                .await?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+                    Ok(Some(revoked_at.is_some()))
+                }
+            }
+        })
+    }
+
+    pub async fn family(&self, family_id: &str) -> Result<Option<FamilyRow>, StoreError> {
+        let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.family_id = $1");
+        match self {
+            Db::Sqlite { read, .. } => {
+                let row = sqlx::query(&sql)
+                    .bind(family_id)
+                    .fetch_optional(read)
+                    .await?;
+                Ok(row.as_ref().map(family_from_sqlite).transpose()?)
+            }
+            Db::Postgres(pool) => {
+                let row = sqlx::query(&sql)
+                    .bind(family_id)
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(row.as_ref().map(family_from_pg).transpose()?)
+            }
+        }
+    }
+
+    pub async fn refresh_token(&self, hash: &[u8]) -> Result<Option<RefreshView>, StoreError> {
+        let sql = format!(
+            "SELECT r.jti, r.issued_at, r.expires_at AS r_expires_at, r.spent, {FAMILY_COLUMNS} \
+             FROM refresh_tokens r JOIN token_families f ON f.family_id = r.family_id \
+             WHERE r.token_hash = $1"
+        );
+        match self {
+            Db::Sqlite { read, .. } => {
+                let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(read).await? else {
+                    return Ok(None);
+                };
+                let (jti, issued_at, r_expires_at, spent) =
+                    get!(row, jti, issued_at, r_expires_at, spent);
+                Ok(Some(RefreshView {
+                    jti,
+                    issued_at,
+                    expires_at: r_expires_at,
+                    spent,
+                    family: family_from_sqlite(&row)?,
+                }))
+            }
+            Db::Postgres(pool) => {
+                let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(pool).await? else {
+                    return Ok(None);
+                };
+                let (jti, issued_at, r_expires_at, spent) =
+                    get!(row, jti, issued_at, r_expires_at, spent);
+                Ok(Some(RefreshView {
+                    jti,
+                    issued_at,
+                    expires_at: r_expires_at,
+                    spent,
+                    family: family_from_pg(&row)?,
+                }))
+            }
+        }
+    }
+
+    /// Spends `old_hash` and stores `new` in one transaction. The spend is a conditional UPDATE
+    /// (`spent = FALSE` and family not revoked): of concurrent callers exactly one sees a row.
+    pub async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new: &NewRefresh<'_>,
+        now: i64,
+        audit: &Audit<'_>,
+    ) -> Result<Rotation, StoreError> {
+        transaction!(self, tx => {
+            let spent = sqlx::query(
+                "UPDATE refresh_tokens SET spent = TRUE, spent_at = $1 \
+                 WHERE token_hash = $2 AND spent = FALSE AND family_id = $3 \
+                 AND EXISTS (SELECT 1 FROM token_families f WHERE f.family_id = $3 AND f.revoked_at IS NULL)",
+            )
+            .bind(now)
+            .bind(old_hash)
+            .bind(new.family_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if spent != 1 {
+                tx.rollback().await?;
+                return Ok(Rotation::Lost);
+            }
+            sqlx::query("UPDATE token_families SET last_used_at = $1 WHERE family_id = $2")
+                .bind(now)
+                .bind(new.family_id)
+                .execute(&mut *tx)
+                .await?;
+            insert_refresh!(new, &mut *tx);
+            insert_audit!(audit, &mut *tx);
+            tx.commit().await?;
+        });
+        Ok(Rotation::Rotated)
+    }
+
+    /// Revokes a family; returns true when this call revoked it (false: already revoked or unknown).
+    pub async fn revoke_family(
+        &self,
+        family_id: &str,
+        now: i64,
+        reason: &str,
+        audit: &Audit<'_>,
+    ) -> Result<bool, StoreError> {
+        transaction!(self, tx => {
+            let n = sqlx::query(
+                "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 \
+                 WHERE family_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                insert_audit!(audit, &mut *tx);
+            }
+            tx.commit().await?;
+            Ok(n == 1)
+        })
+    }
+
+    pub async fn audit(&self, audit: &Audit<'_>) -> Result<(), StoreError> {
+        writer!(self, p => {
+            insert_audit!(audit, p);
+        });
+        Ok(())
+    }
+
+    /// Audit events, newest last (for tests and operators).
+    pub async fn audit_events(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<String>, Option<String>, String)>, StoreError> {
+        reader!(self, p => {
+            let rows = sqlx::query(
+                "SELECT event, client_id, family_id, outcome FROM audit_events ORDER BY id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(p)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows.iter().rev() {
+                out.push(get!(row, event, client_id, family_id, outcome));
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,843 @@
+//! PROTOCOL.md section 5 over HTTP (in-process, `oneshot`), on SQLite and on PostgreSQL:
+//! issue, introspect, refresh, revoke with every error of the section, malformed bodies, bearer
+//! variants, internal token, subject binding, discovery, health and metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Backend, TestEnv, assert_error, basic, claims_of, exec, s, sign_with};
+use serde_json::json;
+
+both!(
+    issue_answer_and_token_shape,
+    issue_errors,
+    introspect_semantics,
+    introspect_errors,
+    refresh_rotation_and_reuse,
+    refresh_errors,
+    revoke_semantics,
+    internal_token_enforced,
+    subject_binding,
+    discovery_and_operations,
+    bearer_variants,
+);
+
+async fn issue_answer_and_token_shape(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    assert_eq!(pair["token_type"], "Bearer");
+    assert_eq!(pair["expires_in"], 900);
+    assert_eq!(pair["refresh_expires_in"], 86_400);
+    assert_eq!(pair["scope"], "orders.read orders.write");
+    let access = s(&pair, "access_token");
+    assert!(!s(&pair, "refresh_token").contains('.'));
+
+    // RFC 9068 header and claims, verifiable with the published JWKS.
+    let header = jsonwebtoken::decode_header(&access).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let kid = header.kid.unwrap();
+    let (_, jwks) = env.get("/.well-known/jwks.json").await;
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["orders-api"]);
+    v.set_issuer(&[common::ISSUER]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(&access, &key, &v).unwrap();
+    let c = data.claims;
+    assert_eq!(c["sub"], "test-user");
+    assert_eq!(c["client_id"], "c1");
+    assert_eq!(c["scope"], "orders.read orders.write");
+    for claim in ["iat", "exp", "jti", "fid"] {
+        assert!(!c[claim].is_null(), "missing {claim}");
+    }
+
+    // Narrower scope, explicit audience; the answer's scope is what introspection shows.
+    let (status, pair) = env
+        .post(
+            "/api/v1/token/issue",
+            &[("authorization", &basic("c1", &env.secret))],
+            r#"{"subject": "u2", "scope": "orders.write", "audience": "orders-api"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pair["scope"], "orders.write");
+    let (_, info) = env
+        .introspect(&s(&pair, "access_token"), &s(&pair, "access_token"))
+        .await;
+    assert_eq!(info["scope"], "orders.write");
+
+    // 255 characters is the longest subject.
+    let long = "é".repeat(255);
+    env.issue_for("c1", &env.secret, &long).await;
+    // A client with several audiences may pick one.
+    let (status, _) = env
+        .post(
+            "/api/v1/token/issue",
+            &[("authorization", &basic("multi", "x"))],
+            r#"{"subject": "u"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+async fn issue_errors(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let ok_auth = basic("c1", &env.secret);
+    let issue = |auth: String, body: &'static str| {
+        let env = &env;
+        async move {
+            env.post("/api/v1/token/issue", &[("authorization", &auth)], body)
+                .await
+        }
+    };
+    let body = r#"{"subject": "u"}"#;
+    // Client authentication: all the same answer.
+    let r = env.post("/api/v1/token/issue", &[], body).await;
+    assert_error(&r, 401, "invalid_client");
+    assert_error(
+        &issue(basic("c1", "wrong"), body).await,
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &issue(basic("nobody", &env.secret), body).await,
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &issue(basic("c2", &env.secret), body).await,
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &issue("Basic !!!".into(), body).await,
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &issue("Basic YzE=".into(), body).await,
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &issue(format!("Bearer {}", env.secret), body).await,
+        401,
+        "invalid_client",
+    );
+    identity_api::clients::set_enabled(env.state.db(), "c1", false)
+        .await
+        .unwrap();
+    assert_error(&issue(ok_auth.clone(), body).await, 401, "invalid_client");
+    identity_api::clients::set_enabled(env.state.db(), "c1", true)
+        .await
+        .unwrap();
+    assert_eq!(issue(ok_auth.clone(), body).await.0, StatusCode::OK);
+    // The scheme is case-insensitive.
+    let lower = ok_auth.replacen("Basic", "basic", 1);
+    assert_eq!(issue(lower, body).await.0, StatusCode::OK);
+
+    // Scope and audience.
+    for bad in [
+        r#"{"subject": "u", "scope": "admin"}"#,
+        r#"{"subject": "u", "scope": "orders.read admin"}"#,
+        r#"{"subject": "u", "scope": ""}"#,
+        r#"{"subject": "u", "scope": "orders.read\"x"}"#,
+    ] {
+        assert_error(&issue(ok_auth.clone(), bad).await, 400, "invalid_scope");
+    }
+    assert_error(
+        &issue(
+            ok_auth.clone(),
+            r#"{"subject": "u", "audience": "billing-api"}"#,
+        )
+        .await,
+        400,
+        "invalid_target",
+    );
+    // Malformed requests.
+    let too_long = format!(r#"{{"subject": "{}"}}"#, "a".repeat(256));
+    for bad in [
+        "",
+        "{",
+        "not json",
+        "[]",
+        "null",
+        "{}",
+        r#"{"subject": ""}"#,
+        r#"{"subject": "-"}"#,
+        r#"{"subject": 42}"#,
+        r#"{"subject": null}"#,
+        r#"{"subject": "u", "scope": ["orders.read"]}"#,
+        r#"{"subject": "u", "audience": 1}"#,
+        r#"{"subject": "a\nb"}"#,
+        too_long.as_str(),
+    ] {
+        let r = env
+            .post("/api/v1/token/issue", &[("authorization", &ok_auth)], bad)
+            .await;
+        assert_error(&r, 400, "invalid_request");
+    }
+    // A client with several audiences must name one.
+    let multi = identity_api::clients::rotate_secret(
+        env.state.db(),
+        env.state.verifier_key(),
+        "multi",
+        identity_api::now(),
+    )
+    .await
+    .unwrap();
+    let auth = basic("multi", multi.expose());
+    assert_error(&issue(auth.clone(), body).await, 400, "invalid_request");
+    let r = env
+        .post(
+            "/api/v1/token/issue",
+            &[("authorization", &auth)],
+            r#"{"subject": "u", "audience": "billing-api"}"#,
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK);
+    // Oversized body.
+    let big = format!(r#"{{"subject": "u", "pad": "{}"}}"#, "x".repeat(70_000));
+    let r = common::send(
+        &env.app,
+        "POST",
+        "/api/v1/token/issue",
+        &[("authorization", &ok_auth)],
+        big.into_bytes(),
+    )
+    .await;
+    assert_error(&r, 413, "invalid_request");
+    // Unknown fields are ignored.
+    let r = env
+        .post(
+            "/api/v1/token/issue",
+            &[("authorization", &ok_auth)],
+            r#"{"subject": "u", "extra": {"a": 1}}"#,
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK);
+}
+
+async fn introspect_semantics(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    let access = s(&pair, "access_token");
+    let refresh = s(&pair, "refresh_token");
+
+    let (status, info) = env.introspect(&access, &access).await;
+    assert_eq!(status, StatusCode::OK);
+    let c = claims_of(&access);
+    assert_eq!(
+        info,
+        json!({
+            "active": true, "token_use": "access_token", "token_type": "Bearer",
+            "sub": "test-user", "client_id": "c1", "scope": "orders.read orders.write",
+            "aud": ["orders-api"], "iss": common::ISSUER, "exp": c.exp, "iat": c.iat, "jti": c.jti,
+        })
+    );
+    let (_, info) = env.introspect(&access, &refresh).await;
+    assert_eq!(info["active"], true);
+    assert_eq!(info["token_use"], "refresh_token");
+    assert_eq!(info["aud"], json!(["orders-api"]));
+    assert_eq!(info["scope"], "orders.read orders.write");
+    assert_eq!(info["sub"], "test-user");
+    assert!(info.get("token_type").is_none());
+    // The hint does not change the answer.
+    let (_, hinted) = env
+        .post(
+            "/api/v1/introspect",
+            &[("authorization", &format!("Bearer {access}"))],
+            &json!({"token": refresh, "token_type_hint": "access_token"}).to_string(),
+        )
+        .await;
+    assert_eq!(hinted, info);
+
+    // Another client's tokens: exactly {"active": false}.
+    let other = env.issue_for("c2", &env.secret2, "test-user").await;
+    for t in [s(&other, "access_token"), s(&other, "refresh_token")] {
+        let (status, info) = env.introspect(&access, &t).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(info, json!({"active": false}));
+    }
+    // Unknown and garbage tokens.
+    for t in ["garbage", "a.b.c", &"x".repeat(43)] {
+        assert_eq!(env.introspect(&access, t).await.1, json!({"active": false}));
+    }
+    // A spent refresh token is inactive; the access token issued before stays active.
+    let (status, next) = env.refresh(&access, &refresh).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        env.introspect(&access, &refresh).await.1,
+        json!({"active": false})
+    );
+    assert_eq!(env.introspect(&access, &access).await.1["active"], true);
+    let new_access = s(&next, "access_token");
+    assert_eq!(
+        env.introspect(&new_access, &new_access).await.1["active"],
+        true
+    );
+    // An expired access token is inactive.
+    let mut expired = claims_of(&access);
+    expired.exp = identity_api::now() - 10;
+    expired.jti = "expired".into();
+    let expired = sign_with(&env.state, &expired);
+    assert_eq!(
+        env.introspect(&access, &expired).await.1,
+        json!({"active": false})
+    );
+}
+
+async fn introspect_errors(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    let access = s(&pair, "access_token");
+    let r = env
+        .post(
+            "/api/v1/introspect",
+            &[],
+            &json!({"token": access}).to_string(),
+        )
+        .await;
+    assert_error(&r, 401, "invalid_token");
+    // An expired bearer is not active.
+    let mut c = claims_of(&access);
+    c.exp = identity_api::now() - 1;
+    let expired = sign_with(&env.state, &c);
+    assert_error(
+        &env.introspect(&expired, &access).await,
+        401,
+        "invalid_token",
+    );
+    for bad in [
+        r#"{}"#,
+        r#"{"token": ""}"#,
+        r#"{"token": 5}"#,
+        r#"{"token": "x", "token_type_hint": 1}"#,
+        "nope",
+    ] {
+        let r = env
+            .post(
+                "/api/v1/introspect",
+                &[("authorization", &format!("Bearer {access}"))],
+                bad,
+            )
+            .await;
+        assert_error(&r, 400, "invalid_request");
+    }
+}
+
+/// Bearer checks shared by introspect, refresh and revoke.
+async fn bearer_variants(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    let access = s(&pair, "access_token");
+    let refresh = s(&pair, "refresh_token");
+    // Wrong issuer, signed with our own key.
+    let mut c = claims_of(&access);
+    c.iss = "https://elsewhere.test".into();
+    let wrong_iss = sign_with(&env.state, &c);
+    // Signed by a key this server never had (another instance with its own database).
+    let Some(foreign) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
+    let foreign_token = sign_with(&foreign.state, &claims_of(&access));
+    // A valid signature over other claims: flip one byte of the signature.
+    let mut tampered = access.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let none_alg = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.{}.",
+        access.split('.').nth(1).unwrap()
+    );
+    let bad = [
+        "garbage".to_owned(),
+        "a.b.c".to_owned(),
+        wrong_iss,
+        foreign_token,
+        tampered,
+        none_alg,
+        refresh.clone(),
+    ];
+    for bearer in &bad {
+        assert_error(&env.introspect(bearer, &access).await, 401, "invalid_token");
+        assert_error(&env.refresh(bearer, &refresh).await, 401, "invalid_token");
+        assert_error(&env.revoke(bearer, &refresh).await, 401, "invalid_token");
+    }
+    // Other schemes and forms.
+    for header in [
+        format!("Basic {access}"),
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        access.clone(),
+    ] {
+        let r = env
+            .post(
+                "/api/v1/introspect",
+                &[("authorization", &header)],
+                &json!({"token": access}).to_string(),
+            )
+            .await;
+        assert_error(&r, 401, "invalid_token");
+    }
+    let r = env
+        .post(
+            "/api/v1/introspect",
+            &[("authorization", &format!("bEaReR {access}"))],
+            &json!({"token": access}).to_string(),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK);
+    // The family is still intact: none of the above revoked anything.
+    assert_eq!(env.introspect(&access, &refresh).await.1["active"], true);
+}
+
+async fn refresh_rotation_and_reuse(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    let a1 = s(&pair, "access_token");
+    let r1 = s(&pair, "refresh_token");
+    let (status, p2) = env.refresh(&a1, &r1).await;
+    assert_eq!(status, StatusCode::OK, "{p2}");
+    assert_eq!(p2["token_type"], "Bearer");
+    assert_eq!(p2["scope"], "orders.read orders.write");
+    assert!(p2["refresh_expires_in"].as_i64().unwrap() > 0);
+    let a2 = s(&p2, "access_token");
+    let r2 = s(&p2, "refresh_token");
+    assert_eq!(claims_of(&a1).fid, claims_of(&a2).fid, "same family");
+    assert_ne!(r1, r2);
+    // An expired bearer of the family may refresh.
+    let mut c = claims_of(&a2);
+    c.exp = identity_api::now() - 100;
+    let expired_bearer = sign_with(&env.state, &c);
+    let (status, p3) = env.refresh(&expired_bearer, &r2).await;
+    assert_eq!(status, StatusCode::OK, "{p3}");
+    let a3 = s(&p3, "access_token");
+    let r3 = s(&p3, "refresh_token");
+
+    // Presenting a spent token revokes the whole family.
+    assert_error(&env.refresh(&a3, &r1).await, 400, "invalid_grant");
+    for t in [&a1, &a2, &a3, &r3] {
+        let other = env.issue_for("c1", &env.secret, "test-user").await;
+        let bearer = s(&other, "access_token");
+        assert_eq!(env.introspect(&bearer, t).await.1, json!({"active": false}));
+    }
+    // Every bearer of the family is now refused.
+    assert_error(&env.introspect(&a3, &a3).await, 401, "invalid_token");
+    assert_error(&env.refresh(&a3, &r3).await, 401, "invalid_token");
+    // The audit trail saw it, without any token.
+    let events = env.state.db().audit_events(20).await.unwrap();
+    assert!(events.iter().any(|e| e.0 == "reuse_detected"));
+    assert!(events.iter().filter(|e| e.0 == "refresh").count() >= 2);
+    let (_, metrics) = common::send(&env.app, "GET", "/metrics", &[], vec![]).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains("identity_api_refresh_reuse_detected_total 1"),
+        "{metrics}"
+    );
+}
+
+async fn refresh_errors(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    let access = s(&pair, "access_token");
+    let refresh = s(&pair, "refresh_token");
+    let bearer = [("authorization", format!("Bearer {access}"))];
+    let bearer: Vec<(&str, &str)> = bearer.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let post = |body: String| {
+        let env = &env;
+        let bearer = bearer.clone();
+        async move { env.post("/api/v1/token", &bearer, &body).await }
+    };
+    assert_error(
+        &post(json!({"refresh_token": refresh}).to_string()).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &post(json!({"grant_type": "password", "refresh_token": refresh}).to_string()).await,
+        400,
+        "unsupported_grant_type",
+    );
+    assert_error(
+        &post(json!({"grant_type": "refresh_token"}).to_string()).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &post(json!({"grant_type": "refresh_token", "refresh_token": 1}).to_string()).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(&post("{".into()).await, 400, "invalid_request");
+    assert_error(&env.refresh(&access, "unknown").await, 400, "invalid_grant");
+
+    // Another client's or another subject's token: refused, and nothing is revoked.
+    let other_client = env.issue_for("c2", &env.secret2, "test-user").await;
+    let other_subject = env.issue_for("c1", &env.secret, "someone-else").await;
+    for other in [&other_client, &other_subject] {
+        assert_error(
+            &env.refresh(&access, &s(other, "refresh_token")).await,
+            400,
+            "invalid_grant",
+        );
+        let (status, _) = env
+            .refresh(&s(other, "access_token"), &s(other, "refresh_token"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "the other family is intact");
+    }
+    // Expired refresh token.
+    let second = env.issue().await;
+    exec(
+        env.state.db(),
+        "UPDATE refresh_tokens SET expires_at = 0 WHERE spent = FALSE",
+    )
+    .await;
+    assert_error(
+        &env.refresh(&s(&second, "access_token"), &s(&second, "refresh_token"))
+            .await,
+        400,
+        "invalid_grant",
+    );
+    // A token of a revoked family, presented with a bearer of another family.
+    let third = env.issue().await;
+    let fourth = env.issue().await;
+    let (status, _) = env
+        .revoke(&s(&third, "access_token"), &s(&third, "access_token"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &env.refresh(&s(&fourth, "access_token"), &s(&third, "refresh_token"))
+            .await,
+        400,
+        "invalid_grant",
+    );
+    // Its bearer is refused.
+    assert_error(
+        &env.refresh(&s(&third, "access_token"), &s(&fourth, "refresh_token"))
+            .await,
+        401,
+        "invalid_token",
+    );
+}
+
+async fn revoke_semantics(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let keeper = env.issue().await; // a bearer of another family
+    let bearer = s(&keeper, "access_token");
+
+    // Revoking the refresh token revokes the family: its access token too.
+    let p = env.issue().await;
+    assert_eq!(
+        env.revoke(&bearer, &s(&p, "refresh_token")).await.1,
+        json!({"revoked": true})
+    );
+    assert_eq!(
+        env.introspect(&bearer, &s(&p, "access_token")).await.1,
+        json!({"active": false})
+    );
+    // Already revoked: still true.
+    assert_eq!(
+        env.revoke(&bearer, &s(&p, "access_token")).await.1,
+        json!({"revoked": true})
+    );
+
+    // Revoking by access token; a spent refresh token also names its family.
+    let p = env.issue().await;
+    let (_, p2) = env
+        .refresh(&s(&p, "access_token"), &s(&p, "refresh_token"))
+        .await;
+    assert_eq!(
+        env.revoke(&bearer, &s(&p, "refresh_token")).await.1,
+        json!({"revoked": true})
+    );
+    assert_eq!(
+        env.introspect(&bearer, &s(&p2, "refresh_token")).await.1,
+        json!({"active": false})
+    );
+
+    // An expired access token names its family too, and the bearer may be expired.
+    let p = env.issue().await;
+    let mut c = claims_of(&s(&p, "access_token"));
+    c.exp = identity_api::now() - 5;
+    let expired = sign_with(&env.state, &c);
+    let mut kc = claims_of(&bearer);
+    kc.exp = identity_api::now() - 5;
+    let expired_bearer = sign_with(&env.state, &kc);
+    assert_eq!(
+        env.revoke(&expired_bearer, &expired).await.1,
+        json!({"revoked": true})
+    );
+    assert_eq!(
+        env.introspect(&bearer, &s(&p, "refresh_token")).await.1["active"],
+        false
+    );
+
+    // Unknown tokens.
+    for t in ["unknown", "a.b.c"] {
+        let (status, body) = env.revoke(&bearer, t).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"revoked": false}));
+    }
+    // Another client's or subject's token.
+    let other_client = env.issue_for("c2", &env.secret2, "test-user").await;
+    let other_subject = env.issue_for("c1", &env.secret, "someone-else").await;
+    for other in [&other_client, &other_subject] {
+        for t in [s(other, "refresh_token"), s(other, "access_token")] {
+            assert_error(&env.revoke(&bearer, &t).await, 403, "unauthorized_client");
+        }
+        assert_eq!(
+            env.introspect(&s(other, "access_token"), &s(other, "access_token"))
+                .await
+                .1["active"],
+            true
+        );
+    }
+    // Malformed.
+    let r = env
+        .post(
+            "/api/v1/revoke",
+            &[("authorization", &format!("Bearer {bearer}"))],
+            r#"{"token_type_hint": "refresh_token"}"#,
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    // A bearer of a revoked family is refused; revoking oneself works once.
+    assert_eq!(
+        env.revoke(&bearer, &bearer).await.1,
+        json!({"revoked": true})
+    );
+    assert_error(&env.revoke(&bearer, &bearer).await, 401, "invalid_token");
+    let events = env.state.db().audit_events(50).await.unwrap();
+    assert!(events.iter().any(|e| e.0 == "revoke"));
+}
+
+async fn internal_token_enforced(b: Backend) {
+    let Some(env) = TestEnv::with(b, |s| {
+        s.internal_token = Some(identity_api::secret::InternalToken::new(
+            "sidecar-secret".into(),
+        ));
+    })
+    .await
+    else {
+        return;
+    };
+    let auth = basic("c1", &env.secret);
+    let body = r#"{"subject": "u"}"#;
+    for headers in [
+        vec![("authorization", auth.as_str())],
+        vec![
+            ("authorization", auth.as_str()),
+            ("x-internal-token", "wrong"),
+        ],
+        vec![
+            ("authorization", auth.as_str()),
+            ("x-internal-token", "sidecar-secre"),
+        ],
+        vec![("authorization", auth.as_str()), ("x-internal-token", "")],
+    ] {
+        let r = env.post("/api/v1/token/issue", &headers, body).await;
+        assert_error(&r, 403, "access_denied");
+    }
+    for path in ["/api/v1/introspect", "/api/v1/token", "/api/v1/revoke"] {
+        assert_error(&env.post(path, &[], "{}").await, 403, "access_denied");
+    }
+    let r = env
+        .post(
+            "/api/v1/token/issue",
+            &[
+                ("authorization", &auth),
+                ("x-internal-token", "sidecar-secret"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK);
+    // Health and discovery are not behind the token.
+    assert_eq!(env.get("/health").await.0, StatusCode::OK);
+    assert_eq!(env.get("/.well-known/jwks.json").await.0, StatusCode::OK);
+}
+
+async fn subject_binding(b: Backend) {
+    let Some(env) = TestEnv::with(b, |s| {
+        s.internal_token = Some(identity_api::secret::InternalToken::new("it".into()));
+    })
+    .await
+    else {
+        return;
+    };
+    let auth = basic("c1", &env.secret);
+    let issue = |subject_header: &'static str, subject: &'static str| {
+        let env = &env;
+        let auth = auth.clone();
+        async move {
+            env.post(
+                "/api/v1/token/issue",
+                &[
+                    ("authorization", &auth),
+                    ("x-internal-token", "it"),
+                    ("x-session-subject", subject_header),
+                ],
+                &json!({ "subject": subject }).to_string(),
+            )
+            .await
+        }
+    };
+    assert_error(&issue("alice", "bob").await, 403, "subject_mismatch");
+    let (status, pair) = issue("alice", "alice").await;
+    assert_eq!(status, StatusCode::OK);
+    let access = s(&pair, "access_token");
+    let refresh = s(&pair, "refresh_token");
+    let with = |path: &'static str, subject: &'static str, body: String| {
+        let env = &env;
+        let bearer = format!("Bearer {access}");
+        async move {
+            env.post(
+                path,
+                &[
+                    ("authorization", &bearer),
+                    ("x-internal-token", "it"),
+                    ("x-session-subject", subject),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let token_body = json!({"token": access}).to_string();
+    let refresh_body = json!({"grant_type": "refresh_token", "refresh_token": refresh}).to_string();
+    assert_error(
+        &with("/api/v1/introspect", "bob", token_body.clone()).await,
+        403,
+        "subject_mismatch",
+    );
+    assert_error(
+        &with("/api/v1/token", "bob", refresh_body.clone()).await,
+        403,
+        "subject_mismatch",
+    );
+    assert_error(
+        &with("/api/v1/revoke", "bob", token_body.clone()).await,
+        403,
+        "subject_mismatch",
+    );
+    // Nothing was spent or revoked by the refused requests.
+    assert_eq!(
+        with("/api/v1/introspect", "alice", token_body).await.1["active"],
+        true
+    );
+    assert_eq!(
+        with("/api/v1/token", "alice", refresh_body).await.0,
+        StatusCode::OK
+    );
+}
+
+async fn discovery_and_operations(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let (status, config) = env.get("/.well-known/openid-configuration").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config["issuer"], common::ISSUER);
+    assert_eq!(
+        config["jwks_uri"],
+        format!("{}/.well-known/jwks.json", common::ISSUER)
+    );
+    assert_eq!(
+        config["introspection_endpoint"],
+        format!("{}/api/v1/introspect", common::ISSUER)
+    );
+    assert_eq!(
+        config["revocation_endpoint"],
+        format!("{}/api/v1/revoke", common::ISSUER)
+    );
+    assert_eq!(
+        config["token_endpoint"],
+        format!("{}/api/v1/token", common::ISSUER)
+    );
+    let (_, jwks) = env.get("/.well-known/jwks.json").await;
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kty"], "EC");
+    assert_eq!(keys[0]["crv"], "P-256");
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert!(keys[0].get("d").is_none());
+
+    assert_eq!(
+        env.get("/health").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let (status, ready) = env.get("/health/ready").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(env.get("/version").await.1["name"], "identity-api");
+    let _ = env.issue().await;
+    let pair = env.issue().await;
+    let access = s(&pair, "access_token");
+    env.introspect(&access, &access).await;
+    let (status, metrics) = env.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("identity_api_tokens_issued_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("identity_api_introspections_total{result=\"active_access\"} 1"));
+    assert!(metrics.contains("identity_api_request_duration_seconds_bucket"));
+    // 404 / 405 in the same JSON shape.
+    assert_error(&env.get("/nope").await, 404, "not_found");
+    assert_error(&env.get("/api/v1/token").await, 405, "method_not_allowed");
+
+    // The ops app serves health, version and metrics, and nothing of the API.
+    let ops = identity_api::ops_app(env.state.clone());
+    let get = |path: &'static str| common::send(&ops, "GET", path, &[], Vec::new());
+    assert_eq!(get("/health").await.0, StatusCode::OK);
+    assert_eq!(get("/health/ready").await.0, StatusCode::OK);
+    assert_eq!(get("/version").await.1["name"], "identity-api");
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("identity_api_tokens_issued_total 2")
+    );
+    for path in [
+        "/api/v1/introspect",
+        "/api/v1/token/issue",
+        "/.well-known/jwks.json",
+    ] {
+        assert_error(
+            &common::send(&ops, "POST", path, &[], b"{}".to_vec()).await,
+            404,
+            "not_found",
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! The binary: `client create|list|rotate-secret|disable`, `keys rotate`, `migrate`,
+//! `serve --dev` (key file 0600, seeded dev-client, graceful SIGTERM, restart), `serve` without a
+//! key-encryption key, and `--help`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::{Backend, basic, database, new_kek_text, state_on};
+use serde_json::Value;
+
+both!(client_commands);
+
+const BIN: &str = env!("CARGO_BIN_EXE_identity-api");
+
+/// A command with no IDENTITY_* variables inherited from the test environment.
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IDENTITY_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn run(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn issue_status(app: &axum::Router, id: &str, secret: &str) -> StatusCode {
+    common::send(
+        app,
+        "POST",
+        "/api/v1/token/issue",
+        &[("authorization", &basic(id, secret))],
+        br#"{"subject": "u"}"#.to_vec(),
+    )
+    .await
+    .0
+}
+
+async fn client_commands(b: Backend) {
+    let Some((url, _dir)) = database(b).await else {
+        return;
+    };
+    let kek = new_kek_text();
+    let with_kek = |args: &[&str]| {
+        let mut c = cmd(args);
+        c.env("IDENTITY_KEY_ENCRYPTION_KEY", &kek)
+            .env("IDENTITY_DATABASE_URL", &url);
+        c
+    };
+    assert!(run(&mut cmd(&["migrate", "--database-url", &url])).0);
+
+    let (ok, out, err) = run(&mut with_kek(&[
+        "client",
+        "create",
+        "cli-client",
+        "--scope",
+        "orders.read orders.write",
+        "--audience",
+        "orders-api",
+        "--json",
+    ]));
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(created["client_id"], "cli-client");
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 43, "256-bit secret as base64url");
+    assert!(!err.contains(&secret), "the secret is not logged");
+
+    let (ok, _, err) = run(&mut with_kek(&[
+        "client",
+        "create",
+        "cli-client",
+        "--scope",
+        "orders.read",
+        "--audience",
+        "orders-api",
+    ]));
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+    // Without a key-encryption key, a clear refusal.
+    let (ok, _, err) = run(&mut cmd(&[
+        "client",
+        "create",
+        "x",
+        "--scope",
+        "a",
+        "--audience",
+        "b",
+        "--database-url",
+        &url,
+    ]));
+    assert!(!ok);
+    assert!(err.contains("IDENTITY_KEY_ENCRYPTION_KEY"), "{err}");
+
+    let state = state_on(&url, &kek, common::settings()).await;
+    let app = identity_api::app(state.clone());
+    assert_eq!(
+        issue_status(&app, "cli-client", &secret).await,
+        StatusCode::OK
+    );
+
+    let (ok, out, _) = run(&mut cmd(&[
+        "client",
+        "list",
+        "--json",
+        "--database-url",
+        &url,
+    ]));
+    assert!(ok);
+    let listed: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(listed["client_id"], "cli-client");
+    assert_eq!(listed["scope"], "orders.read orders.write");
+    assert_eq!(listed["enabled"], true);
+    assert!(!out.contains(&secret) && !out.contains("secret"));
+
+    let (ok, out, err) = run(&mut with_kek(&[
+        "client",
+        "rotate-secret",
+        "cli-client",
+        "--json",
+    ]));
+    assert!(ok, "{err}");
+    let rotated: Value = serde_json::from_str(out.trim()).unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        issue_status(&app, "cli-client", &secret).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        issue_status(&app, "cli-client", &new_secret).await,
+        StatusCode::OK
+    );
+
+    let (ok, _, err) = run(&mut cmd(&[
+        "client",
+        "disable",
+        "cli-client",
+        "--database-url",
+        &url,
+    ]));
+    assert!(ok, "{err}");
+    assert_eq!(
+        issue_status(&app, "cli-client", &new_secret).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (ok, _, _) = run(&mut cmd(&[
+        "client",
+        "disable",
+        "nobody",
+        "--database-url",
+        &url,
+    ]));
+    assert!(!ok);
+
+    let (ok, _, err) = run(&mut with_kek(&["keys", "rotate"]));
+    assert!(ok, "{err}");
+    assert!(state.reload_keys().await.unwrap());
+    let (_, jwks) = common::send(&app, "GET", "/.well-known/jwks.json", &[], vec![]).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let (ok, out, _) = run(&mut cmd(&["--help"]));
+    assert!(ok);
+    for word in ["serve", "migrate", "client", "keys"] {
+        assert!(out.contains(word), "{out}");
+    }
+    let (_, out, _) = run(&mut cmd(&["serve", "--help"]));
+    for flag in [
+        "--listen",
+        "--database-url",
+        "--key-encryption-key",
+        "--key-encryption-key-file",
+        "--dev",
+        "--issuer",
+        "--internal-token",
+        "--access-token-ttl-secs",
+        "--refresh-token-ttl-secs",
+        "--family-ttl-secs",
+        "--log-format",
+        "IDENTITY_DATABASE_URL",
+        "IDENTITY_INTERNAL_TOKEN",
+    ] {
+        assert!(out.contains(flag), "serve --help lacks {flag}: {out}");
+    }
+    let (_, out, _) = run(&mut cmd(&["client", "create", "--help"]));
+    for flag in ["--scope", "--audience", "--json", "--database-url"] {
+        assert!(out.contains(flag), "{out}");
+    }
+}
+
+#[test]
+fn serve_refuses_without_a_key_encryption_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db").display());
+    let (ok, _, err) = run(
+        cmd(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]).current_dir(dir.path()),
+    );
+    assert!(!ok);
+    assert!(err.contains("IDENTITY_KEY_ENCRYPTION_KEY"), "{err}");
+    assert!(!dir.path().join("identity-dev.kek").exists());
+}
+
+struct Server {
+    child: std::process::Child,
+    base: String,
+    stdout: Vec<String>,
+}
+
+/// Starts `serve --dev` on port 0 and waits (bounded) for its "listening on" line.
+fn start_dev(dir: &std::path::Path, url: &str) -> Server {
+    let mut child = cmd(&[
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        url,
+        "--issuer",
+        common::ISSUER,
+    ])
+    .current_dir(dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not report its address");
+        };
+        if let Some(base) = line.strip_prefix("identity-api listening on ") {
+            let base = base.to_owned();
+            lines.push(line);
+            return Server {
+                child,
+                base,
+                stdout: lines,
+            };
+        }
+        lines.push(line);
+    }
+}
+
+fn sigterm_and_wait(mut server: Server) {
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..300 {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.child.kill();
+    panic!("serve did not stop on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_dev_quick_start_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+    let server = start_dev(dir.path(), &url);
+    let kek_file = dir.path().join("identity-dev.kek");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&kek_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let secret = server
+        .stdout
+        .iter()
+        .find_map(|l| l.split("client_secret=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the dev-client secret is printed")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let issue = |base: String, secret: String| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{base}/api/v1/token/issue"))
+                .header("authorization", basic("dev-client", &secret))
+                .json(&serde_json::json!({"subject": "test-user", "scope": "orders.read"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = issue(server.base.clone(), secret.clone()).await;
+    assert_eq!(r.status(), 200);
+    let pair: Value = r.json().await.unwrap();
+    assert_eq!(pair["scope"], "orders.read");
+    sigterm_and_wait(server);
+
+    // Restart: same key file, same client, the earlier refresh token still works.
+    let server = start_dev(dir.path(), &url);
+    assert!(
+        !server.stdout.iter().any(|l| l.contains("client_secret=")),
+        "dev-client is seeded only once"
+    );
+    let r = issue(server.base.clone(), secret.clone()).await;
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{}/api/v1/token", server.base))
+        .bearer_auth(pair["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({
+            "grant_type": "refresh_token",
+            "refresh_token": pair["refresh_token"].as_str().unwrap(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "refresh across a restart");
+    sigterm_and_wait(server);
+}

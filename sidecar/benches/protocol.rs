@@ -1,0 +1,177 @@
+//! The protocol's hot paths, one core: each side of session init, seal and open at three sizes,
+//! and the replay window. docs/benchmarks.md records the figures and the machine.
+//!
+//! `cargo bench -p identity-sidecar --bench protocol`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot set up should stop
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use identity_sidecar::protocol::envelope::Envelope;
+use identity_sidecar::protocol::handshake::{self, ClientHandshake, InitRequest};
+use identity_sidecar::protocol::signing::{SigningKey, TrustedKeys};
+use identity_sidecar::protocol::{EphemeralSecret, ReplayWindow, Role, SessionKeys};
+use std::hint::black_box;
+
+fn session_init(c: &mut Criterion) {
+    let signing = SigningKey::generate();
+    let trusted = TrustedKeys::pinned(&signing.public_key().to_b64u()).unwrap();
+    let client = ClientHandshake::new();
+    let body = serde_json::to_vec(&client.request()).unwrap();
+    let mut group = c.benchmark_group("session_init");
+
+    // The sidecar's side without the signature: parse and check the key, keygen, ECDH, HKDF.
+    group.bench_function("sidecar_parse_keygen_ecdh_hkdf", |b| {
+        b.iter(|| {
+            let client_pk = InitRequest::parse(black_box(&body)).unwrap();
+            let ours = EphemeralSecret::generate();
+            black_box(SessionKeys::establish(
+                ours,
+                &client_pk,
+                Role::Server,
+                "bench-session",
+            ))
+        })
+    });
+    // What the sidecar does per init: all of the above plus the ECDSA signature.
+    group.bench_function("sidecar_accept_signed", |b| {
+        b.iter(|| {
+            let client_pk = InitRequest::parse(black_box(&body)).unwrap();
+            black_box(handshake::accept(
+                &client_pk,
+                "bench-session",
+                300,
+                1_800_000_000,
+                None,
+                &signing,
+            ))
+        })
+    });
+    // The client's side: keygen, then verify the signature, parse, ECDH, HKDF.
+    group.bench_function("client_keygen_verify_ecdh_hkdf", |b| {
+        let client_pk = InitRequest::parse(&body).unwrap();
+        b.iter_batched(
+            || {
+                let fresh = ClientHandshake::new();
+                let pk = fresh.public_key().clone();
+                let (answer, _) =
+                    handshake::accept(&pk, "bench-session", 300, 1_800_000_000, None, &signing);
+                (fresh, answer)
+            },
+            |(fresh, answer)| black_box(fresh.finish(&answer, &trusted, None).unwrap()),
+            criterion::BatchSize::SmallInput,
+        );
+        black_box(client_pk);
+    });
+    group.finish();
+}
+
+fn envelope(c: &mut Criterion) {
+    let signing = SigningKey::generate();
+    let client = ClientHandshake::new();
+    let client_pk = client.public_key().clone();
+    let (answer, server_keys) = handshake::accept(
+        &client_pk,
+        "bench-session",
+        300,
+        1_800_000_000,
+        None,
+        &signing,
+    );
+    let trusted = TrustedKeys::pinned(&signing.public_key().to_b64u()).unwrap();
+    let session = client.finish(&answer, &trusted, None).unwrap();
+    let auth = Some("Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln");
+
+    let mut group = c.benchmark_group("envelope");
+    for size in [256usize, 4096, 65536] {
+        let plaintext = vec![b'x'; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(
+            BenchmarkId::new("seal_request", size),
+            &plaintext,
+            |b, p| {
+                b.iter(|| {
+                    black_box(
+                        session
+                            .seal_request("POST", "/api/v1/introspect", auth, p)
+                            .unwrap(),
+                    )
+                })
+            },
+        );
+        let sealed = session
+            .seal_request_with_seq(1, "POST", "/api/v1/introspect", auth, &plaintext)
+            .unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("parse_open_request", size),
+            &sealed.body,
+            |b, body| {
+                b.iter(|| {
+                    let env = Envelope::from_json(black_box(body)).unwrap();
+                    black_box(
+                        server_keys
+                            .open_request(
+                                "bench-session",
+                                "POST",
+                                "/api/v1/introspect",
+                                auth.map(str::as_bytes),
+                                &env,
+                            )
+                            .unwrap(),
+                    )
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("seal_response", size),
+            &plaintext,
+            |b, p| {
+                b.iter(|| {
+                    black_box(
+                        server_keys
+                            .seal_response("bench-session", "POST", "/api/v1/introspect", 1, 200, p)
+                            .to_json(),
+                    )
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn replay_window(c: &mut Criterion) {
+    let mut group = c.benchmark_group("replay_window");
+    group.bench_function("accept_in_order", |b| {
+        let mut window = ReplayWindow::new();
+        let mut seq = 0;
+        b.iter(|| {
+            seq += 1;
+            window.accept(black_box(seq)).unwrap()
+        })
+    });
+    group.bench_function("accept_out_of_order_within_window", |b| {
+        let mut window = ReplayWindow::new();
+        let mut base = 0u64;
+        let mut i = 0u64;
+        b.iter(|| {
+            // Blocks of 64 seqs accepted in reverse, so most accepts land inside the window.
+            if i.is_multiple_of(64) {
+                base += 64;
+            }
+            let seq = base + 63 - (i % 64);
+            i += 1;
+            let _ = black_box(window.accept(black_box(seq)));
+        })
+    });
+    group.bench_function("slide_far", |b| {
+        let mut window = ReplayWindow::new();
+        let mut seq = 0;
+        b.iter(|| {
+            seq += 700;
+            window.accept(black_box(seq)).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, session_init, envelope, replay_window);
+criterion_main!(benches);

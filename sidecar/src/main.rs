@@ -1,0 +1,60 @@
+//! `identity-sidecar`: parse the configuration, serve, drain on SIGTERM/Ctrl-C.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use std::time::Duration;
+
+use clap::Parser;
+use identity_sidecar::server::{self, Config};
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    server::init_tracing(config.log_format);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+
+    // One signal starts the drain and the clock on it: a client trickling its body must not
+    // hold the process open until the kubelet kills it.
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let signalled = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let deadline = {
+        let stopped = stopped.clone();
+        async move {
+            signalled(stopped).await;
+            tokio::time::sleep(grace).await;
+        }
+    };
+    let server = match server::bind(&config).await {
+        Ok(server) => server,
+        Err(err) => {
+            tracing::error!("identity-sidecar cannot start: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
+    println!(
+        "identity-sidecar listening on http://{}",
+        server.local_addr()
+    );
+    tokio::select! {
+        result = server.run(signalled(stopped)) => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!("identity-sidecar failed: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "drain took longer than the grace period; exiting");
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The sidecar: terminates the encrypted session channel of PROTOCOL.md and forwards plaintext
+//! to the identity API.
+//!
+//! - [`config`]: flags and environment variables;
+//! - [`state`]: signing keys, the session table and the rest of the shared state;
+//! - [`sessions`]: live sessions, their replay windows and request counts;
+//! - [`routes`]: the HTTP routes of sections 1 to 4 ([`app`]);
+//! - [`forward`]: the identity API client;
+//! - [`error`]: the section 4 errors, mapped to HTTP in one place;
+//! - [`metrics`], [`rate_limit`].
+//!
+//! [`bind`] then [`Server::run`] (or [`serve`]) run the real server; tests bind port 0.
+
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod rate_limit;
+pub mod routes;
+pub mod sessions;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
+
+pub use config::{Config, LogFormat};
+pub use error::ApiError;
+pub use routes::app;
+pub use state::{AppState, Keys, StartError};
+
+/// A bound, not yet running sidecar.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    local_addr: SocketAddr,
+}
+
+/// Loads the keys the configuration names and binds `--listen`.
+pub async fn bind(config: &Config) -> Result<Server, StartError> {
+    let keys = Keys::load(config)?;
+    bind_with_keys(config, keys).await
+}
+
+/// [`bind`] with keys already loaded.
+pub async fn bind_with_keys(config: &Config, keys: Keys) -> Result<Server, StartError> {
+    let state = AppState::new(config, keys)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    Ok(Server {
+        listener,
+        state,
+        local_addr,
+    })
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
+    /// The expired-session sweep runs in the background meanwhile.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let sweeper = tokio::spawn(sweep(self.state.clone()));
+        tracing::info!(
+            listen = %self.local_addr,
+            key_id = self.state.keys.signing.key_id(),
+            "identity-sidecar listening"
+        );
+        let result = axum::serve(
+            self.listener,
+            app(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        sweeper.abort();
+        tracing::info!("identity-sidecar stopped");
+        result
+    }
+}
+
+/// Binds and serves until `shutdown`.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let server = bind(&config).await?;
+    server.run(shutdown).await.map_err(ServeError::Serve)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Drops expired sessions (and idle rate-limit buckets) every sweep interval.
+async fn sweep(state: AppState) {
+    let mut interval = tokio::time::interval(state.settings.sweep_interval);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = Instant::now();
+        let dropped = state.sessions.sweep(now);
+        state.limiter.sweep(now);
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                live = state.sessions.len(),
+                "swept expired sessions"
+            );
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: draining in-flight requests");
+}
+
+/// Logs to stderr, text or JSON, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal; files and log collectors get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    // try_init: a second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
