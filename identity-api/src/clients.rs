@@ -1,7 +1,8 @@
 //! Clients and their secrets.
 //!
 //! Secrets are 256 random bits generated here, so a keyed fast hash is the right verifier:
-//! HMAC-SHA256 under a key derived from the key-encryption key. Brute force against 2^256 is
+//! HMAC-SHA256 under a 256-bit random key stored sealed under the key-encryption key
+//! (`keys::bootstrap`). Brute force against 2^256 is
 //! hopeless whatever the hash speed, and a stolen database alone does not even allow an offline
 //! check without the server key. A slow password hash (argon2, bcrypt) only helps low-entropy
 //! human passwords and would cap issuance at a few hundred requests per second.
@@ -35,6 +36,8 @@ impl From<StoreError> for ClientError {
     }
 }
 
+/// The label the previous version derived the verifier key from the KEK with
+/// (`Kek::legacy_verifier_key`); only for carrying its databases over.
 pub const VERIFIER_LABEL: &str = "identity-api/v1 client-secret verifier";
 
 /// HMAC-SHA256(key, client_id || 0x00 || secret): binds the verifier to its client row.

@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use zeroize::Zeroizing;
 
-use crate::keys::{Kek, KeyError};
+use crate::keys::{Kek, Keks, KeyError};
+use crate::secret::InternalToken;
 
 /// Where `--dev` keeps its generated key-encryption key when none is configured.
 pub const DEV_KEK_FILE: &str = "identity-dev.kek";
@@ -68,23 +70,91 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Key-encryption key: generate one, re-encrypt the stored keys under the current one.
+    #[command(subcommand)]
+    Kek(KekCommand),
 }
 
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// Database URL: sqlite://path (created if missing) or postgres://user@host/db.
+    /// Database URL: sqlite://path (created if missing) or postgres://user:password@host/db
+    /// (TLS: add ?sslmode=require or verify-full, see the README).
     #[arg(
         long,
         env = "IDENTITY_DATABASE_URL",
-        default_value = "sqlite://identity.db"
+        default_value = "sqlite://identity.db",
+        hide_env_values = true
     )]
-    pub database_url: String,
+    pub database_url: SecretArg,
+
+    /// File holding the database URL (one trailing newline is ignored); keeps a password out of
+    /// the environment.
+    #[arg(
+        long,
+        env = "IDENTITY_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The URL from the file when one is given, else from the flag or variable (or the default).
+    pub fn url(&self) -> Result<Zeroizing<String>, SecretFileError> {
+        match &self.database_url_file {
+            Some(path) => read_secret_file("IDENTITY_DATABASE_URL_FILE", path),
+            None => Ok(Zeroizing::new(self.database_url.expose().to_owned())),
+        }
+    }
+}
+
+/// A secret file that cannot be used. Names the variable and the path, never the content.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("{var}: cannot read {path}: {source}")]
+    Read {
+        var: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{var}: the file {path} is empty")]
+    Empty { var: &'static str, path: String },
+    #[error("{var} is set but empty")]
+    EmptyValue { var: &'static str },
+}
+
+/// Reads a secret from a file (`*_FILE` variables): UTF-8, one trailing newline (`\n` or
+/// `\r\n`) removed, not empty. The buffer is wiped on drop.
+pub fn read_secret_file(
+    var: &'static str,
+    path: &Path,
+) -> Result<Zeroizing<String>, SecretFileError> {
+    let mut text =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| SecretFileError::Read {
+                var,
+                path: path.display().to_string(),
+                source,
+            })?,
+        );
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(SecretFileError::Empty {
+            var,
+            path: path.display().to_string(),
+        });
+    }
+    Ok(text)
 }
 
 #[derive(Debug, Args)]
 pub struct KekArgs {
-    /// Key-encryption key: 32 random bytes as base64url without padding. Encrypts the signing
-    /// keys at rest and keys the client-secret verifiers.
+    /// Key-encryption key: 32 random bytes as base64url without padding (`identity-api kek
+    /// generate`). Encrypts the signing keys and the client-secret verifier key at rest.
     #[arg(long, env = "IDENTITY_KEY_ENCRYPTION_KEY", hide_env_values = true)]
     pub key_encryption_key: Option<SecretArg>,
 
@@ -95,6 +165,24 @@ pub struct KekArgs {
         conflicts_with = "key_encryption_key"
     )]
     pub key_encryption_key_file: Option<PathBuf>,
+
+    /// The previous key-encryption key, during a rotation: still decrypts rows not yet
+    /// re-encrypted (`identity-api kek rewrap`); never used to encrypt.
+    #[arg(
+        long,
+        env = "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    pub previous_key_encryption_key: Option<SecretArg>,
+
+    /// File holding the previous key-encryption key. A file that does not exist means "no
+    /// previous key", so a deployment can mount it from an optional Secret key permanently.
+    #[arg(
+        long,
+        env = "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY_FILE",
+        conflicts_with = "previous_key_encryption_key"
+    )]
+    pub previous_key_encryption_key_file: Option<PathBuf>,
 
     /// Development mode: without a key-encryption key, use (or create, mode 0600) ./identity-dev.kek;
     /// `serve --dev` also seeds the client dev-client. Never in production.
@@ -127,6 +215,14 @@ pub struct ServeArgs {
     /// Shared secret with the sidecar; when set, /api/v1/* require it in X-Internal-Token (403 otherwise).
     #[arg(long, env = "IDENTITY_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<SecretArg>,
+
+    /// File holding the internal token (one trailing newline is ignored).
+    #[arg(
+        long,
+        env = "IDENTITY_INTERNAL_TOKEN_FILE",
+        conflicts_with = "internal_token"
+    )]
+    pub internal_token_file: Option<PathBuf>,
 
     /// Access-token lifetime in seconds.
     #[arg(long, env = "IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..))]
@@ -204,9 +300,62 @@ pub enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KekCommand {
+    /// Print a new random key-encryption key (32 bytes, base64url without padding) on stdout.
+    Generate,
+    /// Re-encrypt every stored key under the current key-encryption key, in one transaction
+    /// (idempotent). Rows under the previous key need --previous-key-encryption-key.
+    Rewrap {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+}
+
+impl ServeArgs {
+    /// The internal token from --internal-token(-file); an empty one is an error.
+    pub fn internal_token(&self) -> Result<Option<InternalToken>, SecretFileError> {
+        let token = match (&self.internal_token, &self.internal_token_file) {
+            (_, Some(path)) => read_secret_file("IDENTITY_INTERNAL_TOKEN_FILE", path)?,
+            (Some(text), None) => Zeroizing::new(text.expose().to_owned()),
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            return Err(SecretFileError::EmptyValue {
+                var: "IDENTITY_INTERNAL_TOKEN",
+            });
+        }
+        Ok(Some(InternalToken::new(token.as_str().to_owned())))
+    }
+}
+
 impl KekArgs {
-    /// The configured key, or with --dev the development key file (created if missing).
-    pub fn resolve(&self) -> Result<Kek, KeyError> {
+    /// The current key (or with --dev the development key file) and the previous one, if given.
+    pub fn resolve(&self) -> Result<Keks, KeyError> {
+        let previous = match (
+            &self.previous_key_encryption_key,
+            &self.previous_key_encryption_key_file,
+        ) {
+            (Some(text), _) => Some(Kek::parse(text.expose())),
+            // Absent = not rotating. A present but unreadable or malformed file is still an error.
+            (None, Some(path)) if !path.exists() => {
+                tracing::info!(path = %path.display(), "no previous key-encryption key file: none in use");
+                None
+            }
+            (None, Some(path)) => Some(Kek::from_file(path)),
+            (None, None) => None,
+        }
+        .transpose()
+        .map_err(|e| match e {
+            KeyError::BadKek => KeyError::BadPreviousKek,
+            e => e,
+        })?;
+        Ok(Keks::new(self.resolve_current()?, previous))
+    }
+
+    fn resolve_current(&self) -> Result<Kek, KeyError> {
         if let Some(text) = &self.key_encryption_key {
             return Kek::parse(text.expose());
         }

@@ -3,8 +3,9 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use identity_api::config::{Cli, ClientCommand, Command, KeysCommand, LogFormat, ServeArgs};
-use identity_api::secret::InternalToken;
+use identity_api::config::{
+    Cli, ClientCommand, Command, DbArgs, KekCommand, KeysCommand, LogFormat, ServeArgs,
+};
 use identity_api::{AppState, Db, Settings, clients, keys, now};
 use tracing_subscriber::EnvFilter;
 
@@ -25,18 +26,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(db) => {
-            let db = open(&db.database_url).await?;
+            let db = open(&db).await?;
             db.close().await;
             println!("migrations applied");
             Ok(())
         }
         Command::Client(cmd) => client(cmd).await,
         Command::Keys(KeysCommand::Rotate { db, kek }) => {
-            let kek = kek.resolve()?;
-            let db = open(&db.database_url).await?;
-            let kid = keys::rotate(&db, &kek, now()).await?;
+            let keks = kek.resolve()?;
+            let db = open(&db).await?;
+            let kid = keys::rotate(&db, &keks.current, now()).await?;
             db.close().await;
             println!("new signing key {kid}; running servers use it within a second");
+            Ok(())
+        }
+        Command::Kek(KekCommand::Generate) => {
+            let (kek, text) = keys::Kek::generate();
+            println!("{}", text.as_str());
+            eprintln!(
+                "key-encryption key id {} (stored next to the rows it encrypts)",
+                kek.id()
+            );
+            Ok(())
+        }
+        Command::Kek(KekCommand::Rewrap { db, kek }) => {
+            let keks = kek.resolve()?;
+            let db = open(&db).await?;
+            let result = keys::rewrap(&db, &keks).await;
+            db.close().await;
+            let n = result.context("kek rewrap changed nothing")?;
+            println!(
+                "rewrapped {n} rows under key-encryption key id {}",
+                keks.current.id()
+            );
             Ok(())
         }
     }
@@ -55,14 +77,18 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn open(url: &str) -> anyhow::Result<Db> {
-    let db = Db::connect(url).await.context("cannot open the database")?;
+async fn open(args: &DbArgs) -> anyhow::Result<Db> {
+    let url = args.url()?;
+    let db = Db::connect(&url)
+        .await
+        .context("cannot open the database")?;
     db.migrate().await.context("migrations failed")?;
     Ok(db)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let kek = args.kek.resolve()?;
+    let keks = args.kek.resolve()?;
+    let internal_token = args.internal_token()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -76,24 +102,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     settings.refresh_ttl = args.refresh_token_ttl_secs;
     settings.family_ttl = args.family_ttl_secs;
     settings.max_body_bytes = args.max_body_bytes;
-    if args
-        .internal_token
-        .as_ref()
-        .is_some_and(|t| t.expose().is_empty())
-    {
-        anyhow::bail!("IDENTITY_INTERNAL_TOKEN is set but empty");
-    }
-    settings.internal_token = args
-        .internal_token
-        .as_ref()
-        .map(|t| InternalToken::new(t.expose().to_owned()));
+    settings.internal_token = internal_token;
     if settings.internal_token.is_none() {
         tracing::warn!(
             "IDENTITY_INTERNAL_TOKEN is not set: /api/v1/* accept requests from anyone who can reach this port"
         );
     }
-    let db = open(&args.db.database_url).await?;
-    let state = AppState::new(db, kek, settings).await?;
+    if let Some(previous) = &keks.previous {
+        tracing::warn!(
+            current = keks.current.id(),
+            previous = previous.id(),
+            "a previous key-encryption key is configured: run `identity-api kek rewrap`, then remove it"
+        );
+    }
+    let db = open(&args.db).await?;
+    let state = AppState::new(db, keks, settings)
+        .await
+        .context("cannot start")?;
     if args.kek.dev
         && let Some(secret) = state.seed_dev_client().await?
     {
@@ -148,15 +173,16 @@ async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             db,
             kek,
         } => {
-            let key = kek.resolve()?.derive(clients::VERIFIER_LABEL);
-            let db = open(&db.database_url).await?;
+            let keks = kek.resolve()?;
+            let db = open(&db).await?;
+            let key = keys::bootstrap(&db, &keks).await?;
             let secret =
                 clients::create(&db, &key, &client_id, &scope, &audience.join(" "), now()).await?;
             db.close().await;
             print_secret(&client_id, secret.expose(), json);
         }
         ClientCommand::List { json, db } => {
-            let db = open(&db.database_url).await?;
+            let db = open(&db).await?;
             for c in db.clients().await? {
                 if json {
                     println!(
@@ -181,14 +207,15 @@ async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             db,
             kek,
         } => {
-            let key = kek.resolve()?.derive(clients::VERIFIER_LABEL);
-            let db = open(&db.database_url).await?;
+            let keks = kek.resolve()?;
+            let db = open(&db).await?;
+            let key = keys::bootstrap(&db, &keks).await?;
             let secret = clients::rotate_secret(&db, &key, &client_id, now()).await?;
             db.close().await;
             print_secret(&client_id, secret.expose(), json);
         }
         ClientCommand::Disable { client_id, db } => {
-            let db = open(&db.database_url).await?;
+            let db = open(&db).await?;
             clients::set_enabled(&db, &client_id, false).await?;
             db.close().await;
             println!("client {client_id} disabled");

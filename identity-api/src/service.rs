@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::clients::{self, VERIFIER_LABEL, split_list, valid_scope_token, verifier_matches};
+use crate::clients::{self, split_list, valid_scope_token, verifier_matches};
 use crate::error::ApiError;
-use crate::keys::{Kek, KeyError, KeyStore};
+use crate::keys::{self, Keks, KeyError, KeyStore};
 use crate::metrics::Metrics;
 use crate::secret::{InternalToken, Key32, random_id, random_token, sha256};
 use crate::storage::{Audit, Db, FamilyRow, NewRefresh, Rotation, StoreError};
@@ -184,11 +184,17 @@ fn check_subject(session_subject: Option<&str>, subject: &str) -> Result<(), Api
 }
 
 impl AppState {
-    /// Builds the state on a migrated database; creates the first signing key if there is none.
-    pub async fn new(db: Db, kek: Kek, settings: Settings) -> Result<Self, StartError> {
-        let verifier_key = kek.derive(VERIFIER_LABEL);
+    /// Builds the state on a migrated database; creates the first signing key and the
+    /// client-secret verifier key if there are none (see [`keys::bootstrap`]).
+    pub async fn new(
+        db: Db,
+        keks: impl Into<Keks>,
+        settings: Settings,
+    ) -> Result<Self, StartError> {
+        let keks = keks.into();
+        let verifier_key = keys::bootstrap(&db, &keks).await?;
         let dummy_verifier = clients::verifier(&verifier_key, "", "");
-        let keys = KeyStore::new(kek, settings.family_ttl, settings.access_ttl);
+        let keys = KeyStore::new(keks, settings.family_ttl, settings.access_ttl);
         let state = Self {
             inner: Arc::new(Inner {
                 db,
@@ -206,10 +212,14 @@ impl AppState {
     }
 
     /// Connects, runs the embedded migrations and builds the state.
-    pub async fn open(url: &str, kek: Kek, settings: Settings) -> Result<Self, StartError> {
+    pub async fn open(
+        url: &str,
+        keks: impl Into<Keks>,
+        settings: Settings,
+    ) -> Result<Self, StartError> {
         let db = Db::connect(url).await?;
         db.migrate().await?;
-        Self::new(db, kek, settings).await
+        Self::new(db, keks, settings).await
     }
 
     pub fn db(&self) -> &Db {

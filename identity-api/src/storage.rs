@@ -150,14 +150,59 @@ pub struct SigningKeyRow {
     pub public_x: String,
     pub public_y: String,
     pub private_key_enc: Vec<u8>,
+    /// Id of the key-encryption key that sealed `private_key_enc` (None: sealed by the previous
+    /// version, which did not record it).
+    pub kek_id: Option<String>,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+}
+
+/// A secret key sealed under the key-encryption key (today: the client-secret verifier key).
+pub struct WrappedKeyRow {
+    pub name: String,
+    pub kek_id: String,
+    pub key_enc: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for WrappedKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrappedKeyRow")
+            .field("name", &self.name)
+            .field("kek_id", &self.kek_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrappedTable {
+    SigningKeys,
+    WrappedKeys,
+}
+
+/// A row sealed under a key-encryption key, as `Db::rewrap` shows it (`name` is the AAD).
+pub struct SealedRow {
+    pub table: WrappedTable,
+    pub name: String,
+    pub kek_id: Option<String>,
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedRow")
+            .field("table", &self.table)
+            .field("name", &self.name)
+            .field("kek_id", &self.kek_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for SigningKeyRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKeyRow")
             .field("kid", &self.kid)
+            .field("kek_id", &self.kek_id)
             .field("created_at", &self.created_at)
             .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
@@ -226,17 +271,31 @@ fn migration(version: i64, description: &'static str, sql: &'static str) -> Migr
 
 fn migrator(sqlite: bool) -> Migrator {
     let migrations = if sqlite {
-        vec![migration(
-            1,
-            "init",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        )]
+        vec![
+            migration(
+                1,
+                "init",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            ),
+            migration(
+                2,
+                "wrapped keys",
+                include_str!("../migrations/sqlite/0002_wrapped_keys.sql"),
+            ),
+        ]
     } else {
-        vec![migration(
-            1,
-            "init",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        )]
+        vec![
+            migration(
+                1,
+                "init",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            migration(
+                2,
+                "wrapped keys",
+                include_str!("../migrations/postgres/0002_wrapped_keys.sql"),
+            ),
+        ]
     };
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -438,17 +497,149 @@ impl Db {
 
     /// Keys that are active or were retired after `retired_after`.
     pub async fn signing_keys(&self, retired_after: i64) -> Result<Vec<SigningKeyRow>, StoreError> {
-        const SQL: &str = "SELECT kid, public_x, public_y, private_key_enc, created_at, retired_at \
+        const SQL: &str = "SELECT kid, public_x, public_y, private_key_enc, kek_id, created_at, retired_at \
                            FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at, kid";
+        self.signing_keys_where(SQL, retired_after).await
+    }
+
+    /// Keys sealed by the previous version, which did not record the key-encryption key.
+    pub async fn signing_keys_without_kek_id(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        const SQL: &str = "SELECT kid, public_x, public_y, private_key_enc, kek_id, created_at, retired_at \
+                           FROM signing_keys WHERE kek_id IS NULL AND created_at > $1 ORDER BY created_at, kid";
+        self.signing_keys_where(SQL, i64::MIN).await
+    }
+
+    async fn signing_keys_where(
+        &self,
+        sql: &'static str,
+        arg: i64,
+    ) -> Result<Vec<SigningKeyRow>, StoreError> {
         reader!(self, p => {
-            let rows = sqlx::query(SQL).bind(retired_after).fetch_all(p).await?;
+            let rows = sqlx::query(sql).bind(arg).fetch_all(p).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                let (kid, public_x, public_y, private_key_enc, created_at, retired_at) =
-                    get!(row, kid, public_x, public_y, private_key_enc, created_at, retired_at);
-                out.push(SigningKeyRow { kid, public_x, public_y, private_key_enc, created_at, retired_at });
+                let (kid, public_x, public_y, private_key_enc, kek_id, created_at, retired_at) =
+                    get!(row, kid, public_x, public_y, private_key_enc, kek_id, created_at, retired_at);
+                out.push(SigningKeyRow { kid, public_x, public_y, private_key_enc, kek_id, created_at, retired_at });
             }
             Ok(out)
+        })
+    }
+
+    /// Records the key-encryption key of a key sealed by the previous version.
+    pub async fn set_signing_key_kek_id(&self, kid: &str, kek_id: &str) -> Result<(), StoreError> {
+        writer!(self, p => sqlx::query(
+            "UPDATE signing_keys SET kek_id = $1 WHERE kid = $2 AND kek_id IS NULL",
+        )
+        .bind(kek_id)
+        .bind(kid)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    // ---- keys sealed under the key-encryption key ----
+
+    pub async fn wrapped_key(&self, name: &str) -> Result<Option<WrappedKeyRow>, StoreError> {
+        // The write pool: right after an insert, a SQLite read connection may lag.
+        writer!(self, p => {
+            let row = sqlx::query(
+                "SELECT name, kek_id, key_enc, created_at FROM wrapped_keys WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(p)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let (name, kek_id, key_enc, created_at) = get!(row, name, kek_id, key_enc, created_at);
+                    Ok(Some(WrappedKeyRow { name, kek_id, key_enc, created_at }))
+                }
+            }
+        })
+    }
+
+    /// Inserts unless a row of that name exists (then the existing row stays).
+    pub async fn insert_wrapped_key(
+        &self,
+        name: &str,
+        kek_id: &str,
+        key_enc: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        writer!(self, p => sqlx::query(
+            "INSERT INTO wrapped_keys (name, kek_id, key_enc, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(kek_id)
+        .bind(key_enc)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    pub async fn has_clients(&self) -> Result<bool, StoreError> {
+        writer!(self, p => {
+            let row = sqlx::query("SELECT 1 AS one FROM clients LIMIT 1").fetch_optional(p).await?;
+            Ok(row.is_some())
+        })
+    }
+
+    /// Every sealed row (signing keys and wrapped keys) passes through `f` inside one write
+    /// transaction; `Some((kek_id, sealed))` replaces the row. The first `Err` of `f` rolls
+    /// everything back and is returned as the inner error. Returns how many rows changed.
+    pub async fn rewrap<E>(
+        &self,
+        mut f: impl FnMut(&SealedRow) -> Result<Option<(String, Vec<u8>)>, E>,
+    ) -> Result<Result<usize, E>, StoreError> {
+        transaction!(self, tx => {
+            let mut rows = Vec::new();
+            for row in sqlx::query("SELECT kid, kek_id, private_key_enc FROM signing_keys ORDER BY kid")
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                let (name, kek_id, sealed) = get!(row, kid, kek_id, private_key_enc);
+                rows.push(SealedRow { table: WrappedTable::SigningKeys, name, kek_id, sealed });
+            }
+            for row in sqlx::query("SELECT name, kek_id, key_enc FROM wrapped_keys ORDER BY name")
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                let (name, kek_id, sealed): (String, Option<String>, Vec<u8>) = get!(row, name, kek_id, key_enc);
+                rows.push(SealedRow { table: WrappedTable::WrappedKeys, name, kek_id, sealed });
+            }
+            let mut changed = 0;
+            for row in &rows {
+                let (kek_id, sealed) = match f(row) {
+                    Ok(Some(new)) => new,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tx.rollback().await?;
+                        return Ok(Err(e));
+                    }
+                };
+                let sql = match row.table {
+                    WrappedTable::SigningKeys => {
+                        "UPDATE signing_keys SET private_key_enc = $1, kek_id = $2 WHERE kid = $3"
+                    }
+                    WrappedTable::WrappedKeys => {
+                        "UPDATE wrapped_keys SET key_enc = $1, kek_id = $2 WHERE name = $3"
+                    }
+                };
+                sqlx::query(sql)
+                    .bind(&sealed)
+                    .bind(&kek_id)
+                    .bind(&row.name)
+                    .execute(&mut *tx)
+                    .await?;
+                changed += 1;
+            }
+            tx.commit().await?;
+            Ok(Ok(changed))
         })
     }
 
@@ -465,13 +656,14 @@ impl Db {
                     .await?;
             }
             sqlx::query(
-                "INSERT INTO signing_keys (kid, public_x, public_y, private_key_enc, created_at, retired_at) \
-                 VALUES ($1, $2, $3, $4, $5, NULL)",
+                "INSERT INTO signing_keys (kid, public_x, public_y, private_key_enc, kek_id, created_at, retired_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
             )
             .bind(&k.kid)
             .bind(&k.public_x)
             .bind(&k.public_y)
             .bind(&k.private_key_enc)
+            .bind(&k.kek_id)
             .bind(k.created_at)
             .execute(&mut *tx)
             .await?;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,9 +49,9 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_DEV")]
     pub dev: bool,
 
-    /// The token that proves to the identity API that a request came through the sidecar
-    /// (sent as X-Internal-Token). Prefer the environment variable to the flag.
-    #[arg(long, env = "IDENTITY_INTERNAL_TOKEN", hide_env_values = true)]
+    // --internal-token / IDENTITY_INTERNAL_TOKEN or --internal-token-file /
+    // IDENTITY_INTERNAL_TOKEN_FILE (mutually exclusive): see `impl clap::Args for InternalToken`.
+    #[command(flatten)]
     pub internal_token: Option<InternalToken>,
 
     /// Lifetime of an anonymous session, in seconds.
@@ -215,6 +215,121 @@ impl FromStr for InternalToken {
             return Err("the internal token must be non-empty visible ASCII".into());
         }
         Ok(Self(Zeroizing::new(s.to_owned())))
+    }
+}
+
+impl InternalToken {
+    /// Reads the token from a file (`IDENTITY_INTERNAL_TOKEN_FILE`): one trailing newline
+    /// (`\n` or `\r\n`) removed, then the rules of `--internal-token`. Errors name the variable
+    /// and the path, never the content.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "IDENTITY_INTERNAL_TOKEN_FILE: cannot read {}: {e}",
+                path.display()
+            )
+        })?);
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        Self::from_str(&text).map_err(|_| {
+            format!(
+                "IDENTITY_INTERNAL_TOKEN_FILE: {} must hold non-empty visible ASCII",
+                path.display()
+            )
+        })
+    }
+}
+
+const INTERNAL_TOKEN_GROUP: &str = "internal_token_group";
+const INTERNAL_TOKEN_ARG: &str = "internal_token";
+const INTERNAL_TOKEN_FILE_ARG: &str = "internal_token_file";
+
+/// The two sources of the internal token as one flattened, optional group, so that the file is
+/// read while parsing (`Config::parse` and `try_parse_from` report its errors like any other).
+impl clap::Args for InternalToken {
+    fn group_id() -> Option<clap::Id> {
+        Some(clap::Id::from(INTERNAL_TOKEN_GROUP))
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.arg(
+            clap::Arg::new(INTERNAL_TOKEN_ARG)
+                .long("internal-token")
+                .env("IDENTITY_INTERNAL_TOKEN")
+                .hide_env_values(true)
+                .value_name("INTERNAL_TOKEN")
+                .value_parser(clap::value_parser!(InternalToken))
+                .action(clap::ArgAction::Set)
+                .help(
+                    "The token that proves to the identity API that a request came through the \
+                     sidecar (sent as X-Internal-Token). Prefer --internal-token-file, or the \
+                     environment variable, to the flag",
+                ),
+        )
+        .arg(
+            clap::Arg::new(INTERNAL_TOKEN_FILE_ARG)
+                .long("internal-token-file")
+                .env("IDENTITY_INTERNAL_TOKEN_FILE")
+                .value_name("INTERNAL_TOKEN_FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .action(clap::ArgAction::Set)
+                .conflicts_with(INTERNAL_TOKEN_ARG)
+                .help("File holding the internal token (one trailing newline is ignored)"),
+        )
+        .group(
+            clap::ArgGroup::new(INTERNAL_TOKEN_GROUP)
+                .args([INTERNAL_TOKEN_ARG, INTERNAL_TOKEN_FILE_ARG])
+                .multiple(true)
+                .required(false),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for InternalToken {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn from_arg_matches_mut(matches: &mut clap::ArgMatches) -> Result<Self, clap::Error> {
+        let invalid =
+            |message: String| clap::Error::raw(clap::error::ErrorKind::ValueValidation, message);
+        let file = matches
+            .try_remove_one::<PathBuf>(INTERNAL_TOKEN_FILE_ARG)
+            .map_err(|e| invalid(e.to_string()))?;
+        if let Some(path) = file {
+            return Self::from_file(&path).map_err(invalid);
+        }
+        matches
+            .try_remove_one::<InternalToken>(INTERNAL_TOKEN_ARG)
+            .map_err(|e| invalid(e.to_string()))?
+            .ok_or_else(|| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "--internal-token or --internal-token-file is required",
+                )
+            })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.update_from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn update_from_arg_matches_mut(
+        &mut self,
+        matches: &mut clap::ArgMatches,
+    ) -> Result<(), clap::Error> {
+        if matches.contains_id(INTERNAL_TOKEN_GROUP) {
+            *self = Self::from_arg_matches_mut(matches)?;
+        }
+        Ok(())
     }
 }
 

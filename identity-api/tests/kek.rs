@@ -1,0 +1,392 @@
+//! Key-encryption key rotation end to end (current + previous, `kek rewrap`, then the previous
+//! key removed), databases of the previous version (derived verifier key), `kek generate`, and
+//! clear start errors with a wrong key. Both databases.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use axum::http::StatusCode;
+use common::{Backend, TestEnv, basic, database, new_kek_text, s};
+use identity_api::keys::{self, Kek, Keks};
+use identity_api::{AppState, Db, clients};
+
+both!(
+    kek_rotation_end_to_end,
+    rewrap_refuses_rows_under_an_unknown_key,
+    previous_version_database_keeps_client_secrets,
+    previous_version_database_with_rotation_at_upgrade,
+    serve_with_a_wrong_kek_fails_clearly
+);
+
+const BIN: &str = env!("CARGO_BIN_EXE_identity-api");
+
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IDENTITY_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn run(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kek(text: &str) -> Kek {
+    Kek::parse(text).unwrap()
+}
+
+fn keks(current: &str, previous: Option<&str>) -> Keks {
+    Keks::new(kek(current), previous.map(kek))
+}
+
+/// (table, name, kek_id) of every sealed row.
+async fn sealed_rows(db: &Db) -> Vec<(String, String, Option<String>)> {
+    const SQL: &str = "SELECT 'signing_keys' AS t, kid AS name, kek_id FROM signing_keys \
+                       UNION ALL SELECT 'wrapped_keys' AS t, name, kek_id FROM wrapped_keys";
+    let rows: Vec<(String, String, Option<String>)> = match db {
+        Db::Sqlite { write, .. } => sqlx::query_as(SQL).fetch_all(write).await.unwrap(),
+        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
+    };
+    rows
+}
+
+async fn issue_status(state: &AppState, id: &str, secret: &str) -> StatusCode {
+    let app = identity_api::app(state.clone());
+    common::send(
+        &app,
+        "POST",
+        "/api/v1/token/issue",
+        &[("authorization", &basic(id, secret))],
+        br#"{"subject": "u"}"#.to_vec(),
+    )
+    .await
+    .0
+}
+
+async fn active(state: &AppState, bearer: &str, token: &str) -> bool {
+    let app = identity_api::app(state.clone());
+    let (status, body) = common::send(
+        &app,
+        "POST",
+        "/api/v1/introspect",
+        &[("authorization", &format!("Bearer {bearer}"))],
+        serde_json::json!({ "token": token })
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["active"] == true
+}
+
+async fn kek_rotation_end_to_end(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let old_kek = env.kek.clone();
+    let new_kek = new_kek_text();
+    let (old_id, new_id) = (kek(&old_kek).id().to_owned(), kek(&new_kek).id().to_owned());
+    assert_ne!(old_id, new_id);
+    assert_eq!(old_id.len(), 16);
+    let before = env.issue().await;
+    let old_access = s(&before, "access_token");
+    let rows = sealed_rows(env.state.db()).await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "one signing key and the verifier key: {rows:?}"
+    );
+    assert!(rows.iter().all(|r| r.2.as_deref() == Some(old_id.as_str())));
+
+    // 1. Deploy with the new key as current and the old one as previous.
+    let during = AppState::open(&env.url, keks(&new_kek, Some(&old_kek)), common::settings())
+        .await
+        .unwrap();
+    assert!(active(&during, &old_access, &old_access).await);
+    assert_eq!(
+        issue_status(&during, "c1", &env.secret).await,
+        StatusCode::OK
+    );
+    // New keys are sealed under the new key.
+    let new_kid = keys::rotate(during.db(), &kek(&new_kek), identity_api::now())
+        .await
+        .unwrap();
+    let secret3 = clients::create(
+        during.db(),
+        during.verifier_key(),
+        "c3",
+        "orders.read",
+        "orders-api",
+        identity_api::now(),
+    )
+    .await
+    .unwrap();
+    let rows = sealed_rows(during.db()).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == new_kid && r.2.as_deref() == Some(new_id.as_str())),
+        "{rows:?}"
+    );
+
+    // 2. `kek rewrap` (the binary), twice: the second run has nothing to do.
+    let rewrap = |current: &str, previous: Option<&str>| {
+        let mut c = cmd(&["kek", "rewrap", "--database-url", &env.url]);
+        c.env("IDENTITY_KEY_ENCRYPTION_KEY", current);
+        if let Some(previous) = previous {
+            c.env("IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY", previous);
+        }
+        run(&mut c)
+    };
+    let (ok, out, err) = rewrap(&new_kek, Some(&old_kek));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!(
+            "rewrapped 2 rows under key-encryption key id {new_id}"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(&new_kek) && !err.contains(&new_kek) && !err.contains(&old_kek));
+    let (ok, out, err) = rewrap(&new_kek, Some(&old_kek));
+    assert!(ok, "{err}");
+    assert!(out.contains("rewrapped 0 rows"), "{out}");
+    let rows = sealed_rows(during.db()).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.2.as_deref() == Some(new_id.as_str())),
+        "{rows:?}"
+    );
+
+    // 3. The previous key is no longer needed.
+    let after = AppState::open(&env.url, kek(&new_kek), common::settings())
+        .await
+        .unwrap();
+    assert!(active(&after, &old_access, &old_access).await);
+    assert_eq!(
+        issue_status(&after, "c1", &env.secret).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        issue_status(&after, "c2", &env.secret2).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        issue_status(&after, "c3", secret3.expose()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        issue_status(&after, "c1", &env.secret2).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The old refresh token still refreshes, with a bearer signed under the first key.
+    let app = identity_api::app(after.clone());
+    let (status, body) = common::send(
+        &app,
+        "POST",
+        "/api/v1/token",
+        &[("authorization", &format!("Bearer {old_access}"))],
+        serde_json::json!({"grant_type": "refresh_token", "refresh_token": s(&before, "refresh_token")})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // And the old key alone no longer opens anything.
+    let err = AppState::open(&env.url, kek(&old_kek), common::settings())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be decrypted"), "{err}");
+    assert!(err.contains(&new_id) && err.contains(&old_id), "{err}");
+    assert!(err.contains("no previous key"), "{err}");
+}
+
+async fn rewrap_refuses_rows_under_an_unknown_key(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let (a, c) = (new_kek_text(), new_kek_text());
+    let err = keys::rewrap(env.state.db(), &keks(&a, Some(&c)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be decrypted"), "{err}");
+    assert!(
+        err.contains(kek(&env.kek).id()),
+        "names the key the row needs: {err}"
+    );
+    // Nothing changed: the original key still opens everything.
+    let rows = sealed_rows(env.state.db()).await;
+    assert!(
+        rows.iter()
+            .all(|r| r.2.as_deref() == Some(kek(&env.kek).id()))
+    );
+    // The binary says so and fails.
+    let (ok, out, err) = run(cmd(&["kek", "rewrap", "--database-url", &env.url])
+        .env("IDENTITY_KEY_ENCRYPTION_KEY", &a)
+        .env("IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY", &c));
+    assert!(!ok, "{out}");
+    assert!(err.contains("cannot be decrypted"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A bad previous key is named as such.
+    let (ok, _, err) = run(cmd(&["kek", "rewrap", "--database-url", &env.url])
+        .env("IDENTITY_KEY_ENCRYPTION_KEY", &a)
+        .env("IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY", "short"));
+    assert!(!ok);
+    assert!(err.contains("previous key-encryption key must be"), "{err}");
+    assert!(!err.contains("short"), "{err}");
+}
+
+/// A database as the previous version left it: signing keys without a recorded KEK id, no
+/// stored verifier key, client verifiers keyed by the key derived from the KEK.
+async fn previous_version_database(
+    b: Backend,
+) -> Option<(String, Option<tempfile::TempDir>, String, String)> {
+    let (url, dir) = database(b).await?;
+    let old_kek = new_kek_text();
+    let db = Db::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    keys::rotate(&db, &kek(&old_kek), identity_api::now())
+        .await
+        .unwrap();
+    common::exec(&db, "UPDATE signing_keys SET kek_id = NULL").await;
+    let secret = clients::create(
+        &db,
+        &kek(&old_kek).legacy_verifier_key(),
+        "old-client",
+        "orders.read",
+        "orders-api",
+        identity_api::now(),
+    )
+    .await
+    .unwrap();
+    db.close().await;
+    Some((url, dir, old_kek, secret.expose().to_owned()))
+}
+
+async fn previous_version_database_keeps_client_secrets(b: Backend) {
+    let Some((url, _dir, old_kek, secret)) = previous_version_database(b).await else {
+        return;
+    };
+    let state = AppState::open(&url, kek(&old_kek), common::settings())
+        .await
+        .unwrap();
+    assert_eq!(
+        issue_status(&state, "old-client", &secret).await,
+        StatusCode::OK
+    );
+    let rows = sealed_rows(state.db()).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.2.as_deref() == Some(kek(&old_kek).id())),
+        "the KEK of old rows is recorded, the verifier key stored: {rows:?}"
+    );
+    // A restart reads the stored key (no re-derivation).
+    state.db().close().await;
+    let state = AppState::open(&url, kek(&old_kek), common::settings())
+        .await
+        .unwrap();
+    assert_eq!(
+        issue_status(&state, "old-client", &secret).await,
+        StatusCode::OK
+    );
+}
+
+async fn previous_version_database_with_rotation_at_upgrade(b: Backend) {
+    let Some((url, _dir, old_kek, secret)) = previous_version_database(b).await else {
+        return;
+    };
+    let new_kek = new_kek_text();
+    let state = AppState::open(&url, keks(&new_kek, Some(&old_kek)), common::settings())
+        .await
+        .unwrap();
+    assert_eq!(
+        issue_status(&state, "old-client", &secret).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        keys::rewrap(state.db(), &keks(&new_kek, Some(&old_kek)))
+            .await
+            .unwrap(),
+        1,
+        "the signing key; the verifier key was stored under the new key already"
+    );
+    state.db().close().await;
+    let state = AppState::open(&url, kek(&new_kek), common::settings())
+        .await
+        .unwrap();
+    assert_eq!(
+        issue_status(&state, "old-client", &secret).await,
+        StatusCode::OK
+    );
+}
+
+async fn serve_with_a_wrong_kek_fails_clearly(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let (ok, _, err) = run(cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &env.url,
+    ])
+    .env("IDENTITY_KEY_ENCRYPTION_KEY", new_kek_text()));
+    assert!(!ok);
+    assert!(err.contains("cannot be decrypted"), "{err}");
+    assert!(err.contains(kek(&env.kek).id()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn kek_generate_prints_a_usable_key() {
+    let (ok, out, err) = run(&mut cmd(&["kek", "generate"]));
+    assert!(ok, "{err}");
+    let text = out.trim();
+    assert_eq!(text.len(), 43, "{out}");
+    let key = Kek::parse(text).unwrap();
+    assert!(err.contains(key.id()), "{err}");
+    let (_, again, _) = run(&mut cmd(&["kek", "generate"]));
+    assert_ne!(again.trim(), text);
+}
+
+#[test]
+fn help_names_the_new_flags_and_variables() {
+    let (ok, out, _) = run(&mut cmd(&["kek", "rewrap", "--help"]));
+    assert!(ok);
+    for flag in [
+        "--database-url",
+        "--database-url-file",
+        "--key-encryption-key",
+        "--previous-key-encryption-key",
+        "--previous-key-encryption-key-file",
+        "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY",
+        "IDENTITY_DATABASE_URL_FILE",
+    ] {
+        assert!(out.contains(flag), "kek rewrap --help lacks {flag}: {out}");
+    }
+    let (_, out, _) = run(&mut cmd(&["serve", "--help"]));
+    for flag in [
+        "--internal-token-file",
+        "IDENTITY_INTERNAL_TOKEN_FILE",
+        "--previous-key-encryption-key",
+    ] {
+        assert!(out.contains(flag), "serve --help lacks {flag}: {out}");
+    }
+    let (_, out, _) = run(&mut cmd(&["--help"]));
+    assert!(out.contains("kek"), "{out}");
+}

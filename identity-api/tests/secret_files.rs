@@ -1,0 +1,298 @@
+//! `_FILE` variants of the secrets: `--database-url-file` / `IDENTITY_DATABASE_URL_FILE` on every
+//! command that takes `--database-url`, and `--internal-token-file` / `IDENTITY_INTERNAL_TOKEN_FILE`
+//! on `serve`: one trailing newline trimmed, mutually exclusive with the plain variant, errors
+//! that name the variable and never the value.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser as _;
+use common::{Backend, database, new_kek_text};
+use identity_api::config::{Cli, Command as Sub, SecretFileError};
+
+both!(database_url_file_on_every_command);
+
+const BIN: &str = env!("CARGO_BIN_EXE_identity-api");
+
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IDENTITY_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn run(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &std::path::Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path.display().to_string()
+}
+
+async fn database_url_file_on_every_command(b: Backend) {
+    let Some((url, _db_dir)) = database(b).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = write(dir.path(), "url", &format!("{url}\n"));
+    let kek = new_kek_text();
+    let with_file = |args: &[&str]| {
+        let mut c = cmd(args);
+        c.env("IDENTITY_DATABASE_URL_FILE", &url_file)
+            .env("IDENTITY_KEY_ENCRYPTION_KEY", &kek);
+        c
+    };
+    for args in [
+        &["migrate"][..],
+        &["client", "create", "f1", "--scope", "a", "--audience", "x"],
+        &["client", "rotate-secret", "f1"],
+        &["client", "disable", "f1"],
+        &["keys", "rotate"],
+        &["kek", "rewrap"],
+    ] {
+        let (ok, out, err) = run(&mut with_file(args));
+        assert!(ok, "{args:?}: {err}");
+        assert!(!out.contains(&url) && !err.contains(&url), "{args:?}");
+    }
+    // The flag works too, and the data went to the database the file names.
+    let (ok, out, err) = run(&mut cmd(&[
+        "client",
+        "list",
+        "--database-url-file",
+        &url_file,
+    ]));
+    assert!(ok, "{err}");
+    assert!(out.contains("f1\tenabled=false"), "{out}");
+    // The plain variable and the file conflict, from the environment as well as from flags.
+    let (ok, _, err) = run(with_file(&["client", "list"]).env("IDENTITY_DATABASE_URL", &url));
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(!err.contains(&url), "{err}");
+    let (ok, _, err) = run(&mut cmd(&[
+        "migrate",
+        "--database-url",
+        &url,
+        "--database-url-file",
+        &url_file,
+    ]));
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn database_url_file_errors_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(&mut cmd(&[
+        "migrate",
+        "--database-url-file",
+        "/nonexistent/identity-db-url",
+    ]));
+    assert!(!ok);
+    assert!(
+        err.contains("IDENTITY_DATABASE_URL_FILE: cannot read /nonexistent/identity-db-url"),
+        "{err}"
+    );
+    let empty = write(dir.path(), "empty", "\n");
+    let (ok, _, err) = run(cmd(&["client", "list"]).env("IDENTITY_DATABASE_URL_FILE", &empty));
+    assert!(!ok);
+    assert!(
+        err.contains("IDENTITY_DATABASE_URL_FILE") && err.contains("empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn internal_token_file_is_parsed_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    for content in ["tok-1", "tok-1\n", "tok-1\r\n"] {
+        let path = write(dir.path(), "t", content);
+        let cli =
+            Cli::try_parse_from(["identity-api", "serve", "--internal-token-file", &path]).unwrap();
+        let Sub::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let token = args.internal_token().unwrap().unwrap();
+        assert!(token.matches(b"tok-1"));
+        assert!(!token.matches(b"tok-1\n"));
+    }
+    // Only one newline is trimmed.
+    let path = write(dir.path(), "t", "tok-1\n\n");
+    let cli =
+        Cli::try_parse_from(["identity-api", "serve", "--internal-token-file", &path]).unwrap();
+    let Sub::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    assert!(args.internal_token().unwrap().unwrap().matches(b"tok-1\n"));
+    // Conflict with the plain flag.
+    let err = Cli::try_parse_from([
+        "identity-api",
+        "serve",
+        "--internal-token",
+        "x",
+        "--internal-token-file",
+        &path,
+    ])
+    .unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    // Missing and empty files.
+    let cli = Cli::try_parse_from([
+        "identity-api",
+        "serve",
+        "--internal-token-file",
+        "/nonexistent/identity-token",
+    ])
+    .unwrap();
+    let Sub::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    let err = args.internal_token().unwrap_err();
+    assert!(matches!(err, SecretFileError::Read { .. }), "{err}");
+    assert!(
+        err.to_string().contains("IDENTITY_INTERNAL_TOKEN_FILE"),
+        "{err}"
+    );
+    let empty = write(dir.path(), "empty", "");
+    let cli =
+        Cli::try_parse_from(["identity-api", "serve", "--internal-token-file", &empty]).unwrap();
+    let Sub::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    assert!(matches!(
+        args.internal_token(),
+        Err(SecretFileError::Empty { .. })
+    ));
+}
+
+#[test]
+fn serve_reads_the_internal_token_file_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+    let kek = new_kek_text();
+    let serve = || {
+        let mut c = cmd(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
+        c.env("IDENTITY_KEY_ENCRYPTION_KEY", &kek);
+        c
+    };
+    // Both variables: refused before anything starts.
+    let token_file = write(dir.path(), "token", "the-internal-token\n");
+    let (ok, _, err) = run(serve()
+        .env("IDENTITY_INTERNAL_TOKEN", "the-internal-token")
+        .env("IDENTITY_INTERNAL_TOKEN_FILE", &token_file));
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(
+        !err.contains("the-internal-token\n") && !err.contains("=the-internal"),
+        "{err}"
+    );
+    // Missing file.
+    let (ok, _, err) = run(serve().env("IDENTITY_INTERNAL_TOKEN_FILE", "/nonexistent/tok"));
+    assert!(!ok);
+    assert!(
+        err.contains("IDENTITY_INTERNAL_TOKEN_FILE: cannot read"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // The file: /api/v1/* need exactly its content (without the newline).
+    let mut child = serve()
+        .env("IDENTITY_INTERNAL_TOKEN_FILE", &token_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let base = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not report its address");
+        };
+        if let Some(base) = line.strip_prefix("identity-api listening on ") {
+            break base.to_owned();
+        }
+    };
+    let status = |token: Option<&'static str>| {
+        let url = format!("{base}/api/v1/introspect");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut req = reqwest::Client::new().post(url).body("{}");
+                if let Some(token) = token {
+                    req = req.header("x-internal-token", token);
+                }
+                req.send().await.unwrap().status().as_u16()
+            })
+        })
+        .join()
+        .unwrap()
+    };
+    let without = status(None);
+    let wrong = status(Some("the-internal-toke"));
+    let right = status(Some("the-internal-token"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(without, 403);
+    assert_eq!(wrong, 403);
+    assert_eq!(right, 401, "past the internal token, no bearer");
+}
+
+/// The previous KEK's file may be absent (an optional Secret key in Kubernetes): that means no
+/// previous key. A present file must still hold a valid key.
+#[test]
+fn previous_kek_file_may_be_absent_but_not_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = new_kek_text();
+    let serve_with_previous = |path: &str| {
+        let cli = Cli::try_parse_from([
+            "identity-api",
+            "serve",
+            "--key-encryption-key",
+            &current,
+            "--previous-key-encryption-key-file",
+            path,
+        ])
+        .unwrap();
+        let Sub::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        args.kek.resolve()
+    };
+    let missing = dir.path().join("not-mounted").display().to_string();
+    let keks = serve_with_previous(&missing).unwrap();
+    assert!(keks.previous.is_none());
+
+    let present = write(dir.path(), "previous", &format!("{}\n", new_kek_text()));
+    assert!(serve_with_previous(&present).unwrap().previous.is_some());
+
+    let malformed = write(dir.path(), "bad", "not a key");
+    let err = serve_with_previous(&malformed).unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("previous"), "{err}");
+}
