@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{cmd, run};
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -14,30 +16,6 @@ use common::{Backend, basic, database, new_kek_text, state_on};
 use serde_json::Value;
 
 both!(client_commands);
-
-const BIN: &str = env!("CARGO_BIN_EXE_identity-api");
-
-/// A command with no IDENTITY_* variables inherited from the test environment.
-fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IDENTITY_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn run(c: &mut Command) -> (bool, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn issue_status(app: &axum::Router, id: &str, secret: &str) -> StatusCode {
     common::send(

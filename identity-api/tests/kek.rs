@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::Command;
+use common::{cmd, run};
 
 use axum::http::StatusCode;
 use common::{Backend, TestEnv, basic, database, new_kek_text, s};
@@ -19,29 +19,6 @@ both!(
     previous_version_database_with_rotation_at_upgrade,
     serve_with_a_wrong_kek_fails_clearly
 );
-
-const BIN: &str = env!("CARGO_BIN_EXE_identity-api");
-
-fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IDENTITY_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn run(c: &mut Command) -> (bool, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn kek(text: &str) -> Kek {
     Kek::parse(text).unwrap()

@@ -6,8 +6,10 @@
 
 mod common;
 
+use common::{cmd, run};
+
 use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Parser as _;
@@ -15,29 +17,6 @@ use common::{Backend, database, new_kek_text};
 use identity_api::config::{Cli, Command as Sub, SecretFileError};
 
 both!(database_url_file_on_every_command);
-
-const BIN: &str = env!("CARGO_BIN_EXE_identity-api");
-
-fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IDENTITY_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn run(c: &mut Command) -> (bool, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn write(dir: &std::path::Path, name: &str, content: &str) -> String {
     let path = dir.join(name);

@@ -306,3 +306,26 @@ pub fn claims_of(token: &str) -> identity_api::tokens::Claims {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// The identity-api binary, with no IDENTITY_* variables inherited from the test environment.
+pub fn cmd(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_identity-api"));
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IDENTITY_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs to completion: (success, stdout, stderr).
+pub fn run(c: &mut std::process::Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
