@@ -107,13 +107,31 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
             ApiError::invalid_request("cannot read the request body")
         }
     })?;
-    serde_json::from_slice(&body).map_err(|e| {
-        if e.is_data() {
-            ApiError::invalid_request(format!("invalid request body: {e}"))
-        } else {
-            ApiError::invalid_request("the request body is not valid JSON")
-        }
-    })
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    let parsed = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| body_error(&e.path().to_string(), &e.into_inner()))?;
+    json.end()
+        .map_err(|_| ApiError::invalid_request("the request body is not valid JSON"))?;
+    Ok(parsed)
+}
+
+/// serde's messages quote the offending value, which may be a token sent in the wrong place:
+/// name the field and the kind of fault, never the value.
+fn body_error(path: &str, error: &serde_json::Error) -> ApiError {
+    if !error.is_data() {
+        return ApiError::invalid_request("the request body is not valid JSON");
+    }
+    let message = error.to_string();
+    if let Some(field) = message.strip_prefix("missing field ") {
+        let field = field.split(" at line").next().unwrap_or(field);
+        ApiError::invalid_request(format!("invalid request body: missing field {field}"))
+    } else if path == "." {
+        ApiError::invalid_request("invalid request body: it must be a JSON object")
+    } else {
+        ApiError::invalid_request(format!(
+            "invalid request body: field `{path}` has the wrong type or value"
+        ))
+    }
 }
 
 fn authorization(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {

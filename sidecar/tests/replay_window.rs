@@ -1,11 +1,14 @@
 //! Property tests of the replay window (PROTOCOL.md section 3) against a model that remembers
 //! every seq: in any order, each seq is accepted at most once, and nothing unseen inside the
-//! window (above H-1024) is refused.
+//! window (above H-1024) is refused. Also the way the sidecar drives it (`Session::check` before
+//! decrypting, `Session::accept` after, requests that fail decryption in between, two requests
+//! with one seq racing, the per-session request limit), and seqs at the ends of the range.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
 use std::collections::HashSet;
 
+use identity_sidecar::protocol::envelope::MAX_SEQ;
 use identity_sidecar::protocol::replay::{ReplayWindow, WINDOW};
 use proptest::prelude::*;
 
@@ -17,9 +20,12 @@ struct Model {
 }
 
 impl Model {
+    fn acceptable(&self, seq: u64) -> bool {
+        !self.seen.contains(&seq) && (seq > self.highest || self.highest - seq < WINDOW)
+    }
+
     fn accept(&mut self, seq: u64) -> bool {
-        let fresh =
-            !self.seen.contains(&seq) && (seq > self.highest || self.highest - seq < WINDOW);
+        let fresh = self.acceptable(seq);
         if fresh {
             self.seen.insert(seq);
             self.highest = self.highest.max(seq);
@@ -96,6 +102,149 @@ proptest! {
         }
         for offset in 0..WINDOW {
             prop_assert!(window.check(start + offset).is_err());
+        }
+    }
+}
+
+/// Seqs at the ends of the range and of u64 (the envelope refuses 0 and above 2^53-1 before the
+/// window; the window itself must still not overflow on them).
+fn extreme_seq() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1u64),
+        MAX_SEQ - 2048..=MAX_SEQ,
+        Just(u64::MAX),
+        u64::MAX - 2048..=u64::MAX,
+        any::<u64>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// `check` is pure: it never changes the window, whatever the seq.
+    #[test]
+    fn check_changes_nothing(seqs in seqs(), probes in prop::collection::vec(extreme_seq(), 1..50)) {
+        let mut window = ReplayWindow::new();
+        for seq in seqs {
+            let _ = window.accept(seq);
+        }
+        let before = window.clone();
+        for probe in probes {
+            let _ = window.check(probe);
+            prop_assert_eq!(&window, &before);
+        }
+    }
+
+    /// No overflow or wrong answer at the ends of the range.
+    #[test]
+    fn extreme_seqs_agree_with_the_model(seqs in prop::collection::vec(extreme_seq(), 1..200)) {
+        let mut window = ReplayWindow::new();
+        let mut model = Model::default();
+        for seq in seqs {
+            prop_assert_eq!(window.accept(seq).is_ok(), model.accept(seq), "seq {}", seq);
+            prop_assert_eq!(window.highest(), model.highest);
+        }
+    }
+}
+
+/// The window as the sidecar drives it, through `server::sessions::Session`.
+#[cfg(feature = "server")]
+mod sidecar_order {
+    use std::time::{Duration, Instant};
+
+    use identity_sidecar::protocol::SessionKeys;
+    use identity_sidecar::protocol::keys::Okm;
+    use identity_sidecar::server::sessions::{Refusal, Session};
+    use proptest::prelude::*;
+
+    use super::{Model, seqs};
+
+    /// What happens to one request on the sidecar, after `Envelope::from_json`.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Checked, decrypted, accepted.
+        Decrypts(u64),
+        /// Checked, then GCM refused it: consumes nothing.
+        FailsDecryption(u64),
+        /// Two requests with one seq, both checked before either is accepted (both decrypt).
+        Race(u64),
+    }
+
+    fn session(keys_seed: u8) -> Session {
+        let okm = Okm::derive(&[keys_seed; 32], b"salt", b"info");
+        Session::new(
+            SessionKeys::from_okm(&okm),
+            None,
+            Instant::now() + Duration::from_secs(600),
+        )
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        seqs().prop_flat_map(|seqs| {
+            let n = seqs.len();
+            (Just(seqs), prop::collection::vec(0u8..10, n)).prop_map(|(seqs, kinds)| {
+                seqs.into_iter()
+                    .zip(kinds)
+                    .map(|(seq, kind)| match kind {
+                        0..=5 => Step::Decrypts(seq),
+                        6..=8 => Step::FailsDecryption(seq),
+                        _ => Step::Race(seq),
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The sidecar's order: check (consumes nothing), decrypt, accept. Requests that fail to
+        /// decrypt consume nothing; of two racing requests with one seq exactly one goes on; the count
+        /// of decrypted requests is exact and the limit holds.
+        #[test]
+        fn the_sidecar_order_agrees_with_the_model(steps in steps(), limit in 1u64..300) {
+            let session = session(1);
+            let mut model = Model::default();
+            let mut decrypted = 0u64;
+            for step in steps {
+                match step {
+                    Step::Decrypts(seq) => {
+                        let expected = if decrypted >= limit {
+                            Err(Refusal::Exhausted)
+                        } else if model.acceptable(seq) {
+                            Ok(())
+                        } else {
+                            Err(Refusal::Replayed)
+                        };
+                        prop_assert_eq!(session.check(seq, limit), expected);
+                        prop_assert_eq!(session.accept(seq, limit), expected);
+                        if expected.is_ok() {
+                            prop_assert!(model.accept(seq));
+                            decrypted += 1;
+                        }
+                    }
+                    Step::FailsDecryption(seq) => {
+                        let _ = session.check(seq, limit);
+                        // Nothing consumed: a later check answers as before.
+                        let again = session.check(seq, limit);
+                        prop_assert_eq!(again.is_ok(), decrypted < limit && model.acceptable(seq));
+                    }
+                    Step::Race(seq) => {
+                        let first = session.check(seq, limit);
+                        let second = session.check(seq, limit);
+                        prop_assert_eq!(first, second);
+                        if first.is_ok() {
+                            prop_assert_eq!(session.accept(seq, limit), Ok(()));
+                            prop_assert!(model.accept(seq));
+                            decrypted += 1;
+                            let loser = session.accept(seq, limit);
+                            prop_assert!(loser.is_err(), "seq {} accepted twice", seq);
+                        }
+                    }
+                }
+            }
+            prop_assert!(decrypted <= limit);
         }
     }
 }

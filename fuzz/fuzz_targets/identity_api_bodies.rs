@@ -1,0 +1,127 @@
+//! The identity API's request bodies (PROTOCOL.md section 5): the request structs'
+//! deserialisation, then the whole router (`identity_api::app`, through `tower::ServiceExt::oneshot`)
+//! on a SQLite database in a temporary directory, with valid credentials so that the body is
+//! parsed and validated. The first input byte picks the route and the credential; the rest is the
+//! body. Whatever the input: no panic, never a 5xx, and every answer is JSON.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use base64::Engine as _;
+use identity_api::keys::Kek;
+use identity_api::service::{IssueRequest, RefreshRequest, TokenRequest};
+use identity_api::{AppState, Settings, clients};
+use libfuzzer_sys::fuzz_target;
+use tower::ServiceExt as _;
+
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    app: Router,
+    basic: String,
+    bearer: String,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("fuzz.db").display());
+        let (app, basic, bearer) = runtime.block_on(async {
+            let (kek, _) = Kek::generate();
+            let state = AppState::open(&url, kek, Settings::new("https://identity.fuzz"))
+                .await
+                .expect("state");
+            let secret = clients::create(
+                state.db(),
+                state.verifier_key(),
+                "c1",
+                "orders.read orders.write",
+                "orders-api",
+                identity_api::now(),
+            )
+            .await
+            .expect("client");
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("c1:{}", secret.expose()))
+            );
+            let app = identity_api::app(state);
+            let answer = send(
+                &app,
+                "/api/v1/token/issue",
+                &basic,
+                br#"{"subject":"fuzz"}"#.to_vec(),
+            )
+            .await;
+            assert_eq!(answer.0, 200, "issue for the fixture");
+            let body: serde_json::Value = serde_json::from_slice(&answer.1).expect("JSON");
+            let bearer = format!("Bearer {}", body["access_token"].as_str().expect("token"));
+            (app, basic, bearer)
+        });
+        Fixture {
+            runtime,
+            app,
+            basic,
+            bearer,
+            _dir: dir,
+        }
+    })
+}
+
+async fn send(app: &Router, path: &str, authorization: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let request = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("authorization", authorization)
+        .body(Body::from(body))
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, body.to_vec())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    // The request structs alone.
+    let _ = serde_json::from_slice::<IssueRequest>(body);
+    let _ = serde_json::from_slice::<RefreshRequest>(body);
+    let _ = serde_json::from_slice::<TokenRequest>(body);
+
+    let fixture = fixture();
+    let path = match selector % 4 {
+        0 => "/api/v1/token/issue",
+        1 => "/api/v1/introspect",
+        2 => "/api/v1/token",
+        _ => "/api/v1/revoke",
+    };
+    // Mostly the credential the route takes, so that the body is reached; sometimes the other.
+    let (right, other) = if selector % 4 == 0 {
+        (&fixture.basic, &fixture.bearer)
+    } else {
+        (&fixture.bearer, &fixture.basic)
+    };
+    let authorization = if selector & 0x80 != 0 { other } else { right };
+    let (status, answer) =
+        fixture
+            .runtime
+            .block_on(send(&fixture.app, path, authorization, body.to_vec()));
+    assert!(status < 500, "{path} answered {status}");
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&answer).is_ok(),
+        "{path} answered {status} with a body that is not JSON"
+    );
+});

@@ -1,0 +1,183 @@
+//! Timing-relevant paths, without timing assertions (no test here measures a duration):
+//! an unknown client, a wrong secret and a disabled client get byte-identical answers (status,
+//! headers, body), as do a missing, wrong, shorter and longer internal token; the comparisons
+//! themselves (`clients::verifier_matches`, `InternalToken::matches`) are exact whatever the
+//! lengths. That the unknown-client path computes the same HMAC verifier as the known-client path
+//! (against a dummy verifier, `service::AppState::authenticate_client`) is documented in
+//! docs/crypto-audit.md; it has no observable counter to assert on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{Backend, TestEnv, basic};
+use identity_api::clients::{verifier, verifier_matches};
+use identity_api::secret::{InternalToken, Key32};
+use tower::ServiceExt as _;
+
+/// Status, headers (sorted, without `date`) and body bytes of one answer.
+async fn raw(
+    app: &axum::Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, Vec<u8>)>, Vec<u8>) {
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let mut headers: Vec<_> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_client_wrong_secret_and_disabled_client_answer_identically() {
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let issue = "/api/v1/token/issue";
+    let body = r#"{"subject": "test-user"}"#;
+    // A wrong secret of the right shape (43 base64url characters), and of other lengths.
+    let wrong = "A".repeat(43);
+    let cases = [
+        ("unknown client", basic("no-such-client", &env.secret)),
+        ("unknown client, empty id", basic("", &env.secret)),
+        ("wrong secret", basic("c1", &wrong)),
+        ("wrong secret, short", basic("c1", "x")),
+        ("wrong secret, long", basic("c1", &"B".repeat(500))),
+        ("another client's secret", basic("c1", &env.secret2)),
+    ];
+    let reference = raw(
+        &env.app,
+        issue,
+        &[("authorization", &basic("c1", &wrong))],
+        body,
+    )
+    .await;
+    assert_eq!(reference.0, 401);
+    for (what, authorization) in &cases {
+        let got = raw(&env.app, issue, &[("authorization", authorization)], body).await;
+        assert_eq!(got, reference, "{what}");
+    }
+    // A disabled client with its right secret: the same answer too.
+    identity_api::clients::set_enabled(env.state.db(), "c2", false)
+        .await
+        .unwrap();
+    let got = raw(
+        &env.app,
+        issue,
+        &[("authorization", &basic("c2", &env.secret2))],
+        body,
+    )
+    .await;
+    assert_eq!(got, reference, "disabled client");
+    // And the right secret still works (the cases above were refused for their credential).
+    let ok = raw(
+        &env.app,
+        issue,
+        &[("authorization", &basic("c1", &env.secret))],
+        body,
+    )
+    .await;
+    assert_eq!(ok.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_wrong_internal_token_answers_identically() {
+    const TOKEN: &str = "the-internal-token-0123456789";
+    let env = TestEnv::with(Backend::Sqlite, |settings| {
+        settings.internal_token = Some(InternalToken::new(TOKEN.to_owned()));
+    })
+    .await
+    .unwrap();
+    let issue = "/api/v1/token/issue";
+    let body = r#"{"subject": "test-user"}"#;
+    let authorization = basic("c1", &env.secret);
+    let reference = raw(&env.app, issue, &[("authorization", &authorization)], body).await;
+    assert_eq!(reference.0, 403);
+    let prefix = &TOKEN[..TOKEN.len() - 1];
+    let longer = format!("{TOKEN}x");
+    let mut flipped = TOKEN.to_owned().into_bytes();
+    flipped[0] ^= 1;
+    let flipped = String::from_utf8(flipped).unwrap();
+    for wrong in ["", "x", prefix, longer.as_str(), flipped.as_str()] {
+        let got = raw(
+            &env.app,
+            issue,
+            &[
+                ("authorization", &authorization),
+                ("x-internal-token", wrong),
+            ],
+            body,
+        )
+        .await;
+        assert_eq!(got, reference, "internal token {wrong:?}");
+    }
+    let ok = raw(
+        &env.app,
+        issue,
+        &[
+            ("authorization", &authorization),
+            ("x-internal-token", TOKEN),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(ok.0, 200);
+}
+
+#[test]
+fn internal_token_comparison_is_exact_whatever_the_length() {
+    let token = InternalToken::new("s3cret-token".to_owned());
+    assert!(token.matches(b"s3cret-token"));
+    for wrong in [
+        &b""[..],
+        b"s",
+        b"s3cret-toke",
+        b"s3cret-token ",
+        b"s3cret-token\0",
+        b"S3cret-token",
+    ] {
+        assert!(!token.matches(wrong), "{wrong:?}");
+    }
+}
+
+#[test]
+fn verifier_comparison_is_exact_and_bound_to_the_client() {
+    let key = Key32::random();
+    let v = verifier(&key, "c1", "secret");
+    assert!(verifier_matches(&v, &v));
+    // Bound to the client id and to the key; a verifier of another length never matches.
+    assert!(!verifier_matches(&verifier(&key, "c2", "secret"), &v));
+    assert!(!verifier_matches(&verifier(&key, "c1", "secreT"), &v));
+    assert!(!verifier_matches(
+        &verifier(&Key32::random(), "c1", "secret"),
+        &v
+    ));
+    assert!(!verifier_matches(&v, &v[..31]));
+    assert!(!verifier_matches(&v, &[]));
+    let mut longer = v.to_vec();
+    longer.push(0);
+    assert!(!verifier_matches(&v, &longer));
+    // "c1" + 0x00 + "secret" is not "c1\0s" + 0x00 + "ecret": the separator cannot be forged
+    // by a client id, which may not contain 0x00 (clients::valid_client_id).
+    assert!(!identity_api::clients::valid_client_id("c1\0s"));
+}
