@@ -8,10 +8,12 @@
 //! - [`output`]: human (coloured on a terminal) and JSON rendering, failure hints;
 //! - [`local`]: build, start and stop `identity-api` and `identity-sidecar` as child processes
 //!   (`journey --local`; the end-to-end tests use it too);
-//! - [`cli`]: the command line of the `journey` binary.
+//! - [`cli`]: the command line of the `journey` binary;
+//! - [`loadgen`]: the load generator behind the `loadgen` binary (docs/benchmarks.md).
 
 pub mod calls;
 pub mod cli;
 pub mod journey;
+pub mod loadgen;
 pub mod local;
 pub mod output;

@@ -172,6 +172,11 @@ impl Process {
         self.name
     }
 
+    /// The operating-system process id, while it runs (the load generator reads its RSS and CPU).
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log
     }
@@ -391,6 +396,16 @@ impl Stack {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Process id of the identity API, while it runs.
+    pub fn api_pid(&self) -> Option<u32> {
+        self.api.as_ref().and_then(Process::id)
+    }
+
+    /// Process id of the sidecar, while it runs.
+    pub fn sidecar_pid(&self) -> Option<u32> {
+        self.sidecar.as_ref().and_then(Process::id)
     }
 
     pub fn database_url(&self) -> &str {

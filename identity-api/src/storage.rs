@@ -349,13 +349,18 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            // No ping before each acquire: an embedded SQLite connection cannot go stale, and
+            // the ping is one more round-trip to sqlx's connection thread on every query
+            // (docs/benchmarks.md: those hand-offs, not SQLite, bounded issue and refresh).
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts.clone())
                 .await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
@@ -681,6 +686,42 @@ impl Db {
         refresh: &NewRefresh<'_>,
         audit: &Audit<'_>,
     ) -> Result<(), StoreError> {
+        if let Db::Sqlite { write, .. } = self {
+            // The three INSERTs as one multi-statement query: one round-trip to sqlx's
+            // connection thread instead of three, in the same BEGIN IMMEDIATE transaction (a
+            // failing statement still rolls the whole transaction back).
+            let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(
+                "INSERT INTO token_families (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $6); \
+                 INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
+                 VALUES ($8, $9, $10, $11, $12, FALSE); \
+                 INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
+                 VALUES ($13, $14, $15, $16, $17, $18)",
+            )
+            .bind(&f.family_id)
+            .bind(&f.client_id)
+            .bind(&f.subject)
+            .bind(&f.scope)
+            .bind(&f.audience)
+            .bind(f.created_at)
+            .bind(f.expires_at)
+            .bind(refresh.token_hash)
+            .bind(refresh.jti)
+            .bind(refresh.family_id)
+            .bind(refresh.issued_at)
+            .bind(refresh.expires_at)
+            .bind(audit.at)
+            .bind(audit.event)
+            .bind(audit.client_id)
+            .bind(audit.subject)
+            .bind(audit.family_id)
+            .bind(audit.outcome)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         transaction!(self, tx => {
             sqlx::query(
                 "INSERT INTO token_families (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
@@ -801,6 +842,34 @@ impl Db {
             if spent != 1 {
                 tx.rollback().await?;
                 return Ok(Rotation::Lost);
+            }
+            if let Db::Sqlite { .. } = self {
+                // The rest of the rotation as one multi-statement query (one round-trip to
+                // sqlx's connection thread instead of three), same transaction.
+                sqlx::query(
+                    "UPDATE token_families SET last_used_at = $1 WHERE family_id = $2; \
+                     INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
+                     VALUES ($3, $4, $5, $6, $7, FALSE); \
+                     INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
+                     VALUES ($8, $9, $10, $11, $12, $13)",
+                )
+                .bind(now)
+                .bind(new.family_id)
+                .bind(new.token_hash)
+                .bind(new.jti)
+                .bind(new.family_id)
+                .bind(new.issued_at)
+                .bind(new.expires_at)
+                .bind(audit.at)
+                .bind(audit.event)
+                .bind(audit.client_id)
+                .bind(audit.subject)
+                .bind(audit.family_id)
+                .bind(audit.outcome)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(Rotation::Rotated);
             }
             sqlx::query("UPDATE token_families SET last_used_at = $1 WHERE family_id = $2")
                 .bind(now)

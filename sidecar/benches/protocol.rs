@@ -1,5 +1,5 @@
 //! The protocol's hot paths, one core: each side of session init, seal and open at three sizes,
-//! and the replay window. docs/benchmarks.md records the figures and the machine.
+//! and the replay window; then the raw rate of the crates underneath (p256, hkdf, aes-gcm). docs/benchmarks.md records the figures and the machine.
 //!
 //! `cargo bench -p identity-sidecar --bench protocol`
 
@@ -173,5 +173,72 @@ fn replay_window(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, session_init, envelope, replay_window);
+/// The crates underneath, without the protocol around them: the per-core ceiling that
+/// docs/benchmarks.md compares the sidecar's figures with, measured in the same run.
+fn raw_crypto(c: &mut Criterion) {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use p256::ecdsa::signature::{Signer, Verifier};
+    use rand_core::OsRng;
+
+    let mut group = c.benchmark_group("raw");
+    let peer = p256::ecdh::EphemeralSecret::random(&mut OsRng).public_key();
+    group.bench_function("p256_keygen", |b| {
+        b.iter(|| black_box(p256::ecdh::EphemeralSecret::random(&mut OsRng)))
+    });
+    group.bench_function("p256_keygen_ecdh", |b| {
+        b.iter(|| {
+            let ours = p256::ecdh::EphemeralSecret::random(&mut OsRng);
+            black_box(ours.diffie_hellman(black_box(&peer)))
+        })
+    });
+    let ecdsa = p256::ecdsa::SigningKey::random(&mut OsRng);
+    let verifying = *ecdsa.verifying_key();
+    let message = [b'm'; 200];
+    group.bench_function("p256_ecdsa_sign", |b| {
+        b.iter(|| {
+            let signature: p256::ecdsa::Signature = ecdsa.sign(black_box(&message));
+            black_box(signature)
+        })
+    });
+    let signature: p256::ecdsa::Signature = ecdsa.sign(&message);
+    group.bench_function("p256_ecdsa_verify", |b| {
+        b.iter(|| black_box(verifying.verify(black_box(&message), &signature).is_ok()))
+    });
+    group.bench_function("hkdf_sha256_extract_expand_64", |b| {
+        b.iter(|| {
+            let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"salt"), black_box(&[7u8; 32]));
+            let mut okm = [0u8; 64];
+            hk.expand(b"bench info", &mut okm).unwrap();
+            black_box(okm)
+        })
+    });
+    let cipher = aes_gcm::Aes256Gcm::new(&[9u8; 32].into());
+    let nonce = aes_gcm::Nonce::from([3u8; 12]);
+    for size in [256usize, 4096, 65536] {
+        let plaintext = vec![b'x'; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(
+            BenchmarkId::new("aes256gcm_seal", size),
+            &plaintext,
+            |b, p| {
+                b.iter(|| {
+                    black_box(
+                        cipher
+                            .encrypt(
+                                &nonce,
+                                Payload {
+                                    msg: p,
+                                    aad: b"aad of about sixty bytes: session, path, seq, auth..",
+                                },
+                            )
+                            .unwrap(),
+                    )
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, session_init, envelope, replay_window, raw_crypto);
 criterion_main!(benches);

@@ -1,0 +1,929 @@
+//! The load generator behind the `loadgen` binary: C concurrent clients drive a running stack
+//! (or one started here with `--local`), each scenario bounded by a duration *and* a request
+//! count, every answer checked. docs/benchmarks.md records what it measured.
+//!
+//! Scenarios (each one a separate phase of the same run, on the same stack):
+//! - `init`: anonymous session init through the sidecar (ECDH + the sidecar's signature, and the
+//!   client's verification of it);
+//! - `introspect`: encrypted `POST /api/v1/introspect` through the sidecar;
+//! - `introspect-direct`: the same introspection in plaintext straight to the identity API
+//!   (`X-Internal-Token`): the sidecar's overhead is the ratio of the two;
+//! - `issue` / `issue-direct`: `POST /api/v1/token/issue`, through the sidecar / direct;
+//! - `refresh` / `refresh-direct`: `POST /api/v1/token`, rotating the pair each time.
+//!
+//! An answer counts as a success only when its status is 200 and its body is what the route
+//! promises (an active introspection, a token pair); a 4xx/5xx, a failed decrypt, a malformed
+//! body or a transport error counts as an error and is reported by kind. The protocol is only
+//! [`identity_sidecar::client`]'s; the calls are [`crate::calls`]'.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Parser;
+use identity_sidecar::client::Client;
+use identity_sidecar::protocol::{ClientSession, paths};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::calls::{self, Answer, TokenPair, basic, bearer};
+use crate::local::{Binaries, Signing, Stack, StackConfig};
+
+/// The identity API's header for the sidecar's shared secret.
+const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for identity-sidecar and identity-api: req/s and p50/p99/max latency \
+             of session init, encrypted and direct introspection, token issue and refresh",
+    after_help = "Loopback only. Every scenario stops at --duration-secs or --requests, whichever \
+                  comes first. With --local both release binaries are started on free ports \
+                  (SQLite in a temporary directory) and stopped at the end."
+)]
+pub struct Cli {
+    /// Base URL of the sidecar (loopback).
+    #[arg(long, env = "SIDECAR_URL", default_value = "http://127.0.0.1:8141")]
+    pub sidecar_url: String,
+
+    /// Base URL of the identity API (loopback), for the direct scenarios.
+    #[arg(
+        long,
+        env = "IDENTITY_API_URL",
+        default_value = "http://127.0.0.1:8140"
+    )]
+    pub api_url: String,
+
+    /// The identity API's internal token (sent as X-Internal-Token by the direct scenarios).
+    #[arg(long, env = "IDENTITY_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
+
+    /// Client id registered with the identity API.
+    #[arg(long, env = "CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// That client's secret.
+    #[arg(long, env = "CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+
+    /// The sidecar's public signing key to pin (else trusted on first use).
+    #[arg(long, env = "SIDECAR_PUBLIC_KEY")]
+    pub sidecar_public_key: Option<String>,
+
+    /// Subject of the issued tokens.
+    #[arg(long, default_value = "loadgen-user")]
+    pub subject: String,
+
+    /// Concurrent clients.
+    #[arg(short = 'c', long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub concurrency: u64,
+
+    /// Upper bound on the measured time of each scenario, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub duration_secs: u64,
+
+    /// Upper bound on the requests of each scenario.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub requests: u64,
+
+    /// Unmeasured warm-up of each scenario, in seconds (bounded by --requests too).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub warmup_secs: u64,
+
+    /// Scenarios to run, comma-separated, in this order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "init,introspect,introspect-direct,issue,issue-direct,refresh,refresh-direct"
+    )]
+    pub scenarios: Vec<String>,
+
+    /// Instead of the scenarios: create this many live anonymous sessions and report the
+    /// sidecar's RSS (VmRSS of /proc/<pid>/status) idle and after. Needs --local or --sidecar-pid.
+    #[arg(long)]
+    pub memory_sessions: Option<u64>,
+
+    /// Process id of the sidecar (remote mode): CPU per request and RSS are read from /proc.
+    #[arg(long)]
+    pub sidecar_pid: Option<u32>,
+
+    /// Process id of the identity API (remote mode), for CPU per request.
+    #[arg(long)]
+    pub api_pid: Option<u32>,
+
+    /// Start release binaries of both services on free loopback ports and seed a client.
+    #[arg(long)]
+    pub local: bool,
+
+    /// With --local: take identity-api and identity-sidecar from this directory instead of
+    /// building them (default: the directory of this executable when it holds both).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+
+    /// With --local: extra environment of the sidecar, KEY=VALUE (repeatable).
+    #[arg(long = "sidecar-env", value_parser = parse_key_value)]
+    pub sidecar_env: Vec<(String, String)>,
+
+    /// With --local: extra environment of `identity-api serve`, KEY=VALUE (repeatable).
+    #[arg(long = "api-env", value_parser = parse_key_value)]
+    pub api_env: Vec<(String, String)>,
+
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Init,
+    Introspect,
+    IntrospectDirect,
+    Issue,
+    IssueDirect,
+    Refresh,
+    RefreshDirect,
+}
+
+impl Scenario {
+    fn parse(name: &str) -> anyhow::Result<Self> {
+        Ok(match name.trim() {
+            "init" => Self::Init,
+            "introspect" => Self::Introspect,
+            "introspect-direct" => Self::IntrospectDirect,
+            "issue" => Self::Issue,
+            "issue-direct" => Self::IssueDirect,
+            "refresh" => Self::Refresh,
+            "refresh-direct" => Self::RefreshDirect,
+            other => bail!("unknown scenario {other}"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Introspect => "introspect",
+            Self::IntrospectDirect => "introspect-direct",
+            Self::Issue => "issue",
+            Self::IssueDirect => "issue-direct",
+            Self::Refresh => "refresh",
+            Self::RefreshDirect => "refresh-direct",
+        }
+    }
+
+    fn direct(self) -> bool {
+        matches!(
+            self,
+            Self::IntrospectDirect | Self::IssueDirect | Self::RefreshDirect
+        )
+    }
+}
+
+/// What every worker shares.
+#[derive(Debug)]
+struct Target {
+    client: Client,
+    http: reqwest::Client,
+    api_url: String,
+    internal_token: Option<String>,
+    client_id: String,
+    client_secret: String,
+    subject: String,
+}
+
+impl Target {
+    fn internal_token(&self) -> anyhow::Result<&str> {
+        self.internal_token
+            .as_deref()
+            .ok_or_else(|| anyhow!("the direct scenarios need --internal-token"))
+    }
+
+    /// A plaintext `POST` straight to the identity API, as the sidecar sends it.
+    async fn direct(
+        &self,
+        path: &str,
+        authorization: &str,
+        body: &Value,
+    ) -> Result<Answer, String> {
+        let token = self.internal_token().map_err(|e| e.to_string())?;
+        let answer = self
+            .http
+            .post(format!("{}{path}", self.api_url))
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .header(INTERNAL_TOKEN_HEADER, token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = answer.status().as_u16();
+        let bytes = answer.bytes().await.map_err(|e| transport(&e))?;
+        let body = serde_json::from_slice(&bytes)
+            .map_err(|_| format!("HTTP {status}: body is not JSON"))?;
+        Ok(Answer { status, body })
+    }
+
+    async fn issue_direct(&self) -> Result<Answer, String> {
+        self.direct(
+            paths::TOKEN_ISSUE,
+            &basic(&self.client_id, &self.client_secret),
+            &json!({ "subject": self.subject }),
+        )
+        .await
+    }
+}
+
+fn transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "transport: timed out".into()
+    } else if e.is_connect() {
+        "transport: connect failed".into()
+    } else {
+        "transport: other".into()
+    }
+}
+
+/// The error kind of an answer that is not a success (bounded label set: status and code).
+fn not_ok(answer: &Answer) -> String {
+    format!(
+        "HTTP {} {}",
+        answer.status,
+        answer.error().unwrap_or("(no error code)")
+    )
+}
+
+fn client_error(e: &identity_sidecar::client::ClientError) -> String {
+    use identity_sidecar::client::ClientError as E;
+    match e {
+        E::Unreachable { reason, .. } => format!("transport: {reason}"),
+        E::Sidecar { status, code, .. } => format!("sidecar HTTP {status} {code}"),
+        E::Protocol(p) => format!("protocol (decrypt/verify): {p}"),
+        E::Unexpected(what) => format!("unexpected: {}", what.chars().take(60).collect::<String>()),
+    }
+}
+
+fn expect_pair(answer: Answer) -> Result<TokenPair, String> {
+    if !answer.is_ok() {
+        return Err(not_ok(&answer));
+    }
+    answer
+        .tokens()
+        .ok_or_else(|| "HTTP 200 without a token pair".to_owned())
+}
+
+fn expect_active(answer: &Answer) -> Result<(), String> {
+    if !answer.is_ok() {
+        return Err(not_ok(answer));
+    }
+    match answer.active() {
+        Some(true) => Ok(()),
+        Some(false) => Err("HTTP 200 but active=false".into()),
+        None => Err("HTTP 200 without active".into()),
+    }
+}
+
+/// One concurrent client: what it holds between requests.
+enum Worker {
+    Init,
+    Sealed {
+        session: ClientSession,
+        pair: TokenPair,
+    },
+    Direct {
+        pair: TokenPair,
+    },
+}
+
+impl Worker {
+    async fn new(target: &Target, scenario: Scenario) -> anyhow::Result<Self> {
+        if scenario == Scenario::Init {
+            return Ok(Self::Init);
+        }
+        if scenario.direct() {
+            target.internal_token()?;
+            let pair = expect_pair(target.issue_direct().await.map_err(|e| anyhow!(e))?)
+                .map_err(|e| anyhow!("setup: direct token issue failed: {e}"))?;
+            return Ok(Self::Direct { pair });
+        }
+        let session = target
+            .client
+            .init_anonymous()
+            .await
+            .context("setup: session init failed")?;
+        let answer = calls::issue(
+            &target.client,
+            &session,
+            &target.client_id,
+            &target.client_secret,
+            &target.subject,
+            None,
+            None,
+        )
+        .await
+        .context("setup: token issue failed")?;
+        let pair = expect_pair(answer).map_err(|e| anyhow!("setup: token issue failed: {e}"))?;
+        Ok(Self::Sealed { session, pair })
+    }
+
+    /// One request of `scenario`; `Ok` only for a checked success.
+    async fn one(&mut self, target: &Target, scenario: Scenario) -> Result<(), String> {
+        match (scenario, self) {
+            (Scenario::Init, _) => target
+                .client
+                .init_anonymous()
+                .await
+                .map(drop)
+                .map_err(|e| client_error(&e)),
+            (Scenario::Introspect, Self::Sealed { session, pair }) => {
+                let answer = calls::introspect(
+                    &target.client,
+                    session,
+                    &pair.access_token,
+                    &pair.access_token,
+                    None,
+                )
+                .await
+                .map_err(|e| client_error(&e))?;
+                expect_active(&answer)
+            }
+            (Scenario::IntrospectDirect, Self::Direct { pair }) => {
+                let answer = target
+                    .direct(
+                        paths::INTROSPECT,
+                        &bearer(&pair.access_token),
+                        &json!({ "token": pair.access_token }),
+                    )
+                    .await?;
+                expect_active(&answer)
+            }
+            (Scenario::Issue, Self::Sealed { session, .. }) => {
+                let answer = calls::issue(
+                    &target.client,
+                    session,
+                    &target.client_id,
+                    &target.client_secret,
+                    &target.subject,
+                    None,
+                    None,
+                )
+                .await
+                .map_err(|e| client_error(&e))?;
+                expect_pair(answer).map(drop)
+            }
+            (Scenario::IssueDirect, Self::Direct { .. }) => {
+                expect_pair(target.issue_direct().await?).map(drop)
+            }
+            (Scenario::Refresh, Self::Sealed { session, pair }) => {
+                let answer = calls::refresh(
+                    &target.client,
+                    session,
+                    &pair.access_token,
+                    &pair.refresh_token,
+                )
+                .await
+                .map_err(|e| client_error(&e))?;
+                *pair = expect_pair(answer)?;
+                Ok(())
+            }
+            (Scenario::RefreshDirect, Self::Direct { pair }) => {
+                let body =
+                    json!({ "grant_type": "refresh_token", "refresh_token": pair.refresh_token });
+                let answer = target
+                    .direct(paths::TOKEN, &bearer(&pair.access_token), &body)
+                    .await?;
+                *pair = expect_pair(answer)?;
+                Ok(())
+            }
+            _ => Err("internal: worker does not match the scenario".into()),
+        }
+    }
+}
+
+/// What one worker saw.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// The figures of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub concurrency: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub error_kinds: BTreeMap<String, u64>,
+    pub elapsed_secs: f64,
+    pub req_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// CPU time (user + system) of each process per successful request, in µs, when known.
+    pub sidecar_cpu_us_per_req: Option<f64>,
+    pub api_cpu_us_per_req: Option<f64>,
+    pub loadgen_cpu_us_per_req: Option<f64>,
+}
+
+/// Process ids whose CPU time is read around each scenario.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pids {
+    sidecar: Option<u32>,
+    api: Option<u32>,
+}
+
+/// utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat).
+fn cpu_seconds(pid: &str, ticks_per_sec: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: split after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks_per_sec)
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Nearest rank.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
+}
+
+/// Runs `scenario` with `concurrency` workers until `duration` or `requests`, whichever first.
+async fn phase(
+    target: &Arc<Target>,
+    workers: Vec<Worker>,
+    scenario: Scenario,
+    duration: Duration,
+    requests: u64,
+) -> anyhow::Result<(Vec<Worker>, Tally, f64)> {
+    let issued = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut handles = Vec::with_capacity(workers.len());
+    for mut worker in workers {
+        let target = Arc::clone(target);
+        let issued = Arc::clone(&issued);
+        handles.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < requests {
+                let t = Instant::now();
+                let result = worker.one(&target, scenario).await;
+                let us = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
+                match result {
+                    Ok(()) => tally.latencies_us.push(us),
+                    Err(kind) => *tally.errors.entry(kind).or_default() += 1,
+                }
+            }
+            (worker, tally)
+        }));
+    }
+    let mut all = Tally::default();
+    let mut workers = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let (worker, tally) = handle.await.context("a worker panicked")?;
+        workers.push(worker);
+        all.latencies_us.extend(tally.latencies_us);
+        for (kind, n) in tally.errors {
+            *all.errors.entry(kind).or_default() += n;
+        }
+    }
+    Ok((workers, all, started.elapsed().as_secs_f64()))
+}
+
+async fn run_scenario(
+    target: &Arc<Target>,
+    cli: &Cli,
+    scenario: Scenario,
+    pids: Pids,
+    ticks: f64,
+) -> anyhow::Result<Report> {
+    let mut workers = Vec::new();
+    for _ in 0..cli.concurrency {
+        workers.push(Worker::new(target, scenario).await?);
+    }
+    if cli.warmup_secs > 0 {
+        let (w, _, _) = phase(
+            target,
+            workers,
+            scenario,
+            Duration::from_secs(cli.warmup_secs),
+            cli.requests,
+        )
+        .await?;
+        workers = w;
+    }
+    let me = std::process::id().to_string();
+    let pid_str = |p: Option<u32>| p.map(|p| p.to_string());
+    let (side, api) = (pid_str(pids.sidecar), pid_str(pids.api));
+    let cpu = |p: &Option<String>| p.as_deref().and_then(|p| cpu_seconds(p, ticks));
+    let before = (cpu(&side), cpu(&api), cpu_seconds(&me, ticks));
+    let (_, mut tally, elapsed) = phase(
+        target,
+        workers,
+        scenario,
+        Duration::from_secs(cli.duration_secs),
+        cli.requests,
+    )
+    .await?;
+    let after = (cpu(&side), cpu(&api), cpu_seconds(&me, ticks));
+    tally.latencies_us.sort_unstable();
+    let ok = tally.latencies_us.len() as u64;
+    let per_req = |b: Option<f64>, a: Option<f64>| match (b, a) {
+        (Some(b), Some(a)) if ok > 0 => Some((a - b) * 1e6 / ok as f64),
+        _ => None,
+    };
+    Ok(Report {
+        scenario: scenario.name().to_owned(),
+        concurrency: cli.concurrency,
+        ok,
+        errors: tally.errors.values().sum(),
+        error_kinds: tally.errors,
+        elapsed_secs: elapsed,
+        req_per_sec: if elapsed > 0.0 {
+            ok as f64 / elapsed
+        } else {
+            0.0
+        },
+        p50_ms: percentile(&tally.latencies_us, 50.0),
+        p99_ms: percentile(&tally.latencies_us, 99.0),
+        max_ms: tally
+            .latencies_us
+            .last()
+            .map_or(0.0, |v| f64::from(*v) / 1000.0),
+        sidecar_cpu_us_per_req: per_req(before.0, after.0),
+        api_cpu_us_per_req: per_req(before.1, after.1),
+        loadgen_cpu_us_per_req: per_req(before.2, after.2),
+    })
+}
+
+/// The sidecar's overhead on introspection, when both variants ran.
+fn overhead(reports: &[Report]) -> Option<Value> {
+    let find = |name: &str| reports.iter().find(|r| r.scenario == name);
+    let (sealed, direct) = (find("introspect")?, find("introspect-direct")?);
+    if direct.req_per_sec <= 0.0 {
+        return None;
+    }
+    Some(json!({
+        "throughput_ratio": sealed.req_per_sec / direct.req_per_sec,
+        "added_p50_ms": sealed.p50_ms - direct.p50_ms,
+        "target_ratio_min": 0.70,
+        "target_added_p50_ms_max": 0.2,
+    }))
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
+}
+
+fn table(reports: &[Report]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<18} {:>4} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "scenario",
+        "C",
+        "ok",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "sidecar",
+        "api",
+        "loadgen"
+    );
+    let _ = writeln!(
+        out,
+        "{:<18} {:>4} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "", "", "", "", "", "", "", "", "CPU µs/req", "CPU µs/req", "CPU µs/req"
+    );
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{:<18} {:>4} {:>8} {:>6} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>10} {:>10} {:>10}",
+            r.scenario,
+            r.concurrency,
+            r.ok,
+            r.errors,
+            r.req_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            fmt_opt(r.sidecar_cpu_us_per_req),
+            fmt_opt(r.api_cpu_us_per_req),
+            fmt_opt(r.loadgen_cpu_us_per_req),
+        );
+        for (kind, n) in &r.error_kinds {
+            let _ = writeln!(out, "    error x{n}: {kind}");
+        }
+    }
+    if let Some(o) = overhead(reports) {
+        let _ = writeln!(
+            out,
+            "\nsidecar overhead on introspect: throughput {:.2} of direct (target >= 0.70), \
+             added p50 {:.3} ms (target <= 0.2 ms)",
+            o["throughput_ratio"].as_f64().unwrap_or_default(),
+            o["added_p50_ms"].as_f64().unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// What the run was pointed at, and how.
+struct Setup {
+    target: Arc<Target>,
+    pids: Pids,
+    /// Keeps a `--local` stack running until the end.
+    stack: Option<Stack>,
+}
+
+fn require_loopback(url: &str) -> anyhow::Result<()> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("{url}: only http:// on loopback is supported"))?;
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("{url} is not a loopback address: the load generator only drives loopback");
+    }
+    Ok(())
+}
+
+async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(usize::try_from(cli.concurrency).unwrap_or(usize::MAX) * 2)
+        .build()
+        .context("cannot build an HTTP client")?;
+    if cli.local {
+        let beside_us = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Binaries::in_dir))
+            .filter(|b| b.missing().is_empty());
+        let binaries = match (&cli.bin_dir, beside_us) {
+            (Some(dir), _) => Binaries::in_dir(dir),
+            (None, Some(found)) => found,
+            (None, None) => {
+                eprintln!(
+                    "loadgen: building the binaries (cargo build -p identity-api -p identity-sidecar --bins)"
+                );
+                Binaries::build()?
+            }
+        };
+        eprintln!(
+            "loadgen: starting {} and {}",
+            binaries.identity_api.display(),
+            binaries.sidecar.display()
+        );
+        let mut sidecar_env = vec![
+            // One client address makes every init: the per-IP limit would measure itself.
+            ("SIDECAR_INIT_RATE_PER_SEC".to_owned(), "1000000".to_owned()),
+            ("SIDECAR_INIT_BURST".to_owned(), "1000000".to_owned()),
+        ];
+        if let Some(n) = cli.memory_sessions {
+            sidecar_env.push(("SIDECAR_MAX_SESSIONS".into(), (n + 1000).to_string()));
+            sidecar_env.push(("SIDECAR_ANONYMOUS_TTL_SECS".into(), "3600".into()));
+        }
+        sidecar_env.extend(cli.sidecar_env.iter().cloned());
+        let config = StackConfig {
+            client_id: "loadgen".into(),
+            signing: Signing::KeyFile,
+            sidecar_env,
+            api_env: cli.api_env.clone(),
+            ..StackConfig::default()
+        };
+        let stack = Stack::start(binaries, config).await?;
+        eprintln!(
+            "loadgen: identity-api at {} (pid {:?}), identity-sidecar at {} (pid {:?}), data in {}",
+            stack.api_url(),
+            stack.api_pid(),
+            stack.sidecar_url(),
+            stack.sidecar_pid(),
+            stack.dir().display()
+        );
+        let client = Client::with_http(
+            http.clone(),
+            &stack.sidecar_url(),
+            stack.pinned_key.as_deref(),
+        )
+        .await?;
+        let target = Target {
+            client,
+            http,
+            api_url: stack.api_url(),
+            internal_token: Some(stack.internal_token().to_owned()),
+            client_id: stack.client.client_id.clone(),
+            client_secret: stack.client.client_secret.clone(),
+            subject: cli.subject.clone(),
+        };
+        let pids = Pids {
+            sidecar: stack.sidecar_pid(),
+            api: stack.api_pid(),
+        };
+        return Ok(Setup {
+            target: Arc::new(target),
+            pids,
+            stack: Some(stack),
+        });
+    }
+    require_loopback(&cli.sidecar_url)?;
+    require_loopback(&cli.api_url)?;
+    let (Some(client_id), Some(client_secret)) = (&cli.client_id, &cli.client_secret) else {
+        bail!("CLIENT_ID and CLIENT_SECRET are required (or use --local)");
+    };
+    let client = Client::with_http(
+        http.clone(),
+        &cli.sidecar_url,
+        cli.sidecar_public_key.as_deref(),
+    )
+    .await?;
+    Ok(Setup {
+        target: Arc::new(Target {
+            client,
+            http,
+            api_url: cli.api_url.trim_end_matches('/').to_owned(),
+            internal_token: cli.internal_token.clone(),
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            subject: cli.subject.clone(),
+        }),
+        pids: Pids {
+            sidecar: cli.sidecar_pid,
+            api: cli.api_pid,
+        },
+        stack: None,
+    })
+}
+
+/// `--memory-sessions N`: RSS idle, then N live sessions, then RSS again.
+async fn memory(cli: &Cli, setup: &Setup, n: u64) -> anyhow::Result<Value> {
+    let pid = setup
+        .pids
+        .sidecar
+        .ok_or_else(|| anyhow!("--memory-sessions needs --local or --sidecar-pid"))?;
+    let idle = rss_kib(pid).ok_or_else(|| anyhow!("cannot read /proc/{pid}/status"))?;
+    let mut workers = Vec::new();
+    for _ in 0..cli.concurrency {
+        workers.push(Worker::Init);
+    }
+    // Bounded: n requests, and at most ten minutes.
+    let (_, tally, elapsed) = phase(
+        &setup.target,
+        workers,
+        Scenario::Init,
+        Duration::from_secs(600),
+        n,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let loaded = rss_kib(pid).ok_or_else(|| anyhow!("cannot read /proc/{pid}/status"))?;
+    let ok = tally.latencies_us.len() as u64;
+    let errors: u64 = tally.errors.values().sum();
+    Ok(json!({
+        "sidecar_pid": pid,
+        "idle_rss_kib": idle,
+        "sessions_created": ok,
+        "errors": errors,
+        "error_kinds": tally.errors,
+        "elapsed_secs": elapsed,
+        "loaded_rss_kib": loaded,
+        "loaded_rss_mib": loaded as f64 / 1024.0,
+        "bytes_per_session": if ok > 0 { (loaded.saturating_sub(idle) as f64 * 1024.0) / ok as f64 } else { 0.0 },
+        "target_mib_max": 64,
+    }))
+}
+
+/// Parses, runs, prints; the exit code is non-zero when a scenario saw an error.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(clean) => {
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<bool> {
+    let scenarios = cli
+        .scenarios
+        .iter()
+        .map(|s| Scenario::parse(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let setup = setup(cli).await?;
+    if let Some(n) = cli.memory_sessions {
+        let doc = memory(cli, &setup, n).await?;
+        let clean = doc["errors"].as_u64() == Some(0);
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            println!(
+                "sidecar RSS: idle {} KiB, with {} live sessions {} KiB ({:.1} MiB, target <= 64 MiB), \
+                 {:.0} bytes per session; {} errors",
+                doc["idle_rss_kib"],
+                doc["sessions_created"],
+                doc["loaded_rss_kib"],
+                doc["loaded_rss_mib"].as_f64().unwrap_or_default(),
+                doc["bytes_per_session"].as_f64().unwrap_or_default(),
+                doc["errors"]
+            );
+        }
+        if let Some(stack) = setup.stack {
+            stack.shutdown();
+        }
+        return Ok(clean);
+    }
+    let ticks = clock_ticks();
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        if !cli.json {
+            eprintln!("loadgen: {} ...", scenario.name());
+        }
+        reports.push(run_scenario(&setup.target, cli, scenario, setup.pids, ticks).await?);
+    }
+    let clean = reports.iter().all(|r| r.errors == 0);
+    if cli.json {
+        let doc = json!({
+            "concurrency": cli.concurrency,
+            "duration_secs_max": cli.duration_secs,
+            "requests_max": cli.requests,
+            "scenarios": reports,
+            "introspect_overhead": overhead(&reports),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", table(&reports));
+    }
+    if let Some(stack) = setup.stack {
+        stack.shutdown();
+    }
+    Ok(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn loopback_only() {
+        assert!(require_loopback("http://127.0.0.1:8141").is_ok());
+        assert!(require_loopback("http://localhost:8141/").is_ok());
+        assert!(require_loopback("http://[::1]:8141").is_ok());
+        assert!(require_loopback("http://10.0.0.1:8141").is_err());
+        assert!(require_loopback("https://127.0.0.1:8141").is_err());
+    }
+}

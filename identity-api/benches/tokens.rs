@@ -1,0 +1,88 @@
+//! ES256 access tokens through jsonwebtoken's aws-lc-rs backend, exactly as the identity API
+//! signs and verifies them (`tokens::sign`, `tokens::verify`), one core.
+//! docs/benchmarks.md records the figures next to the service's.
+//!
+//! `cargo bench -p identity-api --bench tokens`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot set up should stop
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use identity_api::keys::{KeyRing, SigningKey};
+use identity_api::tokens::{self, Claims, VerifiedCache};
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+use rand_core::OsRng;
+
+fn ring() -> KeyRing {
+    let secret = p256::SecretKey::random(&mut OsRng);
+    let private = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let public = secret
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let kid = "bench-kid".to_owned();
+    let mut verify = HashMap::new();
+    verify.insert(
+        kid.clone(),
+        DecodingKey::from_ec_pem(public.as_bytes()).unwrap(),
+    );
+    KeyRing {
+        active: Some(SigningKey {
+            kid,
+            encoding: EncodingKey::from_ec_pem(private.as_bytes()).unwrap(),
+        }),
+        verify,
+        jwks: Arc::from(Vec::new()),
+        published: 1,
+    }
+}
+
+fn claims() -> Claims {
+    Claims {
+        iss: "http://127.0.0.1:8140".into(),
+        sub: "loadgen-user".into(),
+        aud: "orders-api".into(),
+        client_id: "loadgen".into(),
+        scope: "orders.read orders.write".into(),
+        iat: 1_800_000_000,
+        exp: 1_800_000_900,
+        jti: "0123456789abcdef0123456789abcdef".into(),
+        fid: "fedcba9876543210fedcba9876543210".into(),
+    }
+}
+
+fn es256(c: &mut Criterion) {
+    let ring = ring();
+    let claims = claims();
+    let token = tokens::sign(&ring, &claims).unwrap();
+    let mut group = c.benchmark_group("es256_aws_lc_rs");
+    group.bench_function("sign", |b| {
+        b.iter(|| black_box(tokens::sign(&ring, black_box(&claims)).unwrap()))
+    });
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            black_box(tokens::verify(&ring, "http://127.0.0.1:8140", black_box(&token)).unwrap())
+        })
+    });
+    // What a repeated introspection pays instead of `verify`: SHA-256 of the token and a lookup.
+    let cache = VerifiedCache::default();
+    cache.insert(
+        VerifiedCache::key(&token),
+        Arc::new(claims.clone()),
+        1_800_000_001,
+    );
+    group.bench_function("verified_cache_hit", |b| {
+        b.iter(|| {
+            let key = VerifiedCache::key(black_box(&token));
+            black_box(cache.get(&key, 1_800_000_001).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, es256);
+criterion_main!(benches);
