@@ -8,12 +8,12 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Row;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, postgres::PgRow, sqlite::SqliteRow};
 
 macro_rules! insert_refresh {
     ($r:expr, $exec:expr) => {
@@ -303,7 +303,14 @@ fn migrator(sqlite: bool) -> Migrator {
     }
 }
 
-fn family_from_sqlite(row: &SqliteRow) -> Result<FamilyRow, sqlx::Error> {
+/// The family columns of a row of either driver: SQLite and PostgreSQL decode them alike, so
+/// one mapping serves both.
+fn family_from<R: Row>(row: &R) -> Result<FamilyRow, sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     Ok(FamilyRow {
         family_id: row.try_get("family_id")?,
         client_id: row.try_get("client_id")?,
@@ -316,16 +323,20 @@ fn family_from_sqlite(row: &SqliteRow) -> Result<FamilyRow, sqlx::Error> {
     })
 }
 
-fn family_from_pg(row: &PgRow) -> Result<FamilyRow, sqlx::Error> {
-    Ok(FamilyRow {
-        family_id: row.try_get("family_id")?,
-        client_id: row.try_get("client_id")?,
-        subject: row.try_get("subject")?,
-        scope: row.try_get("scope")?,
-        audience: row.try_get("audience")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+/// A refresh token joined with its family.
+fn refresh_view_from<R: Row>(row: &R) -> Result<RefreshView, sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RefreshView {
+        jti: row.try_get("jti")?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("r_expires_at")?,
+        spent: row.try_get("spent")?,
+        family: family_from(row)?,
     })
 }
 
@@ -768,14 +779,14 @@ impl Db {
                     .bind(family_id)
                     .fetch_optional(read)
                     .await?;
-                Ok(row.as_ref().map(family_from_sqlite).transpose()?)
+                Ok(row.as_ref().map(family_from).transpose()?)
             }
             Db::Postgres(pool) => {
                 let row = sqlx::query(&sql)
                     .bind(family_id)
                     .fetch_optional(pool)
                     .await?;
-                Ok(row.as_ref().map(family_from_pg).transpose()?)
+                Ok(row.as_ref().map(family_from).transpose()?)
             }
         }
     }
@@ -787,34 +798,20 @@ impl Db {
              WHERE r.token_hash = $1"
         );
         match self {
-            Db::Sqlite { read, .. } => {
-                let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(read).await? else {
-                    return Ok(None);
-                };
-                let (jti, issued_at, r_expires_at, spent) =
-                    get!(row, jti, issued_at, r_expires_at, spent);
-                Ok(Some(RefreshView {
-                    jti,
-                    issued_at,
-                    expires_at: r_expires_at,
-                    spent,
-                    family: family_from_sqlite(&row)?,
-                }))
-            }
-            Db::Postgres(pool) => {
-                let Some(row) = sqlx::query(&sql).bind(hash).fetch_optional(pool).await? else {
-                    return Ok(None);
-                };
-                let (jti, issued_at, r_expires_at, spent) =
-                    get!(row, jti, issued_at, r_expires_at, spent);
-                Ok(Some(RefreshView {
-                    jti,
-                    issued_at,
-                    expires_at: r_expires_at,
-                    spent,
-                    family: family_from_pg(&row)?,
-                }))
-            }
+            Db::Sqlite { read, .. } => sqlx::query(&sql)
+                .bind(hash)
+                .fetch_optional(read)
+                .await?
+                .map(|row| refresh_view_from(&row))
+                .transpose()
+                .map_err(StoreError::from),
+            Db::Postgres(pool) => sqlx::query(&sql)
+                .bind(hash)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| refresh_view_from(&row))
+                .transpose()
+                .map_err(StoreError::from),
         }
     }
 
