@@ -230,12 +230,21 @@ for f, doc in docs:
                 err(f, f"{where}: the sidecar's upstream must be the pod's own API")
         port = (doc["spec"]["template"]["metadata"] if kind != "Pod" else doc["metadata"]).get("annotations", {}).get("prometheus.io/port")
         if port not in (None, "8141", "9140"): err(f, f"{kind}/{name}: scrapes port {port}")
+# A Deployment that an autoscaler scales must not carry replicas: every apply would reset it.
+for f, doc in docs:
+    if doc["kind"] != "HorizontalPodAutoscaler": continue
+    target = doc["spec"]["scaleTargetRef"]
+    checked += 1
+    for g, d in docs:
+        if (g == f and d["kind"] == target["kind"] and d["metadata"]["name"] == target["name"]
+                and "replicas" in d["spec"]):
+            err(f, f"{target['kind']}/{target['name']}: replicas set although an HPA scales it")
 if errors:
     print("\n".join(errors)); sys.exit(1)
 print(f"{checked} checks")
 PY
 then
-    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty"
+    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA"
 else
     fail policy "invariants"; show "$WORK/policy.log"
 fi

@@ -36,9 +36,13 @@ fn fixture() -> &'static Fixture {
         let url = format!("sqlite://{}", dir.path().join("fuzz.db").display());
         let (app, basic, bearer) = runtime.block_on(async {
             let (kek, _) = Kek::generate();
-            let state = AppState::open(&url, kek, Settings::new("https://identity.fuzz"))
-                .await
-                .expect("state");
+            // The fixture's bearer must stay active however long the fuzzer runs: with the
+            // default 900 s, every route but issue would answer 401 before reading the body.
+            let settings = Settings {
+                access_ttl: 365 * 24 * 3600,
+                ..Settings::new("https://identity.fuzz")
+            };
+            let state = AppState::open(&url, kek, settings).await.expect("state");
             let secret = clients::create(
                 state.db(),
                 state.verifier_key(),

@@ -141,8 +141,12 @@ pub async fn rotate_secret(
     }
 }
 
+/// Disabling revokes the client's token families too (see `Db::set_client_enabled`).
 pub async fn set_enabled(db: &Db, client_id: &str, enabled: bool) -> Result<(), ClientError> {
-    if db.set_client_enabled(client_id, enabled).await? {
+    if db
+        .set_client_enabled(client_id, enabled, crate::service::now())
+        .await?
+    {
         Ok(())
     } else {
         Err(ClientError::NotFound(client_id.to_owned()))

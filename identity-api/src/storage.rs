@@ -495,18 +495,47 @@ impl Db {
         Ok(n == 1)
     }
 
+    /// Enables or disables a client. Disabling also revokes every live token family of the
+    /// client in the same transaction, so that its refresh tokens stop working and its access
+    /// tokens become inactive at once, not only its Basic logins (one audit row per family).
     pub async fn set_client_enabled(
         &self,
         client_id: &str,
         enabled: bool,
+        now: i64,
     ) -> Result<bool, StoreError> {
-        let n = writer!(self, p => sqlx::query("UPDATE clients SET enabled = $1 WHERE client_id = $2")
-            .bind(enabled)
-            .bind(client_id)
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(n == 1)
+        transaction!(self, tx => {
+            let n = sqlx::query("UPDATE clients SET enabled = $1 WHERE client_id = $2")
+                .bind(enabled)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 && !enabled {
+                let revoked = sqlx::query(
+                    "UPDATE token_families SET revoked_at = $1, revoke_reason = 'client_disabled' \
+                     WHERE client_id = $2 AND revoked_at IS NULL RETURNING family_id, subject",
+                )
+                .bind(now)
+                .bind(client_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in &revoked {
+                    let (family_id, subject): (String, String) = get!(row, family_id, subject);
+                    let audit = Audit {
+                        at: now,
+                        event: "revoke",
+                        client_id: Some(client_id),
+                        subject: Some(&subject),
+                        family_id: Some(&family_id),
+                        outcome: "client_disabled",
+                    };
+                    insert_audit!(audit, &mut *tx);
+                }
+            }
+            tx.commit().await?;
+            Ok(n == 1)
+        })
     }
 
     // ---- signing keys ----

@@ -21,6 +21,8 @@ both!(
     subject_binding,
     discovery_and_operations,
     bearer_variants,
+    disabling_a_client_revokes_its_families,
+    storage_holds_hashes_and_audit_holds_no_secret,
 );
 
 async fn issue_answer_and_token_shape(b: Backend) {
@@ -134,6 +136,15 @@ async fn issue_errors(b: Backend) {
         401,
         "invalid_client",
     );
+    // An id no client can have, a NUL included (PostgreSQL refuses it in text): not looked up,
+    // the same answer as an unknown client.
+    for id in ["c\u{0}", "c 1", "c\u{e9}", ""] {
+        assert_error(
+            &issue(basic(id, &env.secret), body).await,
+            401,
+            "invalid_client",
+        );
+    }
     assert_error(
         &issue(format!("Bearer {}", env.secret), body).await,
         401,
@@ -524,6 +535,22 @@ async fn refresh_errors(b: Backend) {
         400,
         "invalid_grant",
     );
+    // A family past its absolute lifetime (30 days by default), its refresh token still fresh.
+    let aged = env.issue().await;
+    exec(
+        env.state.db(),
+        &format!(
+            "UPDATE token_families SET expires_at = 0 WHERE family_id = '{}'",
+            claims_of(&s(&aged, "access_token")).fid
+        ),
+    )
+    .await;
+    assert_error(
+        &env.refresh(&s(&aged, "access_token"), &s(&aged, "refresh_token"))
+            .await,
+        400,
+        "invalid_grant",
+    );
     // A token of a revoked family, presented with a bearer of another family.
     let third = env.issue().await;
     let fourth = env.issue().await;
@@ -838,6 +865,136 @@ async fn discovery_and_operations(b: Backend) {
             &common::send(&ops, "POST", path, &[], b"{}".to_vec()).await,
             404,
             "not_found",
+        );
+    }
+}
+
+/// `client disable` stops more than Basic logins: every family of the client is revoked in the
+/// same transaction, so its refresh tokens and access tokens stop working at once.
+async fn disabling_a_client_revokes_its_families(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    let (a1, r1) = (s(&pair, "access_token"), s(&pair, "refresh_token"));
+    let other = env.issue_for("c2", &env.secret2, "test-user").await;
+    let other_bearer = s(&other, "access_token");
+    assert_eq!(env.introspect(&a1, &a1).await.1["active"], true);
+
+    identity_api::clients::set_enabled(env.state.db(), "c1", false)
+        .await
+        .unwrap();
+    // Its bearer belongs to a revoked family now: refused as a bearer, inactive as a token.
+    assert_error(&env.refresh(&a1, &r1).await, 401, "invalid_token");
+    assert_error(&env.introspect(&a1, &a1).await, 401, "invalid_token");
+    assert_error(&env.revoke(&a1, &r1).await, 401, "invalid_token");
+    let (status, body) = env.introspect(&other_bearer, &a1).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"active": false})));
+    // Another client's family is untouched.
+    assert_eq!(
+        env.introspect(&other_bearer, &other_bearer).await.1["active"],
+        true
+    );
+    let events = env.state.db().audit_events(20).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "revoke" && e.1.as_deref() == Some("c1") && e.3 == "client_disabled"),
+        "{events:?}"
+    );
+
+    // Enabling it again does not bring the old families back.
+    identity_api::clients::set_enabled(env.state.db(), "c1", true)
+        .await
+        .unwrap();
+    assert_error(&env.refresh(&a1, &r1).await, 401, "invalid_token");
+    let fresh = env.issue().await;
+    let bearer = s(&fresh, "access_token");
+    assert_eq!(env.introspect(&bearer, &bearer).await.1["active"], true);
+}
+
+/// Refresh tokens are stored only as SHA-256 hashes, and the audit trail (when, event, client,
+/// subject, family, outcome) never holds a token or a secret.
+async fn storage_holds_hashes_and_audit_holds_no_secret(b: Backend) {
+    use sha2::{Digest, Sha256};
+    use sqlx::Row;
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let p1 = env.issue().await;
+    let (a1, r1) = (s(&p1, "access_token"), s(&p1, "refresh_token"));
+    let (status, p2) = env.refresh(&a1, &r1).await;
+    assert_eq!(status, StatusCode::OK, "{p2}");
+    let (a2, r2) = (s(&p2, "access_token"), s(&p2, "refresh_token"));
+    assert_eq!(env.revoke(&a2, &r2).await.1, json!({"revoked": true}));
+
+    let hashes_sql = "SELECT token_hash FROM refresh_tokens";
+    let audit_sql =
+        "SELECT at, event, client_id, subject, family_id, outcome FROM audit_events ORDER BY id";
+    /// at, event, client_id, subject, family_id, outcome
+    type AuditRow = (
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let (hashes, audit): (Vec<Vec<u8>>, Vec<AuditRow>) = match env.state.db() {
+        identity_api::Db::Sqlite { read, .. } => (
+            sqlx::query_scalar(hashes_sql)
+                .fetch_all(read)
+                .await
+                .unwrap(),
+            sqlx::query(audit_sql)
+                .fetch_all(read)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                .collect(),
+        ),
+        identity_api::Db::Postgres(pool) => (
+            sqlx::query_scalar(hashes_sql)
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+            sqlx::query(audit_sql)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                .collect(),
+        ),
+    };
+    let mut expected: Vec<Vec<u8>> = [&r1, &r2]
+        .iter()
+        .map(|t| Sha256::digest(t.as_bytes()).to_vec())
+        .collect();
+    let mut stored = hashes.clone();
+    expected.sort();
+    stored.sort();
+    assert_eq!(
+        stored, expected,
+        "exactly the two refresh tokens, as SHA-256 hashes"
+    );
+
+    let family = claims_of(&a1).fid;
+    let events: Vec<&str> = audit.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(events, ["issue", "refresh", "revoke"], "{audit:?}");
+    let now = identity_api::now();
+    for (at, _, client, subject, fid, _) in &audit {
+        assert!((now - 60..=now).contains(at), "audit time {at}");
+        assert_eq!(client.as_deref(), Some("c1"));
+        assert_eq!(subject.as_deref(), Some("test-user"));
+        assert_eq!(fid.as_deref(), Some(family.as_str()));
+    }
+    let text = format!("{audit:?}");
+    for secret in [&a1, &r1, &a2, &r2, &env.secret] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret in the audit trail"
         );
     }
 }

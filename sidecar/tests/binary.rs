@@ -1,7 +1,10 @@
 //! The `identity-sidecar` binary itself: `--help`, the stdout address line, refusal to start
-//! without a signing key, and SIGTERM with a request stuck mid-body (the drain deadline).
+//! without a signing key, SIGTERM draining a request in flight, and SIGTERM with a request stuck
+//! mid-body (the drain deadline).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
+
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -24,6 +27,14 @@ fn help_names_every_flag_with_its_environment_variable() {
         "IDENTITY_INTERNAL_TOKEN",
         "SIDECAR_MAX_SESSIONS",
         "SIDECAR_SHUTDOWN_GRACE_SECS",
+        "SIDECAR_ANONYMOUS_TTL_SECS",
+        "SIDECAR_AUTHENTICATED_TTL_SECS",
+        "SIDECAR_MAX_BODY_BYTES",
+        "SIDECAR_MAX_UPSTREAM_BODY_BYTES",
+        "SIDECAR_UPSTREAM_TIMEOUT_MS",
+        "SIDECAR_INIT_RATE_PER_SEC",
+        "SIDECAR_ROUTES",
+        "SIDECAR_LOG_FORMAT",
     ] {
         assert!(
             help.contains(name),
@@ -109,4 +120,67 @@ fn sigterm_exits_after_the_grace_period_even_with_a_stuck_request() {
     };
     assert!(status.success(), "{status:?}");
     drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_request_in_flight() {
+    let stub = common::Stub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .args(["--dev", "--listen", "127.0.0.1:0", "--upstream", &stub.url])
+        .args(["--shutdown-grace-secs", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("identity-sidecar listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let client = identity_sidecar::client::Client::with_http(common::http(), &url, None)
+        .await
+        .unwrap();
+    let session = client.init_anonymous().await.unwrap();
+
+    // The identity API takes 1.5 s to answer; SIGTERM arrives while the sidecar waits for it.
+    let in_flight = tokio::spawn(async move {
+        client
+            .send(&session, "/api/v1/token", None, br#"{"sleep_ms":1500}"#)
+            .await
+    });
+    assert!(
+        common::eventually(200, || !stub.records_for("/api/v1/token").is_empty()).await,
+        "the request reaches the identity API"
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the drained request is answered")
+        .unwrap()
+        .expect("answered, not cut off");
+    assert_eq!(answer.status, 200);
+    // And then the process exits by itself, successfully.
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the sidecar exits after draining")
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "{status:?}");
 }

@@ -63,18 +63,28 @@ async fn invalid_request_on_session_init() {
         400,
         "invalid_request",
     );
-    // `-` is never a subject.
+    // None of these reached the identity API.
+    assert!(stub.records_for(paths::INTROSPECT).is_empty());
+    // The token is checked before the subject: `-` (never a subject) with an active token is a
+    // subject mismatch, with a token that is not active an invalid token.
     let dash = [
         ("authorization", "Bearer alice-access-token"),
         ("x-subject", "-"),
     ];
     assert_error(
         &post_raw(&init, &dash, init_body()).await,
-        400,
-        "invalid_request",
+        403,
+        "subject_mismatch",
     );
-    // None of these reached the identity API.
-    assert!(stub.records_for(paths::INTROSPECT).is_empty());
+    let dash_bad_token = [
+        ("authorization", "Bearer inactive-access-token"),
+        ("x-subject", "-"),
+    ];
+    assert_error(
+        &post_raw(&init, &dash_bad_token, init_body()).await,
+        401,
+        "invalid_token",
+    );
 }
 
 #[tokio::test]
@@ -879,12 +889,26 @@ async fn upstream_unavailable_when_not_json_or_too_big() {
         .post_sealed(&session, TOKEN, None, sealed.body)
         .await;
     assert_error(&got, 502, "upstream_unavailable");
-    // Under the cap it goes through.
+    // The same without a Content-Length: the cap holds while the answer streams in.
+    let sealed = session
+        .seal_request("POST", TOKEN, None, br#"{"chunked":20000}"#)
+        .unwrap();
+    let got = sidecar
+        .post_sealed(&session, TOKEN, None, sealed.body)
+        .await;
+    assert_error(&got, 502, "upstream_unavailable");
+    // Under the cap it goes through, with a length or without.
     let answer = client
         .send(&session, TOKEN, None, br#"{"big":5000}"#)
         .await
         .unwrap();
     assert_eq!(answer.status, 200);
+    let answer = client
+        .send(&session, TOKEN, None, br#"{"chunked":5000}"#)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), 5002);
 }
 
 #[tokio::test]

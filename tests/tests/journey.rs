@@ -1,6 +1,6 @@
 //! The six-step journey end to end, through the real binaries: the example client's journey
-//! (pinned key and trust on first use), the `journey --json` binary against a running stack, and
-//! the failures it must explain: wrong client secret (401 invalid_client from the identity API),
+//! (pinned key and trust on first use), the `journey` binary against a running stack (--json,
+//! the first-use notice, exit codes), and the failures it must explain: wrong client secret (401 invalid_client from the identity API),
 //! a pinned key that is not the sidecar's (signature mismatch), and no sidecar at all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -112,8 +112,13 @@ async fn no_sidecar_is_explained() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_journey_binary_prints_json() -> anyhow::Result<()> {
+/// Runs the `journey` binary against `env` with the given extra environment; a clean
+/// environment otherwise (no SIDECAR_*, CLIENT_*, SUBJECT of the developer's), bounded in time.
+async fn run_journey_binary(
+    env: &Env,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> anyhow::Result<std::process::Output> {
     let journey = profile_dir()?.join(format!("journey{}", std::env::consts::EXE_SUFFIX));
     if !journey.is_file() {
         anyhow::bail!(
@@ -121,7 +126,6 @@ async fn the_journey_binary_prints_json() -> anyhow::Result<()> {
             journey.display()
         );
     }
-    let env = Env::start().await?;
     let mut command = tokio::process::Command::new(&journey);
     for (key, _) in std::env::vars() {
         if key.starts_with("SIDECAR_") || key.starts_with("CLIENT_") || key == "SUBJECT" {
@@ -129,18 +133,29 @@ async fn the_journey_binary_prints_json() -> anyhow::Result<()> {
         }
     }
     let output = command
-        .arg("--json")
+        .args(args)
         .current_dir(env.stack.dir())
         .env("SIDECAR_URL", env.stack.sidecar_url())
         .env("CLIENT_ID", env.client_id())
-        .env("CLIENT_SECRET", env.client_secret())
-        .env(
-            "SIDECAR_PUBLIC_KEY",
-            env.stack.pinned_key.as_deref().unwrap(),
-        )
+        .envs(vars.iter().copied())
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output).await??;
+    Ok(tokio::time::timeout(std::time::Duration::from_secs(60), output).await??)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_binary_prints_json() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let pin = env.stack.pinned_key.clone().unwrap();
+    let output = run_journey_binary(
+        &env,
+        &["--json"],
+        &[
+            ("CLIENT_SECRET", env.client_secret()),
+            ("SIDECAR_PUBLIC_KEY", &pin),
+        ],
+    )
+    .await?;
     assert!(
         output.status.success(),
         "{}",
@@ -153,5 +168,50 @@ async fn the_journey_binary_prints_json() -> anyhow::Result<()> {
     // Tokens are shortened, the secret never shown.
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains(env.client_secret()));
+    Ok(())
+}
+
+/// The binary itself, as a user runs it: without a pin it says it trusted the key on first use;
+/// a wrong secret and a foreign pin fail with exit 1, FAILED at the right step and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_binary_explains_trust_and_failures() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    let tofu = run_journey_binary(&env, &[], &[("CLIENT_SECRET", env.client_secret())]).await?;
+    assert!(tofu.status.success(), "{}", text(&tofu));
+    assert!(text(&tofu).contains("NOTICE:"), "{}", text(&tofu));
+    assert!(text(&tofu).contains("first use"), "{}", text(&tofu));
+
+    let wrong = run_journey_binary(&env, &[], &[("CLIENT_SECRET", "not-the-secret")]).await?;
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(text(&wrong).contains("FAILED"), "{}", text(&wrong));
+    assert!(text(&wrong).contains("invalid_client"), "{}", text(&wrong));
+    assert!(text(&wrong).contains("CLIENT_SECRET"), "{}", text(&wrong));
+
+    let foreign = SigningKey::generate().public_key().to_b64u();
+    let mismatch = run_journey_binary(
+        &env,
+        &[],
+        &[
+            ("CLIENT_SECRET", env.client_secret()),
+            ("SIDECAR_PUBLIC_KEY", &foreign),
+        ],
+    )
+    .await?;
+    assert_eq!(mismatch.status.code(), Some(1), "{}", text(&mismatch));
+    assert!(
+        text(&mismatch).contains("signature mismatch"),
+        "{}",
+        text(&mismatch)
+    );
+    // Neither failure prints the secret.
+    assert!(!text(&mismatch).contains(env.client_secret()));
     Ok(())
 }

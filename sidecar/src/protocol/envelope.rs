@@ -239,7 +239,7 @@ impl SessionKeys {
     ) -> Envelope {
         let iv = random_iv();
         let aad = request_aad(session_id, method, path, seq, authorization);
-        let ciphertext = seal(&self.c2s, &iv, &aad, plaintext);
+        let ciphertext = seal(&self.c2s(), &iv, &aad, plaintext);
         Envelope {
             seq,
             iv,
@@ -257,7 +257,7 @@ impl SessionKeys {
         envelope: &Envelope,
     ) -> Result<Plaintext, Error> {
         let aad = request_aad(session_id, method, path, envelope.seq, authorization);
-        open(&self.c2s, &envelope.iv, &aad, &envelope.ciphertext)
+        open(&self.c2s(), &envelope.iv, &aad, &envelope.ciphertext)
     }
 
     /// Sidecar: encrypt the identity API's answer under k_s2c, bound to its status.
@@ -272,7 +272,7 @@ impl SessionKeys {
     ) -> Envelope {
         let iv = random_iv();
         let aad = response_aad(session_id, method, path, seq, status);
-        let ciphertext = seal(&self.s2c, &iv, &aad, plaintext);
+        let ciphertext = seal(&self.s2c(), &iv, &aad, plaintext);
         Envelope {
             seq,
             iv,
@@ -295,6 +295,6 @@ impl SessionKeys {
             return Err(Error::SeqMismatch);
         }
         let aad = response_aad(session_id, method, path, seq, status);
-        open(&self.s2c, &envelope.iv, &aad, &envelope.ciphertext)
+        open(&self.s2c(), &envelope.iv, &aad, &envelope.ciphertext)
     }
 }

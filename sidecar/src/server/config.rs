@@ -13,6 +13,9 @@ use crate::protocol::paths;
 
 /// "A session carries at most 2^24 requests that decrypted successfully" (section 1).
 pub const MAX_REQUESTS_PER_SESSION: u64 = 1 << 24;
+/// The longest session lifetime a flag accepts: a year keeps every deadline and `expires_at`
+/// far from overflow.
+pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
 
 /// identity-sidecar: terminates the encrypted session channel of PROTOCOL.md and forwards
 /// plaintext to the identity API.
@@ -54,12 +57,12 @@ pub struct Config {
     #[command(flatten)]
     pub internal_token: Option<InternalToken>,
 
-    /// Lifetime of an anonymous session, in seconds.
-    #[arg(long, env = "SIDECAR_ANONYMOUS_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Lifetime of an anonymous session, in seconds (at most a year).
+    #[arg(long, env = "SIDECAR_ANONYMOUS_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
     pub anonymous_ttl_secs: u64,
 
-    /// Lifetime of an authenticated session, in seconds.
-    #[arg(long, env = "SIDECAR_AUTHENTICATED_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Lifetime of an authenticated session, in seconds (at most a year).
+    #[arg(long, env = "SIDECAR_AUTHENTICATED_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
     pub authenticated_ttl_secs: u64,
 
     /// Most live sessions; session init beyond it is answered 429.
@@ -123,7 +126,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let url = reqwest::Url::parse(&self.upstream)
             .map_err(|e| format!("--upstream is not a URL: {e}"))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
+        // The identity API runs beside the sidecar on loopback; the client speaks plain HTTP/1.1.
+        if url.scheme() != "http" {
             return Err("--upstream must be an http:// URL".into());
         }
         if url.query().is_some() || url.fragment().is_some() {
@@ -262,7 +266,9 @@ impl clap::Args for InternalToken {
                 .env("IDENTITY_INTERNAL_TOKEN")
                 .hide_env_values(true)
                 .value_name("INTERNAL_TOKEN")
-                .value_parser(clap::value_parser!(InternalToken))
+                // A String, checked in `from_arg_matches_mut`: clap's own error for a value that
+                // fails its parser quotes the value, and this one is a secret.
+                .value_parser(clap::value_parser!(String))
                 .action(clap::ArgAction::Set)
                 .help(
                     "The token that proves to the identity API that a request came through the \
@@ -308,8 +314,19 @@ impl clap::FromArgMatches for InternalToken {
             return Self::from_file(&path).map_err(invalid);
         }
         matches
-            .try_remove_one::<InternalToken>(INTERNAL_TOKEN_ARG)
+            .try_remove_one::<String>(INTERNAL_TOKEN_ARG)
             .map_err(|e| invalid(e.to_string()))?
+            .map(|text| {
+                let text = Zeroizing::new(text);
+                Self::from_str(&text).map_err(|_| {
+                    invalid(
+                        "--internal-token (IDENTITY_INTERNAL_TOKEN) must be non-empty visible \
+                         ASCII: no spaces, no trailing newline"
+                            .into(),
+                    )
+                })
+            })
+            .transpose()?
             .ok_or_else(|| {
                 clap::Error::raw(
                     clap::error::ErrorKind::MissingRequiredArgument,

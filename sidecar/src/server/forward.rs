@@ -5,6 +5,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Method, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::config::{Config, InternalToken};
 use super::error::ApiError;
@@ -53,9 +57,12 @@ pub struct Forward<'a> {
     pub forwarded_for: Option<IpAddr>,
 }
 
+/// The identity API over plain HTTP/1.1 on pooled keep-alive connections: hyper's own client,
+/// without reqwest's URL parsing and per-request layers, since the upstream is one fixed
+/// `http://` base (checked in `Config::validate`) on loopback.
 #[derive(Debug)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: Client<HttpConnector, Full<Bytes>>,
     base: String,
     internal_token: Option<InternalToken>,
     timeout: Duration,
@@ -63,21 +70,22 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
+    pub fn new(config: &Config) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.upstream_timeout()));
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .connect_timeout(config.upstream_timeout())
-            .build()?;
-        Ok(Self {
+            .build(connector);
+        Self {
             client,
             base: config.upstream_base(),
             internal_token: config.internal_token.clone(),
             timeout: config.upstream_timeout(),
             max_body: config.max_upstream_body_bytes,
-        })
+        }
     }
 
     /// `POST {upstream}{path}` with a JSON body: Content-Type, the Authorization header
@@ -89,10 +97,8 @@ impl Upstream {
         body: Vec<u8>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         let mut request = self
-            .client
-            .request(Method::POST, format!("{}{}", self.base, forward.path))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body);
+            .request(Method::POST, forward.path)
+            .header(header::CONTENT_TYPE, "application/json");
         if let Some(authorization) = forward.authorization {
             request = request.header(header::AUTHORIZATION, authorization.clone());
         }
@@ -104,35 +110,34 @@ impl Upstream {
         if let Some(ip) = forward.forwarded_for {
             request = request.header("x-forwarded-for", ip.to_string());
         }
-        self.send(request).await
+        json(self.send(request, Full::from(body)).await?)
     }
 
-    /// `GET {upstream}{path}`, for the pass-throughs and readiness.
+    /// `GET {upstream}{path}`, for the pass-throughs: the answer must be JSON.
     pub async fn get(&self, path: &str) -> Result<UpstreamAnswer, UpstreamError> {
-        let request = self.client.get(format!("{}{}", self.base, path));
-        self.send(request).await
+        json(self.get_any(path).await?)
     }
 
     /// `GET {upstream}{path}`'s status, whatever the body: readiness.
     pub async fn get_status(&self, path: &str) -> Result<u16, UpstreamError> {
-        let request = self.client.get(format!("{}{}", self.base, path));
-        Ok(self.send_raw(request).await?.status)
+        Ok(self.get_any(path).await?.status)
+    }
+
+    async fn get_any(&self, path: &str) -> Result<UpstreamAnswer, UpstreamError> {
+        self.send(self.request(Method::GET, path), Full::default())
+            .await
+    }
+
+    fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path))
     }
 
     async fn send(
         &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<UpstreamAnswer, UpstreamError> {
-        let answer = self.send_raw(request).await?;
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body).is_err() {
-            return Err(UpstreamError::NotJson);
-        }
-        Ok(answer)
-    }
-
-    async fn send_raw(
-        &self,
-        mut request: reqwest::RequestBuilder,
+        mut request: http::request::Builder,
+        body: Full<Bytes>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         if let Some(token) = &self.internal_token {
             let mut value = HeaderValue::from_str(token.as_str())
@@ -140,6 +145,10 @@ impl Upstream {
             value.set_sensitive(true);
             request = request.header(headers::INTERNAL_TOKEN, value);
         }
+        // Only a path that is not a URI path could fail here; the route table has none.
+        let request = request
+            .body(body)
+            .map_err(|_| UpstreamError::Unavailable("the request cannot be built"))?;
         tokio::time::timeout(self.timeout, self.exchange(request))
             .await
             .map_err(|_| UpstreamError::Timeout)?
@@ -147,42 +156,46 @@ impl Upstream {
 
     async fn exchange(
         &self,
-        request: reqwest::RequestBuilder,
+        request: http::Request<Full<Bytes>>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
-        let mut response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                UpstreamError::Timeout
-            } else {
-                UpstreamError::Unavailable("the identity API cannot be reached")
-            }
-        })?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|_| UpstreamError::Unavailable("the identity API cannot be reached"))?;
         let too_large =
             UpstreamError::Unavailable("the identity API's answer is over the size limit");
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_body as u64)
-        {
+        let (parts, body) = response.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
             return Err(too_large);
         }
-        let status = response.status().as_u16();
-        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| UpstreamError::Unavailable("the identity API's answer broke off"))?
-        {
-            if body.len() + chunk.len() > self.max_body {
-                return Err(too_large);
+        let body = match Limited::new(body, self.max_body).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large),
+            Err(_) => {
+                return Err(UpstreamError::Unavailable(
+                    "the identity API's answer broke off",
+                ));
             }
-            body.extend_from_slice(&chunk);
-        }
+        };
         Ok(UpstreamAnswer {
-            status,
-            content_type,
-            body: Bytes::from(body),
+            status: parts.status.as_u16(),
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            body,
         })
     }
+}
+
+fn json(answer: UpstreamAnswer) -> Result<UpstreamAnswer, UpstreamError> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body).is_err() {
+        return Err(UpstreamError::NotJson);
+    }
+    Ok(answer)
 }
 
 /// Times a call for the latency histogram.

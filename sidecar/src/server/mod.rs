@@ -49,6 +49,14 @@ pub async fn bind(config: &Config) -> Result<Server, StartError> {
 /// [`bind`] with keys already loaded.
 pub async fn bind_with_keys(config: &Config, keys: Keys) -> Result<Server, StartError> {
     let state = AppState::new(config, keys)?;
+    if config.internal_token.is_none() {
+        // An identity API with IDENTITY_INTERNAL_TOKEN set then answers every forwarded request
+        // 403 and every authenticated init fails: say why now rather than per request.
+        tracing::warn!(
+            "no internal token (IDENTITY_INTERNAL_TOKEN or IDENTITY_INTERNAL_TOKEN_FILE): requests \
+             are forwarded without X-Internal-Token, which an identity API that requires one refuses"
+        );
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {

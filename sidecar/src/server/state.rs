@@ -44,8 +44,6 @@ pub enum StartError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("cannot build the upstream client: {0}")]
-    Upstream(reqwest::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -188,7 +186,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(config: &Config, keys: Keys) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let upstream = Upstream::new(config).map_err(StartError::Upstream)?;
+        let upstream = Upstream::new(config);
         Ok(Self(Arc::new(Inner {
             settings: Settings {
                 anonymous_ttl: config.anonymous_ttl_secs,

@@ -171,8 +171,42 @@ async fn introspect(State(state): State<Arc<StubState>>, request: Request) -> Re
     (StatusCode::from_u16(status).unwrap(), axum::Json(answer)).into_response()
 }
 
+/// A JSON string of `len` bytes of `x`, sent in 1 KiB chunks without a Content-Length (hyper
+/// then sends it chunked): an answer whose size is known only by reading it.
+struct Chunked {
+    left: usize,
+    opened: bool,
+    closed: bool,
+}
+
+impl hyper::body::Body for Chunked {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let chunk = if !self.opened {
+            self.opened = true;
+            Bytes::from_static(b"\"")
+        } else if self.left > 0 {
+            let n = self.left.min(1024);
+            self.left -= n;
+            Bytes::from(vec![b'x'; n])
+        } else if !self.closed {
+            self.closed = true;
+            Bytes::from_static(b"\"")
+        } else {
+            return std::task::Poll::Ready(None);
+        };
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+}
+
 /// Any other path: echoes what arrived. The JSON body steers it: `status` (the answer's status),
-/// `sleep_ms` (answer late), `non_json` (answer text), `big` (pad the answer to that many bytes).
+/// `sleep_ms` (answer late), `non_json` (answer text), `big` (pad the answer to that many bytes),
+/// `chunked` (answer a JSON string of that many bytes, chunked, without Content-Length).
 async fn echo(State(state): State<Arc<StubState>>, request: Request) -> Response {
     let method = request.method().to_string();
     let recorded = record(&state, request).await;
@@ -181,6 +215,19 @@ async fn echo(State(state): State<Arc<StubState>>, request: Request) -> Response
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let status = StatusCode::from_u16(body["status"].as_u64().unwrap_or(200) as u16).unwrap();
+    if let Some(len) = body["chunked"].as_u64() {
+        let chunked = Chunked {
+            left: len as usize,
+            opened: false,
+            closed: false,
+        };
+        return (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::new(chunked),
+        )
+            .into_response();
+    }
     if body["non_json"].as_bool() == Some(true) {
         return (status, [(header::CONTENT_TYPE, "text/plain")], "not json").into_response();
     }

@@ -1,0 +1,156 @@
+//! The binary's logs never hold a secret: with `RUST_LOG=trace` and JSON logs, an authenticated
+//! session init, encrypted requests with an Authorization header and a marker in the body, and a
+//! refused request leave no bearer token, Authorization value, internal token, plaintext body or
+//! session id in stdout or stderr. And a malformed internal token is refused without echoing it.
+
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use common::{ALICE_TOKEN, Stub, http};
+use identity_sidecar::client::Client;
+use identity_sidecar::protocol::paths;
+
+const BIN: &str = env!("CARGO_BIN_EXE_identity-sidecar");
+const INTERNAL_TOKEN: &str = "internal-token-4f0c2a9e71b3";
+const MARKER: &str = "plaintext-marker-9d41e6b07c";
+const CLIENT_AUTH: &str = "Bearer authorization-value-51a7c3e2";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_hold_no_secret() {
+    let stub = Stub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "trace")
+        .env("IDENTITY_INTERNAL_TOKEN", INTERNAL_TOKEN)
+        .args(["--dev", "--log-format", "json", "--listen", "127.0.0.1:0"])
+        .args(["--upstream", &stub.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("identity-sidecar listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stderr).read_to_string(&mut text).unwrap();
+        text
+    });
+
+    // Trust on first use is fine here: the test reads what this sidecar signs with.
+    let client = Client::with_http(http(), &url, None).await.unwrap();
+    let session = client
+        .init_authenticated(ALICE_TOKEN, "alice", None)
+        .await
+        .unwrap();
+    let body = format!(r#"{{"marker": "{MARKER}"}}"#);
+    for _ in 0..3 {
+        let answer = client
+            .send(&session, paths::TOKEN, Some(CLIENT_AUTH), body.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+    }
+    // A refusal logs at info: the replay of the last seq.
+    let replay = session
+        .seal_request("POST", paths::TOKEN, Some(CLIENT_AUTH), body.as_bytes())
+        .unwrap();
+    let first = client
+        .send_sealed(
+            &session,
+            paths::TOKEN,
+            Some(CLIENT_AUTH),
+            replay.seq,
+            replay.body.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200);
+    let again = client
+        .send_sealed(
+            &session,
+            paths::TOKEN,
+            Some(CLIENT_AUTH),
+            replay.seq,
+            replay.body,
+        )
+        .await;
+    assert!(again.is_err(), "a replay must be refused");
+    // The stub saw the secrets, so they did travel (the test would prove nothing otherwise).
+    let forwarded = stub.records_for(paths::TOKEN);
+    assert_eq!(forwarded.len(), 4);
+    assert_eq!(
+        forwarded[0].header("x-internal-token"),
+        Some([INTERNAL_TOKEN.to_owned()].as_slice())
+    );
+    assert!(String::from_utf8_lossy(&forwarded[0].body).contains(MARKER));
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let logs = logs.join().unwrap() + &rest;
+
+    // The logs are there (trace level, JSON) and mention the requests...
+    assert!(logs.lines().count() > 10, "too few log lines:\n{logs}");
+    assert!(logs.contains(paths::TOKEN), "{logs}");
+    assert!(logs.contains("409"), "{logs}");
+    // ...but none of the secrets.
+    for (what, secret) in [
+        ("bearer token", ALICE_TOKEN),
+        (
+            "Authorization value",
+            CLIENT_AUTH.trim_start_matches("Bearer "),
+        ),
+        ("internal token", INTERNAL_TOKEN),
+        ("plaintext body", MARKER),
+        ("session id", session.id()),
+    ] {
+        assert!(!logs.contains(secret), "the logs hold the {what}:\n{logs}");
+    }
+}
+
+#[test]
+fn a_malformed_internal_token_is_refused_without_being_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["secret-with-newline-7b2e\n", "secret with spaces 7b2e"] {
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("IDENTITY_INTERNAL_TOKEN", bad)
+            .args(["--dev", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("IDENTITY_INTERNAL_TOKEN"), "{err}");
+        assert!(!err.contains("7b2e"), "the error echoes the token: {err}");
+    }
+}
