@@ -28,9 +28,14 @@ pub struct Cli {
     #[arg(long, env = "CLIENT_ID")]
     pub client_id: Option<String>,
 
-    /// That client's secret.
+    /// That client's secret. Prefer --client-secret-file.
     #[arg(long, env = "CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<String>,
+
+    /// A file holding the client's secret (one trailing newline is ignored): a mounted Secret,
+    /// say. Wins over --client-secret.
+    #[arg(long, env = "CLIENT_SECRET_FILE", value_name = "PATH")]
+    pub client_secret_file: Option<std::path::PathBuf>,
 
     /// Subject to issue tokens for and to bind the authenticated session to.
     #[arg(long, env = "SUBJECT", default_value = "test-user")]
@@ -72,7 +77,21 @@ pub async fn main() -> ExitCode {
     if cli.local {
         run_local(&cli).await
     } else {
-        let Some(settings) = settings(&cli) else {
+        let secret = match &cli.client_secret_file {
+            Some(path) => match read_secret_file(path) {
+                Ok(secret) => Some(secret),
+                Err(e) => {
+                    eprintln!(
+                        "{} CLIENT_SECRET_FILE: cannot read {}: {e}",
+                        Style::stderr().red("journey:"),
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+            None => non_empty(&cli.client_secret),
+        };
+        let Some(settings) = settings(&cli, secret) else {
             eprintln!(
                 "{} CLIENT_ID and CLIENT_SECRET are required (flags --client-id/--client-secret, \
                  the environment, or .env). Create a client with `identity-api client create \
@@ -90,11 +109,23 @@ fn non_empty(value: &Option<String>) -> Option<String> {
     value.as_ref().filter(|v| !v.trim().is_empty()).cloned()
 }
 
-fn settings(cli: &Cli) -> Option<Settings> {
+/// The file's text without one trailing newline (`\n` or `\r\n`); empty is no secret.
+fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut text = std::fs::read_to_string(path)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+fn settings(cli: &Cli, client_secret: Option<String>) -> Option<Settings> {
     Some(Settings {
         sidecar_url: cli.sidecar_url.clone(),
         client_id: non_empty(&cli.client_id)?,
-        client_secret: non_empty(&cli.client_secret)?,
+        client_secret: client_secret.filter(|s| !s.trim().is_empty())?,
         subject: cli.subject.clone(),
         scope: non_empty(&cli.scope),
         audience: non_empty(&cli.audience),

@@ -67,3 +67,29 @@ fn json_failure_document() {
             .contains("not running")
     );
 }
+
+#[test]
+fn client_secret_file_is_read_and_a_missing_one_is_explained() {
+    let missing = journey()
+        .env("CLIENT_ID", "c")
+        .env("CLIENT_SECRET_FILE", "/nonexistent/client-secret")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("CLIENT_SECRET_FILE"), "{stderr}");
+
+    // A readable file stands in for CLIENT_SECRET: the journey gets as far as the sidecar.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client-secret");
+    std::fs::write(&file, "s\n").unwrap();
+    let output = journey()
+        .env("SIDECAR_URL", closed_port_url())
+        .env("CLIENT_ID", "c")
+        .env("CLIENT_SECRET_FILE", &file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not running"), "{stderr}");
+}

@@ -19,6 +19,10 @@ use crate::secret::{InternalToken, Key32, random_id, random_token, sha256};
 use crate::storage::{Audit, Db, FamilyRow, NewRefresh, Rotation, StoreError};
 use crate::tokens::{self, Claims, TokenError, VerifiedCache};
 
+/// How long past an access token's lifetime a retired signing key stays in the JWKS: a few
+/// reload periods (`serve` reloads the keys every second).
+const KEY_RELOAD_SLACK_SECS: i64 = 10;
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -194,7 +198,14 @@ impl AppState {
         let keks = keks.into();
         let verifier_key = keys::bootstrap(&db, &keks).await?;
         let dummy_verifier = clients::verifier(&verifier_key, "", "");
-        let keys = KeyStore::new(keks, settings.family_ttl, settings.access_ttl);
+        // Another replica may sign with a just-retired key until its next reload (every second):
+        // the JWKS keeps a retired key a little longer than an access token lives, so no token
+        // outlives its published key.
+        let keys = KeyStore::new(
+            keks,
+            settings.family_ttl,
+            settings.access_ttl.saturating_add(KEY_RELOAD_SLACK_SECS),
+        );
         let state = Self {
             inner: Arc::new(Inner {
                 db,

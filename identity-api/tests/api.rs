@@ -465,10 +465,16 @@ async fn refresh_rotation_and_reuse(b: Backend) {
     assert!(events.iter().filter(|e| e.0 == "refresh").count() >= 2);
     let (_, metrics) = common::send(&env.app, "GET", "/metrics", &[], vec![]).await;
     let metrics = metrics.as_str().unwrap().to_owned();
-    assert!(
-        metrics.contains("identity_api_refresh_reuse_detected_total 1"),
-        "{metrics}"
-    );
+    for line in [
+        "identity_api_refresh_reuse_detected_total 1",
+        r#"identity_api_refreshes_total{outcome="rotated"} 2"#,
+        r#"identity_api_refreshes_total{outcome="reuse"} 1"#,
+        "identity_api_revocations_total 1",
+        // The pair of the family, and the four issued to introspect with.
+        "identity_api_tokens_issued_total 5",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
 }
 
 async fn refresh_errors(b: Backend) {

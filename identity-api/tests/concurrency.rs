@@ -194,56 +194,6 @@ async fn two_instances_share_one_database(b: Backend) {
     let _ = stop2.send(());
 }
 
-/// `identity-api serve` on a free loopback port, on the test's database and KEK; killed on drop.
-struct ServeProcess {
-    child: std::process::Child,
-    base: String,
-}
-
-impl ServeProcess {
-    async fn start(env: &TestEnv) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = common::cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", &env.url, "--issuer", common::ISSUER])
-            .env("IDENTITY_KEY_ENCRYPTION_KEY", &env.kek)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Owned at once, so that its drop kills and reaps it on every path.
-        let process = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client
-                .get(format!("{}/health/ready", process.base))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return process;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!(
-            "identity-api serve did not become ready at {}",
-            process.base
-        );
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The same race across two identity-api processes (the real binary, as two replicas would
 /// run) on one database: still exactly one winner, never a 5xx.
 async fn two_processes_share_one_database(b: Backend) {
@@ -251,8 +201,8 @@ async fn two_processes_share_one_database(b: Backend) {
         return;
     };
     let (one, two) = (
-        ServeProcess::start(&env).await,
-        ServeProcess::start(&env).await,
+        common::ServeProcess::start(&env).await,
+        common::ServeProcess::start(&env).await,
     );
     let bases = [one.base.clone(), two.base.clone()];
     let client = reqwest::Client::new();

@@ -1,4 +1,5 @@
-//! Signing-key rotation (old tokens stay verifiable, the JWKS keeps their keys), state surviving
+//! Signing-key rotation (old tokens stay verifiable, the JWKS keeps their keys; a running `serve`
+//! takes up a key rotated by the CLI within its one-second reload), state surviving
 //! a restart, and refusing to start with the wrong key-encryption key. Both databases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,6 +12,7 @@ use serde_json::json;
 
 both!(
     key_rotation_keeps_old_tokens_valid,
+    a_running_server_signs_with_a_rotated_key_at_once,
     state_survives_restart,
     wrong_kek_refuses_to_start
 );
@@ -162,4 +164,63 @@ async fn wrong_kek_refuses_to_start(b: Backend) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cannot be decrypted"), "{err}");
+}
+
+/// `identity-api keys rotate` from another process while `serve` runs: new tokens carry the new
+/// key within the server's one-second reload, and the JWKS publishes both.
+async fn a_running_server_signs_with_a_rotated_key_at_once(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let server = common::ServeProcess::start(&env).await;
+    let http = reqwest::Client::new();
+    let issue = || async {
+        let pair: serde_json::Value = http
+            .post(format!("{}/api/v1/token/issue", server.base))
+            .header("authorization", common::basic("c1", &env.secret))
+            .json(&json!({"subject": "test-user"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        kid(&s(&pair, "access_token"))
+    };
+    let before = issue().await;
+    let (ok, _, err) = common::run(
+        common::cmd(&["keys", "rotate", "--database-url", &env.url])
+            .env("IDENTITY_KEY_ENCRYPTION_KEY", &env.kek),
+    );
+    assert!(ok, "{err}");
+    let mut after = before.clone();
+    for _ in 0..100 {
+        after = issue().await;
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        after, before,
+        "the server still signs with the retired key after 5 s"
+    );
+    let jwks: serde_json::Value = http
+        .get(format!("{}/.well-known/jwks.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(
+        kids.contains(&before.as_str()) && kids.contains(&after.as_str()),
+        "{kids:?}"
+    );
 }

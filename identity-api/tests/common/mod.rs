@@ -329,3 +329,55 @@ pub fn run(c: &mut std::process::Command) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `identity-api serve` on a free loopback port, on the test's database and KEK; killed on drop.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    pub async fn start(env: &TestEnv) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", &env.url, "--issuer", ISSUER])
+            .env("IDENTITY_KEY_ENCRYPTION_KEY", &env.kek)
+            // No internal token here: its start-up warning would only clutter the test output.
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Owned at once, so that its drop kills and reaps it on every path.
+        let process = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client
+                .get(format!("{}/health/ready", process.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return process;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "identity-api serve did not become ready at {}",
+            process.base
+        );
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
