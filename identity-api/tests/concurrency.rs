@@ -114,17 +114,7 @@ async fn fifty_concurrent_refreshes_over_http(b: Backend) {
         return;
     };
     let (base, stop) = start_server(env.state.clone()).await;
-    let client = reqwest::Client::new();
-    let pair: Value = client
-        .post(format!("{base}/api/v1/token/issue"))
-        .header("authorization", basic("c1", &env.secret))
-        .json(&json!({"subject": "test-user"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pair = common::issue_over_http(&base, &env.secret).await;
     let results = race_http(
         &[base],
         &s(&pair, "access_token"),
@@ -148,16 +138,7 @@ async fn two_instances_share_one_database(b: Backend) {
     for round in 0..3 {
         // Issued by one instance, raced on both.
         let issuer = if round % 2 == 0 { &base1 } else { &base2 };
-        let pair: Value = client
-            .post(format!("{issuer}/api/v1/token/issue"))
-            .header("authorization", basic("c1", &env.secret))
-            .json(&json!({"subject": "test-user"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let pair = common::issue_over_http(issuer, &env.secret).await;
         let results = race_http(
             &[base1.clone(), base2.clone()],
             &s(&pair, "access_token"),
@@ -205,18 +186,8 @@ async fn two_processes_share_one_database(b: Backend) {
         common::ServeProcess::start(&env).await,
     );
     let bases = [one.base.clone(), two.base.clone()];
-    let client = reqwest::Client::new();
     for round in 0..3 {
-        let pair: Value = client
-            .post(format!("{}/api/v1/token/issue", bases[round % 2]))
-            .header("authorization", basic("c1", &env.secret))
-            .json(&json!({"subject": "test-user"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let pair = common::issue_over_http(&bases[round % 2], &env.secret).await;
         let results = race_http(
             &bases,
             &s(&pair, "access_token"),

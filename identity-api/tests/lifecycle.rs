@@ -173,19 +173,11 @@ async fn a_running_server_signs_with_a_rotated_key_at_once(b: Backend) {
         return;
     };
     let server = common::ServeProcess::start(&env).await;
-    let http = reqwest::Client::new();
     let issue = || async {
-        let pair: serde_json::Value = http
-            .post(format!("{}/api/v1/token/issue", server.base))
-            .header("authorization", common::basic("c1", &env.secret))
-            .json(&json!({"subject": "test-user"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        kid(&s(&pair, "access_token"))
+        kid(&s(
+            &common::issue_over_http(&server.base, &env.secret).await,
+            "access_token",
+        ))
     };
     let before = issue().await;
     let (ok, _, err) = common::run(
@@ -205,7 +197,7 @@ async fn a_running_server_signs_with_a_rotated_key_at_once(b: Backend) {
         after, before,
         "the server still signs with the retired key after 5 s"
     );
-    let jwks: serde_json::Value = http
+    let jwks: serde_json::Value = reqwest::Client::new()
         .get(format!("{}/.well-known/jwks.json", server.base))
         .send()
         .await

@@ -8,10 +8,45 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_identity-sidecar");
+
+/// `identity-sidecar --dev` on 127.0.0.1:0 in `dir`, with no inherited environment: the child
+/// and the `host:port` that its first stdout line names.
+fn start_dev(dir: &std::path::Path, upstream: &str, grace_secs: &str) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .env_clear()
+        .args(["--dev", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(["--shutdown-grace-secs", grace_secs])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("identity-sidecar listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
 
 #[test]
 fn help_names_every_flag_with_its_environment_variable() {
@@ -63,30 +98,7 @@ fn refuses_to_start_without_a_signing_key() {
 #[test]
 fn sigterm_exits_after_the_grace_period_even_with_a_stuck_request() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .env_clear()
-        .args([
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "http://127.0.0.1:9",
-        ])
-        .args(["--shutdown-grace-secs", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("identity-sidecar listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (mut child, addr) = start_dev(dir.path(), "http://127.0.0.1:9", "1");
 
     // A request that announces 100 bytes and sends 10: the handler waits for the rest.
     let mut stuck = TcpStream::connect(&addr).unwrap();
@@ -98,14 +110,7 @@ fn sigterm_exits_after_the_grace_period_even_with_a_stuck_request() {
     stuck.flush().unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     // Bounded wait: without the deadline the drain would wait for the stuck body forever.
     let started = Instant::now();
     let status = loop {
@@ -126,24 +131,8 @@ fn sigterm_exits_after_the_grace_period_even_with_a_stuck_request() {
 async fn sigterm_drains_a_request_in_flight() {
     let stub = common::Stub::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .env_clear()
-        .args(["--dev", "--listen", "127.0.0.1:0", "--upstream", &stub.url])
-        .args(["--shutdown-grace-secs", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("identity-sidecar listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (mut child, addr) = start_dev(dir.path(), &stub.url, "20");
+    let url = format!("http://{addr}");
     let client = identity_sidecar::client::Client::with_http(common::http(), &url, None)
         .await
         .unwrap();
@@ -159,14 +148,7 @@ async fn sigterm_drains_a_request_in_flight() {
         common::eventually(200, || !stub.records_for("/api/v1/token").is_empty()).await,
         "the request reaches the identity API"
     );
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let answer = tokio::time::timeout(Duration::from_secs(10), in_flight)
         .await
         .expect("the drained request is answered")

@@ -381,3 +381,17 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A pair for c1 / test-user from a server at `base` (a real listener, not `oneshot`).
+pub async fn issue_over_http(base: &str, secret: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/token/issue"))
+        .header("authorization", basic("c1", secret))
+        .json(&serde_json::json!({"subject": "test-user"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
