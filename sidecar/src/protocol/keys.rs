@@ -261,8 +261,8 @@ impl fmt::Debug for SessionKeys {
 
 /// The aes-gcm crate's own `zeroize` feature wipes only the GHASH key it derives; the AES round
 /// keys are wiped by `aes`'s feature and the GHASH state by `polyval`'s (which `ghash`'s feature
-/// does not turn on). The first (and the session key pair) is checked here at compile time; `tests/zeroize_features.rs`
-/// checks the resolved features of all three.
+/// does not turn on). The first, and the session key pair, are checked here at compile time;
+/// `tests/zeroize_features.rs` checks the resolved features of all three.
 const _: fn() = || {
     fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
     wiped_on_drop::<aes::Aes256>();

@@ -73,7 +73,8 @@ impl Upstream {
     pub fn new(config: &Config) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.upstream_timeout()));
+        // No connect timeout of its own: the whole exchange, connecting included, runs under
+        // the upstream timeout in `send`, so that a slow connect is a 504 like a slow answer.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_timer(TokioTimer::new())
