@@ -89,7 +89,7 @@ pub async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            None => non_empty(&cli.client_secret),
+            None => cli.client_secret.clone(),
         };
         let Some(settings) = settings(&cli, secret) else {
             eprintln!(
@@ -125,7 +125,7 @@ fn settings(cli: &Cli, client_secret: Option<String>) -> Option<Settings> {
     Some(Settings {
         sidecar_url: cli.sidecar_url.clone(),
         client_id: non_empty(&cli.client_id)?,
-        client_secret: client_secret.filter(|s| !s.trim().is_empty())?,
+        client_secret: non_empty(&client_secret)?,
         subject: cli.subject.clone(),
         scope: non_empty(&cli.scope),
         audience: non_empty(&cli.audience),
