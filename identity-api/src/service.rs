@@ -418,30 +418,16 @@ impl AppState {
         };
         let (access_token, expires_in) = self.sign_access(&family, now)?;
         let refresh = random_token();
-        let hash = sha256(refresh.as_bytes());
         let refresh_exp = now.saturating_add(s.refresh_ttl).min(family.expires_at);
-        let jti = random_id();
-        self.inner
-            .db
-            .create_family(
-                &family,
-                &NewRefresh {
-                    token_hash: &hash,
-                    jti: &jti,
-                    family_id: &family.family_id,
-                    issued_at: now,
-                    expires_at: refresh_exp,
-                },
-                &Audit {
-                    at: now,
-                    event: "issue",
-                    client_id: Some(&family.client_id),
-                    subject: Some(&family.subject),
-                    family_id: Some(&family.family_id),
-                    outcome: "issued",
-                },
-            )
-            .await?;
+        let new = NewRefresh {
+            token_hash: sha256(refresh.as_bytes()),
+            jti: random_id(),
+            family_id: family.family_id.clone(),
+            issued_at: now,
+            expires_at: refresh_exp,
+        };
+        let scope = family.scope.clone();
+        self.inner.db.create_family(family, new).await?;
         self.inner.metrics.tokens_issued.inc();
         Ok(TokenResponse {
             access_token,
@@ -449,7 +435,7 @@ impl AppState {
             expires_in,
             refresh_token: refresh.to_string(),
             refresh_expires_in: refresh_exp - now,
-            scope: family.scope,
+            scope,
         })
     }
 
@@ -521,33 +507,20 @@ impl AppState {
 
         let (access_token, expires_in) = self.sign_access(family, now)?;
         let refresh = random_token();
-        let new_hash = sha256(refresh.as_bytes());
         let refresh_exp = now
             .saturating_add(self.inner.settings.refresh_ttl)
             .min(family.expires_at);
-        let jti = random_id();
+        let new = NewRefresh {
+            token_hash: sha256(refresh.as_bytes()),
+            jti: random_id(),
+            family_id: family.family_id.clone(),
+            issued_at: now,
+            expires_at: refresh_exp,
+        };
         let outcome = self
             .inner
             .db
-            .rotate_refresh(
-                &old_hash,
-                &NewRefresh {
-                    token_hash: &new_hash,
-                    jti: &jti,
-                    family_id: &family.family_id,
-                    issued_at: now,
-                    expires_at: refresh_exp,
-                },
-                now,
-                &Audit {
-                    at: now,
-                    event: "refresh",
-                    client_id: Some(&family.client_id),
-                    subject: Some(&family.subject),
-                    family_id: Some(&family.family_id),
-                    outcome: "rotated",
-                },
-            )
+            .rotate_refresh(old_hash, new, now, family)
             .await?;
         if outcome == Rotation::Lost {
             // Spent by a concurrent request in the meantime: that is reuse too.

@@ -946,8 +946,8 @@ async fn storage_holds_hashes_and_audit_holds_no_secret(b: Backend) {
         Option<String>,
         String,
     );
-    let (hashes, audit): (Vec<Vec<u8>>, Vec<AuditRow>) = match env.state.db() {
-        identity_api::Db::Sqlite { read, .. } => (
+    let (hashes, audit): (Vec<Vec<u8>>, Vec<AuditRow>) = match env.state.db().pools() {
+        identity_api::storage::Pools::Sqlite { read, .. } => (
             sqlx::query_scalar(hashes_sql)
                 .fetch_all(read)
                 .await
@@ -960,7 +960,7 @@ async fn storage_holds_hashes_and_audit_holds_no_secret(b: Backend) {
                 .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
                 .collect(),
         ),
-        identity_api::Db::Postgres(pool) => (
+        identity_api::storage::Pools::Postgres(pool) => (
             sqlx::query_scalar(hashes_sql)
                 .fetch_all(pool)
                 .await

@@ -10,6 +10,7 @@ use common::{cmd, run};
 use axum::http::StatusCode;
 use common::{Backend, TestEnv, basic, database, new_kek_text, s};
 use identity_api::keys::{self, Kek, Keks};
+use identity_api::storage::Pools;
 use identity_api::{AppState, Db, clients};
 
 both!(
@@ -32,9 +33,9 @@ fn keks(current: &str, previous: Option<&str>) -> Keks {
 async fn sealed_rows(db: &Db) -> Vec<(String, String, Option<String>)> {
     const SQL: &str = "SELECT 'signing_keys' AS t, kid AS name, kek_id FROM signing_keys \
                        UNION ALL SELECT 'wrapped_keys' AS t, name, kek_id FROM wrapped_keys";
-    let rows: Vec<(String, String, Option<String>)> = match db {
-        Db::Sqlite { write, .. } => sqlx::query_as(SQL).fetch_all(write).await.unwrap(),
-        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
+    let rows: Vec<(String, String, Option<String>)> = match db.pools() {
+        Pools::Sqlite { write, .. } => sqlx::query_as(SQL).fetch_all(write).await.unwrap(),
+        Pools::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
     };
     rows
 }

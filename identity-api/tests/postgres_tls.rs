@@ -7,6 +7,7 @@
 mod common;
 
 use identity_api::Db;
+use identity_api::storage::Pools;
 
 fn with_sslmode(base: &str, query: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
@@ -15,7 +16,7 @@ fn with_sslmode(base: &str, query: &str) -> String {
 
 /// Whether this connection's backend uses TLS.
 async fn uses_tls(db: &Db) -> bool {
-    let Db::Postgres(pool) = db else {
+    let Pools::Postgres(pool) = db.pools() else {
         panic!("postgres")
     };
     sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
@@ -34,7 +35,7 @@ async fn sslmodes_against_the_test_server() {
         .await
         .unwrap();
     assert!(!uses_tls(&plain).await, "sslmode=disable never uses TLS");
-    let Db::Postgres(pool) = &plain else {
+    let Pools::Postgres(pool) = plain.pools() else {
         panic!("postgres")
     };
     let server_tls: String = sqlx::query_scalar("SHOW ssl")

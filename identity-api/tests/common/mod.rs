@@ -283,11 +283,11 @@ pub fn assert_error(result: &(StatusCode, Value), status: u16, code: &str) {
 
 /// Runs raw SQL on the test database (to age rows, for example).
 pub async fn exec(db: &identity_api::Db, sql: &str) {
-    match db {
-        identity_api::Db::Sqlite { write, .. } => {
+    match db.pools() {
+        identity_api::storage::Pools::Sqlite { write, .. } => {
             sqlx::query(sql).execute(write).await.unwrap();
         }
-        identity_api::Db::Postgres(pool) => {
+        identity_api::storage::Pools::Postgres(pool) => {
             sqlx::query(sql).execute(pool).await.unwrap();
         }
     }

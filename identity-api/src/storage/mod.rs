@@ -1,4 +1,5 @@
-//! Storage over SQLite (embedded default) and PostgreSQL: one enum, the same SQL text on both.
+//! Storage over SQLite (embedded default) and PostgreSQL: one enum of pools, the same SQL text
+//! on both. The statements every request runs go through [`hot_path`]'s batches.
 //!
 //! SQLite gets a single-connection write pool (writers queue in the pool instead of failing with
 //! SQLITE_BUSY) and a read pool in WAL mode; every write transaction starts with BEGIN IMMEDIATE
@@ -6,30 +7,18 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
+
+use self::batch::Batcher;
+use self::hot_path::{Write, Written};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-
-macro_rules! insert_refresh {
-    ($r:expr, $exec:expr) => {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
-             VALUES ($1, $2, $3, $4, $5, FALSE)",
-        )
-        .bind($r.token_hash)
-        .bind($r.jti)
-        .bind($r.family_id)
-        .bind($r.issued_at)
-        .bind($r.expires_at)
-        .execute($exec)
-        .await?
-    };
-}
 
 macro_rules! insert_audit {
     ($a:expr, $exec:expr) => {
@@ -58,6 +47,12 @@ pub enum StoreError {
     BadUrl,
     #[error("already exists")]
     Conflict,
+    /// The batch task has stopped (its runtime is shutting down).
+    #[error("the database is closed")]
+    Closed,
+    /// A batch answered out of shape: a bug, never expected.
+    #[error("internal: a batch answered out of shape")]
+    Batch,
 }
 
 impl StoreError {
@@ -73,23 +68,41 @@ impl StoreError {
                 }
                 _ => false,
             },
+            StoreError::Closed => true,
             _ => false,
         }
     }
 }
 
+/// The connection pools. SQLite has a single-connection write pool and a read pool.
 #[derive(Clone, Debug)]
-pub enum Db {
+pub enum Pools {
     Sqlite { write: SqlitePool, read: SqlitePool },
     Postgres(PgPool),
+}
+
+/// The database: its pools and the batches of the hot path, which run on tasks of the tokio
+/// runtime that connected (as sqlx's own connections do).
+#[derive(Clone, Debug)]
+pub struct Db {
+    pools: Pools,
+    hot: Arc<HotPath>,
+}
+
+#[derive(Debug)]
+struct HotPath {
+    clients: Batcher<hot_path::Clients>,
+    family_states: Batcher<hot_path::FamilyStates>,
+    refresh_views: Batcher<hot_path::RefreshViews>,
+    writes: Batcher<hot_path::GroupCommit>,
 }
 
 /// Runs `$body` with `$p` bound to the pool that may write.
 macro_rules! writer {
     ($db:expr, $p:ident => $body:expr) => {
         match $db {
-            Db::Sqlite { write: $p, .. } => $body,
-            Db::Postgres($p) => $body,
+            Pools::Sqlite { write: $p, .. } => $body,
+            Pools::Postgres($p) => $body,
         }
     };
 }
@@ -98,8 +111,8 @@ macro_rules! writer {
 macro_rules! reader {
     ($db:expr, $p:ident => $body:expr) => {
         match $db {
-            Db::Sqlite { read: $p, .. } => $body,
-            Db::Postgres($p) => $body,
+            Pools::Sqlite { read: $p, .. } => $body,
+            Pools::Postgres($p) => $body,
         }
     };
 }
@@ -108,12 +121,12 @@ macro_rules! reader {
 macro_rules! transaction {
     ($db:expr, $tx:ident => $body:expr) => {
         match $db {
-            Db::Sqlite { write, .. } => {
+            Pools::Sqlite { write, .. } => {
                 #[allow(unused_mut)]
                 let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
                 $body
             }
-            Db::Postgres(pool) => {
+            Pools::Postgres(pool) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin().await?;
                 $body
@@ -221,11 +234,12 @@ pub struct FamilyRow {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
-pub struct NewRefresh<'a> {
-    pub token_hash: &'a [u8],
-    pub jti: &'a str,
-    pub family_id: &'a str,
+/// A refresh token to store: only its SHA-256 is kept.
+#[derive(Debug)]
+pub struct NewRefresh {
+    pub token_hash: [u8; 32],
+    pub jti: String,
+    pub family_id: String,
     pub issued_at: i64,
     pub expires_at: i64,
 }
@@ -251,7 +265,7 @@ pub struct Audit<'a> {
 }
 
 /// Outcome of the atomic refresh rotation.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
     /// This request spent the token and stored the new one.
     Rotated,
@@ -275,12 +289,12 @@ fn migrator(sqlite: bool) -> Migrator {
             migration(
                 1,
                 "init",
-                include_str!("../migrations/sqlite/0001_init.sql"),
+                include_str!("../../migrations/sqlite/0001_init.sql"),
             ),
             migration(
                 2,
                 "wrapped keys",
-                include_str!("../migrations/sqlite/0002_wrapped_keys.sql"),
+                include_str!("../../migrations/sqlite/0002_wrapped_keys.sql"),
             ),
         ]
     } else {
@@ -288,12 +302,12 @@ fn migrator(sqlite: bool) -> Migrator {
             migration(
                 1,
                 "init",
-                include_str!("../migrations/postgres/0001_init.sql"),
+                include_str!("../../migrations/postgres/0001_init.sql"),
             ),
             migration(
                 2,
                 "wrapped keys",
-                include_str!("../migrations/postgres/0002_wrapped_keys.sql"),
+                include_str!("../../migrations/postgres/0002_wrapped_keys.sql"),
             ),
         ]
     };
@@ -347,6 +361,9 @@ macro_rules! get {
     };
 }
 
+mod batch;
+mod hot_path;
+
 const FAMILY_COLUMNS: &str = "f.family_id, f.client_id, f.subject, f.scope, f.audience, \
      f.created_at, f.expires_at, f.revoked_at";
 
@@ -375,7 +392,7 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Sqlite { write, read })
+            Ok(Self::new(Pools::Sqlite { write, read }))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -383,48 +400,65 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Postgres(pool))
+            Ok(Self::new(Pools::Postgres(pool)))
         } else {
             Err(StoreError::BadUrl)
         }
     }
 
+    fn new(pools: Pools) -> Self {
+        let hot = HotPath {
+            clients: Batcher::spawn(hot_path::Clients(pools.clone())),
+            family_states: Batcher::spawn(hot_path::FamilyStates(pools.clone())),
+            refresh_views: Batcher::spawn(hot_path::RefreshViews(pools.clone())),
+            writes: Batcher::spawn(hot_path::GroupCommit(pools.clone())),
+        };
+        Self {
+            pools,
+            hot: Arc::new(hot),
+        }
+    }
+
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
     pub fn kind(&self) -> &'static str {
-        match self {
-            Db::Sqlite { .. } => "sqlite",
-            Db::Postgres(_) => "postgres",
+        match self.pools {
+            Pools::Sqlite { .. } => "sqlite",
+            Pools::Postgres(_) => "postgres",
         }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Db::Sqlite { write, .. } => migrator(true).run(write).await?,
-            Db::Postgres(pool) => migrator(false).run(pool).await?,
+        match &self.pools {
+            Pools::Sqlite { write, .. } => migrator(true).run(write).await?,
+            Pools::Postgres(pool) => migrator(false).run(pool).await?,
         }
         Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        reader!(self, p => {
+        reader!(&self.pools, p => {
             sqlx::query("SELECT 1").execute(p).await?;
         });
         Ok(())
     }
 
     pub async fn close(&self) {
-        match self {
-            Db::Sqlite { write, read } => {
+        match &self.pools {
+            Pools::Sqlite { write, read } => {
                 read.close().await;
                 write.close().await;
             }
-            Db::Postgres(pool) => pool.close().await,
+            Pools::Postgres(pool) => pool.close().await,
         }
     }
 
     // ---- clients ----
 
     pub async fn insert_client(&self, c: &ClientRow) -> Result<(), StoreError> {
-        let res = writer!(self, p => sqlx::query(
+        let res = writer!(&self.pools, p => sqlx::query(
             "INSERT INTO clients (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (client_id) DO NOTHING",
         )
@@ -445,26 +479,15 @@ impl Db {
         }
     }
 
+    /// One client by id (batched with concurrent lookups).
     pub async fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
-        const SQL: &str = "SELECT client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at \
-                           FROM clients WHERE client_id = $1";
-        reader!(self, p => {
-            let row = sqlx::query(SQL).bind(client_id).fetch_optional(p).await?;
-            match row {
-                None => Ok(None),
-                Some(row) => {
-                    let (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at) =
-                        get!(row, client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at);
-                    Ok(Some(ClientRow { client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at }))
-                }
-            }
-        })
+        self.hot.clients.call(client_id.to_owned()).await
     }
 
     pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
         const SQL: &str = "SELECT client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at \
                            FROM clients ORDER BY client_id";
-        reader!(self, p => {
+        reader!(&self.pools, p => {
             let rows = sqlx::query(SQL).fetch_all(p).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
@@ -483,7 +506,7 @@ impl Db {
         verifier: &[u8],
         now: i64,
     ) -> Result<bool, StoreError> {
-        let n = writer!(self, p => sqlx::query(
+        let n = writer!(&self.pools, p => sqlx::query(
             "UPDATE clients SET secret_verifier = $1, rotated_at = $2 WHERE client_id = $3",
         )
         .bind(verifier)
@@ -504,7 +527,7 @@ impl Db {
         enabled: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        transaction!(self, tx => {
+        transaction!(&self.pools, tx => {
             let n = sqlx::query("UPDATE clients SET enabled = $1 WHERE client_id = $2")
                 .bind(enabled)
                 .bind(client_id)
@@ -559,7 +582,7 @@ impl Db {
         sql: &'static str,
         arg: i64,
     ) -> Result<Vec<SigningKeyRow>, StoreError> {
-        reader!(self, p => {
+        reader!(&self.pools, p => {
             let rows = sqlx::query(sql).bind(arg).fetch_all(p).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
@@ -573,7 +596,7 @@ impl Db {
 
     /// Records the key-encryption key of a key sealed by the previous version.
     pub async fn set_signing_key_kek_id(&self, kid: &str, kek_id: &str) -> Result<(), StoreError> {
-        writer!(self, p => sqlx::query(
+        writer!(&self.pools, p => sqlx::query(
             "UPDATE signing_keys SET kek_id = $1 WHERE kid = $2 AND kek_id IS NULL",
         )
         .bind(kek_id)
@@ -588,7 +611,7 @@ impl Db {
 
     pub async fn wrapped_key(&self, name: &str) -> Result<Option<WrappedKeyRow>, StoreError> {
         // The write pool: right after an insert, a SQLite read connection may lag.
-        writer!(self, p => {
+        writer!(&self.pools, p => {
             let row = sqlx::query(
                 "SELECT name, kek_id, key_enc, created_at FROM wrapped_keys WHERE name = $1",
             )
@@ -613,7 +636,7 @@ impl Db {
         key_enc: &[u8],
         now: i64,
     ) -> Result<(), StoreError> {
-        writer!(self, p => sqlx::query(
+        writer!(&self.pools, p => sqlx::query(
             "INSERT INTO wrapped_keys (name, kek_id, key_enc, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
         )
@@ -628,7 +651,7 @@ impl Db {
     }
 
     pub async fn has_clients(&self) -> Result<bool, StoreError> {
-        writer!(self, p => {
+        writer!(&self.pools, p => {
             let row = sqlx::query("SELECT 1 AS one FROM clients LIMIT 1").fetch_optional(p).await?;
             Ok(row.is_some())
         })
@@ -641,7 +664,7 @@ impl Db {
         &self,
         mut f: impl FnMut(&SealedRow) -> Result<Option<(String, Vec<u8>)>, E>,
     ) -> Result<Result<usize, E>, StoreError> {
-        transaction!(self, tx => {
+        transaction!(&self.pools, tx => {
             let mut rows = Vec::new();
             for row in sqlx::query("SELECT kid, kek_id, private_key_enc FROM signing_keys ORDER BY kid")
                 .fetch_all(&mut *tx)
@@ -693,7 +716,7 @@ impl Db {
         k: &SigningKeyRow,
         retire_others: bool,
     ) -> Result<(), StoreError> {
-        transaction!(self, tx => {
+        transaction!(&self.pools, tx => {
             if retire_others {
                 sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                     .bind(k.created_at)
@@ -719,98 +742,40 @@ impl Db {
 
     // ---- families and refresh tokens ----
 
-    /// Opens a family with its first refresh token, in one transaction.
+    /// Opens a family with its first refresh token (and its audit row), in one transaction:
+    /// the group commit of concurrent issues and rotations.
     pub async fn create_family(
         &self,
-        f: &FamilyRow,
-        refresh: &NewRefresh<'_>,
-        audit: &Audit<'_>,
+        family: FamilyRow,
+        refresh: NewRefresh,
     ) -> Result<(), StoreError> {
-        if let Db::Sqlite { write, .. } = self {
-            // The three INSERTs as one multi-statement query: one round-trip to sqlx's
-            // connection thread instead of three, in the same BEGIN IMMEDIATE transaction (a
-            // failing statement still rolls the whole transaction back).
-            let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query(
-                "INSERT INTO token_families (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $6); \
-                 INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
-                 VALUES ($8, $9, $10, $11, $12, FALSE); \
-                 INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
-                 VALUES ($13, $14, $15, $16, $17, $18)",
-            )
-            .bind(&f.family_id)
-            .bind(&f.client_id)
-            .bind(&f.subject)
-            .bind(&f.scope)
-            .bind(&f.audience)
-            .bind(f.created_at)
-            .bind(f.expires_at)
-            .bind(refresh.token_hash)
-            .bind(refresh.jti)
-            .bind(refresh.family_id)
-            .bind(refresh.issued_at)
-            .bind(refresh.expires_at)
-            .bind(audit.at)
-            .bind(audit.event)
-            .bind(audit.client_id)
-            .bind(audit.subject)
-            .bind(audit.family_id)
-            .bind(audit.outcome)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return Ok(());
+        match self
+            .hot
+            .writes
+            .call(Write::Open { family, refresh })
+            .await?
+        {
+            Written::Opened => Ok(()),
+            Written::Rotation(_) => Err(StoreError::Batch),
         }
-        transaction!(self, tx => {
-            sqlx::query(
-                "INSERT INTO token_families (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
-            )
-            .bind(&f.family_id)
-            .bind(&f.client_id)
-            .bind(&f.subject)
-            .bind(&f.scope)
-            .bind(&f.audience)
-            .bind(f.created_at)
-            .bind(f.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            insert_refresh!(refresh, &mut *tx);
-            insert_audit!(audit, &mut *tx);
-            tx.commit().await?;
-        });
-        Ok(())
     }
 
-    /// Whether the family exists and is not revoked: `None` when unknown.
+    /// Whether the family exists and is not revoked: `None` when unknown (batched).
     pub async fn family_revoked(&self, family_id: &str) -> Result<Option<bool>, StoreError> {
-        reader!(self, p => {
-            let row = sqlx::query("SELECT revoked_at FROM token_families WHERE family_id = $1")
-                .bind(family_id)
-                .fetch_optional(p)
-                .await?;
-            match row {
-                None => Ok(None),
-                Some(row) => {
-                    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-                    Ok(Some(revoked_at.is_some()))
-                }
-            }
-        })
+        self.hot.family_states.call(family_id.to_owned()).await
     }
 
     pub async fn family(&self, family_id: &str) -> Result<Option<FamilyRow>, StoreError> {
         let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.family_id = $1");
-        match self {
-            Db::Sqlite { read, .. } => {
+        match &self.pools {
+            Pools::Sqlite { read, .. } => {
                 let row = sqlx::query(&sql)
                     .bind(family_id)
                     .fetch_optional(read)
                     .await?;
                 Ok(row.as_ref().map(family_from).transpose()?)
             }
-            Db::Postgres(pool) => {
+            Pools::Postgres(pool) => {
                 let row = sqlx::query(&sql)
                     .bind(family_id)
                     .fetch_optional(pool)
@@ -820,93 +785,32 @@ impl Db {
         }
     }
 
-    pub async fn refresh_token(&self, hash: &[u8]) -> Result<Option<RefreshView>, StoreError> {
-        let sql = format!(
-            "SELECT r.jti, r.issued_at, r.expires_at AS r_expires_at, r.spent, {FAMILY_COLUMNS} \
-             FROM refresh_tokens r JOIN token_families f ON f.family_id = r.family_id \
-             WHERE r.token_hash = $1"
-        );
-        match self {
-            Db::Sqlite { read, .. } => sqlx::query(&sql)
-                .bind(hash)
-                .fetch_optional(read)
-                .await?
-                .map(|row| refresh_view_from(&row))
-                .transpose()
-                .map_err(StoreError::from),
-            Db::Postgres(pool) => sqlx::query(&sql)
-                .bind(hash)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| refresh_view_from(&row))
-                .transpose()
-                .map_err(StoreError::from),
-        }
+    /// A refresh token by its SHA-256, joined with its family (batched).
+    pub async fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshView>, StoreError> {
+        self.hot.refresh_views.call(*hash).await
     }
 
-    /// Spends `old_hash` and stores `new` in one transaction. The spend is a conditional UPDATE
-    /// (`spent = FALSE` and family not revoked): of concurrent callers exactly one sees a row.
+    /// Spends `old_hash` and stores `new` (with an audit row naming `family`'s client and
+    /// subject) in one transaction, the group commit. The spend is a conditional UPDATE (not
+    /// spent, family not revoked): of concurrent callers exactly one wins.
     pub async fn rotate_refresh(
         &self,
-        old_hash: &[u8],
-        new: &NewRefresh<'_>,
+        old_hash: [u8; 32],
+        new: NewRefresh,
         now: i64,
-        audit: &Audit<'_>,
+        family: &FamilyRow,
     ) -> Result<Rotation, StoreError> {
-        transaction!(self, tx => {
-            let spent = sqlx::query(
-                "UPDATE refresh_tokens SET spent = TRUE, spent_at = $1 \
-                 WHERE token_hash = $2 AND spent = FALSE AND family_id = $3 \
-                 AND EXISTS (SELECT 1 FROM token_families f WHERE f.family_id = $3 AND f.revoked_at IS NULL)",
-            )
-            .bind(now)
-            .bind(old_hash)
-            .bind(new.family_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if spent != 1 {
-                tx.rollback().await?;
-                return Ok(Rotation::Lost);
-            }
-            if let Db::Sqlite { .. } = self {
-                // The rest of the rotation as one multi-statement query (one round-trip to
-                // sqlx's connection thread instead of three), same transaction.
-                sqlx::query(
-                    "UPDATE token_families SET last_used_at = $1 WHERE family_id = $2; \
-                     INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
-                     VALUES ($3, $4, $5, $6, $7, FALSE); \
-                     INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
-                     VALUES ($8, $9, $10, $11, $12, $13)",
-                )
-                .bind(now)
-                .bind(new.family_id)
-                .bind(new.token_hash)
-                .bind(new.jti)
-                .bind(new.family_id)
-                .bind(new.issued_at)
-                .bind(new.expires_at)
-                .bind(audit.at)
-                .bind(audit.event)
-                .bind(audit.client_id)
-                .bind(audit.subject)
-                .bind(audit.family_id)
-                .bind(audit.outcome)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                return Ok(Rotation::Rotated);
-            }
-            sqlx::query("UPDATE token_families SET last_used_at = $1 WHERE family_id = $2")
-                .bind(now)
-                .bind(new.family_id)
-                .execute(&mut *tx)
-                .await?;
-            insert_refresh!(new, &mut *tx);
-            insert_audit!(audit, &mut *tx);
-            tx.commit().await?;
-        });
-        Ok(Rotation::Rotated)
+        let write = Write::Rotate {
+            old_hash,
+            new,
+            now,
+            client_id: family.client_id.clone(),
+            subject: family.subject.clone(),
+        };
+        match self.hot.writes.call(write).await? {
+            Written::Rotation(outcome) => Ok(outcome),
+            Written::Opened => Err(StoreError::Batch),
+        }
     }
 
     /// Revokes a family; returns true when this call revoked it (false: already revoked or unknown).
@@ -917,7 +821,7 @@ impl Db {
         reason: &str,
         audit: &Audit<'_>,
     ) -> Result<bool, StoreError> {
-        transaction!(self, tx => {
+        transaction!(&self.pools, tx => {
             let n = sqlx::query(
                 "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 \
                  WHERE family_id = $3 AND revoked_at IS NULL",
@@ -937,7 +841,7 @@ impl Db {
     }
 
     pub async fn audit(&self, audit: &Audit<'_>) -> Result<(), StoreError> {
-        writer!(self, p => {
+        writer!(&self.pools, p => {
             insert_audit!(audit, p);
         });
         Ok(())
@@ -948,7 +852,7 @@ impl Db {
         &self,
         limit: i64,
     ) -> Result<Vec<(String, Option<String>, Option<String>, String)>, StoreError> {
-        reader!(self, p => {
+        reader!(&self.pools, p => {
             let rows = sqlx::query(
                 "SELECT event, client_id, family_id, outcome FROM audit_events ORDER BY id DESC LIMIT $1",
             )

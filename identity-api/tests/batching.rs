@@ -1,0 +1,213 @@
+//! The batches of the storage hot path (`storage::batch`): calls queued while the database is
+//! busy go into one batch, and must come out as if each had run alone. A failing call fails
+//! alone; two rotations of one token in one batch give one winner; answers come back to the
+//! right callers. Writes are held (the SQLite write connection taken, or the PostgreSQL tables
+//! locked) while the calls queue, so that they really share a batch.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestEnv};
+use identity_api::Db;
+use identity_api::secret::{random_id, sha256};
+use identity_api::storage::{FamilyRow, NewRefresh, Pools, Rotation};
+
+both!(
+    a_failing_call_fails_alone,
+    two_rotations_of_one_token_in_one_batch,
+    queued_reads_answer_their_own_callers,
+);
+
+/// Holds every write until dropped.
+enum Hold {
+    Sqlite(#[allow(dead_code)] sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(#[allow(dead_code)] sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+async fn hold_writes(db: &Db) -> Hold {
+    match db.pools() {
+        // The write pool has one connection: the next batch waits for it.
+        Pools::Sqlite { write, .. } => Hold::Sqlite(write.acquire().await.unwrap()),
+        Pools::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE token_families, refresh_tokens IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            Hold::Postgres(tx)
+        }
+    }
+}
+
+/// Long enough for spawned calls to reach the batch task's queue.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+fn new_family(client_id: &str) -> (FamilyRow, NewRefresh, [u8; 32]) {
+    let now = identity_api::now();
+    let family = FamilyRow {
+        family_id: random_id(),
+        client_id: client_id.to_owned(),
+        subject: "batch-user".to_owned(),
+        scope: "orders.read".to_owned(),
+        audience: "orders-api".to_owned(),
+        created_at: now,
+        expires_at: now + 3600,
+        revoked_at: None,
+    };
+    let (refresh, hash) = new_refresh(&family.family_id);
+    (family, refresh, hash)
+}
+
+fn new_refresh(family_id: &str) -> (NewRefresh, [u8; 32]) {
+    let now = identity_api::now();
+    let hash = sha256(random_id().as_bytes());
+    let refresh = NewRefresh {
+        token_hash: hash,
+        jti: random_id(),
+        family_id: family_id.to_owned(),
+        issued_at: now,
+        expires_at: now + 600,
+    };
+    (refresh, hash)
+}
+
+/// One issue among eight names a client that does not exist (a foreign-key violation): it
+/// fails, the seven others are stored.
+async fn a_failing_call_fails_alone(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db().clone();
+    let hold = hold_writes(&db).await;
+    // The first call is taken at once and waits for the connection; the rest queue behind it
+    // and go into the next batch together.
+    let mut calls = Vec::new();
+    let mut families = Vec::new();
+    for i in 0..9 {
+        let client = if i == 5 { "no-such-client" } else { "c1" };
+        let (family, refresh, _) = new_family(client);
+        families.push((family.family_id.clone(), client));
+        let db = db.clone();
+        calls.push(tokio::spawn(async move {
+            db.create_family(family, refresh).await
+        }));
+        if i == 0 {
+            settle().await;
+        }
+    }
+    settle().await;
+    drop(hold);
+    for (call, (family_id, client)) in calls.into_iter().zip(&families) {
+        let result = call.await.unwrap();
+        let stored = db.family_revoked(family_id).await.unwrap();
+        if *client == "c1" {
+            assert!(result.is_ok(), "{result:?}");
+            assert_eq!(stored, Some(false), "family of a good call is stored");
+        } else {
+            assert!(result.is_err(), "the bad call must fail");
+            assert_eq!(stored, None, "nothing of the bad call is stored");
+        }
+    }
+}
+
+/// Two refreshes presenting the same token land in one batch: the first wins, the second is
+/// reuse (`Lost`), and only the winner's new token is stored.
+async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db().clone();
+    let (family, refresh, old_hash) = new_family("c1");
+    let fam = family.clone();
+    db.create_family(family, refresh).await.unwrap();
+
+    let hold = hold_writes(&db).await;
+    let (blocker, blocker_refresh, _) = new_family("c1");
+    let first = {
+        let db = db.clone();
+        tokio::spawn(async move { db.create_family(blocker, blocker_refresh).await })
+    };
+    settle().await;
+    let mut rotations = Vec::new();
+    let mut new_hashes = Vec::new();
+    for _ in 0..2 {
+        let (new, new_hash) = new_refresh(&fam.family_id);
+        new_hashes.push(new_hash);
+        let (db, fam) = (db.clone(), fam.clone());
+        rotations.push(tokio::spawn(async move {
+            db.rotate_refresh(old_hash, new, identity_api::now(), &fam)
+                .await
+        }));
+        // In order: the first queued is the first of the batch.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle().await;
+    drop(hold);
+    first.await.unwrap().unwrap();
+    let mut outcomes = Vec::new();
+    for r in rotations {
+        outcomes.push(r.await.unwrap().unwrap());
+    }
+    assert_eq!(outcomes, [Rotation::Rotated, Rotation::Lost]);
+    let winner = db.refresh_token(&new_hashes[0]).await.unwrap();
+    assert!(
+        winner.is_some_and(|v| !v.spent),
+        "the winner's token is stored"
+    );
+    assert!(
+        db.refresh_token(&new_hashes[1]).await.unwrap().is_none(),
+        "the loser's token is not"
+    );
+    assert!(db.refresh_token(&old_hash).await.unwrap().unwrap().spent);
+}
+
+/// Many concurrent lookups of different families and clients, some unknown: each caller gets
+/// the answer for its own key.
+async fn queued_reads_answer_their_own_callers(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db().clone();
+    let mut known = Vec::new();
+    for _ in 0..20 {
+        let (family, refresh, hash) = new_family("c1");
+        known.push((family.family_id.clone(), hash));
+        db.create_family(family, refresh).await.unwrap();
+    }
+    let mut calls = Vec::new();
+    for round in 0..3 {
+        for (i, (family_id, hash)) in known.iter().enumerate() {
+            let db = db.clone();
+            let (family_id, hash) = (family_id.clone(), *hash);
+            let unknown = (i + round) % 3 == 0;
+            calls.push(tokio::spawn(async move {
+                let id = if unknown {
+                    random_id()
+                } else {
+                    family_id.clone()
+                };
+                let state = db.family_revoked(&id).await.unwrap();
+                assert_eq!(state, (!unknown).then_some(false), "family {id}");
+                let key = if unknown { sha256(b"unknown") } else { hash };
+                let view = db.refresh_token(&key).await.unwrap();
+                assert_eq!(
+                    view.map(|v| v.family.family_id),
+                    (!unknown).then_some(family_id)
+                );
+                let client = if unknown { "nobody" } else { "c2" };
+                let row = db.client(client).await.unwrap();
+                assert_eq!(
+                    row.map(|r| r.client_id),
+                    (!unknown).then(|| "c2".to_owned())
+                );
+            }));
+        }
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+}
