@@ -9,8 +9,9 @@
 //! and each caller gets its own error.
 
 use std::future::Future;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::StoreError;
 
@@ -20,16 +21,28 @@ pub const MAX_BATCH: usize = 64;
 /// Calls queued beyond this make callers wait to queue (back-pressure, bounded memory).
 const QUEUE: usize = 4 * MAX_BATCH;
 
+/// See [`Batch::long_idle`].
+pub const LONG_IDLE: Duration = Duration::from_secs(1);
+
 /// What a batch does with its calls.
-pub trait Batch: Send + Sync + 'static {
+pub trait Batch: Send + 'static {
     type Call: Send + Sync + 'static;
     type Answer: Send + 'static;
 
     /// One answer per call, in order. All or nothing: an `Err` means no call took effect.
     fn run(
-        &self,
+        &mut self,
         calls: &[Self::Call],
     ) -> impl Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send;
+
+    /// The queue is empty: nothing is waiting for the next batch.
+    fn idle(&mut self) {}
+
+    /// The queue has been empty for [`LONG_IDLE`].
+    fn long_idle(&mut self) {}
+
+    /// `run` failed: whatever it held may be in any state.
+    fn failed(&mut self) {}
 }
 
 type Reply<B> = oneshot::Sender<Result<<B as Batch>::Answer, StoreError>>;
@@ -37,6 +50,7 @@ type Reply<B> = oneshot::Sender<Result<<B as Batch>::Answer, StoreError>>;
 /// The handle callers use; the batches run on a task of their own.
 pub struct Batcher<B: Batch> {
     queue: mpsc::Sender<(B::Call, Reply<B>)>,
+    stop: watch::Sender<bool>,
 }
 
 impl<B: Batch> std::fmt::Debug for Batcher<B> {
@@ -48,11 +62,19 @@ impl<B: Batch> std::fmt::Debug for Batcher<B> {
 }
 
 impl<B: Batch> Batcher<B> {
-    /// Starts the batch task on the current tokio runtime. It ends when the last handle drops.
+    /// Starts the batch task on the current tokio runtime. It ends when the last handle drops,
+    /// or at [`Batcher::stop`].
     pub fn spawn(batch: B) -> Self {
         let (queue, calls) = mpsc::channel(QUEUE);
-        tokio::spawn(drive(batch, calls));
-        Self { queue }
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(drive(batch, calls, stopped));
+        Self { queue, stop }
+    }
+
+    /// Ends the task once its current batch is done, so that it lets go of its connection;
+    /// calls still queued then fail with [`StoreError::Closed`].
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
     }
 
     pub async fn call(&self, call: B::Call) -> Result<B::Answer, StoreError> {
@@ -65,10 +87,35 @@ impl<B: Batch> Batcher<B> {
     }
 }
 
-async fn drive<B: Batch>(batch: B, mut queue: mpsc::Receiver<(B::Call, Reply<B>)>) {
+async fn drive<B: Batch>(
+    mut batch: B,
+    mut queue: mpsc::Receiver<(B::Call, Reply<B>)>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut calls = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply<B>> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.recv().await {
+    while !*stopped.borrow() {
+        let first = match queue.try_recv() {
+            Ok(call) => call,
+            Err(_) => {
+                batch.idle();
+                let mut long_idle = std::pin::pin!(tokio::time::sleep(LONG_IDLE));
+                let mut waited_long = false;
+                loop {
+                    tokio::select! {
+                        call = queue.recv() => match call {
+                            Some(call) => break call,
+                            None => return,
+                        },
+                        _ = stopped.wait_for(|stop| *stop) => return,
+                        () = &mut long_idle, if !waited_long => {
+                            waited_long = true;
+                            batch.long_idle();
+                        }
+                    }
+                }
+            }
+        };
         let mut next = Some(first);
         while let Some((call, reply)) = next {
             // A caller that has gone (its request was dropped) is not served: an issue or a
@@ -98,17 +145,20 @@ async fn drive<B: Batch>(batch: B, mut queue: mpsc::Receiver<(B::Call, Reply<B>)
                 }
             }
             Err(e) if calls.len() == 1 => {
+                batch.failed();
                 if let Some(reply) = replies.pop() {
                     let _ = reply.send(Err(e));
                 }
             }
             Err(e) => {
+                batch.failed();
                 tracing::debug!(error = %e, calls = calls.len(), "batch failed; running its calls one by one");
                 for (call, reply) in calls.iter().zip(replies.drain(..)) {
-                    let answer = batch
-                        .run(std::slice::from_ref(call))
-                        .await
-                        .and_then(|mut answers| answers.pop().ok_or(StoreError::Batch));
+                    let answer = batch.run(std::slice::from_ref(call)).await;
+                    if answer.is_err() {
+                        batch.failed();
+                    }
+                    let answer = answer.and_then(|mut a| a.pop().ok_or(StoreError::Batch));
                     let _ = reply.send(answer);
                 }
             }

@@ -6,12 +6,16 @@
 //! prepared-statement cache. The texts are the same on SQLite and PostgreSQL; on SQLite the
 //! group commit's inserts go as one multi-statement query (one round-trip to the connection's
 //! thread), on PostgreSQL as separate statements of the same transaction.
+//!
+//! Each batch task keeps its pooled connection between batches ([`Kept`]): sqlx pings a
+//! connection every time one goes back to the pool, one more round-trip per batch.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use sqlx::Row;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection as _, Postgres, Row, Sqlite, SqliteConnection};
 
 use super::batch::{Batch, MAX_BATCH};
 use super::{
@@ -54,6 +58,63 @@ type Texts = LazyLock<[String; BUCKETS.len()]>;
 
 fn texts(build: fn(usize) -> String) -> [String; BUCKETS.len()] {
     BUCKETS.map(build)
+}
+
+/// Which pool a batch task draws its connection from.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+#[derive(Debug)]
+enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// A pooled connection a batch task keeps from one batch to the next.
+#[derive(Debug)]
+struct Kept {
+    pools: Pools,
+    side: Side,
+    conn: Option<Conn>,
+}
+
+impl Kept {
+    fn new(pools: Pools, side: Side) -> Self {
+        Self {
+            pools,
+            side,
+            conn: None,
+        }
+    }
+
+    async fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => match (&self.pools, self.side) {
+                (Pools::Sqlite { read, .. }, Side::Read) => Conn::Sqlite(read.acquire().await?),
+                (Pools::Sqlite { write, .. }, Side::Write) => Conn::Sqlite(write.acquire().await?),
+                (Pools::Postgres(pool), _) => Conn::Postgres(pool.acquire().await?),
+            },
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Back to the pool, for other users.
+    fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Closed, not reused: after a failure it may be mid-transaction (closing rolls back).
+    fn discard(&mut self) {
+        match self.conn.take() {
+            Some(Conn::Sqlite(mut c)) => c.close_on_drop(),
+            Some(Conn::Postgres(mut c)) => c.close_on_drop(),
+            None => {}
+        }
+    }
 }
 
 // ---- reads ----
@@ -101,7 +162,7 @@ fn distinct<K: Ord + ?Sized>(keys: &[&K]) -> (Vec<usize>, usize) {
 /// Runs `$sql` (chosen by bucket) with the distinct keys bound, padded, and collects
 /// `$decode(row) -> (key, value)` into a map.
 macro_rules! lookup {
-    ($pools:expr, $texts:expr, $keys:expr, |$row:ident| $decode:expr) => {{
+    ($kept:expr, $texts:expr, $keys:expr, |$row:ident| $decode:expr) => {{
         let keys = $keys;
         let (order, b) = distinct(&keys);
         let sql = $texts[b].as_str();
@@ -111,23 +172,23 @@ macro_rules! lookup {
             .chain(std::iter::repeat(keys[order[0]]))
             .take(BUCKETS[b]);
         let mut found = HashMap::with_capacity(order.len());
-        match $pools {
-            Pools::Sqlite { read, .. } => {
+        match $kept.conn().await? {
+            Conn::Sqlite(conn) => {
                 let mut q = sqlx::query(sql);
                 for key in padded {
                     q = q.bind(key);
                 }
-                for $row in q.fetch_all(read).await? {
+                for $row in q.fetch_all(&mut **conn).await? {
                     let (k, v) = $decode;
                     found.insert(k, v);
                 }
             }
-            Pools::Postgres(pool) => {
+            Conn::Postgres(conn) => {
                 let mut q = sqlx::query(sql);
                 for key in padded {
                     q = q.bind(key);
                 }
-                for $row in q.fetch_all(pool).await? {
+                for $row in q.fetch_all(&mut **conn).await? {
                     let (k, v) = $decode;
                     found.insert(k, v);
                 }
@@ -137,17 +198,42 @@ macro_rules! lookup {
     }};
 }
 
-/// `Db::client`, batched.
-#[derive(Debug)]
-pub struct Clients(pub Pools);
+/// A read batch task: keeps its read connection while it has work.
+macro_rules! reads {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name(Kept);
+
+        impl $name {
+            pub fn new(pools: Pools) -> Self {
+                Self(Kept::new(pools, Side::Read))
+            }
+        }
+    };
+}
+
+reads!(
+    /// `Db::client`, batched.
+    Clients
+);
 
 impl Batch for Clients {
     type Call = String;
     type Answer = Option<ClientRow>;
 
-    async fn run(&self, ids: &[String]) -> Result<Vec<Option<ClientRow>>, StoreError> {
+    /// Held while busy; back to the pool (which checks it on the next acquire) when quiet.
+    fn long_idle(&mut self) {
+        self.0.release();
+    }
+
+    fn failed(&mut self) {
+        self.0.discard();
+    }
+
+    async fn run(&mut self, ids: &[String]) -> Result<Vec<Option<ClientRow>>, StoreError> {
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found = lookup!(&self.0, CLIENTS, keys, |row| {
+        let found = lookup!(self.0, CLIENTS, keys, |row| {
             #[allow(clippy::type_complexity)]
             let (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at): (
                 String,
@@ -184,17 +270,27 @@ impl Batch for Clients {
     }
 }
 
-/// `Db::family_revoked`, batched: `Some(revoked)`, or `None` for an unknown family.
-#[derive(Debug)]
-pub struct FamilyStates(pub Pools);
+reads!(
+    /// `Db::family_revoked`, batched: `Some(revoked)`, or `None` for an unknown family.
+    FamilyStates
+);
 
 impl Batch for FamilyStates {
     type Call = String;
     type Answer = Option<bool>;
 
-    async fn run(&self, ids: &[String]) -> Result<Vec<Option<bool>>, StoreError> {
+    /// Held while busy; back to the pool (which checks it on the next acquire) when quiet.
+    fn long_idle(&mut self) {
+        self.0.release();
+    }
+
+    fn failed(&mut self) {
+        self.0.discard();
+    }
+
+    async fn run(&mut self, ids: &[String]) -> Result<Vec<Option<bool>>, StoreError> {
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found = lookup!(&self.0, FAMILY_STATES, keys, |row| {
+        let found = lookup!(self.0, FAMILY_STATES, keys, |row| {
             let (family_id, revoked_at): (String, Option<i64>) = get!(row, family_id, revoked_at);
             (family_id, revoked_at.is_some())
         });
@@ -202,17 +298,27 @@ impl Batch for FamilyStates {
     }
 }
 
-/// `Db::refresh_token`, batched: a refresh token (by its SHA-256) joined with its family.
-#[derive(Debug)]
-pub struct RefreshViews(pub Pools);
+reads!(
+    /// `Db::refresh_token`, batched: a refresh token (by its SHA-256) joined with its family.
+    RefreshViews
+);
 
 impl Batch for RefreshViews {
     type Call = [u8; 32];
     type Answer = Option<RefreshView>;
 
-    async fn run(&self, hashes: &[[u8; 32]]) -> Result<Vec<Option<RefreshView>>, StoreError> {
+    /// Held while busy; back to the pool (which checks it on the next acquire) when quiet.
+    fn long_idle(&mut self) {
+        self.0.release();
+    }
+
+    fn failed(&mut self) {
+        self.0.discard();
+    }
+
+    async fn run(&mut self, hashes: &[[u8; 32]]) -> Result<Vec<Option<RefreshView>>, StoreError> {
         let keys: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-        let found = lookup!(&self.0, REFRESH_VIEWS, keys, |row| {
+        let found = lookup!(self.0, REFRESH_VIEWS, keys, |row| {
             let hash: Vec<u8> = row.try_get("token_hash")?;
             (hash, refresh_view_from(&row)?)
         });
@@ -312,23 +418,33 @@ static UPDATE_LAST_USED: Texts = LazyLock::new(|| texts(|n| update_last_used(n, 
 static INSERT_AUDITS: Texts = LazyLock::new(|| texts(|n| insert_audits(n, 1)));
 
 /// SQLite: the four statements after the spend as one query, every part sized to the batch.
-static SQLITE_WRITES: Texts = LazyLock::new(|| {
-    texts(|n| {
-        let mut first = 1;
-        let mut next = |params: usize| {
-            let at = first;
-            first += params;
-            at
-        };
-        [
-            insert_families(n, next(n * FAMILY_WIDTH)),
-            insert_refreshes(n, next(n * REFRESH_WIDTH)),
-            update_last_used(n, next(1 + n)),
-            insert_audits(n, next(n * AUDIT_WIDTH)),
-        ]
-        .join("; ")
-    })
-});
+fn sqlite_writes(n: usize) -> String {
+    let mut first = 1;
+    let mut next = |params: usize| {
+        let at = first;
+        first += params;
+        at
+    };
+    [
+        insert_families(n, next(n * FAMILY_WIDTH)),
+        insert_refreshes(n, next(n * REFRESH_WIDTH)),
+        update_last_used(n, next(1 + n)),
+        insert_audits(n, next(n * AUDIT_WIDTH)),
+    ]
+    .join("; ")
+}
+
+// SQLite: the transaction's statements go with the first and the last query, so that a batch of
+// issues is one round-trip to the connection's thread, and a batch with rotations two (the spend
+// must answer before the rest is bound). BEGIN IMMEDIATE: another process holding the file makes
+// us wait (busy_timeout), never fail half-way. After a failure the connection is closed, which
+// rolls back whatever is open.
+static SQLITE_BEGIN_SPEND: Texts =
+    LazyLock::new(|| texts(|n| format!("BEGIN IMMEDIATE; {}", SPEND[bucket(n)])));
+static SQLITE_WRITES_COMMIT: Texts =
+    LazyLock::new(|| texts(|n| format!("{}; COMMIT", sqlite_writes(n))));
+static SQLITE_BEGIN_WRITES_COMMIT: Texts =
+    LazyLock::new(|| texts(|n| format!("BEGIN IMMEDIATE; {}; COMMIT", sqlite_writes(n))));
 
 /// An audit row of the hot path (never a token or a secret).
 struct AuditRow<'a> {
@@ -478,9 +594,9 @@ macro_rules! bind_audits {
     };
 }
 
-/// Runs the spend in transaction `$tx` and returns the hashes it spent.
+/// Runs the spend (`$texts`, by bucket) on `$conn` and returns the hashes it spent.
 macro_rules! spend {
-    ($tx:ident, $calls:expr) => {{
+    ($conn:expr, $texts:expr, $calls:expr) => {{
         let mut now = i64::MIN;
         let mut hashes = Vec::new();
         for call in $calls {
@@ -495,9 +611,9 @@ macro_rules! spend {
         let mut spent = HashSet::new();
         if !hashes.is_empty() {
             let b = bucket(hashes.len());
-            let mut q = sqlx::query(SPEND[b].as_str()).bind(now);
+            let mut q = sqlx::query($texts[b].as_str()).bind(now);
             bind_rows!(q, hashes, BUCKETS[b], |h| [*h], [&[u8]]);
-            for row in q.fetch_all(&mut *$tx).await? {
+            for row in q.fetch_all($conn).await? {
                 spent.insert(row.try_get::<Vec<u8>, _>("token_hash")?);
             }
         }
@@ -505,67 +621,114 @@ macro_rules! spend {
     }};
 }
 
+/// Consecutive batches a write task runs on one connection before it lets other writers
+/// (revocations, client changes) have the single SQLite write connection.
+const HOLD_BATCHES: u32 = 16;
+
 /// Issues and rotations of concurrent requests in one transaction, each answered after its
 /// commit (the same durability per answer as a transaction each).
 #[derive(Debug)]
-pub struct GroupCommit(pub Pools);
+pub struct GroupCommit {
+    kept: Kept,
+    batches: u32,
+}
+
+impl GroupCommit {
+    pub fn new(pools: Pools) -> Self {
+        Self {
+            kept: Kept::new(pools, Side::Write),
+            batches: 0,
+        }
+    }
+}
 
 impl Batch for GroupCommit {
     type Call = Write;
     type Answer = Written;
 
-    async fn run(&self, calls: &[Write]) -> Result<Vec<Written>, StoreError> {
-        match &self.0 {
-            Pools::Sqlite { write, .. } => {
-                // BEGIN IMMEDIATE: another process holding the file makes us wait here
-                // (busy_timeout), not fail half-way.
-                let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
-                let spent = spend!(tx, calls);
-                let (rows, written) = Rows::decide(calls, spent);
-                let b = bucket(calls.len());
-                let n = BUCKETS[b];
-                let mut q = sqlx::query(SQLITE_WRITES[b].as_str());
-                bind_families!(q, rows.families, n);
-                bind_refreshes!(q, rows.refreshes, n);
-                bind_last_used!(q, rows, n);
-                bind_audits!(q, rows.audits, n);
-                q.execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(written)
-            }
-            Pools::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let spent = spend!(tx, calls);
-                let (rows, written) = Rows::decide(calls, spent);
-                if !rows.families.is_empty() {
-                    let b = bucket(rows.families.len());
-                    let mut q = sqlx::query(INSERT_FAMILIES[b].as_str());
-                    bind_families!(q, rows.families, BUCKETS[b]);
-                    q.execute(&mut *tx).await?;
-                }
-                if !rows.refreshes.is_empty() {
-                    let b = bucket(rows.refreshes.len());
-                    let mut q = sqlx::query(INSERT_REFRESHES[b].as_str());
-                    bind_refreshes!(q, rows.refreshes, BUCKETS[b]);
-                    q.execute(&mut *tx).await?;
-                }
-                if !rows.last_used.is_empty() {
-                    let b = bucket(rows.last_used.len());
-                    let mut q = sqlx::query(UPDATE_LAST_USED[b].as_str());
-                    bind_last_used!(q, rows, BUCKETS[b]);
-                    q.execute(&mut *tx).await?;
-                }
-                if !rows.audits.is_empty() {
-                    let b = bucket(rows.audits.len());
-                    let mut q = sqlx::query(INSERT_AUDITS[b].as_str());
-                    bind_audits!(q, rows.audits, BUCKETS[b]);
-                    q.execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(written)
-            }
+    async fn run(&mut self, calls: &[Write]) -> Result<Vec<Written>, StoreError> {
+        let written = match self.kept.conn().await? {
+            Conn::Sqlite(conn) => sqlite_commit(conn, calls).await?,
+            Conn::Postgres(conn) => postgres_commit(conn, calls).await?,
+        };
+        self.batches += 1;
+        if self.batches >= HOLD_BATCHES {
+            self.idle();
         }
+        Ok(written)
     }
+
+    fn idle(&mut self) {
+        self.batches = 0;
+        self.kept.release();
+    }
+
+    fn failed(&mut self) {
+        self.batches = 0;
+        self.kept.discard();
+    }
+}
+
+async fn sqlite_commit(
+    conn: &mut SqliteConnection,
+    calls: &[Write],
+) -> Result<Vec<Written>, StoreError> {
+    let rotates = calls.iter().any(|c| matches!(c, Write::Rotate { .. }));
+    let spent = if rotates {
+        spend!(&mut *conn, SQLITE_BEGIN_SPEND, calls)
+    } else {
+        HashSet::new()
+    };
+    let (rows, written) = Rows::decide(calls, spent);
+    let b = bucket(calls.len());
+    let n = BUCKETS[b];
+    let text = if rotates {
+        &SQLITE_WRITES_COMMIT[b]
+    } else {
+        &SQLITE_BEGIN_WRITES_COMMIT[b]
+    };
+    let mut q = sqlx::query(text.as_str());
+    bind_families!(q, rows.families, n);
+    bind_refreshes!(q, rows.refreshes, n);
+    bind_last_used!(q, rows, n);
+    bind_audits!(q, rows.audits, n);
+    q.execute(&mut *conn).await?;
+    Ok(written)
+}
+
+async fn postgres_commit(
+    conn: &mut sqlx::PgConnection,
+    calls: &[Write],
+) -> Result<Vec<Written>, StoreError> {
+    let mut tx = conn.begin().await?;
+    let spent = spend!(&mut *tx, SPEND, calls);
+    let (rows, written) = Rows::decide(calls, spent);
+    if !rows.families.is_empty() {
+        let b = bucket(rows.families.len());
+        let mut q = sqlx::query(INSERT_FAMILIES[b].as_str());
+        bind_families!(q, rows.families, BUCKETS[b]);
+        q.execute(&mut *tx).await?;
+    }
+    if !rows.refreshes.is_empty() {
+        let b = bucket(rows.refreshes.len());
+        let mut q = sqlx::query(INSERT_REFRESHES[b].as_str());
+        bind_refreshes!(q, rows.refreshes, BUCKETS[b]);
+        q.execute(&mut *tx).await?;
+    }
+    if !rows.last_used.is_empty() {
+        let b = bucket(rows.last_used.len());
+        let mut q = sqlx::query(UPDATE_LAST_USED[b].as_str());
+        bind_last_used!(q, rows, BUCKETS[b]);
+        q.execute(&mut *tx).await?;
+    }
+    if !rows.audits.is_empty() {
+        let b = bucket(rows.audits.len());
+        let mut q = sqlx::query(INSERT_AUDITS[b].as_str());
+        bind_audits!(q, rows.audits, BUCKETS[b]);
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -584,7 +747,7 @@ mod tests {
     #[test]
     fn sqlite_writes_number_their_placeholders_in_order() {
         // Parameters bind by number across the statements: the last one is the total count.
-        let text = &SQLITE_WRITES[1];
+        let text = sqlite_writes(4);
         let total = 4 * (FAMILY_WIDTH + REFRESH_WIDTH + 1 + AUDIT_WIDTH) + 1;
         assert!(text.contains(&format!("${total})")));
         assert!(!text.contains(&format!("${}", total + 1)));

@@ -408,10 +408,10 @@ impl Db {
 
     fn new(pools: Pools) -> Self {
         let hot = HotPath {
-            clients: Batcher::spawn(hot_path::Clients(pools.clone())),
-            family_states: Batcher::spawn(hot_path::FamilyStates(pools.clone())),
-            refresh_views: Batcher::spawn(hot_path::RefreshViews(pools.clone())),
-            writes: Batcher::spawn(hot_path::GroupCommit(pools.clone())),
+            clients: Batcher::spawn(hot_path::Clients::new(pools.clone())),
+            family_states: Batcher::spawn(hot_path::FamilyStates::new(pools.clone())),
+            refresh_views: Batcher::spawn(hot_path::RefreshViews::new(pools.clone())),
+            writes: Batcher::spawn(hot_path::GroupCommit::new(pools.clone())),
         };
         Self {
             pools,
@@ -446,6 +446,12 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        // The batch tasks keep connections: they must let go, or closing a pool waits forever.
+        let hot = &self.hot;
+        hot.clients.stop();
+        hot.family_states.stop();
+        hot.refresh_views.stop();
+        hot.writes.stop();
         match &self.pools {
             Pools::Sqlite { write, read } => {
                 read.close().await;
