@@ -17,9 +17,8 @@ use jsonwebtoken::{DecodingKey, EncodingKey};
 use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use rand_core::OsRng;
 
-fn ring() -> KeyRing {
-    let secret = p256::SecretKey::random(&mut OsRng);
-    let private = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+fn ring(secret: &p256::SecretKey) -> KeyRing {
+    let private = secret.to_pkcs8_der().unwrap();
     let public = secret
         .public_key()
         .to_public_key_pem(LineEnding::LF)
@@ -31,10 +30,7 @@ fn ring() -> KeyRing {
         DecodingKey::from_ec_pem(public.as_bytes()).unwrap(),
     );
     KeyRing {
-        active: Some(SigningKey {
-            kid,
-            encoding: EncodingKey::from_ec_pem(private.as_bytes()).unwrap(),
-        }),
+        active: Some(SigningKey::from_pkcs8(&kid, private.as_bytes()).unwrap()),
         verify,
         jwks: Arc::from(Vec::new()),
         published: 1,
@@ -56,12 +52,22 @@ fn claims() -> Claims {
 }
 
 fn es256(c: &mut Criterion) {
-    let ring = ring();
+    let secret = p256::SecretKey::random(&mut OsRng);
+    let ring = ring(&secret);
     let claims = claims();
     let token = tokens::sign(&ring, &claims).unwrap();
     let mut group = c.benchmark_group("es256_aws_lc_rs");
     group.bench_function("sign", |b| {
         b.iter(|| black_box(tokens::sign(&ring, black_box(&claims)).unwrap()))
+    });
+    // For comparison, jsonwebtoken's `encode`, which parses the PKCS#8 key for every token.
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("at+jwt".to_owned());
+    header.kid = Some("bench-kid".to_owned());
+    group.bench_function("sign_jsonwebtoken_encode", |b| {
+        b.iter(|| black_box(jsonwebtoken::encode(&header, black_box(&claims), &encoding).unwrap()))
     });
     group.bench_function("verify", |b| {
         b.iter(|| {

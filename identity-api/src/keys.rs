@@ -6,8 +6,10 @@ use std::sync::{Arc, RwLock};
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::EncodePrivateKey;
 use rand_core::{OsRng, RngCore};
@@ -327,10 +329,48 @@ fn unreachable_hmac() -> Hmac<Sha256> {
     panic!("HMAC accepts any key length")
 }
 
-/// The active signing key.
+/// The active signing key: the aws-lc-rs key pair, parsed once (aws-lc cleanses the private
+/// scalar when it frees it), and the encoded JWT header, the same for every token it signs.
 pub struct SigningKey {
     pub kid: String,
-    pub encoding: EncodingKey,
+    pair: EcdsaKeyPair,
+    header: String,
+}
+
+impl SigningKey {
+    /// From the PKCS#8 DER of a P-256 key.
+    pub fn from_pkcs8(kid: &str, der: &[u8]) -> Result<Self, KeyError> {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+            .map_err(|_| KeyError::Generate)?;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("at+jwt".to_owned());
+        header.kid = Some(kid.to_owned());
+        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Generate)?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            pair,
+            header: b64u(&header),
+        })
+    }
+
+    /// `header.payload` of a compact JWS, with this key's header.
+    pub fn signing_input(&self, payload: &[u8]) -> String {
+        // Room for the signature too: 64 bytes, 86 characters.
+        let mut out = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 92);
+        out.push_str(&self.header);
+        out.push('.');
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(payload, &mut out);
+        out
+    }
+
+    /// ES256 over `input`: r || s, 64 bytes (RFC 7518 §3.4).
+    pub fn sign(&self, input: &[u8]) -> Option<Vec<u8>> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&rng, input)
+            .ok()
+            .map(|s| s.as_ref().to_vec())
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -465,10 +505,7 @@ impl KeyStore {
                     row.kek_id.as_deref(),
                     &row.private_key_enc,
                 )?;
-                active = Some(SigningKey {
-                    kid: row.kid.clone(),
-                    encoding: EncodingKey::from_ec_der(&der),
-                });
+                active = Some(SigningKey::from_pkcs8(&row.kid, &der)?);
             }
         }
         let published_count = published.len();

@@ -455,6 +455,11 @@ impl AppState {
         };
         let token = tokens::sign(&self.inner.keys.ring(), &claims)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        // What verifying this token would give: its first use (a refresh presents it as the
+        // bearer) then skips the signature check, which costs more than signing.
+        self.inner
+            .cache
+            .insert(VerifiedCache::key(&token), Arc::new(claims), now);
         Ok((token, exp - now))
     }
 

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::KeyRing;
@@ -35,12 +37,16 @@ pub enum TokenError {
     UnknownKey,
 }
 
+/// A compact JWS of `claims` under the active key: the JSON is serde's, as jsonwebtoken's
+/// `encode` makes it, and `verify` (jsonwebtoken's `decode`) reads it back.
 pub fn sign(ring: &KeyRing, claims: &Claims) -> Result<String, TokenError> {
     let key = ring.active.as_ref().ok_or(TokenError::NoKey)?;
-    let mut header = Header::new(Algorithm::ES256);
-    header.typ = Some("at+jwt".to_owned());
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Sign)
+    let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Sign)?;
+    let mut token = key.signing_input(&payload);
+    let signature = key.sign(token.as_bytes()).ok_or(TokenError::Sign)?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    Ok(token)
 }
 
 /// Verifies signature, `typ`, algorithm and issuer; not the expiry (callers decide: a refresh
@@ -133,6 +139,60 @@ mod tests {
             jti: "j".into(),
             fid: "f".into(),
         })
+    }
+
+    /// `sign` writes what jsonwebtoken's `encode` writes (header and payload byte for byte), and
+    /// `verify` reads it back; a token with a changed payload does not verify.
+    #[test]
+    fn signed_tokens_match_jsonwebtoken_and_verify() {
+        use jsonwebtoken::{DecodingKey, EncodingKey, Header};
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        use p256::pkcs8::EncodePrivateKey as _;
+
+        let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+        let der = secret.to_pkcs8_der().unwrap();
+        let point = secret.public_key().to_encoded_point(false);
+        let b64 = |b: &[u8]| crate::secret::b64u(b);
+        let mut ring = KeyRing {
+            active: Some(crate::keys::SigningKey::from_pkcs8("k1", der.as_bytes()).unwrap()),
+            verify: HashMap::new(),
+            jwks: Arc::from(Vec::new()),
+            published: 1,
+        };
+        ring.verify.insert(
+            "k1".to_owned(),
+            DecodingKey::from_ec_components(&b64(point.x().unwrap()), &b64(point.y().unwrap()))
+                .unwrap(),
+        );
+        let claims = Claims {
+            exp: 4_000_000_000,
+            ..(*claims(0)).clone()
+        };
+        let ours = sign(&ring, &claims).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("at+jwt".to_owned());
+        header.kid = Some("k1".to_owned());
+        let theirs =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(der.as_bytes()))
+                .unwrap();
+        let signed_part = |t: &str| t.rsplit_once('.').unwrap().0.to_owned();
+        assert_eq!(signed_part(&ours), signed_part(&theirs));
+        assert_eq!(verify(&ring, "i", &ours).unwrap(), claims);
+        assert_eq!(verify(&ring, "i", &theirs).unwrap(), claims);
+
+        let other = Claims {
+            sub: "someone-else".into(),
+            ..claims.clone()
+        };
+        let forged = format!(
+            "{}.{}",
+            signed_part(&sign(&ring, &other).unwrap()),
+            ours.rsplit_once('.').unwrap().1
+        );
+        assert!(matches!(
+            verify(&ring, "i", &forged),
+            Err(TokenError::Invalid)
+        ));
     }
 
     #[test]
