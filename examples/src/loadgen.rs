@@ -125,6 +125,12 @@ pub struct Cli {
     #[arg(long)]
     pub bin_dir: Option<std::path::PathBuf>,
 
+    /// With --local: the identity API's database, e.g. a PostgreSQL URL with an empty schema
+    /// (`?options[search_path]=loadgen`) where no client `loadgen` exists yet (default: SQLite in
+    /// the temporary directory).
+    #[arg(long)]
+    pub database_url: Option<String>,
+
     /// With --local: extra environment of the sidecar, KEY=VALUE (repeatable).
     #[arg(long = "sidecar-env", value_parser = parse_key_value)]
     pub sidecar_env: Vec<(String, String)>,
@@ -729,6 +735,7 @@ async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
             signing: Signing::KeyFile,
             sidecar_env,
             api_env: cli.api_env.clone(),
+            database_url: cli.database_url.clone(),
             ..StackConfig::default()
         };
         let stack = Stack::start(binaries, config).await?;
