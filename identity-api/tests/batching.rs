@@ -2,7 +2,8 @@
 //! busy go into one batch, and must come out as if each had run alone. A failing call fails
 //! alone; two rotations of one token in one batch give one winner; answers come back to the
 //! right callers. Writes are held (the SQLite write connection taken, or the PostgreSQL tables
-//! locked) while the calls queue, so that they really share a batch.
+//! locked) while the calls queue, so that they really share a batch. Also: PostgreSQL
+//! connections plan each execution (no generic plan made for nearly empty tables).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -209,5 +210,25 @@ async fn queued_reads_answer_their_own_callers(b: Backend) {
     }
     for call in calls {
         call.await.unwrap();
+    }
+}
+
+/// Every PostgreSQL connection plans each execution: a generic plan made while the tables were
+/// nearly empty would go on scanning them as they grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_plan_each_execution() {
+    let Some(env) = TestEnv::new(Backend::Postgres).await else {
+        return;
+    };
+    let Pools::Postgres(pool) = env.state.db().pools() else {
+        panic!("postgres")
+    };
+    for _ in 0..3 {
+        let mut conn = pool.acquire().await.unwrap();
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "force_custom_plan");
     }
 }
