@@ -417,15 +417,8 @@ impl AppState {
             revoked_at: None,
         };
         let (access_token, expires_in) = self.sign_access(&family, now)?;
-        let refresh = random_token();
-        let refresh_exp = now.saturating_add(s.refresh_ttl).min(family.expires_at);
-        let new = NewRefresh {
-            token_hash: sha256(refresh.as_bytes()),
-            jti: random_id(),
-            family_id: family.family_id.clone(),
-            issued_at: now,
-            expires_at: refresh_exp,
-        };
+        let (refresh, new) = self.new_refresh(&family, now);
+        let refresh_exp = new.expires_at;
         let scope = family.scope.clone();
         self.inner.db.create_family(family, new).await?;
         self.inner.metrics.tokens_issued.inc();
@@ -437,6 +430,21 @@ impl AppState {
             refresh_expires_in: refresh_exp - now,
             scope,
         })
+    }
+
+    /// A new refresh token of `family`: the token, shown once, and what is stored of it.
+    fn new_refresh(&self, family: &FamilyRow, now: i64) -> (Zeroizing<String>, NewRefresh) {
+        let token = random_token();
+        let new = NewRefresh {
+            token_hash: sha256(token.as_bytes()),
+            jti: random_id(),
+            family_id: family.family_id.clone(),
+            issued_at: now,
+            expires_at: now
+                .saturating_add(self.inner.settings.refresh_ttl)
+                .min(family.expires_at),
+        };
+        (token, new)
     }
 
     fn sign_access(&self, family: &FamilyRow, now: i64) -> Result<(String, i64), ApiError> {
@@ -511,17 +519,8 @@ impl AppState {
         }
 
         let (access_token, expires_in) = self.sign_access(family, now)?;
-        let refresh = random_token();
-        let refresh_exp = now
-            .saturating_add(self.inner.settings.refresh_ttl)
-            .min(family.expires_at);
-        let new = NewRefresh {
-            token_hash: sha256(refresh.as_bytes()),
-            jti: random_id(),
-            family_id: family.family_id.clone(),
-            issued_at: now,
-            expires_at: refresh_exp,
-        };
+        let (refresh, new) = self.new_refresh(family, now);
+        let refresh_exp = new.expires_at;
         let outcome = self
             .inner
             .db

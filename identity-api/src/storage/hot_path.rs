@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::LazyLock;
 
 use sqlx::pool::PoolConnection;
@@ -20,7 +21,7 @@ use sqlx::{Connection as _, Postgres, Row, Sqlite, SqliteConnection};
 use super::batch::{Batch, MAX_BATCH};
 use super::{
     ClientRow, FAMILY_COLUMNS, FamilyRow, NewRefresh, Pools, RefreshView, Rotation, StoreError,
-    refresh_view_from,
+    client_from, refresh_view_from,
 };
 
 /// Rows a batch's SQL text holds: the smallest bucket that fits the batch.
@@ -105,7 +106,7 @@ enum Conn {
 
 /// A pooled connection a batch task keeps from one batch to the next.
 #[derive(Debug)]
-struct Kept {
+pub struct Kept {
     pools: Pools,
     side: Side,
     conn: Option<Conn>,
@@ -228,99 +229,85 @@ macro_rules! lookup {
     }};
 }
 
-/// A read batch task: keeps its read connection while it has work.
-macro_rules! reads {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug)]
-        pub struct $name(Kept);
+/// One kind of lookup, run by a [`Reads`] task on the connection it keeps.
+pub trait Lookup: Send + 'static {
+    type Call: Send + Sync + 'static;
+    type Answer: Send + 'static;
 
-        impl $name {
-            pub fn new(pools: Pools) -> Self {
-                Self(Kept::new(pools, Side::Read))
-            }
-        }
-    };
+    fn run(
+        &self,
+        kept: &mut Kept,
+        calls: &[Self::Call],
+    ) -> impl Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send;
 }
 
-reads!(
-    /// `Db::client`, batched.
-    Clients
-);
+/// A read batch task: keeps its read connection while it has work.
+#[derive(Debug)]
+pub struct Reads<L> {
+    kept: Kept,
+    lookup: L,
+}
 
-impl Batch for Clients {
-    type Call = String;
-    type Answer = Option<ClientRow>;
+impl<L: Lookup> Reads<L> {
+    pub fn new(pools: Pools, lookup: L) -> Self {
+        Self {
+            kept: Kept::new(pools, Side::Read),
+            lookup,
+        }
+    }
+}
 
-    /// Held while busy; back to the pool (which checks it on the next acquire) when quiet.
+impl<L: Lookup> Batch for Reads<L> {
+    type Call = L::Call;
+    type Answer = L::Answer;
+
+    async fn run(&mut self, calls: &[L::Call]) -> Result<Vec<L::Answer>, StoreError> {
+        self.lookup.run(&mut self.kept, calls).await
+    }
+
+    /// Back to the pool (which checks it on the next acquire) when quiet.
     fn long_idle(&mut self) {
-        self.0.release();
+        self.kept.release();
     }
 
     fn failed(&mut self) {
-        self.0.discard();
+        self.kept.discard();
     }
+}
 
-    async fn run(&mut self, ids: &[String]) -> Result<Vec<Option<ClientRow>>, StoreError> {
+/// `Db::client`, batched.
+#[derive(Debug)]
+pub struct Clients;
+
+impl Lookup for Clients {
+    type Call = String;
+    type Answer = Option<ClientRow>;
+
+    async fn run(
+        &self,
+        kept: &mut Kept,
+        ids: &[String],
+    ) -> Result<Vec<Option<ClientRow>>, StoreError> {
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found = lookup!(self.0, CLIENTS, keys, |row| {
-            #[allow(clippy::type_complexity)]
-            let (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at): (
-                String,
-                Vec<u8>,
-                String,
-                String,
-                bool,
-                i64,
-                i64,
-            ) = get!(
-                row,
-                client_id,
-                secret_verifier,
-                scopes,
-                audiences,
-                enabled,
-                created_at,
-                rotated_at
-            );
-            (
-                client_id.clone(),
-                ClientRow {
-                    client_id,
-                    secret_verifier,
-                    scopes,
-                    audiences,
-                    enabled,
-                    created_at,
-                    rotated_at,
-                },
-            )
+        let found = lookup!(kept, CLIENTS, keys, |row| {
+            let client = client_from(&row)?;
+            (client.client_id.clone(), client)
         });
         Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
 }
 
-reads!(
-    /// `Db::family_revoked`, batched: `Some(revoked)`, or `None` for an unknown family.
-    FamilyStates
-);
+/// `Db::family_revoked`, batched: `Some(revoked)`, or `None` for an unknown family.
+#[derive(Debug)]
+pub struct FamilyStates;
 
-impl Batch for FamilyStates {
+impl Lookup for FamilyStates {
     type Call = String;
     type Answer = Option<bool>;
 
-    /// Held while busy; back to the pool (which checks it on the next acquire) when quiet.
-    fn long_idle(&mut self) {
-        self.0.release();
-    }
-
-    fn failed(&mut self) {
-        self.0.discard();
-    }
-
-    async fn run(&mut self, ids: &[String]) -> Result<Vec<Option<bool>>, StoreError> {
+    async fn run(&self, kept: &mut Kept, ids: &[String]) -> Result<Vec<Option<bool>>, StoreError> {
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found = lookup!(self.0, FAMILY_STATES, keys, |row| {
+        let found = lookup!(kept, FAMILY_STATES, keys, |row| {
             let (family_id, revoked_at): (String, Option<i64>) = get!(row, family_id, revoked_at);
             (family_id, revoked_at.is_some())
         });
@@ -328,27 +315,21 @@ impl Batch for FamilyStates {
     }
 }
 
-reads!(
-    /// `Db::refresh_token`, batched: a refresh token (by its SHA-256) joined with its family.
-    RefreshViews
-);
+/// `Db::refresh_token`, batched: a refresh token (by its SHA-256) joined with its family.
+#[derive(Debug)]
+pub struct RefreshViews;
 
-impl Batch for RefreshViews {
+impl Lookup for RefreshViews {
     type Call = [u8; 32];
     type Answer = Option<RefreshView>;
 
-    /// Held while busy; back to the pool (which checks it on the next acquire) when quiet.
-    fn long_idle(&mut self) {
-        self.0.release();
-    }
-
-    fn failed(&mut self) {
-        self.0.discard();
-    }
-
-    async fn run(&mut self, hashes: &[[u8; 32]]) -> Result<Vec<Option<RefreshView>>, StoreError> {
+    async fn run(
+        &self,
+        kept: &mut Kept,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<Option<RefreshView>>, StoreError> {
         let keys: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-        let found = lookup!(self.0, REFRESH_VIEWS, keys, |row| {
+        let found = lookup!(kept, REFRESH_VIEWS, keys, |row| {
             let hash: Vec<u8> = row.try_get("token_hash")?;
             (hash, refresh_view_from(&row)?)
         });
@@ -775,6 +756,18 @@ mod tests {
         }
     }
 
+    /// Every statement of the hot path, in both forms.
+    static ALL: [&Texts; 8] = [
+        &CLIENTS,
+        &FAMILY_STATES,
+        &REFRESH_VIEWS,
+        &SPEND,
+        &INSERT_FAMILIES,
+        &INSERT_REFRESHES,
+        &UPDATE_LAST_USED,
+        &INSERT_AUDITS,
+    ];
+
     /// The `$N` of a text, in the order they appear.
     fn numbers(text: &str) -> Vec<usize> {
         text.split('$')
@@ -790,17 +783,7 @@ mod tests {
     /// number its parameters 1, 2, 3... in that order, across the statements of a query too.
     #[test]
     fn parameters_are_numbered_in_the_order_they_appear() {
-        let all = [
-            &CLIENTS,
-            &FAMILY_STATES,
-            &REFRESH_VIEWS,
-            &SPEND,
-            &INSERT_FAMILIES,
-            &INSERT_REFRESHES,
-            &UPDATE_LAST_USED,
-            &INSERT_AUDITS,
-        ];
-        let mut checked: Vec<String> = all.iter().flat_map(|t| t.postgres.clone()).collect();
+        let mut checked: Vec<String> = ALL.iter().flat_map(|t| t.postgres.clone()).collect();
         checked.extend(BUCKETS.map(sqlite_writes));
         for text in &checked {
             let n = numbers(text);
@@ -826,17 +809,7 @@ mod tests {
         let Pools::Sqlite { write, .. } = db.pools() else {
             unreachable!("a sqlite URL")
         };
-        let all = [
-            &CLIENTS,
-            &FAMILY_STATES,
-            &REFRESH_VIEWS,
-            &SPEND,
-            &INSERT_FAMILIES,
-            &INSERT_REFRESHES,
-            &UPDATE_LAST_USED,
-            &INSERT_AUDITS,
-        ];
-        for texts in all {
+        for texts in ALL {
             for sql in texts.sqlite.iter() {
                 let explain = format!("EXPLAIN QUERY PLAN {sql}");
                 let mut q = sqlx::query(&explain);

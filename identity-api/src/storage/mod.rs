@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use self::batch::Batcher;
-use self::hot_path::{Write, Written};
+use self::hot_path::{Reads, Write, Written};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -91,9 +91,9 @@ pub struct Db {
 
 #[derive(Debug)]
 struct HotPath {
-    clients: Batcher<hot_path::Clients>,
-    family_states: Batcher<hot_path::FamilyStates>,
-    refresh_views: Batcher<hot_path::RefreshViews>,
+    clients: Batcher<Reads<hot_path::Clients>>,
+    family_states: Batcher<Reads<hot_path::FamilyStates>>,
+    refresh_views: Batcher<Reads<hot_path::RefreshViews>>,
     writes: Batcher<hot_path::GroupCommit>,
 }
 
@@ -317,6 +317,26 @@ fn migrator(sqlite: bool) -> Migrator {
     }
 }
 
+/// The columns of a client row, on either driver.
+fn client_from<R: Row>(row: &R) -> Result<ClientRow, sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ClientRow {
+        client_id: row.try_get("client_id")?,
+        secret_verifier: row.try_get("secret_verifier")?,
+        scopes: row.try_get("scopes")?,
+        audiences: row.try_get("audiences")?,
+        enabled: row.try_get("enabled")?,
+        created_at: row.try_get("created_at")?,
+        rotated_at: row.try_get("rotated_at")?,
+    })
+}
+
 /// The family columns of a row of either driver: SQLite and PostgreSQL decode them alike, so
 /// one mapping serves both.
 fn family_from<R: Row>(row: &R) -> Result<FamilyRow, sqlx::Error>
@@ -421,9 +441,9 @@ impl Db {
 
     fn new(pools: Pools) -> Self {
         let hot = HotPath {
-            clients: Batcher::spawn(hot_path::Clients::new(pools.clone())),
-            family_states: Batcher::spawn(hot_path::FamilyStates::new(pools.clone())),
-            refresh_views: Batcher::spawn(hot_path::RefreshViews::new(pools.clone())),
+            clients: Batcher::spawn(Reads::new(pools.clone(), hot_path::Clients)),
+            family_states: Batcher::spawn(Reads::new(pools.clone(), hot_path::FamilyStates)),
+            refresh_views: Batcher::spawn(Reads::new(pools.clone(), hot_path::RefreshViews)),
             writes: Batcher::spawn(hot_path::GroupCommit::new(pools.clone())),
         };
         Self {
@@ -509,10 +529,8 @@ impl Db {
         reader!(&self.pools, p => {
             let rows = sqlx::query(SQL).fetch_all(p).await?;
             let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let (client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at) =
-                    get!(row, client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at);
-                out.push(ClientRow { client_id, secret_verifier, scopes, audiences, enabled, created_at, rotated_at });
+            for row in &rows {
+                out.push(client_from(row)?);
             }
             Ok(out)
         })
