@@ -56,6 +56,8 @@ pub enum KeyError {
     Decrypt { what: String, kek_id: String },
     #[error("key generation failed")]
     Generate,
+    #[error("signing key {kid} is not a P-256 private key in PKCS#8 form")]
+    BadSigningKey { kid: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -340,8 +342,12 @@ pub struct SigningKey {
 impl SigningKey {
     /// From the PKCS#8 DER of a P-256 key.
     pub fn from_pkcs8(kid: &str, der: &[u8]) -> Result<Self, KeyError> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            .map_err(|_| KeyError::Generate)?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|_| {
+                KeyError::BadSigningKey {
+                    kid: kid.to_owned(),
+                }
+            })?;
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.typ = Some("at+jwt".to_owned());
         header.kid = Some(kid.to_owned());

@@ -5,8 +5,12 @@
 //! cost of a round-trip to the database (sqlx's SQLite connection thread, or PostgreSQL over
 //! the network) is shared. docs/benchmarks.md section 7 has the profile that called for it.
 //!
-//! A batch that fails is run again call by call, so that one bad call cannot fail the others
-//! and each caller gets its own error.
+//! A batch that fails before it changed anything is run again call by call, so that one bad
+//! call cannot fail the others and each caller gets its own error; unless the failure is the
+//! database's (busy, unreachable), which every call would meet again: then all get it at once.
+//! A batch whose commit was sent but not confirmed is never run again: running a rotation twice
+//! would find its token spent and take it for reuse. Its callers learn that the outcome is
+//! unknown ([`StoreError::Unconfirmed`]), as a single request's caller would.
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,16 +28,45 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// See [`Batch::long_idle`].
 pub const LONG_IDLE: Duration = Duration::from_secs(1);
 
+/// A batch that takes longer (a connection that stopped answering, a lock never released)
+/// fails, with an unknown outcome, rather than holding every later call of its kind.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a batch failed, and whether any of it may have taken effect.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: StoreError,
+    /// The commit was sent and not confirmed: it may have taken effect.
+    pub unconfirmed: bool,
+}
+
+impl From<StoreError> for Failure {
+    /// A failure before anything was committed.
+    fn from(error: StoreError) -> Self {
+        Self {
+            error,
+            unconfirmed: false,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::from(error).into()
+    }
+}
+
 /// What a batch does with its calls.
 pub trait Batch: Send + 'static {
     type Call: Send + Sync + 'static;
     type Answer: Send + 'static;
 
-    /// One answer per call, in order. All or nothing: an `Err` means no call took effect.
+    /// One answer per call, in order. All or nothing: no call took effect when it fails, unless
+    /// the failure says the commit is `unconfirmed`.
     fn run(
         &mut self,
         calls: &[Self::Call],
-    ) -> impl Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Self::Answer>, Failure>> + Send;
 
     /// The queue is empty: nothing is waiting for the next batch.
     fn idle(&mut self) {}
@@ -133,7 +166,7 @@ async fn drive<B: Batch>(
         if calls.is_empty() {
             continue;
         }
-        match batch.run(&calls).await {
+        match run(&mut batch, &calls).await {
             Ok(answers) if answers.len() == calls.len() => {
                 for (reply, answer) in replies.drain(..).zip(answers) {
                     let _ = reply.send(Ok(answer));
@@ -144,25 +177,152 @@ async fn drive<B: Batch>(
                     let _ = reply.send(Err(StoreError::Batch));
                 }
             }
-            Err(e) if calls.len() == 1 => {
+            Err(failure) if calls.len() == 1 => {
                 batch.failed();
                 if let Some(reply) = replies.pop() {
-                    let _ = reply.send(Err(e));
+                    let _ = reply.send(Err(failure.error));
                 }
             }
-            Err(e) => {
+            Err(Failure { error, unconfirmed }) => {
                 batch.failed();
-                tracing::debug!(error = %e, calls = calls.len(), "batch failed; running its calls one by one");
-                for (call, reply) in calls.iter().zip(replies.drain(..)) {
-                    let answer = batch.run(std::slice::from_ref(call)).await;
-                    if answer.is_err() {
-                        batch.failed();
+                if unconfirmed || error.is_transient() {
+                    tracing::warn!(%error, unconfirmed, calls = calls.len(), "database batch failed");
+                    for reply in replies.drain(..) {
+                        let _ = reply.send(Err(if unconfirmed {
+                            StoreError::Unconfirmed
+                        } else {
+                            StoreError::Busy
+                        }));
                     }
-                    let answer = answer.and_then(|mut a| a.pop().ok_or(StoreError::Batch));
-                    let _ = reply.send(answer);
+                } else {
+                    tracing::debug!(%error, calls = calls.len(), "batch failed; running its calls one by one");
+                    for (call, reply) in calls.iter().zip(replies.drain(..)) {
+                        if reply.is_closed() {
+                            continue;
+                        }
+                        let answer = run(&mut batch, std::slice::from_ref(call)).await;
+                        if answer.is_err() {
+                            batch.failed();
+                        }
+                        let answer = answer
+                            .map_err(|f| f.error)
+                            .and_then(|mut a| a.pop().ok_or(StoreError::Batch));
+                        let _ = reply.send(answer);
+                    }
                 }
             }
         }
         calls.clear();
+    }
+}
+
+/// [`Batch::run`] within [`RUN_TIMEOUT`].
+async fn run<B: Batch>(batch: &mut B, calls: &[B::Call]) -> Result<Vec<B::Answer>, Failure> {
+    tokio::time::timeout(RUN_TIMEOUT, batch.run(calls))
+        .await
+        .unwrap_or(Err(Failure {
+            error: StoreError::TimedOut,
+            unconfirmed: true,
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// Doubles its calls; batches of more than one fail as `fail` says. Each run waits for a
+    /// permit of `gate`, so that a test can queue calls behind a running batch.
+    struct Fake {
+        fail: fn() -> Failure,
+        runs: Arc<AtomicUsize>,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Batch for Fake {
+        type Call = u32;
+        type Answer = u32;
+
+        async fn run(&mut self, calls: &[u32]) -> Result<Vec<u32>, Failure> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+            if calls.len() > 1 {
+                return Err((self.fail)());
+            }
+            Ok(calls.iter().map(|c| c * 2).collect())
+        }
+    }
+
+    /// Runs call 0 alone (held at the gate), queues calls 1..=3 behind it (call 2's caller
+    /// gives up before they run), then opens the gate. Returns the answers of calls 1 and 3
+    /// and how many times `run` ran.
+    async fn one_failed_batch(fail: fn() -> Failure) -> (Vec<Result<u32, StoreError>>, usize) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Semaphore::new(0));
+        let batcher = Arc::new(Batcher::spawn(Fake {
+            fail,
+            runs: runs.clone(),
+            gate: gate.clone(),
+        }));
+        let call = |n: u32| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.call(n).await })
+        };
+        let first = call(0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (one, two, three) = (call(1), call(2), call(3));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.add_permits(1);
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+        // Call 2's caller gives up while its batch runs (held at the gate).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        two.abort();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.add_permits(10);
+        let answers = vec![one.await.unwrap(), three.await.unwrap()];
+        (answers, runs.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_runs_again_call_by_call_for_the_callers_still_there() {
+        let (answers, runs) =
+            one_failed_batch(|| StoreError::Db(sqlx::Error::RowNotFound).into()).await;
+        assert!(matches!(answers[..], [Ok(2), Ok(6)]), "{answers:?}");
+        // The first batch, the failed batch of three, then calls 1 and 3 (not 2: gone).
+        assert_eq!(runs, 4);
+    }
+
+    #[tokio::test]
+    async fn a_busy_database_fails_the_whole_batch_once() {
+        let (answers, runs) =
+            one_failed_batch(|| StoreError::Db(sqlx::Error::PoolTimedOut).into()).await;
+        assert!(
+            matches!(answers[..], [Err(StoreError::Busy), Err(StoreError::Busy)]),
+            "{answers:?}"
+        );
+        assert_eq!(runs, 2);
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_commit_is_never_run_again() {
+        let (answers, runs) = one_failed_batch(|| Failure {
+            error: StoreError::Db(sqlx::Error::WorkerCrashed),
+            unconfirmed: true,
+        })
+        .await;
+        assert!(
+            matches!(
+                answers[..],
+                [Err(StoreError::Unconfirmed), Err(StoreError::Unconfirmed)]
+            ),
+            "{answers:?}"
+        );
+        assert_eq!(runs, 2);
     }
 }

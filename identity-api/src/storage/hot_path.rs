@@ -18,7 +18,7 @@ use std::sync::LazyLock;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection as _, Postgres, Row, Sqlite, SqliteConnection};
 
-use super::batch::{Batch, MAX_BATCH};
+use super::batch::{Batch, Failure, MAX_BATCH};
 use super::{
     ClientRow, FAMILY_COLUMNS, FamilyRow, NewRefresh, Pools, RefreshView, Rotation, StoreError,
     client_from, refresh_view_from,
@@ -75,7 +75,7 @@ fn sqlite_texts(build: fn(usize) -> String) -> [String; BUCKETS.len()] {
 }
 
 /// `$N` to `?`. sqlite3_bind_parameter_name scans the list of named parameters, so binding n of
-/// them costs n² (a group commit of 64 has 1,281); anonymous ones bind in the order they appear,
+/// them costs n² (a group commit of 64 has 1,217); anonymous ones bind in the order they appear,
 /// which every text here numbers in (a test checks).
 fn anonymous(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -261,8 +261,8 @@ impl<L: Lookup> Batch for Reads<L> {
     type Call = L::Call;
     type Answer = L::Answer;
 
-    async fn run(&mut self, calls: &[L::Call]) -> Result<Vec<L::Answer>, StoreError> {
-        self.lookup.run(&mut self.kept, calls).await
+    async fn run(&mut self, calls: &[L::Call]) -> Result<Vec<L::Answer>, Failure> {
+        Ok(self.lookup.run(&mut self.kept, calls).await?)
     }
 
     /// Back to the pool (which checks it on the next acquire) when quiet.
@@ -658,7 +658,7 @@ impl Batch for GroupCommit {
     type Call = Write;
     type Answer = Written;
 
-    async fn run(&mut self, calls: &[Write]) -> Result<Vec<Written>, StoreError> {
+    async fn run(&mut self, calls: &[Write]) -> Result<Vec<Written>, Failure> {
         let written = match self.kept.conn().await? {
             Conn::Sqlite(conn) => sqlite_commit(conn, calls).await?,
             Conn::Postgres(conn) => postgres_commit(conn, calls).await?,
@@ -684,7 +684,7 @@ impl Batch for GroupCommit {
 async fn sqlite_commit(
     conn: &mut SqliteConnection,
     calls: &[Write],
-) -> Result<Vec<Written>, StoreError> {
+) -> Result<Vec<Written>, Failure> {
     let rotates = calls.iter().any(|c| matches!(c, Write::Rotate { .. }));
     let spent = if rotates {
         spend!(&mut *conn, SQLITE_BEGIN_SPEND, calls)
@@ -704,14 +704,19 @@ async fn sqlite_commit(
     bind_refreshes!(q, rows.refreshes, n);
     bind_last_used!(q, rows, n);
     bind_audits!(q, rows.audits, n);
-    q.execute(&mut *conn).await?;
+    // A statement SQLite refused, COMMIT included, left nothing committed; losing the
+    // connection's thread leaves the outcome unknown.
+    q.execute(&mut *conn).await.map_err(|e| Failure {
+        unconfirmed: !matches!(e, sqlx::Error::Database(_)),
+        error: e.into(),
+    })?;
     Ok(written)
 }
 
 async fn postgres_commit(
     conn: &mut sqlx::PgConnection,
     calls: &[Write],
-) -> Result<Vec<Written>, StoreError> {
+) -> Result<Vec<Written>, Failure> {
     let mut tx = conn.begin().await?;
     let spent = spend!(&mut *tx, SPEND.postgres, calls);
     let (rows, written) = Rows::decide(calls, spent);
@@ -739,7 +744,12 @@ async fn postgres_commit(
         bind_audits!(q, rows.audits, BUCKETS[b]);
         q.execute(&mut *tx).await?;
     }
-    tx.commit().await?;
+    // The server refusing the commit rolled it back; a connection lost meanwhile may have
+    // committed or not.
+    tx.commit().await.map_err(|e| Failure {
+        unconfirmed: !matches!(e, sqlx::Error::Database(_)),
+        error: e.into(),
+    })?;
     Ok(written)
 }
 

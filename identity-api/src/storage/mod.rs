@@ -47,12 +47,21 @@ pub enum StoreError {
     BadUrl,
     #[error("already exists")]
     Conflict,
-    /// The batch task has stopped (its runtime is shutting down).
+    /// The batch task has stopped: `Db::close` was called, or its runtime is shutting down.
     #[error("the database is closed")]
     Closed,
     /// A batch answered out of shape: a bug, never expected.
     #[error("internal: a batch answered out of shape")]
     Batch,
+    /// A batch of several calls met a busy or unreachable database (logged once, in full).
+    #[error("the database is busy or unreachable")]
+    Busy,
+    /// A batch's commit was sent and not confirmed: it may or may not have taken effect.
+    #[error("the database did not confirm the commit; its outcome is unknown")]
+    Unconfirmed,
+    /// A batch took longer than its time limit.
+    #[error("the database did not answer in time")]
+    TimedOut,
 }
 
 impl StoreError {
@@ -68,7 +77,10 @@ impl StoreError {
                 }
                 _ => false,
             },
-            StoreError::Closed => true,
+            StoreError::Closed
+            | StoreError::Busy
+            | StoreError::Unconfirmed
+            | StoreError::TimedOut => true,
             _ => false,
         }
     }
