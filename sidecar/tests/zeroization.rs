@@ -578,9 +578,13 @@ fn the_scanner_finds_a_copy_left_unwiped() {
         let mut freed = vec![0u8; 64 << 10];
         freed[60 << 10..(60 << 10) + 32].copy_from_slice(okm.k_s2c());
         drop(std::hint::black_box(freed));
-        // A key at the start of a 32-byte block: freeing it overwrites its first 16 bytes.
-        let mut boxed = Box::new([0u8; 32]);
-        boxed.copy_from_slice(small.k_c2s());
+        // A key at the start of a freed block: freeing it overwrites its first 16 bytes (the
+        // allocator's list pointers). An uncommon size, so that no other allocation before the
+        // scan takes the block over (with 32 bytes, the size of the sessions' key boxes, the
+        // control failed once in a loaded CI run), yet small enough for glibc's fast bins, which
+        // never merge a freed block into its neighbours (a 232-byte box was merged away).
+        let mut boxed = Box::new([0u8; 104]);
+        boxed[..32].copy_from_slice(small.k_c2s());
         drop(std::hint::black_box(boxed));
         (kept, live, secrets)
     });
