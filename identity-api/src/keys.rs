@@ -359,23 +359,22 @@ impl SigningKey {
         })
     }
 
-    /// `header.payload` of a compact JWS, with this key's header.
-    pub fn signing_input(&self, payload: &[u8]) -> String {
+    /// The compact JWS of `payload` under this key: `header.payload.signature`, the signature
+    /// ES256's r || s (RFC 7518 §3.4), each part base64url.
+    pub fn sign_jws(&self, payload: &[u8]) -> Option<String> {
+        let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
         // Room for the signature too: 64 bytes, 86 characters.
-        let mut out = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 92);
-        out.push_str(&self.header);
-        out.push('.');
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(payload, &mut out);
-        out
-    }
-
-    /// ES256 over `input`: r || s, 64 bytes (RFC 7518 §3.4).
-    pub fn sign(&self, input: &[u8]) -> Option<Vec<u8>> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.pair
-            .sign(&rng, input)
-            .ok()
-            .map(|s| s.as_ref().to_vec())
+        let mut jws = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 92);
+        jws.push_str(&self.header);
+        jws.push('.');
+        b64.encode_string(payload, &mut jws);
+        let signature = self
+            .pair
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), jws.as_bytes())
+            .ok()?;
+        jws.push('.');
+        b64.encode_string(signature.as_ref(), &mut jws);
+        Some(jws)
     }
 }
 

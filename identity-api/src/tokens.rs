@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -42,11 +40,7 @@ pub enum TokenError {
 pub fn sign(ring: &KeyRing, claims: &Claims) -> Result<String, TokenError> {
     let key = ring.active.as_ref().ok_or(TokenError::NoKey)?;
     let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Sign)?;
-    let mut token = key.signing_input(&payload);
-    let signature = key.sign(token.as_bytes()).ok_or(TokenError::Sign)?;
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-    Ok(token)
+    key.sign_jws(&payload).ok_or(TokenError::Sign)
 }
 
 /// Verifies signature, `typ`, algorithm and issuer; not the expiry (callers decide: a refresh

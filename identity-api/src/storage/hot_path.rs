@@ -3,9 +3,10 @@
 //!
 //! A batch's SQL text holds a fixed number of rows, a bucket of [`BUCKETS`], padded with NULLs
 //! that match nothing, so that each statement has four texts in all and stays in sqlx's
-//! prepared-statement cache. The texts are the same on SQLite and PostgreSQL; on SQLite the
-//! group commit's inserts go as one multi-statement query (one round-trip to the connection's
-//! thread), on PostgreSQL as separate statements of the same transaction.
+//! prepared-statement cache. The statements are the same on SQLite and PostgreSQL, written with
+//! `$N` and given to SQLite with `?` ([`anonymous`]); on SQLite the group commit goes as
+//! multi-statement queries (one or two round-trips to the connection's thread), on PostgreSQL
+//! as separate statements of one transaction.
 //!
 //! Each batch task keeps its pooled connection between batches ([`Kept`]): sqlx pings a
 //! connection every time one goes back to the pool, one more round-trip per batch.
@@ -181,7 +182,7 @@ static REFRESH_VIEWS: Texts = LazyLock::new(|| {
     })
 });
 
-/// The distinct keys of a batch, padded to its bucket with the first (a repeat matches nothing new).
+/// The distinct keys of a batch (as indices into `keys`), and the bucket that holds them.
 fn distinct<K: Ord + ?Sized>(keys: &[&K]) -> (Vec<usize>, usize) {
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by(|&a, &b| keys[a].cmp(keys[b]));
@@ -190,8 +191,8 @@ fn distinct<K: Ord + ?Sized>(keys: &[&K]) -> (Vec<usize>, usize) {
     (order, b)
 }
 
-/// Runs `$sql` (chosen by bucket) with the distinct keys bound, padded, and collects
-/// `$decode(row) -> (key, value)` into a map.
+/// Runs `$texts` (chosen by bucket) with the distinct keys bound, padded with the first (a
+/// repeat matches nothing new), and collects `$decode(row) -> (key, value)` into a map.
 macro_rules! lookup {
     ($kept:expr, $texts:expr, $keys:expr, |$row:ident| $decode:expr) => {{
         let keys = $keys;

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
-
-use self::batch::Batcher;
-use self::hot_path::{Reads, Write, Written};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+
+use self::batch::Batcher;
+use self::hot_path::{Reads, Write, Written};
 
 macro_rules! insert_audit {
     ($a:expr, $exec:expr) => {
@@ -393,6 +393,7 @@ macro_rules! get {
     };
 }
 
+// Declared after the macros above, which they use.
 mod batch;
 mod hot_path;
 
