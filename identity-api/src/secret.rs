@@ -21,6 +21,70 @@ pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A public identifier that sorts by creation time: 48 bits of Unix milliseconds, then 80
+/// random bits, as 32 lowercase hex digits (a UUIDv7's layout without its version bits). Rows
+/// keyed by it are appended at one end of their index, so a batch of inserts shares a few pages
+/// instead of dirtying one random page each (docs/benchmarks.md, section 5).
+pub fn time_ordered_id() -> String {
+    use std::fmt::Write as _;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&unix_millis_48());
+    OsRng.fill_bytes(&mut bytes[6..]);
+    let mut id = String::with_capacity(32);
+    for byte in bytes {
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
+}
+
+/// Length of a refresh token: 33 bytes as base64url, so that the first 8 characters are exactly
+/// the 6 bytes of its issue time. Tokens of earlier versions are 43 characters.
+const REFRESH_TOKEN_LEN: usize = 44;
+
+/// A new refresh token and its lookup key (what the database stores). The token is 6 bytes of
+/// issue time (Unix milliseconds, big-endian) then 216 random bits, as base64url. See
+/// [`refresh_token_key`].
+pub fn new_refresh_token() -> (Zeroizing<String>, [u8; 32]) {
+    let mut bytes = Zeroizing::new([0u8; 33]);
+    bytes[..6].copy_from_slice(&unix_millis_48());
+    OsRng.fill_bytes(&mut bytes[6..]);
+    let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref()));
+    let key = refresh_token_key(&token);
+    (token, key)
+}
+
+/// The key a refresh token is stored and looked up under: its issue time (the token's first
+/// 6 bytes) then the first 26 bytes of SHA-256 of the token. Led by the time, new keys are
+/// appended at the end of the index instead of dirtying one random page each (the write volume
+/// bounded issuance: docs/benchmarks.md, section 5). A token of an earlier version (43
+/// characters, all random) keeps its key, the whole SHA-256, so it still refreshes. Anything
+/// else gets the SHA-256 too, which no stored token has.
+pub fn refresh_token_key(token: &str) -> [u8; 32] {
+    let digest = sha256(token.as_bytes());
+    let mut time = [0u8; 6];
+    let current = token.len() == REFRESH_TOKEN_LEN
+        && URL_SAFE_NO_PAD
+            .decode_slice(&token.as_bytes()[..8], &mut time)
+            .is_ok();
+    if !current {
+        return digest;
+    }
+    let mut key = [0u8; 32];
+    key[..6].copy_from_slice(&time);
+    key[6..].copy_from_slice(&digest[..26]);
+    key
+}
+
+/// Now in Unix milliseconds, the low 48 bits big-endian (they wrap in the year 10889).
+fn unix_millis_48() -> [u8; 6] {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut out = [0u8; 6];
+    out.copy_from_slice(&(millis as u64).to_be_bytes()[2..]);
+    out
+}
+
 /// Strict base64url without padding: rejects padding, the standard alphabet and non-canonical bits.
 pub fn b64u_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text.as_bytes()).ok()
@@ -106,5 +170,55 @@ impl Key32 {
 impl std::fmt::Debug for Key32 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Key32(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now_millis() -> u64 {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        d.unwrap().as_millis() as u64
+    }
+
+    fn millis(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0, |t, b| t << 8 | u64::from(*b))
+    }
+
+    #[test]
+    fn time_ordered_ids_lead_with_the_time() {
+        let before = now_millis();
+        let id = time_ordered_id();
+        let after = now_millis();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        let time = u64::from_str_radix(&id[..12], 16).unwrap();
+        assert!((before..=after).contains(&time), "{time} not in {before}..={after}");
+        assert_ne!(id[12..], time_ordered_id()[12..], "80 random bits");
+    }
+
+    #[test]
+    fn refresh_tokens_and_their_keys() {
+        let before = now_millis();
+        let (token, key) = new_refresh_token();
+        let after = now_millis();
+        assert_eq!(token.len(), 44);
+        let bytes = b64u_decode(&token).unwrap();
+        assert_eq!(bytes.len(), 33);
+        assert!((before..=after).contains(&millis(&bytes[..6])));
+        assert_eq!(key[..6], bytes[..6], "the key leads with the issue time");
+        assert_eq!(key[6..], sha256(token.as_bytes())[..26]);
+        assert_eq!(refresh_token_key(&token), key);
+        assert_ne!(new_refresh_token().0[8..], token[8..], "216 random bits");
+    }
+
+    #[test]
+    fn other_tokens_are_keyed_by_their_whole_hash() {
+        // 43 characters: a token of the previous format; the others are garbage.
+        let legacy = b64u(&[7u8; 32]);
+        for token in [legacy.as_str(), "", "x", "é", &"é".repeat(22), "!".repeat(44).as_str()] {
+            assert_eq!(refresh_token_key(token), sha256(token.as_bytes()), "{token:?}");
+        }
     }
 }

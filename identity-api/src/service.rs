@@ -15,7 +15,9 @@ use crate::clients::{self, split_list, valid_scope_token, verifier_matches};
 use crate::error::ApiError;
 use crate::keys::{self, Keks, KeyError, KeyStore};
 use crate::metrics::Metrics;
-use crate::secret::{InternalToken, Key32, random_id, random_token, sha256};
+use crate::secret::{
+    InternalToken, Key32, new_refresh_token, random_id, refresh_token_key, time_ordered_id,
+};
 use crate::storage::{Audit, Db, FamilyRow, NewRefresh, Rotation, StoreError};
 use crate::tokens::{self, Claims, TokenError, VerifiedCache};
 
@@ -407,7 +409,7 @@ impl AppState {
         let s = &self.inner.settings;
         let now = now();
         let family = FamilyRow {
-            family_id: random_id(),
+            family_id: time_ordered_id(),
             client_id: client.client_id.clone(),
             subject: req.subject,
             scope,
@@ -434,9 +436,9 @@ impl AppState {
 
     /// A new refresh token of `family`: the token, shown once, and what is stored of it.
     fn new_refresh(&self, family: &FamilyRow, now: i64) -> (Zeroizing<String>, NewRefresh) {
-        let token = random_token();
+        let (token, key) = new_refresh_token();
         let new = NewRefresh {
-            token_hash: sha256(token.as_bytes()),
+            token_hash: key,
             jti: random_id(),
             family_id: family.family_id.clone(),
             issued_at: now,
@@ -488,7 +490,7 @@ impl AppState {
             return Err(ApiError::invalid_request("refresh_token is required"));
         }
         let m = &self.inner.metrics;
-        let old_hash = sha256(presented.as_bytes());
+        let old_hash = refresh_token_key(&presented);
         let Some(view) = self.inner.db.refresh_token(&old_hash).await? else {
             m.refresh("unknown");
             return Err(ApiError::InvalidGrant("unknown refresh token"));
@@ -631,7 +633,7 @@ impl AppState {
         let Some(view) = self
             .inner
             .db
-            .refresh_token(&sha256(token.as_bytes()))
+            .refresh_token(&refresh_token_key(&token))
             .await?
         else {
             m.introspection("inactive");
@@ -680,7 +682,7 @@ impl AppState {
         } else {
             self.inner
                 .db
-                .refresh_token(&sha256(token.as_bytes()))
+                .refresh_token(&refresh_token_key(&token))
                 .await?
                 .map(|v| v.family)
         };

@@ -23,6 +23,7 @@ both!(
     bearer_variants,
     disabling_a_client_revokes_its_families,
     storage_holds_hashes_and_audit_holds_no_secret,
+    refresh_tokens_of_the_previous_format,
 );
 
 async fn issue_answer_and_token_shape(b: Backend) {
@@ -288,7 +289,7 @@ async fn introspect_semantics(b: Backend) {
         assert_eq!(info, json!({"active": false}));
     }
     // Unknown and garbage tokens.
-    for t in ["garbage", "a.b.c", &"x".repeat(43)] {
+    for t in ["garbage", "a.b.c", &"x".repeat(43), &"x".repeat(44)] {
         assert_eq!(env.introspect(&access, t).await.1, json!({"active": false}));
     }
     // A spent refresh token is inactive; the access token issued before stays active.
@@ -922,6 +923,8 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
 /// Refresh tokens are stored only as SHA-256 hashes, and the audit trail (when, event, client,
 /// subject, family, outcome) never holds a token or a secret.
 async fn storage_holds_hashes_and_audit_holds_no_secret(b: Backend) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use sha2::{Digest, Sha256};
     use sqlx::Row;
     let Some(env) = TestEnv::new(b).await else {
@@ -974,16 +977,21 @@ async fn storage_holds_hashes_and_audit_holds_no_secret(b: Backend) {
                 .collect(),
         ),
     };
+    // Each key is the token's issue time (its first 6 bytes) and 26 bytes of its SHA-256.
     let mut expected: Vec<Vec<u8>> = [&r1, &r2]
         .iter()
-        .map(|t| Sha256::digest(t.as_bytes()).to_vec())
+        .map(|t| {
+            let bytes = URL_SAFE_NO_PAD.decode(t).unwrap();
+            assert_eq!(bytes.len(), 33, "a refresh token is 33 bytes");
+            [&bytes[..6], &Sha256::digest(t.as_bytes())[..26]].concat()
+        })
         .collect();
     let mut stored = hashes.clone();
     expected.sort();
     stored.sort();
     assert_eq!(
         stored, expected,
-        "exactly the two refresh tokens, as SHA-256 hashes"
+        "exactly the two refresh tokens, as time and SHA-256"
     );
 
     let family = claims_of(&a1).fid;
@@ -1003,4 +1011,42 @@ async fn storage_holds_hashes_and_audit_holds_no_secret(b: Backend) {
             "a secret in the audit trail"
         );
     }
+}
+
+/// A refresh token issued before tokens carried their issue time (43 characters, stored under
+/// the whole SHA-256) still introspects and rotates, and rotating it twice is still reuse.
+async fn refresh_tokens_of_the_previous_format(b: Backend) {
+    use base64::Engine as _;
+    use identity_api::secret::{random_id, sha256};
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let pair = env.issue().await;
+    let access = s(&pair, "access_token");
+    let legacy = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let now = identity_api::now();
+    let sql = "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
+               VALUES ($1, $2, $3, $4, $5, FALSE)";
+    let (key, jti, fid) = (sha256(legacy.as_bytes()).to_vec(), random_id(), claims_of(&access).fid);
+    match env.state.db().pools() {
+        identity_api::storage::Pools::Sqlite { write, .. } => {
+            let q = sqlx::query(sql).bind(key).bind(jti).bind(fid);
+            q.bind(now).bind(now + 600).execute(write).await.unwrap();
+        }
+        identity_api::storage::Pools::Postgres(pool) => {
+            let q = sqlx::query(sql).bind(key).bind(jti).bind(fid);
+            q.bind(now).bind(now + 600).execute(pool).await.unwrap();
+        }
+    }
+    let (status, info) = env.introspect(&access, &legacy).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["token_use"], "refresh_token");
+
+    let (status, next) = env.refresh(&access, &legacy).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(s(&next, "refresh_token").len(), 44, "the new token is of the new format");
+    assert_error(&env.refresh(&access, &legacy).await, 400, "invalid_grant");
+    let events = env.state.db().audit_events(20).await.unwrap();
+    assert!(events.iter().any(|e| e.0 == "reuse_detected"), "{events:?}");
 }

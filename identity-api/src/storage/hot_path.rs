@@ -839,8 +839,15 @@ mod tests {
                         step == &format!("SCAN {t}") || step.starts_with(&format!("SCAN {t} "))
                     })
                 };
+                // An insert of several families plans the foreign key's scan of refresh_tokens
+                // for child rows, but its bytecode runs it only while the statement has a
+                // violation outstanding (OP_FkIfZero): only in a batch that fails anyway. No
+                // index serves it since migration 0003, because nothing else would read it.
+                let fk_scan = |t: &str| {
+                    t == "refresh_tokens" && sql.starts_with("INSERT INTO token_families")
+                };
                 for table in ["clients", "token_families", "refresh_tokens", "r", "f"] {
-                    assert!(!scans(table), "{sql}\n{plan:#?}");
+                    assert!(!scans(table) || fk_scan(table), "{sql}\n{plan:#?}");
                 }
             }
         }

@@ -308,6 +308,11 @@ fn migrator(sqlite: bool) -> Migrator {
                 "wrapped keys",
                 include_str!("../../migrations/sqlite/0002_wrapped_keys.sql"),
             ),
+            migration(
+                3,
+                "no family index",
+                include_str!("../../migrations/sqlite/0003_no_family_index.sql"),
+            ),
         ]
     } else {
         vec![
@@ -320,6 +325,11 @@ fn migrator(sqlite: bool) -> Migrator {
                 2,
                 "wrapped keys",
                 include_str!("../../migrations/postgres/0002_wrapped_keys.sql"),
+            ),
+            migration(
+                3,
+                "no family index",
+                include_str!("../../migrations/postgres/0003_no_family_index.sql"),
             ),
         ]
     };
