@@ -228,6 +228,22 @@ for f, doc in docs:
                         err(f, f"{where}: {kind_} must be an httpGet of an ops route on 9140")
             if cmd[:1] == [SIDECAR] and env.get("SIDECAR_UPSTREAM") != "http://127.0.0.1:8140":
                 err(f, f"{where}: the sidecar's upstream must be the pod's own API")
+        # The API's Unix socket: on an emptyDir of this pod that both containers mount, and the
+        # sidecar uses the very path the API listens on.
+        by_cmd = {tuple(c.get("command", [])[:1]): c for c in spec.get("containers", [])}
+        api, sidecar = by_cmd.get((API,)), by_cmd.get((SIDECAR,))
+        api_env = {e["name"]: e.get("value") for e in (api or {}).get("env", [])}
+        sc_env = {e["name"]: e.get("value") for e in (sidecar or {}).get("env", [])}
+        sock = api_env.get("IDENTITY_LISTEN_UNIX")
+        if sidecar and sc_env.get("SIDECAR_UPSTREAM_SOCKET") != sock:
+            err(f, f"{kind}/{name}: SIDECAR_UPSTREAM_SOCKET must be identity-api's IDENTITY_LISTEN_UNIX ({sock})")
+        if sock:
+            checked += 1
+            sock_dir = posixpath.dirname(sock)
+            for c in filter(None, (api, sidecar)):
+                m = [m for m in c.get("volumeMounts", []) if m["mountPath"].rstrip("/") == sock_dir]
+                if not m or "emptyDir" not in vols.get(m[0]["name"], {}):
+                    err(f, f"{kind}/{name}: container {c['name']} must mount an emptyDir at {sock_dir}, the socket's directory")
         port = (doc["spec"]["template"]["metadata"] if kind != "Pod" else doc["metadata"]).get("annotations", {}).get("prometheus.io/port")
         if port not in (None, "8141", "9140"): err(f, f"{kind}/{name}: scrapes port {port}")
 # A Deployment that an autoscaler scales must not carry replicas: every apply would reset it.
@@ -244,7 +260,7 @@ if errors:
 print(f"{checked} checks")
 PY
 then
-    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA"
+    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir"
 else
     fail policy "invariants"; show "$WORK/policy.log"
 fi

@@ -139,6 +139,20 @@ pub struct Cli {
     #[arg(long = "api-env", value_parser = parse_key_value)]
     pub api_env: Vec<(String, String)>,
 
+    /// With --local: the sidecar reaches the identity API over a Unix socket, as in the pod.
+    #[arg(long)]
+    pub unix_socket: bool,
+
+    /// With --local: pin the sidecar's threads to these CPUs (taskset list, e.g. `1`), and
+    /// loadgen's and the identity API's to --other-cpus: the sidecar then has its own core, as
+    /// with its own CPU request in the pod, instead of competing with the processes it serves.
+    #[arg(long, requires = "other_cpus")]
+    pub sidecar_cpus: Option<String>,
+
+    /// With --sidecar-cpus: the CPUs of loadgen and the identity API (e.g. `0`).
+    #[arg(long, requires = "sidecar_cpus")]
+    pub other_cpus: Option<String>,
+
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -694,6 +708,21 @@ fn require_loopback(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sets the CPU affinity of every thread of `pid` (`taskset -a -cp`); threads started later
+/// inherit it from the thread that starts them.
+fn pin(pid: Option<u32>, cpus: &str) -> anyhow::Result<()> {
+    let pid = pid.ok_or_else(|| anyhow!("no process id to pin"))?;
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-cp", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot run taskset (util-linux)")?;
+    if !status.success() {
+        bail!("taskset -a -cp {cpus} {pid} failed: {status}");
+    }
+    Ok(())
+}
+
 async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -736,9 +765,18 @@ async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
             sidecar_env,
             api_env: cli.api_env.clone(),
             database_url: cli.database_url.clone(),
+            unix_socket: cli.unix_socket,
             ..StackConfig::default()
         };
         let stack = Stack::start(binaries, config).await?;
+        if let (Some(sidecar), Some(others)) = (&cli.sidecar_cpus, &cli.other_cpus) {
+            pin(stack.sidecar_pid(), sidecar)?;
+            pin(stack.api_pid(), others)?;
+            pin(Some(std::process::id()), others)?;
+            eprintln!(
+                "loadgen: sidecar on CPUs {sidecar}, loadgen and identity-api on CPUs {others}"
+            );
+        }
         eprintln!(
             "loadgen: identity-api at {} (pid {:?}), identity-sidecar at {} (pid {:?}), data in {}",
             stack.api_url(),

@@ -264,6 +264,9 @@ pub struct StackConfig {
     pub sidecar_env: Vec<(String, String)>,
     /// Further environment for `identity-api serve`.
     pub api_env: Vec<(String, String)>,
+    /// The sidecar reaches the identity API over a Unix socket in the temporary directory, as
+    /// in the pod (the API keeps its TCP port for the direct calls of tests and loadgen).
+    pub unix_socket: bool,
 }
 
 impl Default for StackConfig {
@@ -276,6 +279,7 @@ impl Default for StackConfig {
             signing: Signing::Dev,
             sidecar_env: Vec::new(),
             api_env: Vec::new(),
+            unix_socket: false,
         }
     }
 }
@@ -394,6 +398,11 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
+    /// The identity API's Unix socket, with [`StackConfig::unix_socket`].
+    pub fn api_socket(&self) -> PathBuf {
+        self.dir.path().join("identity-api.sock")
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -494,6 +503,9 @@ impl Stack {
             .arg(&self.database_url)
             .env("IDENTITY_INTERNAL_TOKEN", &self.internal_token)
             .envs(self.config.api_env.iter().map(|(k, v)| (k, v)));
+        if self.config.unix_socket {
+            command.arg("--listen-unix").arg(self.api_socket());
+        }
         Process::spawn("identity-api", command, &self.api_log())
     }
 
@@ -504,10 +516,18 @@ impl Stack {
             .current_dir(self.dir.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.sidecar_port))
-            .arg("--upstream")
-            .arg(self.api_url())
             .env("IDENTITY_INTERNAL_TOKEN", &self.internal_token)
             .envs(self.config.sidecar_env.iter().map(|(k, v)| (k, v)));
+        if self.config.unix_socket {
+            // A host that resolves nowhere: the sidecar can only reach the API by the socket.
+            command
+                .arg("--upstream")
+                .arg("http://identity-api.invalid")
+                .arg("--upstream-socket")
+                .arg(self.api_socket());
+        } else {
+            command.arg("--upstream").arg(self.api_url());
+        }
         match self.config.signing {
             Signing::Dev => command.arg("--dev"),
             Signing::KeyFile => command.arg("--signing-key-file").arg(self.key_file()),

@@ -202,6 +202,12 @@ pub struct ServeArgs {
     #[arg(long, env = "IDENTITY_OPS_LISTEN")]
     pub ops_listen: Option<SocketAddr>,
 
+    /// Also serve the API on this Unix socket, for a sidecar in the same pod
+    /// (SIDECAR_UPSTREAM_SOCKET): no TCP/IP stack per request. The socket is mode 0660 and
+    /// removed at shutdown; a stale one left at the path (nothing accepting) is replaced.
+    #[arg(long, env = "IDENTITY_LISTEN_UNIX")]
+    pub listen_unix: Option<PathBuf>,
+
     #[command(flatten)]
     pub db: DbArgs,
 

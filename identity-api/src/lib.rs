@@ -61,6 +61,52 @@ pub async fn serve_ops(
         .await
 }
 
+/// Binds a Unix socket for [`serve_unix`], mode 0660. A socket file already at `path` is
+/// removed first when nothing accepts on it (left by a process that was killed); a file that is
+/// not a socket, or a socket in use, is an error.
+#[cfg(unix)]
+pub fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            ));
+        }
+        Ok(_) => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another process accepts on this socket",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serves `app(state)` on a Unix socket (bound by [`bind_unix`]) until `shutdown` resolves, then
+/// drains and removes the socket. Runs beside [`serve`], which reloads the keys for both.
+#[cfg(unix)]
+pub async fn serve_unix(
+    state: AppState,
+    listener: tokio::net::UnixListener,
+    path: std::path::PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -84,4 +130,36 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received; draining");
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::bind_unix;
+
+    #[tokio::test]
+    async fn a_unix_socket_replaces_only_a_stale_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+
+        // A socket left by a process that is gone: nothing accepts, so it is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let listener = bind_unix(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+
+        // A socket in use is not taken over.
+        let err = bind_unix(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+        drop(listener);
+
+        // Nor is anything else at the path.
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, b"data").unwrap();
+        let err = bind_unix(&file).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"data");
+    }
 }

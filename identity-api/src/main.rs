@@ -152,12 +152,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let unix = match &args.listen_unix {
+        Some(path) => {
+            let listener = identity_api::bind_unix(path)
+                .with_context(|| format!("cannot listen on {} (--listen-unix)", path.display()))?;
+            println!("identity-api listening on unix:{}", path.display());
+            Some(tokio::spawn(identity_api::serve_unix(
+                state.clone(),
+                listener,
+                path.clone(),
+                until_stopped(stopped.clone()),
+            )))
+        }
+        None => None,
+    };
     tracing::info!(listen = %local, database = state.db().kind(), "identity-api serving");
     // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
     println!("identity-api listening on http://{local}");
     identity_api::serve(state.clone(), listener, until_stopped(stopped)).await?;
-    if let Some(ops) = ops {
-        ops.await??;
+    for server in [ops, unix].into_iter().flatten() {
+        server.await??;
     }
     state.db().close().await;
     Ok(())

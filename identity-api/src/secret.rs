@@ -192,9 +192,15 @@ mod tests {
         let id = time_ordered_id();
         let after = now_millis();
         assert_eq!(id.len(), 32);
-        assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(
+            id.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
         let time = u64::from_str_radix(&id[..12], 16).unwrap();
-        assert!((before..=after).contains(&time), "{time} not in {before}..={after}");
+        assert!(
+            (before..=after).contains(&time),
+            "{time} not in {before}..={after}"
+        );
         assert_ne!(id[12..], time_ordered_id()[12..], "80 random bits");
     }
 
@@ -217,8 +223,19 @@ mod tests {
     fn other_tokens_are_keyed_by_their_whole_hash() {
         // 43 characters: a token of the previous format; the others are garbage.
         let legacy = b64u(&[7u8; 32]);
-        for token in [legacy.as_str(), "", "x", "é", &"é".repeat(22), "!".repeat(44).as_str()] {
-            assert_eq!(refresh_token_key(token), sha256(token.as_bytes()), "{token:?}");
+        for token in [
+            legacy.as_str(),
+            "",
+            "x",
+            "é",
+            &"é".repeat(22),
+            "!".repeat(44).as_str(),
+        ] {
+            assert_eq!(
+                refresh_token_key(token),
+                sha256(token.as_bytes()),
+                "{token:?}"
+            );
         }
     }
 }

@@ -1027,7 +1027,11 @@ async fn refresh_tokens_of_the_previous_format(b: Backend) {
     let now = identity_api::now();
     let sql = "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
                VALUES ($1, $2, $3, $4, $5, FALSE)";
-    let (key, jti, fid) = (sha256(legacy.as_bytes()).to_vec(), random_id(), claims_of(&access).fid);
+    let (key, jti, fid) = (
+        sha256(legacy.as_bytes()).to_vec(),
+        random_id(),
+        claims_of(&access).fid,
+    );
     match env.state.db().pools() {
         identity_api::storage::Pools::Sqlite { write, .. } => {
             let q = sqlx::query(sql).bind(key).bind(jti).bind(fid);
@@ -1045,7 +1049,11 @@ async fn refresh_tokens_of_the_previous_format(b: Backend) {
 
     let (status, next) = env.refresh(&access, &legacy).await;
     assert_eq!(status, StatusCode::OK, "{next}");
-    assert_eq!(s(&next, "refresh_token").len(), 44, "the new token is of the new format");
+    assert_eq!(
+        s(&next, "refresh_token").len(),
+        44,
+        "the new token is of the new format"
+    );
     assert_error(&env.refresh(&access, &legacy).await, 400, "invalid_grant");
     let events = env.state.db().audit_events(20).await.unwrap();
     assert!(events.iter().any(|e| e.0 == "reuse_detected"), "{events:?}");

@@ -34,6 +34,12 @@ pub struct Config {
     )]
     pub upstream: String,
 
+    /// Reach the identity API over this Unix socket (its --listen-unix) instead of TCP: no
+    /// TCP/IP stack per request, and the API needs no network listener for the sidecar.
+    /// --upstream still gives the Host header and any path prefix.
+    #[arg(long, env = "SIDECAR_UPSTREAM_SOCKET")]
+    pub upstream_socket: Option<PathBuf>,
+
     /// PKCS#8 PEM file of the ECDSA P-256 key that signs session init answers.
     #[arg(long, env = "SIDECAR_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
@@ -180,6 +186,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("upstream", &self.upstream)
+            .field("upstream_socket", &self.upstream_socket)
             .field("signing_key_file", &self.signing_key_file)
             .field("publish_key_files", &self.publish_key_files)
             .field("dev", &self.dev)

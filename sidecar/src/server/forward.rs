@@ -7,10 +7,10 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, Method, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::config::{Config, InternalToken};
+use super::connect::Connector;
 use super::error::ApiError;
 use crate::protocol::headers;
 
@@ -59,10 +59,10 @@ pub struct Forward<'a> {
 
 /// The identity API over plain HTTP/1.1 on pooled keep-alive connections: hyper's own client,
 /// without reqwest's URL parsing and per-request layers, since the upstream is one fixed
-/// `http://` base (checked in `Config::validate`) on loopback.
+/// `http://` base (checked in `Config::validate`) on loopback or a Unix socket.
 #[derive(Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     base: String,
     internal_token: Option<InternalToken>,
     timeout: Duration,
@@ -71,8 +71,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &Config) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        let connector = Connector::new(config.upstream_socket.as_deref());
         // No connect timeout of its own: the whole exchange, connecting included, runs under
         // the upstream timeout in `send`, so that a slow connect is a 504 like a slow answer.
         let client = Client::builder(TokioExecutor::new())

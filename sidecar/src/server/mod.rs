@@ -5,13 +5,14 @@
 //! - [`state`]: signing keys, the session table and the rest of the shared state;
 //! - [`sessions`]: live sessions, their replay windows and request counts;
 //! - [`routes`]: the HTTP routes of sections 1 to 4 ([`app`]);
-//! - [`forward`]: the identity API client;
+//! - [`forward`]: the identity API client, over [`connect`]'s TCP or Unix socket;
 //! - [`error`]: the section 4 errors, mapped to HTTP in one place;
 //! - [`metrics`], [`rate_limit`].
 //!
 //! [`bind`] then [`Server::run`] (or [`serve`]) run the real server; tests bind port 0.
 
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod forward;
 pub mod metrics;
