@@ -64,7 +64,6 @@ pub async fn serve_ops(
 /// Binds a Unix socket for [`serve_unix`], mode 0660. A socket file already at `path` is
 /// removed first when nothing accepts on it (left by a process that was killed); a file that is
 /// not a socket, or a socket in use, is an error.
-#[cfg(unix)]
 pub fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
     match std::fs::symlink_metadata(path) {
@@ -93,7 +92,6 @@ pub fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixList
 
 /// Serves `app(state)` on a Unix socket (bound by [`bind_unix`]) until `shutdown` resolves, then
 /// drains and removes the socket. Runs beside [`serve`], which reloads the keys for both.
-#[cfg(unix)]
 pub async fn serve_unix(
     state: AppState,
     listener: tokio::net::UnixListener,
@@ -132,7 +130,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
