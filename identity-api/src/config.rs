@@ -155,7 +155,13 @@ pub fn read_secret_file(
 pub struct KekArgs {
     /// Key-encryption key: 32 random bytes as base64url without padding (`identity-api kek
     /// generate`). Encrypts the signing keys and the client-secret verifier key at rest.
-    #[arg(long, env = "IDENTITY_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    // allow_hyphen_values: a base64url key starts with '-' one time in 64.
+    #[arg(
+        long,
+        env = "IDENTITY_KEY_ENCRYPTION_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub key_encryption_key: Option<SecretArg>,
 
     /// File holding the key-encryption key (same text as --key-encryption-key).
@@ -171,7 +177,8 @@ pub struct KekArgs {
     #[arg(
         long,
         env = "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub previous_key_encryption_key: Option<SecretArg>,
 
@@ -219,7 +226,12 @@ pub struct ServeArgs {
     pub issuer: Option<String>,
 
     /// Shared secret with the sidecar; when set, /api/v1/* require it in X-Internal-Token (403 otherwise).
-    #[arg(long, env = "IDENTITY_INTERNAL_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "IDENTITY_INTERNAL_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub internal_token: Option<SecretArg>,
 
     /// File holding the internal token (one trailing newline is ignored).

@@ -24,7 +24,7 @@ pub fn random_id() -> String {
 /// A public identifier that sorts by creation time: 48 bits of Unix milliseconds, then 80
 /// random bits, as 32 lowercase hex digits (a UUIDv7's layout without its version bits). Rows
 /// keyed by it are appended at one end of their index, so a batch of inserts shares a few pages
-/// instead of dirtying one random page each (docs/benchmarks.md, section 5).
+/// instead of dirtying one random page each (docs/benchmarks.md, section 5b).
 pub fn time_ordered_id() -> String {
     use std::fmt::Write as _;
     let mut bytes = [0u8; 16];
@@ -56,7 +56,7 @@ pub fn new_refresh_token() -> (Zeroizing<String>, [u8; 32]) {
 /// The key a refresh token is stored and looked up under: its issue time (the token's first
 /// 6 bytes) then the first 26 bytes of SHA-256 of the token. Led by the time, new keys are
 /// appended at the end of the index instead of dirtying one random page each (the write volume
-/// bounded issuance: docs/benchmarks.md, section 5). A token of an earlier version (43
+/// bounded issuance: docs/benchmarks.md, section 5b). A token of an earlier version (43
 /// characters, all random) keeps its key, the whole SHA-256, so it still refreshes. Anything
 /// else gets the SHA-256 too, which no stored token has.
 pub fn refresh_token_key(token: &str) -> [u8; 32] {

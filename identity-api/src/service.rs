@@ -490,8 +490,8 @@ impl AppState {
             return Err(ApiError::invalid_request("refresh_token is required"));
         }
         let m = &self.inner.metrics;
-        let old_hash = refresh_token_key(&presented);
-        let Some(view) = self.inner.db.refresh_token(&old_hash).await? else {
+        let old_key = refresh_token_key(&presented);
+        let Some(view) = self.inner.db.refresh_token(&old_key).await? else {
             m.refresh("unknown");
             return Err(ApiError::InvalidGrant("unknown refresh token"));
         };
@@ -526,7 +526,7 @@ impl AppState {
         let outcome = self
             .inner
             .db
-            .rotate_refresh(old_hash, new, now, family)
+            .rotate_refresh(old_key, new, now, family)
             .await?;
         if outcome == Rotation::Lost {
             // Spent by a concurrent request in the meantime: that is reuse too.

@@ -275,3 +275,30 @@ fn previous_kek_file_may_be_absent_but_not_malformed() {
     let err = serve_with_previous(&malformed).unwrap_err().to_string();
     assert!(err.to_lowercase().contains("previous"), "{err}");
 }
+
+/// One base64url secret in 64 starts with '-': as a flag's value it is still a value, not an
+/// unknown flag (this test file once failed on a random key that did).
+#[test]
+fn secrets_that_start_with_a_hyphen_are_values() {
+    use base64::Engine as _;
+    let b64u = |byte| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([byte; 32]);
+    let (current, previous) = (b64u(0xF8), b64u(0xFB));
+    assert!(current.starts_with('-') && previous.starts_with('-'));
+    let cli = Cli::try_parse_from([
+        "identity-api",
+        "serve",
+        "--key-encryption-key",
+        &current,
+        "--previous-key-encryption-key",
+        &previous,
+        "--internal-token",
+        "-token",
+    ])
+    .unwrap();
+    let Sub::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    let keks = args.kek.resolve().unwrap();
+    assert!(keks.previous.is_some());
+    assert_eq!(args.internal_token().unwrap().unwrap().expose(), "-token");
+}

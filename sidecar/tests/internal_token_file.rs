@@ -61,6 +61,13 @@ fn flag_and_file_flag_conflict() {
 }
 
 #[test]
+fn a_token_that_starts_with_a_hyphen_is_a_value() {
+    // One base64url secret in 64 starts with '-'.
+    let config = parse(&["--internal-token", "-Z9_token"]).unwrap();
+    assert_eq!(config.internal_token.unwrap().as_str(), "-Z9_token");
+}
+
+#[test]
 fn missing_file_names_the_variable_not_the_value() {
     let err = parse(&["--internal-token-file", "/nonexistent/identity-token"])
         .unwrap_err()

@@ -249,6 +249,7 @@ pub struct FamilyRow {
 /// A refresh token to store: only its SHA-256 is kept.
 #[derive(Debug)]
 pub struct NewRefresh {
+    /// The token's lookup key (`secret::refresh_token_key`), never the token.
     pub token_hash: [u8; 32],
     pub jti: String,
     pub family_id: String,

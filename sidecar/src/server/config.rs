@@ -272,6 +272,8 @@ impl clap::Args for InternalToken {
                 .long("internal-token")
                 .env("IDENTITY_INTERNAL_TOKEN")
                 .hide_env_values(true)
+                // Base64url secrets start with '-' one time in 64.
+                .allow_hyphen_values(true)
                 .value_name("INTERNAL_TOKEN")
                 // A String, checked in `from_arg_matches_mut`: clap's own error for a value that
                 // fails its parser quotes the value, and this one is a secret.
