@@ -140,13 +140,13 @@ pub struct Cli {
     pub api_env: Vec<(String, String)>,
 
     /// With --local: the sidecar reaches the identity API over a Unix socket, as in the pod.
-    #[arg(long)]
+    #[arg(long, requires = "local")]
     pub unix_socket: bool,
 
     /// With --local: pin the sidecar's threads to these CPUs (taskset list, e.g. `1`), and
     /// loadgen's and the identity API's to --other-cpus: the sidecar then has its own core, as
     /// with its own CPU request in the pod, instead of competing with the processes it serves.
-    #[arg(long, requires = "other_cpus")]
+    #[arg(long, requires_all = ["other_cpus", "local"])]
     pub sidecar_cpus: Option<String>,
 
     /// With --sidecar-cpus: the CPUs of loadgen and the identity API (e.g. `0`).
