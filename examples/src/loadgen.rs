@@ -9,7 +9,9 @@
 //! - `introspect-direct`: the same introspection in plaintext straight to the identity API
 //!   (`X-Internal-Token`): the sidecar's overhead is the ratio of the two;
 //! - `issue` / `issue-direct`: `POST /api/v1/token/issue`, through the sidecar / direct;
-//! - `refresh` / `refresh-direct`: `POST /api/v1/token`, rotating the pair each time.
+//! - `refresh` / `refresh-direct`: `POST /api/v1/token`, rotating the pair each time;
+//! - `jwks` / `jwks-direct`: `GET /.well-known/jwks.json`, which the sidecar passes through in
+//!   plaintext: what the extra hop costs without the protocol (not in the default list).
 //!
 //! An answer counts as a success only when its status is 200 and its body is what the route
 //! promises (an active introspection, a token pair); a 4xx/5xx, a failed decrypt, a malformed
@@ -95,6 +97,19 @@ pub struct Cli {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
     pub warmup_secs: u64,
 
+    /// Open loop: offer this many requests per second in all (each of the C clients sends on a
+    /// schedule of its own) instead of sending each request as the previous one is answered.
+    /// Latency then counts from when a request was due, so a server that falls behind is not
+    /// spared the wait (no coordinated omission); compare the p50 of two scenarios at one rate
+    /// to see what a hop adds without the load changing. C must cover rate × latency.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub rate: Option<u64>,
+
+    /// Run the scenario list this many times, in turn, and report every round and the median
+    /// of each figure: on a shared machine one run of each can land in different weather.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    pub rounds: u64,
+
     /// Scenarios to run, comma-separated, in this order.
     #[arg(
         long,
@@ -143,9 +158,10 @@ pub struct Cli {
     #[arg(long, requires = "local")]
     pub unix_socket: bool,
 
-    /// With --local: pin the sidecar's threads to these CPUs (taskset list, e.g. `1`), and
-    /// loadgen's and the identity API's to --other-cpus: the sidecar then has its own core, as
-    /// with its own CPU request in the pod, instead of competing with the processes it serves.
+    /// With --local: pin the sidecar's threads to these CPUs (taskset list, e.g. `1`) and give
+    /// it as many worker threads, and loadgen's and the identity API's to --other-cpus: the
+    /// sidecar then has its own core, as with its own CPU limit in the pod, instead of competing
+    /// with the processes it serves.
     #[arg(long, requires_all = ["other_cpus", "local"])]
     pub sidecar_cpus: Option<String>,
 
@@ -173,6 +189,8 @@ enum Scenario {
     IssueDirect,
     Refresh,
     RefreshDirect,
+    Jwks,
+    JwksDirect,
 }
 
 impl Scenario {
@@ -185,6 +203,8 @@ impl Scenario {
             "issue-direct" => Self::IssueDirect,
             "refresh" => Self::Refresh,
             "refresh-direct" => Self::RefreshDirect,
+            "jwks" => Self::Jwks,
+            "jwks-direct" => Self::JwksDirect,
             other => bail!("unknown scenario {other}"),
         })
     }
@@ -198,6 +218,8 @@ impl Scenario {
             Self::IssueDirect => "issue-direct",
             Self::Refresh => "refresh",
             Self::RefreshDirect => "refresh-direct",
+            Self::Jwks => "jwks",
+            Self::JwksDirect => "jwks-direct",
         }
     }
 
@@ -250,6 +272,28 @@ impl Target {
         let body = serde_json::from_slice(&bytes)
             .map_err(|_| format!("HTTP {status}: body is not JSON"))?;
         Ok(Answer { status, body })
+    }
+
+    /// `GET /.well-known/jwks.json` from `base`, which the sidecar passes through in
+    /// plaintext: the cost of the hop without the protocol.
+    async fn jwks(&self, base: &str) -> Result<(), String> {
+        let answer = self
+            .http
+            .get(format!("{base}{}", paths::JWKS))
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = answer.status().as_u16();
+        let bytes = answer.bytes().await.map_err(|e| transport(&e))?;
+        if status != 200 {
+            return Err(format!("HTTP {status}"));
+        }
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|_| "HTTP 200: body is not JSON".to_owned())?;
+        match body["keys"].as_array() {
+            Some(keys) if !keys.is_empty() => Ok(()),
+            _ => Err("HTTP 200 without keys".into()),
+        }
     }
 
     async fn issue_direct(&self) -> Result<Answer, String> {
@@ -313,7 +357,8 @@ fn expect_active(answer: &Answer) -> Result<(), String> {
 
 /// One concurrent client: what it holds between requests.
 enum Worker {
-    Init,
+    /// Holds nothing: session init, the JWKS.
+    Stateless,
     Sealed {
         session: ClientSession,
         pair: TokenPair,
@@ -325,8 +370,11 @@ enum Worker {
 
 impl Worker {
     async fn new(target: &Target, scenario: Scenario) -> anyhow::Result<Self> {
-        if scenario == Scenario::Init {
-            return Ok(Self::Init);
+        if matches!(
+            scenario,
+            Scenario::Init | Scenario::Jwks | Scenario::JwksDirect
+        ) {
+            return Ok(Self::Stateless);
         }
         if scenario.direct() {
             target.internal_token()?;
@@ -423,6 +471,8 @@ impl Worker {
                 *pair = expect_pair(answer)?;
                 Ok(())
             }
+            (Scenario::Jwks, _) => target.jwks(target.client.base_url()).await,
+            (Scenario::JwksDirect, _) => target.jwks(&target.api_url).await,
             _ => Err("internal: worker does not match the scenario".into()),
         }
     }
@@ -439,7 +489,11 @@ struct Tally {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
+    /// 1-based, with `--rounds`.
+    pub round: u64,
     pub concurrency: u64,
+    /// Requests per second offered (`--rate`), or none for a closed loop.
+    pub offered_per_sec: Option<u64>,
     pub ok: u64,
     pub errors: u64,
     pub error_kinds: BTreeMap<String, u64>,
@@ -499,6 +553,28 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
 }
 
+/// When each worker sends: as soon as its previous request is answered, or on a schedule.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    Closed,
+    /// Requests per second, all workers together.
+    Open(u64),
+}
+
+impl Pace {
+    /// Worker `i` of `n`: its first send, after `start`, and the time between its sends. The
+    /// workers' schedules interleave, so that the offered load is even.
+    fn schedule(self, start: Instant, i: u64, n: u64) -> Option<(Instant, Duration)> {
+        match self {
+            Self::Closed => None,
+            Self::Open(rate) => {
+                let gap = Duration::from_secs_f64(1.0 / rate as f64);
+                Some((start + gap.mul_f64(i as f64), gap.mul_f64(n as f64)))
+            }
+        }
+    }
+}
+
 /// Runs `scenario` with `concurrency` workers until `duration` or `requests`, whichever first.
 async fn phase(
     target: &Arc<Target>,
@@ -506,20 +582,41 @@ async fn phase(
     scenario: Scenario,
     duration: Duration,
     requests: u64,
+    pace: Pace,
 ) -> anyhow::Result<(Vec<Worker>, Tally, f64)> {
     let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;
+    let n = workers.len() as u64;
     let mut handles = Vec::with_capacity(workers.len());
-    for mut worker in workers {
+    for (i, mut worker) in (0u64..).zip(workers) {
         let target = Arc::clone(target);
         let issued = Arc::clone(&issued);
+        let mut schedule = pace.schedule(started, i, n);
         handles.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < requests {
-                let t = Instant::now();
+            loop {
+                // Open loop: latency counts from when the request was due if this worker was
+                // still busy then, else from when the timer woke it (tokio's timer is
+                // millisecond-grained: its lateness is ours, not the server's).
+                let from = match &mut schedule {
+                    None => Instant::now(),
+                    Some((due, gap)) => {
+                        let this = *due;
+                        *due += *gap;
+                        if Instant::now() < this {
+                            tokio::time::sleep_until(this.into()).await;
+                            Instant::now()
+                        } else {
+                            this
+                        }
+                    }
+                };
+                if from >= deadline || issued.fetch_add(1, Ordering::Relaxed) >= requests {
+                    break;
+                }
                 let result = worker.one(&target, scenario).await;
-                let us = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
+                let us = u32::try_from(from.elapsed().as_micros()).unwrap_or(u32::MAX);
                 match result {
                     Ok(()) => tally.latencies_us.push(us),
                     Err(kind) => *tally.errors.entry(kind).or_default() += 1,
@@ -541,9 +638,14 @@ async fn phase(
     Ok((workers, all, started.elapsed().as_secs_f64()))
 }
 
+fn pace(cli: &Cli) -> Pace {
+    cli.rate.map_or(Pace::Closed, Pace::Open)
+}
+
 async fn run_scenario(
     target: &Arc<Target>,
     cli: &Cli,
+    round: u64,
     scenario: Scenario,
     pids: Pids,
     ticks: f64,
@@ -559,6 +661,7 @@ async fn run_scenario(
             scenario,
             Duration::from_secs(cli.warmup_secs),
             cli.requests,
+            pace(cli),
         )
         .await?;
         workers = w;
@@ -574,6 +677,7 @@ async fn run_scenario(
         scenario,
         Duration::from_secs(cli.duration_secs),
         cli.requests,
+        pace(cli),
     )
     .await?;
     let after = (cpu(&side), cpu(&api), cpu_seconds(&me, ticks));
@@ -585,7 +689,9 @@ async fn run_scenario(
     };
     Ok(Report {
         scenario: scenario.name().to_owned(),
+        round,
         concurrency: cli.concurrency,
+        offered_per_sec: cli.rate,
         ok,
         errors: tally.errors.values().sum(),
         error_kinds: tally.errors,
@@ -607,19 +713,149 @@ async fn run_scenario(
     })
 }
 
-/// The sidecar's overhead on introspection, when both variants ran.
-fn overhead(reports: &[Report]) -> Option<Value> {
+/// What the sidecar adds to a request: its scenario against the direct twin.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Overhead {
+    /// Through the sidecar over direct (closed loop; at a fixed `--rate` both are the
+    /// rate while both keep up).
+    throughput_ratio: f64,
+    added_p50_ms: f64,
+}
+
+const TARGET_RATIO_MIN: f64 = 0.70;
+const TARGET_ADDED_P50_MS_MAX: f64 = 0.2;
+
+/// A scenario through the sidecar and its direct twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pair {
+    /// Encrypted introspection: the targets of issue 6.
+    Introspect,
+    /// The plaintext JWKS pass-through: the hop alone.
+    Jwks,
+}
+
+impl Pair {
+    const ALL: [Self; 2] = [Self::Introspect, Self::Jwks];
+
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Introspect => ("introspect", "introspect-direct"),
+            Self::Jwks => ("jwks", "jwks-direct"),
+        }
+    }
+}
+
+/// `pair`'s overhead in one round, when both of its scenarios ran.
+fn overhead(reports: &[Report], pair: Pair) -> Option<Overhead> {
     let find = |name: &str| reports.iter().find(|r| r.scenario == name);
-    let (sealed, direct) = (find("introspect")?, find("introspect-direct")?);
+    let (through, direct) = pair.names();
+    let (through, direct) = (find(through)?, find(direct)?);
     if direct.req_per_sec <= 0.0 {
         return None;
     }
-    Some(json!({
-        "throughput_ratio": sealed.req_per_sec / direct.req_per_sec,
-        "added_p50_ms": sealed.p50_ms - direct.p50_ms,
-        "target_ratio_min": 0.70,
-        "target_added_p50_ms_max": 0.2,
-    }))
+    Some(Overhead {
+        throughput_ratio: through.req_per_sec / direct.req_per_sec,
+        added_p50_ms: through.p50_ms - direct.p50_ms,
+    })
+}
+
+fn overhead_line(o: &Overhead, pair: Pair, offered: Option<u64>) -> String {
+    let what = match pair {
+        Pair::Introspect => "sidecar overhead on introspect",
+        Pair::Jwks => "plaintext pass-through (the hop alone)",
+    };
+    let (ratio_target, p50_target) = if pair == Pair::Introspect {
+        (
+            format!(" (target >= {TARGET_RATIO_MIN:.2})"),
+            format!(" (target <= {TARGET_ADDED_P50_MS_MAX} ms)"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    match offered {
+        None => format!(
+            "{what}: throughput {:.2} of direct{ratio_target}, added p50 {:.3} ms{p50_target}",
+            o.throughput_ratio, o.added_p50_ms
+        ),
+        Some(rate) => format!(
+            "{what} at {rate} req/s offered: added p50 {:.3} ms{p50_target}; achieved \
+             throughput {:.2} of direct",
+            o.added_p50_ms, o.throughput_ratio
+        ),
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count); `None` when empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// Per scenario across rounds: the median, lowest and highest req/s, the median p50 and p99.
+#[derive(Debug, Clone, Serialize)]
+struct Summary {
+    scenario: String,
+    rounds: usize,
+    errors: u64,
+    req_per_sec_median: f64,
+    req_per_sec_min: f64,
+    req_per_sec_max: f64,
+    p50_ms_median: f64,
+    p99_ms_median: f64,
+}
+
+/// Each pair's overhead across rounds: the median of each round's own figures.
+type Overheads = Vec<(Pair, Overhead)>;
+
+fn summarise(rounds: &[Vec<Report>]) -> (Vec<Summary>, Overheads) {
+    let mut names: Vec<&str> = Vec::new();
+    for r in rounds.iter().flatten() {
+        if !names.contains(&r.scenario.as_str()) {
+            names.push(&r.scenario);
+        }
+    }
+    let summaries = names
+        .into_iter()
+        .map(|name| {
+            let of: Vec<&Report> = rounds
+                .iter()
+                .flatten()
+                .filter(|r| r.scenario == name)
+                .collect();
+            let pick = |f: fn(&Report) -> f64| of.iter().map(|r| f(r)).collect::<Vec<_>>();
+            let rates = pick(|r| r.req_per_sec);
+            Summary {
+                scenario: name.to_owned(),
+                rounds: of.len(),
+                errors: of.iter().map(|r| r.errors).sum(),
+                req_per_sec_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+                req_per_sec_max: rates.iter().copied().fold(0.0, f64::max),
+                req_per_sec_median: median(rates).unwrap_or_default(),
+                p50_ms_median: median(pick(|r| r.p50_ms)).unwrap_or_default(),
+                p99_ms_median: median(pick(|r| r.p99_ms)).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let overheads = Pair::ALL
+        .into_iter()
+        .filter_map(|pair| {
+            let each: Vec<Overhead> = rounds.iter().filter_map(|r| overhead(r, pair)).collect();
+            let median_of = |f: fn(&Overhead) -> f64| median(each.iter().map(f).collect());
+            Some((
+                pair,
+                Overhead {
+                    throughput_ratio: median_of(|o| o.throughput_ratio)?,
+                    added_p50_ms: median_of(|o| o.added_p50_ms)?,
+                },
+            ))
+        })
+        .collect();
+    (summaries, overheads)
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -668,14 +904,36 @@ fn table(reports: &[Report]) -> String {
             let _ = writeln!(out, "    error x{n}: {kind}");
         }
     }
-    if let Some(o) = overhead(reports) {
+    let offered = reports.first().and_then(|r| r.offered_per_sec);
+    for pair in Pair::ALL {
+        if let Some(o) = overhead(reports, pair) {
+            let _ = writeln!(out, "\n{}", overhead_line(&o, pair, offered));
+        }
+    }
+    out
+}
+
+fn summary_table(summaries: &[Summary], overheads: &Overheads, cli: &Cli) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "median of {} rounds\n{:<18} {:>6} {:>9} {:>17} {:>8} {:>8}",
+        cli.rounds, "scenario", "errors", "req/s", "(lowest-highest)", "p50 ms", "p99 ms"
+    );
+    for s in summaries {
         let _ = writeln!(
             out,
-            "\nsidecar overhead on introspect: throughput {:.2} of direct (target >= 0.70), \
-             added p50 {:.3} ms (target <= 0.2 ms)",
-            o["throughput_ratio"].as_f64().unwrap_or_default(),
-            o["added_p50_ms"].as_f64().unwrap_or_default()
+            "{:<18} {:>6} {:>9.0} {:>17} {:>8.3} {:>8.3}",
+            s.scenario,
+            s.errors,
+            s.req_per_sec_median,
+            format!("({:.0}-{:.0})", s.req_per_sec_min, s.req_per_sec_max),
+            s.p50_ms_median,
+            s.p99_ms_median,
         );
+    }
+    for (pair, o) in overheads {
+        let _ = writeln!(out, "\nmedian {}", overhead_line(o, *pair, cli.rate));
     }
     out
 }
@@ -706,6 +964,25 @@ fn require_loopback(url: &str) -> anyhow::Result<()> {
         bail!("{url} is not a loopback address: the load generator only drives loopback");
     }
     Ok(())
+}
+
+/// How many CPUs a taskset list (`1`, `0-3`, `0,2-3`) names.
+fn cpu_count(list: &str) -> Option<usize> {
+    let mut n = 0;
+    for item in list.split(',') {
+        let (first, last) = match item.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<usize>().ok()?,
+                b.trim().parse::<usize>().ok()?,
+            ),
+            None => {
+                let cpu = item.trim().parse::<usize>().ok()?;
+                (cpu, cpu)
+            }
+        };
+        n += last.checked_sub(first)? + 1;
+    }
+    (n > 0).then_some(n)
 }
 
 /// Sets the CPU affinity of every thread of `pid` (`taskset -a -cp`); threads started later
@@ -757,6 +1034,13 @@ async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
         if let Some(n) = cli.memory_sessions {
             sidecar_env.push(("SIDECAR_MAX_SESSIONS".into(), (n + 1000).to_string()));
             sidecar_env.push(("SIDECAR_ANONYMOUS_TTL_SECS".into(), "3600".into()));
+        }
+        if let Some(cpus) = &cli.sidecar_cpus {
+            // As a CPU limit does in the pod: the sidecar sizes its runtime to its CPUs, which
+            // pinning after the start would not tell it.
+            let n =
+                cpu_count(cpus).ok_or_else(|| anyhow!("--sidecar-cpus {cpus}: not a CPU list"))?;
+            sidecar_env.push(("SIDECAR_WORKER_THREADS".into(), n.to_string()));
         }
         sidecar_env.extend(cli.sidecar_env.iter().cloned());
         let config = StackConfig {
@@ -848,7 +1132,7 @@ async fn memory(cli: &Cli, setup: &Setup, n: u64) -> anyhow::Result<Value> {
     let idle = rss_kib(pid).ok_or_else(|| anyhow!("cannot read /proc/{pid}/status"))?;
     let mut workers = Vec::new();
     for _ in 0..cli.concurrency {
-        workers.push(Worker::Init);
+        workers.push(Worker::Stateless);
     }
     // Bounded: n requests, and at most ten minutes.
     let (_, tally, elapsed) = phase(
@@ -857,6 +1141,7 @@ async fn memory(cli: &Cli, setup: &Setup, n: u64) -> anyhow::Result<Value> {
         Scenario::Init,
         Duration::from_secs(600),
         n,
+        Pace::Closed,
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -925,25 +1210,46 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         return Ok(clean);
     }
     let ticks = clock_ticks();
-    let mut reports = Vec::new();
-    for scenario in scenarios {
-        if !cli.json {
-            eprintln!("loadgen: {} ...", scenario.name());
+    let mut rounds = Vec::new();
+    for round in 1..=cli.rounds {
+        let mut reports = Vec::new();
+        for &scenario in &scenarios {
+            if !cli.json {
+                eprintln!("loadgen: {} ...", scenario.name());
+            }
+            reports
+                .push(run_scenario(&setup.target, cli, round, scenario, setup.pids, ticks).await?);
         }
-        reports.push(run_scenario(&setup.target, cli, scenario, setup.pids, ticks).await?);
+        if !cli.json {
+            if cli.rounds > 1 {
+                println!("round {round} of {}", cli.rounds);
+            }
+            println!("{}", table(&reports));
+        }
+        rounds.push(reports);
     }
-    let clean = reports.iter().all(|r| r.errors == 0);
+    let clean = rounds.iter().flatten().all(|r| r.errors == 0);
+    let (summaries, medians) = summarise(&rounds);
+    let per_round = |pair| rounds.iter().map(|r| overhead(r, pair)).collect::<Vec<_>>();
+    let median_of = |pair| medians.iter().find(|(p, _)| *p == pair).map(|(_, o)| *o);
     if cli.json {
         let doc = json!({
             "concurrency": cli.concurrency,
+            "offered_per_sec": cli.rate,
             "duration_secs_max": cli.duration_secs,
             "requests_max": cli.requests,
-            "scenarios": reports,
-            "introspect_overhead": overhead(&reports),
+            "rounds": cli.rounds,
+            "scenarios": rounds.iter().flatten().collect::<Vec<_>>(),
+            "introspect_overhead": per_round(Pair::Introspect),
+            "jwks_pass_through_overhead": per_round(Pair::Jwks),
+            "median": summaries,
+            "median_introspect_overhead": median_of(Pair::Introspect),
+            "median_jwks_pass_through_overhead": median_of(Pair::Jwks),
+            "targets": { "throughput_ratio_min": TARGET_RATIO_MIN, "added_p50_ms_max": TARGET_ADDED_P50_MS_MAX },
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        print!("{}", table(&reports));
+    } else if cli.rounds > 1 {
+        print!("{}", summary_table(&summaries, &medians, cli));
     }
     if let Some(stack) = setup.stack {
         stack.shutdown();
@@ -961,6 +1267,90 @@ mod tests {
         assert_eq!(percentile(&v, 50.0), 50.0);
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    fn report(scenario: &str, round: u64, req_per_sec: f64, p50_ms: f64) -> Report {
+        Report {
+            scenario: scenario.into(),
+            round,
+            concurrency: 16,
+            offered_per_sec: None,
+            ok: 1,
+            errors: round - 1,
+            error_kinds: BTreeMap::new(),
+            elapsed_secs: 1.0,
+            req_per_sec,
+            p50_ms,
+            p99_ms: p50_ms * 2.0,
+            max_ms: p50_ms * 3.0,
+            sidecar_cpu_us_per_req: None,
+            api_cpu_us_per_req: None,
+            loadgen_cpu_us_per_req: None,
+        }
+    }
+
+    #[test]
+    fn rounds_summarise_by_median_and_pair_within_a_round() {
+        let rounds: Vec<Vec<Report>> = [(800.0, 1000.0), (600.0, 1000.0), (900.0, 1000.0)]
+            .iter()
+            .zip(1..)
+            .map(|(&(sealed, direct), round)| {
+                vec![
+                    report("introspect", round, sealed, 1.5),
+                    report(
+                        "introspect-direct",
+                        round,
+                        direct,
+                        1.0 + round as f64 / 10.0,
+                    ),
+                ]
+            })
+            .collect();
+        let (summaries, overheads) = summarise(&rounds);
+        let sealed = &summaries[0];
+        assert_eq!(sealed.scenario, "introspect");
+        assert_eq!(
+            (
+                sealed.req_per_sec_median,
+                sealed.req_per_sec_min,
+                sealed.req_per_sec_max
+            ),
+            (800.0, 600.0, 900.0)
+        );
+        assert_eq!(sealed.errors, 3);
+        // Each round's ratio is of its own pair: 0.8, 0.6, 0.9; added p50 0.4, 0.3, 0.2.
+        assert_eq!(overheads.len(), 1, "no jwks pair ran");
+        let (pair, overhead) = overheads[0];
+        assert_eq!(pair, Pair::Introspect);
+        assert!((overhead.throughput_ratio - 0.8).abs() < 1e-9);
+        assert!((overhead.added_p50_ms - 0.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn open_loop_schedules_interleave_at_the_rate() {
+        let start = Instant::now();
+        assert!(Pace::Closed.schedule(start, 0, 4).is_none());
+        // 1,000/s over 4 workers: each sends every 4 ms, worker i first at i ms.
+        let (first, gap) = Pace::Open(1000).schedule(start, 3, 4).unwrap();
+        assert_eq!(first - start, Duration::from_millis(3));
+        assert_eq!(gap, Duration::from_millis(4));
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(cpu_count("1"), Some(1));
+        assert_eq!(cpu_count("0-3"), Some(4));
+        assert_eq!(cpu_count("0,2-3"), Some(3));
+        assert_eq!(cpu_count("3-1"), None);
+        assert_eq!(cpu_count("x"), None);
+        assert_eq!(cpu_count(""), None);
     }
 
     #[test]

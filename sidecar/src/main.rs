@@ -9,10 +9,19 @@ use clap::Parser;
 use identity_sidecar::server::{self, Config};
 use tokio::sync::watch;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
     server::init_tracing(config.log_format);
+    match server::runtime(config.worker_threads) {
+        Ok(runtime) => runtime.block_on(run(config)),
+        Err(err) => {
+            tracing::error!("identity-sidecar cannot start its runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
 
     // One signal starts the drain and the clock on it: a client trickling its body must not

@@ -1,6 +1,6 @@
 //! The `identity-sidecar` binary itself: `--help`, the stdout address line, refusal to start
-//! without a signing key, SIGTERM draining a request in flight, and SIGTERM with a request stuck
-//! mid-body (the drain deadline).
+//! without a signing key, SIGTERM draining a request in flight (on one thread and on two), and
+//! SIGTERM with a request stuck mid-body (the drain deadline).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
@@ -16,11 +16,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_identity-sidecar");
 /// `identity-sidecar --dev` on 127.0.0.1:0 in `dir`, with no inherited environment: the child
 /// and the `host:port` that its first stdout line names.
 fn start_dev(dir: &std::path::Path, upstream: &str, grace_secs: &str) -> (Child, String) {
+    start_dev_with(dir, upstream, grace_secs, &[])
+}
+
+/// [`start_dev`] with further arguments.
+fn start_dev_with(
+    dir: &std::path::Path,
+    upstream: &str,
+    grace_secs: &str,
+    args: &[&str],
+) -> (Child, String) {
     let mut child = Command::new(BIN)
         .current_dir(dir)
         .env_clear()
         .args(["--dev", "--listen", "127.0.0.1:0", "--upstream", upstream])
         .args(["--shutdown-grace-secs", grace_secs])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -70,12 +81,26 @@ fn help_names_every_flag_with_its_environment_variable() {
         "SIDECAR_INIT_RATE_PER_SEC",
         "SIDECAR_ROUTES",
         "SIDECAR_LOG_FORMAT",
+        "SIDECAR_UPSTREAM_SOCKET",
+        "SIDECAR_WORKER_THREADS",
     ] {
         assert!(
             help.contains(name),
             "--help does not mention {name}:\n{help}"
         );
     }
+}
+
+#[test]
+fn refuses_zero_worker_threads() {
+    let out = Command::new(BIN)
+        .env_clear()
+        .args(["--dev", "--worker-threads", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--worker-threads"), "{err}");
 }
 
 #[test]
@@ -127,11 +152,23 @@ fn sigterm_exits_after_the_grace_period_even_with_a_stuck_request() {
     drop(stuck);
 }
 
+/// On one thread (the pod's shape: a limit of one CPU) and on several.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_request_in_flight() {
+    for threads in ["1", "2"] {
+        drains_a_request_in_flight(threads).await;
+    }
+}
+
+async fn drains_a_request_in_flight(worker_threads: &str) {
     let stub = common::Stub::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start_dev(dir.path(), &stub.url, "20");
+    let (mut child, addr) = start_dev_with(
+        dir.path(),
+        &stub.url,
+        "20",
+        &["--worker-threads", worker_threads],
+    );
     let url = format!("http://{addr}");
     let client = identity_sidecar::client::Client::with_http(common::http(), &url, None)
         .await

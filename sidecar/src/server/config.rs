@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -116,6 +117,12 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
 
+    /// Threads that serve requests. Default: the CPUs this process may use (its CPU limit in a
+    /// pod, its CPU affinity). With one, everything runs on that thread, so a request never
+    /// waits for another thread to wake: the deployment's limit of one CPU gives one.
+    #[arg(long, env = "SIDECAR_WORKER_THREADS")]
+    pub worker_threads: Option<NonZeroUsize>,
+
     /// Log format.
     #[arg(long, env = "SIDECAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -203,6 +210,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("routes", &self.routes)
             .field("sweep_interval_ms", &self.sweep_interval_ms)
+            .field("worker_threads", &self.worker_threads)
             .field("log_format", &self.log_format)
             .finish()
     }

@@ -23,6 +23,7 @@ pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use tokio::net::TcpListener;
@@ -144,6 +145,24 @@ async fn sweep(state: AppState) {
     }
 }
 
+/// The tokio runtime for `worker_threads` threads (default: the CPUs this process may use).
+/// One thread gets a current-thread runtime, as linkerd2-proxy does on one core: with a
+/// multi-thread runtime of one worker, every request still hands its connection to the upstream
+/// to a task another thread may be woken for (a futex wake per request, seen with strace).
+pub fn runtime(worker_threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = worker_threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -183,4 +202,27 @@ pub fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic here is a failed test
+
+    use tokio::runtime::RuntimeFlavor;
+
+    use super::*;
+
+    #[test]
+    fn one_worker_thread_is_a_current_thread_runtime() {
+        let flavor = |n| {
+            runtime(NonZeroUsize::new(n))
+                .unwrap()
+                .handle()
+                .runtime_flavor()
+        };
+        assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
+        // None (0 here): the CPUs this process may use, whatever this machine has.
+        runtime(None).unwrap();
+    }
 }
