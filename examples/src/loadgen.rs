@@ -99,9 +99,10 @@ pub struct Cli {
 
     /// Open loop: offer this many requests per second in all (each of the C clients sends on a
     /// schedule of its own) instead of sending each request as the previous one is answered.
-    /// Latency then counts from when a request was due, so a server that falls behind is not
-    /// spared the wait (no coordinated omission); compare the p50 of two scenarios at one rate
-    /// to see what a hop adds without the load changing. C must cover rate × latency.
+    /// A request sent late because its client was still waiting for the previous answer counts
+    /// its latency from when it was due, so a server that falls behind is not spared the wait
+    /// (no coordinated omission); compare the p50 of two scenarios at one rate to see what a hop
+    /// adds without the load changing. C must cover rate × latency.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub rate: Option<u64>,
 
