@@ -146,9 +146,10 @@ async fn sweep(state: AppState) {
 }
 
 /// The tokio runtime for `worker_threads` threads (default: the CPUs this process may use).
-/// One thread gets a current-thread runtime, as linkerd2-proxy does on one core: with a
-/// multi-thread runtime of one worker, every request still hands its connection to the upstream
-/// to a task another thread may be woken for (a futex wake per request, seen with strace).
+/// One thread gets a current-thread runtime, as linkerd2-proxy does on one core: the accept
+/// loop, the connections and the upstream client's tasks share it, so no request waits for a
+/// thread to be woken. (With two workers on one CPU, strace showed a futex wake of the other
+/// worker on every request, as the request handed itself to the upstream connection's task.)
 pub fn runtime(worker_threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = worker_threads
         .or_else(|| std::thread::available_parallelism().ok())
@@ -222,7 +223,7 @@ mod tests {
         };
         assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
         assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
-        // None (0 here): the CPUs this process may use, whatever this machine has.
+        // None: the CPUs this process may use, whatever this machine has.
         runtime(None).unwrap();
     }
 }
