@@ -6,7 +6,8 @@ use std::fmt;
 use base64::Engine as _;
 use identity_sidecar::client::{Client, ClientError};
 use identity_sidecar::protocol::{ClientSession, paths};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// A decrypted answer of the identity API: its status (authenticated by the response AAD) and
 /// its JSON body.
@@ -94,13 +95,46 @@ pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// The request bodies of section 5, serialised from borrowed fields (no `Value` to build).
+#[derive(Debug, Serialize)]
+pub struct IssueBody<'a> {
+    pub subject: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<&'a str>,
+}
+
+/// Of introspection and revocation.
+#[derive(Debug, Serialize)]
+pub struct TokenBody<'a> {
+    pub token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type_hint: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefreshBody<'a> {
+    grant_type: &'static str,
+    pub refresh_token: &'a str,
+}
+
+impl<'a> RefreshBody<'a> {
+    pub fn new(refresh_token: &'a str) -> Self {
+        Self {
+            grant_type: "refresh_token",
+            refresh_token,
+        }
+    }
+}
+
 /// One encrypted `POST` of a JSON body; the answer must be JSON.
 pub async fn post(
     client: &Client,
     session: &ClientSession,
     path: &str,
     authorization: Option<&str>,
-    body: &Value,
+    body: &impl Serialize,
 ) -> Result<Answer, ClientError> {
     let bytes = serde_json::to_vec(body)
         .map_err(|e| ClientError::Unexpected(format!("cannot encode the request: {e}")))?;
@@ -122,13 +156,11 @@ pub async fn issue(
     scope: Option<&str>,
     audience: Option<&str>,
 ) -> Result<Answer, ClientError> {
-    let mut body = json!({ "subject": subject });
-    if let Some(scope) = scope {
-        body["scope"] = json!(scope);
-    }
-    if let Some(audience) = audience {
-        body["audience"] = json!(audience);
-    }
+    let body = IssueBody {
+        subject,
+        scope,
+        audience,
+    };
     let authorization = basic(client_id, client_secret);
     post(
         client,
@@ -148,10 +180,10 @@ pub async fn introspect(
     token: &str,
     hint: Option<&str>,
 ) -> Result<Answer, ClientError> {
-    let mut body = json!({ "token": token });
-    if let Some(hint) = hint {
-        body["token_type_hint"] = json!(hint);
-    }
+    let body = TokenBody {
+        token,
+        token_type_hint: hint,
+    };
     post(
         client,
         session,
@@ -169,7 +201,7 @@ pub async fn refresh(
     bearer_token: &str,
     refresh_token: &str,
 ) -> Result<Answer, ClientError> {
-    let body = json!({ "grant_type": "refresh_token", "refresh_token": refresh_token });
+    let body = RefreshBody::new(refresh_token);
     post(
         client,
         session,
@@ -188,10 +220,10 @@ pub async fn revoke(
     token: &str,
     hint: Option<&str>,
 ) -> Result<Answer, ClientError> {
-    let mut body = json!({ "token": token });
-    if let Some(hint) = hint {
-        body["token_type_hint"] = json!(hint);
-    }
+    let body = TokenBody {
+        token,
+        token_type_hint: hint,
+    };
     post(
         client,
         session,

@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Parser;
-use identity_sidecar::client::Client;
+use identity_sidecar::client::{Client, Routes, no_retries};
 use identity_sidecar::protocol::{ClientSession, paths};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::calls::{self, Answer, TokenPair, basic, bearer};
+use crate::calls::{self, Answer, IssueBody, RefreshBody, TokenBody, TokenPair, basic, bearer};
 use crate::local::{Binaries, Signing, Stack, StackConfig};
 
 /// The identity API's header for the sidecar's shared secret.
@@ -237,7 +237,8 @@ impl Scenario {
 struct Target {
     client: Client,
     http: reqwest::Client,
-    api_url: String,
+    /// The identity API's routes, for the direct scenarios.
+    api: Routes,
     internal_token: Option<String>,
     client_id: String,
     client_secret: String,
@@ -256,12 +257,12 @@ impl Target {
         &self,
         path: &str,
         authorization: &str,
-        body: &Value,
+        body: &impl Serialize,
     ) -> Result<Answer, String> {
         let token = self.internal_token().map_err(|e| e.to_string())?;
         let answer = self
             .http
-            .post(format!("{}{path}", self.api_url))
+            .post(self.api.url(path).map_err(|e| e.to_string())?)
             .header(reqwest::header::AUTHORIZATION, authorization)
             .header(INTERNAL_TOKEN_HEADER, token)
             .json(body)
@@ -275,12 +276,12 @@ impl Target {
         Ok(Answer { status, body })
     }
 
-    /// `GET /.well-known/jwks.json` from `base`, which the sidecar passes through in
+    /// `GET /.well-known/jwks.json` from `routes`, which the sidecar passes through in
     /// plaintext: the cost of the hop without the protocol.
-    async fn jwks(&self, base: &str) -> Result<(), String> {
+    async fn jwks(&self, routes: &Routes) -> Result<(), String> {
         let answer = self
             .http
-            .get(format!("{base}{}", paths::JWKS))
+            .get(routes.url(paths::JWKS).map_err(|e| e.to_string())?)
             .send()
             .await
             .map_err(|e| transport(&e))?;
@@ -301,7 +302,11 @@ impl Target {
         self.direct(
             paths::TOKEN_ISSUE,
             &basic(&self.client_id, &self.client_secret),
-            &json!({ "subject": self.subject }),
+            &IssueBody {
+                subject: &self.subject,
+                scope: None,
+                audience: None,
+            },
         )
         .await
     }
@@ -330,6 +335,7 @@ fn client_error(e: &identity_sidecar::client::ClientError) -> String {
     use identity_sidecar::client::ClientError as E;
     match e {
         E::Unreachable { reason, .. } => format!("transport: {reason}"),
+        E::InvalidUrl { url, .. } => format!("invalid URL {url}"),
         E::Sidecar { status, code, .. } => format!("sidecar HTTP {status} {code}"),
         E::Protocol(p) => format!("protocol (decrypt/verify): {p}"),
         E::Unexpected(what) => format!("unexpected: {}", what.chars().take(60).collect::<String>()),
@@ -429,7 +435,10 @@ impl Worker {
                     .direct(
                         paths::INTROSPECT,
                         &bearer(&pair.access_token),
-                        &json!({ "token": pair.access_token }),
+                        &TokenBody {
+                            token: &pair.access_token,
+                            token_type_hint: None,
+                        },
                     )
                     .await?;
                 expect_active(&answer)
@@ -464,16 +473,15 @@ impl Worker {
                 Ok(())
             }
             (Scenario::RefreshDirect, Self::Direct { pair }) => {
-                let body =
-                    json!({ "grant_type": "refresh_token", "refresh_token": pair.refresh_token });
+                let body = RefreshBody::new(&pair.refresh_token);
                 let answer = target
                     .direct(paths::TOKEN, &bearer(&pair.access_token), &body)
                     .await?;
                 *pair = expect_pair(answer)?;
                 Ok(())
             }
-            (Scenario::Jwks, _) => target.jwks(target.client.base_url()).await,
-            (Scenario::JwksDirect, _) => target.jwks(&target.api_url).await,
+            (Scenario::Jwks, _) => target.jwks(target.client.routes()).await,
+            (Scenario::JwksDirect, _) => target.jwks(&target.api).await,
             _ => Err("internal: worker does not match the scenario".into()),
         }
     }
@@ -1005,6 +1013,7 @@ async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(usize::try_from(cli.concurrency).unwrap_or(usize::MAX) * 2)
+        .retry(no_retries())
         .build()
         .context("cannot build an HTTP client")?;
     if cli.local {
@@ -1079,7 +1088,7 @@ async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
         let target = Target {
             client,
             http,
-            api_url: stack.api_url(),
+            api: Routes::new(&stack.api_url())?,
             internal_token: Some(stack.internal_token().to_owned()),
             client_id: stack.client.client_id.clone(),
             client_secret: stack.client.client_secret.clone(),
@@ -1110,7 +1119,7 @@ async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
         target: Arc::new(Target {
             client,
             http,
-            api_url: cli.api_url.trim_end_matches('/').to_owned(),
+            api: Routes::new(&cli.api_url)?,
             internal_token: cli.internal_token.clone(),
             client_id: client_id.clone(),
             client_secret: client_secret.clone(),

@@ -235,6 +235,9 @@ fn client_hint(step: u8, e: &ClientError) -> String {
              machine instead: cargo run -p identity-sidecar-examples --bin journey -- --local",
             origin(url)
         ),
+        ClientError::InvalidUrl { .. } => "SIDECAR_URL / --sidecar-url must be the sidecar's \
+            base URL, such as http://127.0.0.1:8141."
+            .to_owned(),
         ClientError::Protocol(ProtocolError::BadSignature) => "signature mismatch: the session \
             init answer is not signed by the key you pinned (SIDECAR_PUBLIC_KEY). If the \
             sidecar's key was rotated, update the pin from a trusted copy of its public key; \

@@ -112,6 +112,27 @@ async fn no_sidecar_is_explained() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_sidecar_url_that_is_no_url_is_explained() -> anyhow::Result<()> {
+    let settings = Settings {
+        sidecar_url: "127.0.0.1:8141".into(),
+        client_id: "c".into(),
+        client_secret: "s".into(),
+        subject: "test-user".into(),
+        scope: None,
+        audience: None,
+        pinned_key: None,
+    };
+    let failure = walk(&settings).await.expect_err("not a URL");
+    assert_eq!(failure.step, 1);
+    let FailureKind::Client(ClientError::InvalidUrl { url, .. }) = &failure.kind else {
+        panic!("expected InvalidUrl, got {:?}", failure.kind);
+    };
+    assert_eq!(url, "127.0.0.1:8141");
+    assert!(hint(&failure).contains("such as http://127.0.0.1:8141"));
+    Ok(())
+}
+
 /// Runs the `journey` binary against `env` with the given extra environment; a clean
 /// environment otherwise (no SIDECAR_*, CLIENT_*, SUBJECT of the developer's), bounded in time.
 async fn run_journey_binary(

@@ -197,7 +197,7 @@ impl fmt::Debug for Okm {
 /// session itself moves (a map resize, say): a move would leave a stale copy behind. Not `Clone`;
 /// `Debug` shows nothing; wiped on drop.
 ///
-/// Each seal or open expands its key into an `Aes256Gcm` on the stack ([`SessionKeys::c2s`]),
+/// Each seal or open expands its key into an `Aes256Gcm` on the stack (`SessionKeys::c2s`),
 /// which aes and polyval wipe when it drops. Keeping the two expanded ciphers instead would cost
 /// about 2 KB a session (the aes crate's run-time CPU detection reserves room for the software
 /// key schedule in every `Aes256`): 200 MB for 100,000 live sessions, against tens of

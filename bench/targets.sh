@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Every measurement behind the targets of issue 6 (docs/benchmarks.md section 6), in one run,
+# into one directory, so that a machine's figures come from the same minutes:
+#   1. criterion: the protocol and the raw crates, ES256 as the identity API signs (one core);
+#   2. the sidecar's overhead on a core of its own: at a fixed offered load, and closed-loop;
+#   3. loadgen on SQLite, C = 16 (every scenario) and C = 64 (the identity API direct), rounds;
+#   4. the oidc-provider baseline and our identity API alternating, C = 64 (when node exists);
+#   5. the sidecar's RSS idle and with 100,000 live sessions.
+# Loopback only; every load is bounded in time and count. About 12 minutes on 2 vCPUs.
+#   bench/targets.sh [OUT_DIR]      (ROUNDS=3 by default; needs taskset for step 4)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
+OUT=${1:-$CARGO_TARGET_DIR/targets-$(date -u +%Y%m%dT%H%MZ)}
+ROUNDS=${ROUNDS:-3}
+mkdir -p "$OUT"
+
+step() { echo "== $* ($(date -u +%T) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/steps.log"; }
+
+cargo build --release --workspace --bins
+LG="$CARGO_TARGET_DIR/release/loadgen"
+BOUND=(--local --duration-secs 5 --warmup-secs 1 --requests 400000)
+{ lscpu; uname -r; rustc -V; } > "$OUT/machine.txt"
+
+step "1. criterion"
+cargo bench -p identity-sidecar --bench protocol -- --warm-up-time 1 --measurement-time 3 --noplot \
+    > "$OUT/1-protocol.txt"
+cargo bench -p identity-api --bench tokens -- --warm-up-time 1 --measurement-time 3 --noplot \
+    > "$OUT/1-tokens.txt"
+
+# First: in the seconds after the node baseline exits the sidecar's CPU per request doubled
+# (three tries of three, docs/benchmarks.md section 5d).
+step "2. the sidecar on a core of its own"
+PINNED=(--unix-socket --sidecar-cpus 1 --other-cpus 0 --rounds "$ROUNDS")
+"$LG" "${BOUND[@]}" "${PINNED[@]}" -c 16 --rate 2000 \
+    --scenarios introspect,introspect-direct,jwks,jwks-direct > "$OUT/2-rate-2000.txt"
+"$LG" "${BOUND[@]}" "${PINNED[@]}" -c 16 \
+    --scenarios introspect,introspect-direct,jwks,jwks-direct > "$OUT/2-closed-c16.txt"
+
+step "3. loadgen, C = 16 and 64"
+"$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 16 > "$OUT/3-c16.txt"
+"$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 64 \
+    --scenarios issue-direct,refresh-direct,introspect-direct > "$OUT/3-c64.txt"
+
+if command -v node > /dev/null; then
+    step "4. oidc-provider and ours, alternating, C = 64"
+    for round in $(seq "$ROUNDS"); do
+        theirs=$(bench/oidc-provider/run.sh 64 5)
+        ours=$("$LG" "${BOUND[@]}" -c 64 --scenarios issue-direct,introspect-direct)
+        printf 'round %s\n%s\n' "$round" "$theirs" >> "$OUT/4-oidc-provider.txt"
+        printf 'round %s\n%s\n' "$round" "$ours" >> "$OUT/4-ours.txt"
+        # req/s is the 3rd field of run.sh's lines and the 5th of loadgen's table.
+        times() {
+            awk -v a="$(awk -v s="$1" '$1 == s { print $5 }' <<< "$ours")" \
+                -v b="$(awk -v s="$2" '$1 == s { print $3 }' <<< "$theirs")" \
+                'BEGIN { printf "%.0f / %.0f = %.2f", a, b, a / b }'
+        }
+        echo "round $round: issue $(times issue-direct issue), introspect $(times introspect-direct introspect)" \
+            >> "$OUT/4-ours-over-oidc-provider.txt"
+    done
+else
+    step "4. skipped: no node for the oidc-provider baseline"
+fi
+
+step "5. sidecar RSS"
+"$LG" --local -c 16 --memory-sessions 100000 > "$OUT/5-memory.txt"
+
+step "done: $OUT"
+# The figures the targets are read from.
+grep -h -A12 '^median of' "$OUT"/2-*.txt "$OUT"/3-*.txt
+cat "$OUT/4-ours-over-oidc-provider.txt" 2> /dev/null || true
+cat "$OUT/5-memory.txt"
