@@ -9,9 +9,10 @@ use identity_api::config::{
 use identity_api::{AppState, Db, Settings, clients, keys, now};
 use tracing_subscriber::EnvFilter;
 
-// glibc's malloc took 12-14 % of the API's CPU (free-list consolidation across the runtime's and
-// SQLite's threads); with mimalloc an issue costs 5-8 % less CPU, an introspection 10-20 % less
-// (docs/benchmarks.md section 5d). The sidecar keeps glibc's: no gain measured there, 8 MiB more idle.
+// glibc's malloc took 14 % of the API's CPU (free-list consolidation across the runtime's and
+// SQLite's threads); with mimalloc an issue costs 3-8 % less CPU, an introspection 5-20 % less
+// (docs/benchmarks.md section 5d). The sidecar keeps glibc's: no gain measured there, and
+// 8 MiB more RSS idle.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
