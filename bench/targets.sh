@@ -44,17 +44,18 @@ step "3. loadgen, C = 16 and 64"
 
 if command -v node > /dev/null; then
     step "4. oidc-provider and ours, alternating, C = 64"
+    # ours ÷ theirs for one scenario of this round: req/s is the 5th field of loadgen's table
+    # and the 3rd of run.sh's lines.
+    times() {
+        awk -v a="$(awk -v s="$1" '$1 == s { print $5 }' <<< "$ours")" \
+            -v b="$(awk -v s="$2" '$1 == s { print $3 }' <<< "$theirs")" \
+            'BEGIN { printf "%.0f / %.0f = %.2f", a, b, a / b }'
+    }
     for round in $(seq "$ROUNDS"); do
         theirs=$(bench/oidc-provider/run.sh 64 5)
         ours=$("$LG" "${BOUND[@]}" -c 64 --scenarios issue-direct,introspect-direct)
         printf 'round %s\n%s\n' "$round" "$theirs" >> "$OUT/4-oidc-provider.txt"
         printf 'round %s\n%s\n' "$round" "$ours" >> "$OUT/4-ours.txt"
-        # req/s is the 3rd field of run.sh's lines and the 5th of loadgen's table.
-        times() {
-            awk -v a="$(awk -v s="$1" '$1 == s { print $5 }' <<< "$ours")" \
-                -v b="$(awk -v s="$2" '$1 == s { print $3 }' <<< "$theirs")" \
-                'BEGIN { printf "%.0f / %.0f = %.2f", a, b, a / b }'
-        }
         echo "round $round: issue $(times issue-direct issue), introspect $(times introspect-direct introspect)" \
             >> "$OUT/4-ours-over-oidc-provider.txt"
     done

@@ -106,17 +106,35 @@ pub struct IssueBody<'a> {
 }
 
 /// Of introspection and revocation.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct TokenBody<'a> {
     pub token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type_hint: Option<&'a str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct RefreshBody<'a> {
     grant_type: &'static str,
     pub refresh_token: &'a str,
+}
+
+// Shortened, as `TokenPair`'s: both hold a token.
+impl fmt::Debug for TokenBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenBody")
+            .field("token", &crate::output::shorten(self.token))
+            .field("token_type_hint", &self.token_type_hint)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RefreshBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshBody")
+            .field("refresh_token", &crate::output::shorten(self.refresh_token))
+            .finish()
+    }
 }
 
 impl<'a> RefreshBody<'a> {

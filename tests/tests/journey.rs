@@ -93,15 +93,7 @@ async fn a_pin_that_is_not_the_sidecars_key_aborts_at_step_1() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_sidecar_is_explained() -> anyhow::Result<()> {
-    let settings = Settings {
-        sidecar_url: format!("http://127.0.0.1:{}", free_port()?),
-        client_id: "c".into(),
-        client_secret: "s".into(),
-        subject: "test-user".into(),
-        scope: None,
-        audience: None,
-        pinned_key: None,
-    };
+    let settings = without_a_stack(format!("http://127.0.0.1:{}", free_port()?));
     let failure = walk(&settings).await.expect_err("nothing listens there");
     assert_eq!(failure.step, 1);
     assert!(matches!(
@@ -114,15 +106,7 @@ async fn no_sidecar_is_explained() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_sidecar_url_that_is_no_url_is_explained() -> anyhow::Result<()> {
-    let settings = Settings {
-        sidecar_url: "127.0.0.1:8141".into(),
-        client_id: "c".into(),
-        client_secret: "s".into(),
-        subject: "test-user".into(),
-        scope: None,
-        audience: None,
-        pinned_key: None,
-    };
+    let settings = without_a_stack("127.0.0.1:8141");
     let failure = walk(&settings).await.expect_err("not a URL");
     assert_eq!(failure.step, 1);
     let FailureKind::Client(ClientError::InvalidUrl { url, .. }) = &failure.kind else {
@@ -131,6 +115,19 @@ async fn a_sidecar_url_that_is_no_url_is_explained() -> anyhow::Result<()> {
     assert_eq!(url, "127.0.0.1:8141");
     assert!(hint(&failure).contains("such as http://127.0.0.1:8141"));
     Ok(())
+}
+
+/// Settings for a journey that fails before it reaches any identity API.
+fn without_a_stack(sidecar_url: impl Into<String>) -> Settings {
+    Settings {
+        sidecar_url: sidecar_url.into(),
+        client_id: "c".into(),
+        client_secret: "s".into(),
+        subject: "test-user".into(),
+        scope: None,
+        audience: None,
+        pinned_key: None,
+    }
 }
 
 /// Runs the `journey` binary against `env` with the given extra environment; a clean
