@@ -1,5 +1,6 @@
 //! ES256 access tokens through jsonwebtoken's aws-lc-rs backend, exactly as the identity API
-//! signs and verifies them (`tokens::sign`, `tokens::verify`), one core.
+//! signs and verifies them (`tokens::sign`, `tokens::verify`), and the random values of an
+//! issue (`secret::Fresh`), one core.
 //! docs/benchmarks.md records the figures next to the service's.
 //!
 //! `cargo bench -p identity-api --bench tokens`
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use identity_api::keys::{KeyRing, SigningKey};
+use identity_api::secret::Fresh;
 use identity_api::tokens::{self, Claims, VerifiedCache};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
@@ -90,5 +92,28 @@ fn es256(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, es256);
+/// An issue's four random values (family id, two jti, refresh token) from one read of the OS,
+/// as `Service::issue` takes them, against one read each, as before `Fresh`: the difference is
+/// three `getrandom` system calls.
+fn fresh_values(c: &mut Criterion) {
+    fn take_all(fresh: &mut Fresh) {
+        black_box(fresh.time_ordered_id());
+        black_box(fresh.id());
+        black_box(fresh.refresh_token());
+        black_box(fresh.id());
+    }
+    let mut group = c.benchmark_group("issue_random_values");
+    group.bench_function("one_draw", |b| b.iter(|| take_all(&mut Fresh::draw())));
+    group.bench_function("a_draw_each", |b| {
+        b.iter(|| {
+            black_box(Fresh::draw().time_ordered_id());
+            black_box(Fresh::draw().id());
+            black_box(Fresh::draw().refresh_token());
+            black_box(Fresh::draw().id());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, es256, fresh_values);
 criterion_main!(benches);

@@ -21,36 +21,86 @@ pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A public identifier that sorts by creation time: 48 bits of Unix milliseconds, then 80
-/// random bits, as 32 lowercase hex digits (a UUIDv7's layout without its version bits). Rows
-/// keyed by it are appended at one end of their index, so a batch of inserts shares a few pages
-/// instead of dirtying one random page each (docs/benchmarks.md, section 5b).
-pub fn time_ordered_id() -> String {
-    use std::fmt::Write as _;
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&unix_millis_48());
-    OsRng.fill_bytes(&mut bytes[6..]);
-    let mut id = String::with_capacity(32);
-    for byte in bytes {
-        let _ = write!(id, "{byte:02x}");
-    }
-    id
-}
-
 /// Length of a refresh token: 33 bytes as base64url, so that the first 8 characters are exactly
 /// the 6 bytes of its issue time. Tokens of earlier versions are 43 characters.
 const REFRESH_TOKEN_LEN: usize = 44;
 
-/// A new refresh token and its lookup key (what the database stores). The token is 6 bytes of
-/// issue time (Unix milliseconds, big-endian) then 216 random bits, as base64url. See
-/// [`refresh_token_key`].
-pub fn new_refresh_token() -> (Zeroizing<String>, [u8; 32]) {
-    let mut bytes = Zeroizing::new([0u8; 33]);
-    bytes[..6].copy_from_slice(&unix_millis_48());
-    OsRng.fill_bytes(&mut bytes[6..]);
-    let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref()));
-    let key = refresh_token_key(&token);
-    (token, key)
+/// The random bytes of one issue or refresh, read from the OS in one call.
+///
+/// An issue needs four fresh values (the family id, the access token's and the refresh row's
+/// jti, the refresh token), a refresh three. One `getrandom` each was a system call each, since
+/// glibc before 2.41 has no vDSO path for it: 3 % of an issue's CPU (docs/benchmarks.md,
+/// section 5e). The refresh token's bytes are among these, so every byte is wiped once taken
+/// and the rest on drop.
+pub struct Fresh {
+    bytes: Zeroizing<[u8; Self::LEN]>,
+    taken: usize,
+}
+
+impl Fresh {
+    /// What an issue takes: 10 + 16 + 16 + 27 bytes.
+    const LEN: usize = 69;
+
+    pub fn draw() -> Self {
+        let mut bytes = Zeroizing::new([0u8; Self::LEN]);
+        OsRng.fill_bytes(bytes.as_mut());
+        Self { bytes, taken: 0 }
+    }
+
+    /// A random public identifier (jti): 128 bits, base64url, as [`random_id`].
+    pub fn id(&mut self) -> String {
+        let mut bytes = [0u8; 16];
+        self.fill(&mut bytes);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A public identifier that sorts by creation time: 48 bits of Unix milliseconds, then 80
+    /// random bits, as 32 lowercase hex digits (a UUIDv7's layout without its version bits).
+    /// Rows keyed by it are appended at one end of their index, so a batch of inserts shares a
+    /// few pages instead of dirtying one random page each (docs/benchmarks.md, section 5b).
+    pub fn time_ordered_id(&mut self) -> String {
+        use std::fmt::Write as _;
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&unix_millis_48());
+        self.fill(&mut bytes[6..]);
+        let mut id = String::with_capacity(32);
+        for byte in bytes {
+            let _ = write!(id, "{byte:02x}");
+        }
+        id
+    }
+
+    /// A new refresh token and its lookup key (what the database stores). The token is 6 bytes
+    /// of issue time (Unix milliseconds, big-endian) then 216 random bits, as base64url. See
+    /// [`refresh_token_key`].
+    pub fn refresh_token(&mut self) -> (Zeroizing<String>, [u8; 32]) {
+        let mut bytes = Zeroizing::new([0u8; 33]);
+        bytes[..6].copy_from_slice(&unix_millis_48());
+        self.fill(&mut bytes[6..]);
+        let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref()));
+        let key = refresh_token_key(&token);
+        (token, key)
+    }
+
+    /// Fills `out` with bytes not taken before and wipes them here. Asked for more than is
+    /// left, it reads `out` from the OS instead: never a byte twice.
+    fn fill(&mut self, out: &mut [u8]) {
+        let end = self.taken + out.len();
+        match self.bytes.get_mut(self.taken..end) {
+            Some(unused) => {
+                out.copy_from_slice(unused);
+                unused.zeroize();
+                self.taken = end;
+            }
+            None => OsRng.fill_bytes(out),
+        }
+    }
+}
+
+impl std::fmt::Debug for Fresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fresh(<redacted>)")
+    }
 }
 
 /// The key a refresh token is stored and looked up under: its issue time (the token's first
@@ -189,7 +239,8 @@ mod tests {
     #[test]
     fn time_ordered_ids_lead_with_the_time() {
         let before = now_millis();
-        let id = time_ordered_id();
+        let mut fresh = Fresh::draw();
+        let id = fresh.time_ordered_id();
         let after = now_millis();
         assert_eq!(id.len(), 32);
         assert!(
@@ -201,13 +252,14 @@ mod tests {
             (before..=after).contains(&time),
             "{time} not in {before}..={after}"
         );
-        assert_ne!(id[12..], time_ordered_id()[12..], "80 random bits");
+        assert_ne!(id[12..], fresh.time_ordered_id()[12..], "80 random bits");
     }
 
     #[test]
     fn refresh_tokens_and_their_keys() {
         let before = now_millis();
-        let (token, key) = new_refresh_token();
+        let mut fresh = Fresh::draw();
+        let (token, key) = fresh.refresh_token();
         let after = now_millis();
         assert_eq!(token.len(), 44);
         let bytes = b64u_decode(&token).unwrap();
@@ -216,7 +268,35 @@ mod tests {
         assert_eq!(key[..6], bytes[..6], "the key leads with the issue time");
         assert_eq!(key[6..], sha256(token.as_bytes())[..26]);
         assert_eq!(refresh_token_key(&token), key);
-        assert_ne!(new_refresh_token().0[8..], token[8..], "216 random bits");
+        assert_ne!(fresh.refresh_token().0[8..], token[8..], "216 random bits");
+    }
+
+    #[test]
+    fn one_draw_serves_each_byte_once_and_wipes_it() {
+        let mut fresh = Fresh::draw();
+        let drawn = *fresh.bytes;
+        let family = fresh.time_ordered_id();
+        let access_jti = fresh.id();
+        let (token, _) = fresh.refresh_token();
+        let refresh_jti = fresh.id();
+        // An issue takes exactly what one draw holds, in order, and leaves nothing behind.
+        assert_eq!(fresh.taken, Fresh::LEN);
+        assert_eq!(*fresh.bytes, [0u8; Fresh::LEN]);
+        assert_eq!(family[12..], hex(&drawn[..10]));
+        assert_eq!(b64u_decode(&access_jti).unwrap(), drawn[10..26]);
+        assert_eq!(b64u_decode(&token).unwrap()[6..], drawn[26..53]);
+        assert_eq!(b64u_decode(&refresh_jti).unwrap(), drawn[53..]);
+        // Past the end each value comes from the OS: still 128 random bits, never a repeat.
+        let more: Vec<String> = (0..8).map(|_| fresh.id()).collect();
+        for (i, id) in more.iter().enumerate() {
+            assert_eq!(b64u_decode(id).unwrap().len(), 16);
+            assert!(!more[..i].contains(id) && *id != access_jti && *id != refresh_jti);
+        }
+        assert_eq!(format!("{fresh:?}"), "Fresh(<redacted>)");
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

@@ -15,9 +15,7 @@ use crate::clients::{self, split_list, valid_scope_token, verifier_matches};
 use crate::error::ApiError;
 use crate::keys::{self, Keks, KeyError, KeyStore};
 use crate::metrics::Metrics;
-use crate::secret::{
-    InternalToken, Key32, new_refresh_token, random_id, refresh_token_key, time_ordered_id,
-};
+use crate::secret::{Fresh, InternalToken, Key32, refresh_token_key};
 use crate::storage::{Audit, Db, FamilyRow, NewRefresh, Rotation, StoreError};
 use crate::tokens::{self, Claims, TokenError, VerifiedCache};
 
@@ -408,8 +406,9 @@ impl AppState {
 
         let s = &self.inner.settings;
         let now = now();
+        let mut fresh = Fresh::draw();
         let family = FamilyRow {
-            family_id: time_ordered_id(),
+            family_id: fresh.time_ordered_id(),
             client_id: client.client_id.clone(),
             subject: req.subject,
             scope,
@@ -418,8 +417,8 @@ impl AppState {
             expires_at: now.saturating_add(s.family_ttl),
             revoked_at: None,
         };
-        let (access_token, expires_in) = self.sign_access(&family, now)?;
-        let (refresh, new) = self.new_refresh(&family, now);
+        let (access_token, expires_in) = self.sign_access(&family, now, &mut fresh)?;
+        let (refresh, new) = self.new_refresh(&family, now, &mut fresh);
         let refresh_exp = new.expires_at;
         let scope = family.scope.clone();
         self.inner.db.create_family(family, new).await?;
@@ -435,11 +434,16 @@ impl AppState {
     }
 
     /// A new refresh token of `family`: the token, shown once, and what is stored of it.
-    fn new_refresh(&self, family: &FamilyRow, now: i64) -> (Zeroizing<String>, NewRefresh) {
-        let (token, key) = new_refresh_token();
+    fn new_refresh(
+        &self,
+        family: &FamilyRow,
+        now: i64,
+        fresh: &mut Fresh,
+    ) -> (Zeroizing<String>, NewRefresh) {
+        let (token, key) = fresh.refresh_token();
         let new = NewRefresh {
             token_hash: key,
-            jti: random_id(),
+            jti: fresh.id(),
             family_id: family.family_id.clone(),
             issued_at: now,
             expires_at: now
@@ -449,7 +453,12 @@ impl AppState {
         (token, new)
     }
 
-    fn sign_access(&self, family: &FamilyRow, now: i64) -> Result<(String, i64), ApiError> {
+    fn sign_access(
+        &self,
+        family: &FamilyRow,
+        now: i64,
+        fresh: &mut Fresh,
+    ) -> Result<(String, i64), ApiError> {
         let s = &self.inner.settings;
         let exp = now.saturating_add(s.access_ttl).min(family.expires_at);
         let claims = Claims {
@@ -460,7 +469,7 @@ impl AppState {
             scope: family.scope.clone(),
             iat: now,
             exp,
-            jti: random_id(),
+            jti: fresh.id(),
             fid: family.family_id.clone(),
         };
         let token = tokens::sign(&self.inner.keys.ring(), &claims)
@@ -520,8 +529,9 @@ impl AppState {
             return Err(ApiError::InvalidGrant("the refresh token has expired"));
         }
 
-        let (access_token, expires_in) = self.sign_access(family, now)?;
-        let (refresh, new) = self.new_refresh(family, now);
+        let mut fresh = Fresh::draw();
+        let (access_token, expires_in) = self.sign_access(family, now, &mut fresh)?;
+        let (refresh, new) = self.new_refresh(family, now, &mut fresh);
         let refresh_exp = new.expires_at;
         let outcome = self
             .inner

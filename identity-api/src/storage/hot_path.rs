@@ -6,7 +6,7 @@
 //! prepared-statement cache. The statements are the same on SQLite and PostgreSQL, written with
 //! `$N` and given to SQLite with `?` ([`anonymous`]); on SQLite the group commit goes as
 //! multi-statement queries (one or two round-trips to the connection's thread), on PostgreSQL
-//! as separate statements of one transaction.
+//! as one statement of data-modifying CTEs (one round-trip for issues, four with rotations).
 //!
 //! Each batch task keeps its pooled connection between batches ([`Kept`]): sqlx pings a
 //! connection every time one goes back to the pool, one more round-trip per batch.
@@ -424,28 +424,46 @@ fn insert_audits(n: usize, first: usize) -> String {
     )
 }
 
-// PostgreSQL: one statement each (it takes no multi-statement query with parameters).
-static INSERT_FAMILIES: Texts = LazyLock::new(|| texts(|n| insert_families(n, 1)));
-static INSERT_REFRESHES: Texts = LazyLock::new(|| texts(|n| insert_refreshes(n, 1)));
-static UPDATE_LAST_USED: Texts = LazyLock::new(|| texts(|n| update_last_used(n, 1)));
-static INSERT_AUDITS: Texts = LazyLock::new(|| texts(|n| insert_audits(n, 1)));
-
-/// SQLite: the four statements after the spend as one query, every part sized to the batch.
-fn sqlite_writes(n: usize) -> String {
+/// The four writes after the spend, every part sized to `n` rows, their parameters numbered
+/// across the parts in order, as `join` puts them together.
+fn writes(n: usize, join: fn([String; 4]) -> String) -> String {
     let mut first = 1;
     let mut next = |params: usize| {
         let at = first;
         first += params;
         at
     };
-    [
+    join([
         insert_families(n, next(n * FAMILY_WIDTH)),
         insert_refreshes(n, next(n * REFRESH_WIDTH)),
         update_last_used(n, next(1 + n)),
         insert_audits(n, next(n * AUDIT_WIDTH)),
-    ]
-    .join("; ")
+    ])
 }
+
+/// SQLite: one query of four statements.
+fn sqlite_writes(n: usize) -> String {
+    writes(n, |parts| parts.join("; "))
+}
+
+/// PostgreSQL, which takes no multi-statement query with parameters: one statement of
+/// data-modifying CTEs. A statement is atomic on its own, so a batch of issues is this one
+/// round-trip (it was five: BEGIN, three INSERTs, COMMIT), and a batch with rotations four
+/// (BEGIN, the spend, this, COMMIT). The parts see one snapshot, and none reads what another
+/// writes: the refresh tokens' foreign key to the families inserted beside them is checked at
+/// the end of the statement, and the families whose `last_used_at` is updated are those of
+/// rotations, which existed before.
+fn postgres_writes(n: usize) -> String {
+    writes(n, |[families, refreshes, last_used, audits]| {
+        format!(
+            "WITH families AS ({families}), refreshes AS ({refreshes}), \
+             last_used AS ({last_used}) {audits}"
+        )
+    })
+}
+
+static POSTGRES_WRITES: LazyLock<[String; BUCKETS.len()]> =
+    LazyLock::new(|| BUCKETS.map(postgres_writes));
 
 // SQLite: the transaction's statements go with the first and the last query, so that a batch of
 // issues is one round-trip to the connection's thread, and a batch with rotations two (the spend
@@ -682,6 +700,25 @@ impl Batch for GroupCommit {
     }
 }
 
+/// Binds a batch's writes to a text of [`writes`] for `$n` rows.
+macro_rules! bind_writes {
+    ($q:ident, $rows:expr, $n:expr) => {
+        bind_families!($q, $rows.families, $n);
+        bind_refreshes!($q, $rows.refreshes, $n);
+        bind_last_used!($q, $rows, $n);
+        bind_audits!($q, $rows.audits, $n);
+    };
+}
+
+/// The failure of the statement that commits: a refusal by the database left nothing
+/// committed; a connection lost meanwhile leaves the outcome unknown.
+fn commit_failure(error: sqlx::Error) -> Failure {
+    Failure {
+        unconfirmed: !matches!(error, sqlx::Error::Database(_)),
+        error: error.into(),
+    }
+}
+
 async fn sqlite_commit(
     conn: &mut SqliteConnection,
     calls: &[Write],
@@ -694,23 +731,15 @@ async fn sqlite_commit(
     };
     let (rows, written) = Rows::decide(calls, spent);
     let b = bucket(calls.len());
-    let n = BUCKETS[b];
     let text = if rotates {
         &SQLITE_WRITES_COMMIT[b]
     } else {
         &SQLITE_BEGIN_WRITES_COMMIT[b]
     };
     let mut q = sqlx::query(text.as_str());
-    bind_families!(q, rows.families, n);
-    bind_refreshes!(q, rows.refreshes, n);
-    bind_last_used!(q, rows, n);
-    bind_audits!(q, rows.audits, n);
-    // A statement SQLite refused, COMMIT included, left nothing committed; losing the
-    // connection's thread leaves the outcome unknown.
-    q.execute(&mut *conn).await.map_err(|e| Failure {
-        unconfirmed: !matches!(e, sqlx::Error::Database(_)),
-        error: e.into(),
-    })?;
+    bind_writes!(q, rows, BUCKETS[b]);
+    // The query ends with COMMIT.
+    q.execute(&mut *conn).await.map_err(commit_failure)?;
     Ok(written)
 }
 
@@ -718,39 +747,23 @@ async fn postgres_commit(
     conn: &mut sqlx::PgConnection,
     calls: &[Write],
 ) -> Result<Vec<Written>, Failure> {
+    let b = bucket(calls.len());
+    let rotates = calls.iter().any(|c| matches!(c, Write::Rotate { .. }));
+    if !rotates {
+        // Issues only: the writes commit on their own, as one statement.
+        let (rows, written) = Rows::decide(calls, HashSet::new());
+        let mut q = sqlx::query(POSTGRES_WRITES[b].as_str());
+        bind_writes!(q, rows, BUCKETS[b]);
+        q.execute(&mut *conn).await.map_err(commit_failure)?;
+        return Ok(written);
+    }
     let mut tx = conn.begin().await?;
     let spent = spend!(&mut *tx, SPEND.postgres, calls);
     let (rows, written) = Rows::decide(calls, spent);
-    if !rows.families.is_empty() {
-        let b = bucket(rows.families.len());
-        let mut q = sqlx::query(INSERT_FAMILIES.postgres[b].as_str());
-        bind_families!(q, rows.families, BUCKETS[b]);
-        q.execute(&mut *tx).await?;
-    }
-    if !rows.refreshes.is_empty() {
-        let b = bucket(rows.refreshes.len());
-        let mut q = sqlx::query(INSERT_REFRESHES.postgres[b].as_str());
-        bind_refreshes!(q, rows.refreshes, BUCKETS[b]);
-        q.execute(&mut *tx).await?;
-    }
-    if !rows.last_used.is_empty() {
-        let b = bucket(rows.last_used.len());
-        let mut q = sqlx::query(UPDATE_LAST_USED.postgres[b].as_str());
-        bind_last_used!(q, rows, BUCKETS[b]);
-        q.execute(&mut *tx).await?;
-    }
-    if !rows.audits.is_empty() {
-        let b = bucket(rows.audits.len());
-        let mut q = sqlx::query(INSERT_AUDITS.postgres[b].as_str());
-        bind_audits!(q, rows.audits, BUCKETS[b]);
-        q.execute(&mut *tx).await?;
-    }
-    // The server refusing the commit rolled it back; a connection lost meanwhile may have
-    // committed or not.
-    tx.commit().await.map_err(|e| Failure {
-        unconfirmed: !matches!(e, sqlx::Error::Database(_)),
-        error: e.into(),
-    })?;
+    let mut q = sqlx::query(POSTGRES_WRITES[b].as_str());
+    bind_writes!(q, rows, BUCKETS[b]);
+    q.execute(&mut *tx).await?;
+    tx.commit().await.map_err(commit_failure)?;
     Ok(written)
 }
 
@@ -768,16 +781,7 @@ mod tests {
     }
 
     /// Every statement of the hot path, in both forms.
-    static ALL: [&Texts; 8] = [
-        &CLIENTS,
-        &FAMILY_STATES,
-        &REFRESH_VIEWS,
-        &SPEND,
-        &INSERT_FAMILIES,
-        &INSERT_REFRESHES,
-        &UPDATE_LAST_USED,
-        &INSERT_AUDITS,
-    ];
+    static ALL: [&Texts; 4] = [&CLIENTS, &FAMILY_STATES, &REFRESH_VIEWS, &SPEND];
 
     /// The `$N` of a text, in the order they appear.
     fn numbers(text: &str) -> Vec<usize> {
@@ -796,6 +800,7 @@ mod tests {
     fn parameters_are_numbered_in_the_order_they_appear() {
         let mut checked: Vec<String> = ALL.iter().flat_map(|t| t.postgres.clone()).collect();
         checked.extend(BUCKETS.map(sqlite_writes));
+        checked.extend(BUCKETS.map(postgres_writes));
         for text in &checked {
             let n = numbers(text);
             assert_eq!(n, (1..=n.len()).collect::<Vec<_>>(), "{text}");
