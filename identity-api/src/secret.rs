@@ -28,10 +28,10 @@ const REFRESH_TOKEN_LEN: usize = 44;
 /// The random bytes of one issue or refresh, read from the OS in one call.
 ///
 /// An issue needs four fresh values (the family id, the access token's and the refresh row's
-/// jti, the refresh token), a refresh three. One `getrandom` each was a system call each, since
-/// glibc before 2.41 has no vDSO path for it: 3 % of an issue's CPU (docs/benchmarks.md,
-/// section 5e). The refresh token's bytes are among these, so every byte is wiped once taken
-/// and the rest on drop.
+/// jti, the refresh token), a refresh three. A `getrandom` each was a system call each, since
+/// glibc before 2.41 has no vDSO path for it: 3 µs more per issue, 2-5 % of its CPU
+/// (docs/benchmarks.md, section 5e). The refresh token's bytes are among these, so every byte
+/// is wiped once taken and the rest on drop.
 pub struct Fresh {
     bytes: Zeroizing<[u8; Self::LEN]>,
     taken: usize,
