@@ -18,6 +18,7 @@ use identity_api::storage::{FamilyRow, NewRefresh, Pools, Rotation};
 both!(
     a_failing_call_fails_alone,
     two_rotations_of_one_token_in_one_batch,
+    issues_and_a_rotation_in_one_batch,
     queued_reads_answer_their_own_callers,
 );
 
@@ -164,6 +165,69 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
         "the loser's token is not"
     );
     assert!(db.refresh_token(&old_hash).await.unwrap().unwrap().spent);
+}
+
+/// Issues and a rotation land in one batch: on PostgreSQL the spend, then one statement that
+/// inserts the new families and the refresh tokens that refer to them (checked at its end),
+/// the rotation's token and the audit rows. Everything is stored as if each had run alone.
+async fn issues_and_a_rotation_in_one_batch(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db().clone();
+    let (family, refresh, old_hash) = new_family("c1");
+    let fam = family.clone();
+    db.create_family(family, refresh).await.unwrap();
+
+    let hold = hold_writes(&db).await;
+    let (blocker, blocker_refresh, _) = new_family("c1");
+    let first = {
+        let db = db.clone();
+        tokio::spawn(async move { db.create_family(blocker, blocker_refresh).await })
+    };
+    settle().await;
+    let mut issues = Vec::new();
+    let mut issued = Vec::new();
+    for _ in 0..3 {
+        let (family, refresh, hash) = new_family("c1");
+        issued.push((family.family_id.clone(), hash));
+        let db = db.clone();
+        issues.push(tokio::spawn(async move {
+            db.create_family(family, refresh).await
+        }));
+    }
+    let (new, new_hash) = new_refresh(&fam.family_id);
+    let rotation = {
+        let (db, fam) = (db.clone(), fam.clone());
+        tokio::spawn(async move {
+            db.rotate_refresh(old_hash, new, identity_api::now(), &fam)
+                .await
+        })
+    };
+    settle().await;
+    drop(hold);
+    first.await.unwrap().unwrap();
+    for issue in issues {
+        issue.await.unwrap().unwrap();
+    }
+    assert_eq!(rotation.await.unwrap().unwrap(), Rotation::Rotated);
+    for (family_id, hash) in &issued {
+        assert_eq!(db.family_revoked(family_id).await.unwrap(), Some(false));
+        let view = db
+            .refresh_token(hash)
+            .await
+            .unwrap()
+            .expect("issued token stored");
+        assert!(!view.spent);
+        assert_eq!(view.family.family_id, *family_id);
+    }
+    assert!(db.refresh_token(&old_hash).await.unwrap().unwrap().spent);
+    let rotated = db
+        .refresh_token(&new_hash)
+        .await
+        .unwrap()
+        .expect("rotated token stored");
+    assert!(!rotated.spent);
 }
 
 /// Many concurrent lookups of different families and clients, some unknown: each caller gets
