@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{Backend, TestEnv};
 use identity_api::Db;
 use identity_api::secret::{random_id, sha256};
-use identity_api::storage::{FamilyRow, NewRefresh, Pools, Rotation};
+use identity_api::storage::{FamilyRow, NewRefresh, Pools, Rotation, StoreError};
 
 both!(
     a_failing_call_fails_alone,
@@ -46,6 +46,36 @@ async fn hold_writes(db: &Db) -> Hold {
 /// Long enough for spawned calls to reach the batch task's queue.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Writes held behind a first issue, which the batch task has taken and which waits for the
+/// connection: the calls made until [`Held::release`] queue behind it and go into the next
+/// batch together.
+struct Held {
+    hold: Hold,
+    first: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+impl Held {
+    async fn release(self) {
+        settle().await;
+        drop(self.hold);
+        self.first.await.unwrap().unwrap();
+    }
+}
+
+/// A stored family and its first refresh token's hash, then the writes held.
+async fn stored_family_then_held_writes(db: &Db) -> (FamilyRow, [u8; 32], Held) {
+    let (family, refresh, hash) = new_family("c1");
+    db.create_family(family.clone(), refresh).await.unwrap();
+    let hold = hold_writes(db).await;
+    let (blocker, blocker_refresh, _) = new_family("c1");
+    let first = {
+        let db = db.clone();
+        tokio::spawn(async move { db.create_family(blocker, blocker_refresh).await })
+    };
+    settle().await;
+    (family, hash, Held { hold, first })
 }
 
 fn new_family(client_id: &str) -> (FamilyRow, NewRefresh, [u8; 32]) {
@@ -123,17 +153,7 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
         return;
     };
     let db = env.state.db().clone();
-    let (family, refresh, old_hash) = new_family("c1");
-    let fam = family.clone();
-    db.create_family(family, refresh).await.unwrap();
-
-    let hold = hold_writes(&db).await;
-    let (blocker, blocker_refresh, _) = new_family("c1");
-    let first = {
-        let db = db.clone();
-        tokio::spawn(async move { db.create_family(blocker, blocker_refresh).await })
-    };
-    settle().await;
+    let (fam, old_hash, held) = stored_family_then_held_writes(&db).await;
     let mut rotations = Vec::new();
     let mut new_hashes = Vec::new();
     for _ in 0..2 {
@@ -147,9 +167,7 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
         // In order: the first queued is the first of the batch.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    settle().await;
-    drop(hold);
-    first.await.unwrap().unwrap();
+    held.release().await;
     let mut outcomes = Vec::new();
     for r in rotations {
         outcomes.push(r.await.unwrap().unwrap());
@@ -175,17 +193,7 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
         return;
     };
     let db = env.state.db().clone();
-    let (family, refresh, old_hash) = new_family("c1");
-    let fam = family.clone();
-    db.create_family(family, refresh).await.unwrap();
-
-    let hold = hold_writes(&db).await;
-    let (blocker, blocker_refresh, _) = new_family("c1");
-    let first = {
-        let db = db.clone();
-        tokio::spawn(async move { db.create_family(blocker, blocker_refresh).await })
-    };
-    settle().await;
+    let (fam, old_hash, held) = stored_family_then_held_writes(&db).await;
     let mut issues = Vec::new();
     let mut issued = Vec::new();
     for _ in 0..3 {
@@ -204,9 +212,7 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
                 .await
         })
     };
-    settle().await;
-    drop(hold);
-    first.await.unwrap().unwrap();
+    held.release().await;
     for issue in issues {
         issue.await.unwrap().unwrap();
     }
