@@ -170,9 +170,26 @@ pub struct Cli {
     #[arg(long, requires = "sidecar_cpus")]
     pub other_cpus: Option<String>,
 
+    /// With --local: run the sidecar under this command, split at spaces, its own command line
+    /// appended: `--sidecar-wrapper 'valgrind --tool=callgrind --callgrind-out-file=cg.%p'`
+    /// counts its instructions, which other load on the machine does not change
+    /// (docs/benchmarks.md).
+    #[arg(long, requires = "local")]
+    pub sidecar_wrapper: Option<String>,
+
+    /// With --local: run `identity-api serve` under this command (as --sidecar-wrapper).
+    #[arg(long, requires = "local")]
+    pub api_wrapper: Option<String>,
+
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn words(command: Option<&str>) -> Vec<String> {
+    command
+        .map(|c| c.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -1060,6 +1077,8 @@ async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
             api_env: cli.api_env.clone(),
             database_url: cli.database_url.clone(),
             unix_socket: cli.unix_socket,
+            sidecar_wrapper: words(cli.sidecar_wrapper.as_deref()),
+            api_wrapper: words(cli.api_wrapper.as_deref()),
             ..StackConfig::default()
         };
         let stack = Stack::start(binaries, config).await?;

@@ -267,6 +267,10 @@ pub struct StackConfig {
     /// The sidecar reaches the identity API over a Unix socket in the temporary directory, as
     /// in the pod (the API keeps its TCP port for the direct calls of tests and loadgen).
     pub unix_socket: bool,
+    /// Commands the sidecar and `identity-api serve` run under (a profiler: `valgrind
+    /// --tool=callgrind`), with the binary and its arguments appended; empty: none.
+    pub sidecar_wrapper: Vec<String>,
+    pub api_wrapper: Vec<String>,
 }
 
 impl Default for StackConfig {
@@ -280,7 +284,21 @@ impl Default for StackConfig {
             sidecar_env: Vec::new(),
             api_env: Vec::new(),
             unix_socket: false,
+            sidecar_wrapper: Vec::new(),
+            api_wrapper: Vec::new(),
         }
+    }
+}
+
+/// `binary`, or `wrapper[0] wrapper[1..] binary` (its arguments follow).
+fn wrapped(wrapper: &[String], binary: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
     }
 }
 
@@ -438,9 +456,10 @@ impl Stack {
         self.dir.path().join("sidecar-signing-key.pem")
     }
 
-    /// An identity-api command with a clean environment (no inherited IDENTITY_* or SIDECAR_*).
-    fn api_command(&self) -> Command {
-        let mut command = Command::new(&self.binaries.identity_api);
+    /// An identity-api command with a clean environment (no inherited IDENTITY_* or SIDECAR_*),
+    /// under `wrapper` (see [`StackConfig::api_wrapper`]).
+    fn api_command(&self, wrapper: &[String]) -> Command {
+        let mut command = wrapped(wrapper, &self.binaries.identity_api);
         clean_env(&mut command);
         command
             .current_dir(self.dir.path())
@@ -455,7 +474,7 @@ impl Stack {
         scope: &str,
         audience: &str,
     ) -> anyhow::Result<SeededClient> {
-        let mut command = tokio::process::Command::from(self.api_command());
+        let mut command = tokio::process::Command::from(self.api_command(&[]));
         command
             .args(["client", "create", client_id, "--scope", scope])
             .args(["--audience", audience, "--json", "--database-url"])
@@ -494,7 +513,7 @@ impl Stack {
     }
 
     fn spawn_api(&self) -> anyhow::Result<Process> {
-        let mut command = self.api_command();
+        let mut command = self.api_command(&self.config.api_wrapper);
         command
             .arg("serve")
             .arg("--listen")
@@ -510,7 +529,7 @@ impl Stack {
     }
 
     fn spawn_sidecar(&self) -> anyhow::Result<Process> {
-        let mut command = Command::new(&self.binaries.sidecar);
+        let mut command = wrapped(&self.config.sidecar_wrapper, &self.binaries.sidecar);
         clean_env(&mut command);
         command
             .current_dir(self.dir.path())

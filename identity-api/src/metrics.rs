@@ -6,6 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::storage::BatchMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
@@ -39,8 +41,9 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0002, 2.0, 16))
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The API's metrics, and the storage's batches (counted by the storage itself).
+    pub fn new(storage: &BatchMetrics) -> Self {
         let mut registry = Registry::with_prefix("identity_api");
         let tokens_issued = Counter::default();
         let refreshes = Family::<OutcomeLabel, Counter>::default();
@@ -74,6 +77,16 @@ impl Default for Metrics {
             "Request latency by route and status",
             latency.clone(),
         );
+        registry.register(
+            "storage_batches",
+            "Batches of the storage hot path by kind and outcome (split: failed, its calls run again one by one)",
+            storage.batches.clone(),
+        );
+        registry.register(
+            "storage_batch_calls",
+            "Calls served by the storage hot path's batches, by kind (over batches: the mean batch size)",
+            storage.calls.clone(),
+        );
         Self {
             registry,
             tokens_issued,
@@ -84,9 +97,6 @@ impl Default for Metrics {
             latency,
         }
     }
-}
-
-impl Metrics {
     pub fn refresh(&self, outcome: &str) {
         self.refreshes
             .get_or_create(&OutcomeLabel {

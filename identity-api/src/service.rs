@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::keys::{self, Keks, KeyError, KeyStore};
 use crate::metrics::Metrics;
 use crate::secret::{Fresh, InternalToken, Key32, refresh_token_key};
-use crate::storage::{Audit, Db, FamilyRow, NewRefresh, Rotation, StoreError};
+use crate::storage::{Audit, Db, FamilyRow, NewRefresh, RefreshView, Rotation, StoreError};
 use crate::tokens::{self, Claims, TokenError, VerifiedCache};
 
 /// How long past an access token's lifetime a retired signing key stays in the JWKS: a few
@@ -87,6 +87,77 @@ struct Inner {
     cache: VerifiedCache,
     metrics: Metrics,
     last_key_reload: AtomicI64,
+}
+
+/// The answer of introspection (PROTOCOL.md section 5, RFC 7662), serialised from the claims or
+/// the stored row it was found by, without building a JSON tree (a map and a copy of every
+/// string per answer: docs/benchmarks.md section 5f). Keys in sorted order, as before.
+#[derive(Debug)]
+pub enum Introspection {
+    Inactive,
+    Access(Arc<Claims>),
+    Refresh {
+        view: Box<RefreshView>,
+        issuer: String,
+    },
+}
+
+impl Serialize for Introspection {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Inactive {
+            active: bool,
+        }
+        #[derive(Serialize)]
+        struct Active<'a> {
+            active: bool,
+            aud: [&'a str; 1],
+            client_id: &'a str,
+            exp: i64,
+            iat: i64,
+            iss: &'a str,
+            jti: &'a str,
+            scope: &'a str,
+            sub: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            token_type: Option<&'static str>,
+            token_use: &'static str,
+        }
+        match self {
+            Self::Inactive => Inactive { active: false }.serialize(serializer),
+            Self::Access(c) => Active {
+                active: true,
+                aud: [&c.aud],
+                client_id: &c.client_id,
+                exp: c.exp,
+                iat: c.iat,
+                iss: &c.iss,
+                jti: &c.jti,
+                scope: &c.scope,
+                sub: &c.sub,
+                token_type: Some("Bearer"),
+                token_use: "access_token",
+            }
+            .serialize(serializer),
+            Self::Refresh { view, issuer } => {
+                let f = &view.family;
+                Active {
+                    active: true,
+                    aud: [&f.audience],
+                    client_id: &f.client_id,
+                    exp: view.expires_at,
+                    iat: view.issued_at,
+                    iss: issuer,
+                    jti: &view.jti,
+                    scope: &f.scope,
+                    sub: &f.subject,
+                    token_type: None,
+                    token_use: "refresh_token",
+                }
+                .serialize(serializer)
+            }
+        }
+    }
 }
 
 /// The answer of token issue and refresh.
@@ -201,6 +272,7 @@ impl AppState {
         // Another replica may sign with a just-retired key until its next reload (every second):
         // the JWKS keeps a retired key a little longer than an access token lives, so no token
         // outlives its published key.
+        let metrics = Metrics::new(db.batch_metrics());
         let keys = KeyStore::new(
             keks,
             settings.family_ttl,
@@ -214,7 +286,7 @@ impl AppState {
                 verifier_key,
                 dummy_verifier,
                 cache: VerifiedCache::default(),
-                metrics: Metrics::default(),
+                metrics,
                 last_key_reload: AtomicI64::new(0),
             }),
         };
@@ -601,7 +673,11 @@ impl AppState {
 
     // ---- step 3: introspect ----
 
-    pub async fn introspect(&self, bearer: &Claims, req: TokenRequest) -> Result<Value, ApiError> {
+    pub async fn introspect(
+        &self,
+        bearer: &Claims,
+        req: TokenRequest,
+    ) -> Result<Introspection, ApiError> {
         let token = Zeroizing::new(
             req.token
                 .filter(|t| !t.is_empty())
@@ -609,12 +685,11 @@ impl AppState {
         );
         let _ = req.token_type_hint; // optional; the token's shape decides
         let now = now();
-        let inactive = json!({ "active": false });
         let m = &self.inner.metrics;
         if looks_like_jwt(&token) {
             let Ok(claims) = self.verify_access_token(&token, now).await else {
                 m.introspection("inactive");
-                return Ok(inactive);
+                return Ok(Introspection::Inactive);
             };
             // The bearer's own family was checked a moment ago.
             if claims.exp <= now
@@ -623,22 +698,10 @@ impl AppState {
                     && self.inner.db.family_revoked(&claims.fid).await? != Some(false))
             {
                 m.introspection("inactive");
-                return Ok(inactive);
+                return Ok(Introspection::Inactive);
             }
             m.introspection("active_access");
-            return Ok(json!({
-                "active": true,
-                "token_use": "access_token",
-                "token_type": "Bearer",
-                "sub": claims.sub,
-                "client_id": claims.client_id,
-                "scope": claims.scope,
-                "aud": [claims.aud],
-                "iss": claims.iss,
-                "exp": claims.exp,
-                "iat": claims.iat,
-                "jti": claims.jti,
-            }));
+            return Ok(Introspection::Access(claims));
         }
         let Some(view) = self
             .inner
@@ -647,7 +710,7 @@ impl AppState {
             .await?
         else {
             m.introspection("inactive");
-            return Ok(inactive);
+            return Ok(Introspection::Inactive);
         };
         let f = &view.family;
         if view.spent
@@ -657,21 +720,13 @@ impl AppState {
             || f.client_id != bearer.client_id
         {
             m.introspection("inactive");
-            return Ok(inactive);
+            return Ok(Introspection::Inactive);
         }
         m.introspection("active_refresh");
-        Ok(json!({
-            "active": true,
-            "token_use": "refresh_token",
-            "sub": f.subject,
-            "client_id": f.client_id,
-            "scope": f.scope,
-            "aud": [f.audience],
-            "iss": self.inner.settings.issuer,
-            "exp": view.expires_at,
-            "iat": view.issued_at,
-            "jti": view.jti,
-        }))
+        Ok(Introspection::Refresh {
+            view: Box::new(view),
+            issuer: self.inner.settings.issuer.clone(),
+        })
     }
 
     // ---- step 6: revoke ----
@@ -749,6 +804,68 @@ fn parse_bearer(value: Option<&[u8]>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same bytes as the JSON tree the answers were built as before (sorted keys).
+    #[test]
+    fn introspection_answers_serialise_as_their_json_trees() {
+        let claims = Claims {
+            iss: "https://issuer".into(),
+            sub: "user\"1".into(),
+            aud: "orders-api".into(),
+            client_id: "c1".into(),
+            scope: "orders.read orders.write".into(),
+            iat: 1_700_000_000,
+            exp: 1_700_000_900,
+            jti: "j1".into(),
+            fid: "f1".into(),
+        };
+        let access = json!({
+            "active": true, "token_use": "access_token", "token_type": "Bearer",
+            "sub": claims.sub, "client_id": claims.client_id, "scope": claims.scope,
+            "aud": [claims.aud], "iss": claims.iss, "exp": claims.exp, "iat": claims.iat,
+            "jti": claims.jti,
+        });
+        let view = RefreshView {
+            jti: "j2".into(),
+            issued_at: 1_700_000_100,
+            expires_at: 1_700_086_500,
+            spent: false,
+            family: FamilyRow {
+                family_id: "f1".into(),
+                client_id: "c1".into(),
+                subject: "user\"1".into(),
+                scope: "orders.read".into(),
+                audience: "orders-api".into(),
+                created_at: 1_700_000_000,
+                expires_at: 1_702_592_000,
+                revoked_at: None,
+            },
+        };
+        let f = &view.family;
+        let refresh = json!({
+            "active": true, "token_use": "refresh_token", "sub": f.subject,
+            "client_id": f.client_id, "scope": f.scope, "aud": [f.audience],
+            "iss": "https://issuer", "exp": view.expires_at, "iat": view.issued_at,
+            "jti": view.jti,
+        });
+        let cases = [
+            (Introspection::Inactive, json!({ "active": false })),
+            (Introspection::Access(Arc::new(claims)), access),
+            (
+                Introspection::Refresh {
+                    issuer: "https://issuer".into(),
+                    view: Box::new(view),
+                },
+                refresh,
+            ),
+        ];
+        for (answer, tree) in cases {
+            assert_eq!(
+                serde_json::to_string(&answer).unwrap(),
+                serde_json::to_string(&tree).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn basic_and_bearer_parsing() {

@@ -845,6 +845,14 @@ async fn discovery_and_operations(b: Backend) {
     );
     assert!(metrics.contains("identity_api_introspections_total{result=\"active_access\"} 1"));
     assert!(metrics.contains("identity_api_request_duration_seconds_bucket"));
+    // One after the other, the two issues are a batch each.
+    for line in [
+        "identity_api_storage_batches_total{kind=\"writes\",outcome=\"answered\"} 2",
+        "identity_api_storage_batches_total{kind=\"writes\",outcome=\"split\"} 0",
+        "identity_api_storage_batch_calls_total{kind=\"writes\"} 2",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
     // 404 / 405 in the same JSON shape.
     assert_error(&env.get("/nope").await, 404, "not_found");
     assert_error(&env.get("/api/v1/token").await, 405, "method_not_allowed");

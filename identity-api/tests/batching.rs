@@ -2,7 +2,9 @@
 //! busy go into one batch, and must come out as if each had run alone. A failing call fails
 //! alone; two rotations of one token in one batch give one winner; answers come back to the
 //! right callers. Writes are held (the SQLite write connection taken, or the PostgreSQL tables
-//! locked) while the calls queue, so that they really share a batch. Also: PostgreSQL
+//! locked) while the calls queue, so that they really share a batch, which the write batches'
+//! counters (as on /metrics) confirm: a batch statement that failed and ran its calls again one
+//! by one would give the same answers, only slower. Also: PostgreSQL
 //! connections plan each execution (no generic plan made for nearly empty tables).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -41,6 +43,14 @@ async fn hold_writes(db: &Db) -> Hold {
             Hold::Postgres(tx)
         }
     }
+}
+
+/// Write batches answered, split (failed, run again call by call) and failed, and calls, since
+/// `since` (the counters at the start of a test).
+fn write_batches(db: &Db, since: [u64; 4]) -> [u64; 4] {
+    let c = db.batch_metrics().counts("writes");
+    let now = [&c.answered, &c.split, &c.failed, &c.calls].map(|c| c.get());
+    std::array::from_fn(|i| now[i] - since[i])
 }
 
 /// Long enough for spawned calls to reach the batch task's queue.
@@ -114,6 +124,7 @@ async fn a_failing_call_fails_alone(b: Backend) {
         return;
     };
     let db = env.state.db().clone();
+    let start = write_batches(&db, [0; 4]);
     let hold = hold_writes(&db).await;
     // The first call is taken at once and waits for the connection; the rest queue behind it
     // and go into the next batch together.
@@ -144,6 +155,8 @@ async fn a_failing_call_fails_alone(b: Backend) {
             assert_eq!(stored, None, "nothing of the bad call is stored");
         }
     }
+    // The first call alone, then one batch of eight, split because of the bad call.
+    assert_eq!(write_batches(&db, start), [1, 1, 0, 9]);
 }
 
 /// Two refreshes presenting the same token land in one batch: the first wins, the second is
@@ -153,6 +166,7 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
         return;
     };
     let db = env.state.db().clone();
+    let start = write_batches(&db, [0; 4]);
     let (fam, old_hash, held) = stored_family_then_held_writes(&db).await;
     let mut rotations = Vec::new();
     let mut new_hashes = Vec::new();
@@ -183,6 +197,8 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
         "the loser's token is not"
     );
     assert!(db.refresh_token(&old_hash).await.unwrap().unwrap().spent);
+    // The stored family, the first held call, then both rotations in one batch, not split.
+    assert_eq!(write_batches(&db, start), [3, 0, 0, 4]);
 }
 
 /// Issues and a rotation land in one batch: on PostgreSQL the spend, then one statement that
@@ -193,6 +209,7 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
         return;
     };
     let db = env.state.db().clone();
+    let start = write_batches(&db, [0; 4]);
     let (fam, old_hash, held) = stored_family_then_held_writes(&db).await;
     let mut issues = Vec::new();
     let mut issued = Vec::new();
@@ -234,6 +251,9 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
         .unwrap()
         .expect("rotated token stored");
     assert!(!rotated.spent);
+    // The stored family, the first held call, then the three issues and the rotation in one
+    // batch, which did not fail (a failed one would be run again call by call, to the same end).
+    assert_eq!(write_batches(&db, start), [3, 0, 0, 6]);
 }
 
 /// Many concurrent lookups of different families and clients, some unknown: each caller gets

@@ -15,6 +15,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::StoreError;
@@ -78,6 +81,54 @@ pub trait Batch: Send + 'static {
     fn failed(&mut self) {}
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchLabel {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+/// What the batches did, by kind, for /metrics. A failed batch is otherwise visible only as
+/// slowness (its calls run again one by one) or in a log line.
+#[derive(Clone, Debug, Default)]
+pub struct BatchMetrics {
+    /// Batches by outcome: `answered`; `split` (failed, its calls run again one by one);
+    /// `failed` (every call got the error: a lone call, a busy database, an unknown outcome).
+    pub batches: Family<BatchLabel, Counter>,
+    /// Calls taken into batches: over `batches`, the mean batch size.
+    pub calls: Family<KindLabel, Counter>,
+}
+
+impl BatchMetrics {
+    /// The counters of one kind of batch, made once so that a batch costs no label lookup.
+    pub fn counts(&self, kind: &'static str) -> Counts {
+        let batches = |outcome| {
+            self.batches
+                .get_or_create(&BatchLabel { kind, outcome })
+                .clone()
+        };
+        Counts {
+            answered: batches("answered"),
+            split: batches("split"),
+            failed: batches("failed"),
+            calls: self.calls.get_or_create(&KindLabel { kind }).clone(),
+        }
+    }
+}
+
+/// One kind's counters of [`BatchMetrics`] (shared with it: a clone counts into the same).
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    pub answered: Counter,
+    pub split: Counter,
+    pub failed: Counter,
+    pub calls: Counter,
+}
+
 type Reply<B> = oneshot::Sender<Result<<B as Batch>::Answer, StoreError>>;
 
 /// The handle callers use; the batches run on a task of their own.
@@ -95,12 +146,12 @@ impl<B: Batch> std::fmt::Debug for Batcher<B> {
 }
 
 impl<B: Batch> Batcher<B> {
-    /// Starts the batch task on the current tokio runtime. It ends when the last handle drops,
-    /// or at [`Batcher::stop`].
-    pub fn spawn(batch: B) -> Self {
+    /// Starts the batch task on the current tokio runtime, counting into `counts`. It ends when
+    /// the last handle drops, or at [`Batcher::stop`].
+    pub fn spawn(batch: B, counts: Counts) -> Self {
         let (queue, calls) = mpsc::channel(QUEUE);
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(drive(batch, calls, stopped));
+        tokio::spawn(drive(batch, calls, stopped, counts));
         Self { queue, stop }
     }
 
@@ -124,6 +175,7 @@ async fn drive<B: Batch>(
     mut batch: B,
     mut queue: mpsc::Receiver<(B::Call, Reply<B>)>,
     mut stopped: watch::Receiver<bool>,
+    counts: Counts,
 ) {
     let mut calls = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply<B>> = Vec::with_capacity(MAX_BATCH);
@@ -166,18 +218,22 @@ async fn drive<B: Batch>(
         if calls.is_empty() {
             continue;
         }
+        counts.calls.inc_by(calls.len() as u64);
         match run(&mut batch, &calls).await {
             Ok(answers) if answers.len() == calls.len() => {
+                counts.answered.inc();
                 for (reply, answer) in replies.drain(..).zip(answers) {
                     let _ = reply.send(Ok(answer));
                 }
             }
             Ok(_) => {
+                counts.failed.inc();
                 for reply in replies.drain(..) {
                     let _ = reply.send(Err(StoreError::Batch));
                 }
             }
             Err(failure) if calls.len() == 1 => {
+                counts.failed.inc();
                 batch.failed();
                 if let Some(reply) = replies.pop() {
                     let _ = reply.send(Err(failure.error));
@@ -186,6 +242,7 @@ async fn drive<B: Batch>(
             Err(Failure { error, unconfirmed }) => {
                 batch.failed();
                 if unconfirmed || error.is_transient() {
+                    counts.failed.inc();
                     tracing::warn!(%error, unconfirmed, calls = calls.len(), "database batch failed");
                     for reply in replies.drain(..) {
                         let _ = reply.send(Err(if unconfirmed {
@@ -195,6 +252,7 @@ async fn drive<B: Batch>(
                         }));
                     }
                 } else {
+                    counts.split.inc();
                     tracing::debug!(%error, calls = calls.len(), "batch failed; running its calls one by one");
                     for (call, reply) in calls.iter().zip(replies.drain(..)) {
                         if reply.is_closed() {
@@ -260,16 +318,22 @@ mod tests {
     }
 
     /// Runs call 0 alone (held at the gate), queues calls 1..=3 behind it (call 2's caller
-    /// gives up before they run), then opens the gate. Returns the answers of calls 1 and 3
-    /// and how many times `run` ran.
-    async fn one_failed_batch(fail: fn() -> Failure) -> (Vec<Result<u32, StoreError>>, usize) {
+    /// gives up before they run), then opens the gate. Returns the answers of calls 1 and 3,
+    /// how many times `run` ran, and the counts of batches: answered, split, failed, calls.
+    async fn one_failed_batch(
+        fail: fn() -> Failure,
+    ) -> (Vec<Result<u32, StoreError>>, usize, [u64; 4]) {
         let runs = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
-        let batcher = Arc::new(Batcher::spawn(Fake {
-            fail,
-            runs: runs.clone(),
-            gate: gate.clone(),
-        }));
+        let counts = Counts::default();
+        let batcher = Arc::new(Batcher::spawn(
+            Fake {
+                fail,
+                runs: runs.clone(),
+                gate: gate.clone(),
+            },
+            counts.clone(),
+        ));
         let call = |n: u32| {
             let batcher = batcher.clone();
             tokio::spawn(async move { batcher.call(n).await })
@@ -286,32 +350,42 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         gate.add_permits(10);
         let answers = vec![one.await.unwrap(), three.await.unwrap()];
-        (answers, runs.load(Ordering::SeqCst))
+        let counts = [
+            &counts.answered,
+            &counts.split,
+            &counts.failed,
+            &counts.calls,
+        ]
+        .map(|c| c.get());
+        (answers, runs.load(Ordering::SeqCst), counts)
     }
 
     #[tokio::test]
     async fn a_failed_batch_runs_again_call_by_call_for_the_callers_still_there() {
-        let (answers, runs) =
+        let (answers, runs, counts) =
             one_failed_batch(|| StoreError::Db(sqlx::Error::RowNotFound).into()).await;
         assert!(matches!(answers[..], [Ok(2), Ok(6)]), "{answers:?}");
         // The first batch, the failed batch of three, then calls 1 and 3 (not 2: gone).
         assert_eq!(runs, 4);
+        // Reruns are not batches of their own: one answered (call 0), one split of three.
+        assert_eq!(counts, [1, 1, 0, 4]);
     }
 
     #[tokio::test]
     async fn a_busy_database_fails_the_whole_batch_once() {
-        let (answers, runs) =
+        let (answers, runs, counts) =
             one_failed_batch(|| StoreError::Db(sqlx::Error::PoolTimedOut).into()).await;
         assert!(
             matches!(answers[..], [Err(StoreError::Busy), Err(StoreError::Busy)]),
             "{answers:?}"
         );
         assert_eq!(runs, 2);
+        assert_eq!(counts, [1, 0, 1, 4]);
     }
 
     #[tokio::test]
     async fn an_unconfirmed_commit_is_never_run_again() {
-        let (answers, runs) = one_failed_batch(|| Failure {
+        let (answers, runs, counts) = one_failed_batch(|| Failure {
             error: StoreError::Db(sqlx::Error::WorkerCrashed),
             unconfirmed: true,
         })
@@ -324,5 +398,6 @@ mod tests {
             "{answers:?}"
         );
         assert_eq!(runs, 2);
+        assert_eq!(counts, [1, 0, 1, 4]);
     }
 }

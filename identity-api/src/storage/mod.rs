@@ -107,6 +107,7 @@ struct HotPath {
     family_states: Batcher<Reads<hot_path::FamilyStates>>,
     refresh_views: Batcher<Reads<hot_path::RefreshViews>>,
     writes: Batcher<hot_path::GroupCommit>,
+    metrics: BatchMetrics,
 }
 
 /// Runs `$body` with `$p` bound to the pool that may write.
@@ -406,6 +407,8 @@ macro_rules! get {
 
 // Declared after the macros above, which they use.
 mod batch;
+
+pub use self::batch::{BatchMetrics, Counts};
 mod hot_path;
 
 const FAMILY_COLUMNS: &str = "f.family_id, f.client_id, f.subject, f.scope, f.audience, \
@@ -464,11 +467,25 @@ impl Db {
     }
 
     fn new(pools: Pools) -> Self {
+        let metrics = BatchMetrics::default();
         let hot = HotPath {
-            clients: Batcher::spawn(Reads::new(pools.clone(), hot_path::Clients)),
-            family_states: Batcher::spawn(Reads::new(pools.clone(), hot_path::FamilyStates)),
-            refresh_views: Batcher::spawn(Reads::new(pools.clone(), hot_path::RefreshViews)),
-            writes: Batcher::spawn(hot_path::GroupCommit::new(pools.clone())),
+            clients: Batcher::spawn(
+                Reads::new(pools.clone(), hot_path::Clients),
+                metrics.counts("clients"),
+            ),
+            family_states: Batcher::spawn(
+                Reads::new(pools.clone(), hot_path::FamilyStates),
+                metrics.counts("family_states"),
+            ),
+            refresh_views: Batcher::spawn(
+                Reads::new(pools.clone(), hot_path::RefreshViews),
+                metrics.counts("refresh_views"),
+            ),
+            writes: Batcher::spawn(
+                hot_path::GroupCommit::new(pools.clone()),
+                metrics.counts("writes"),
+            ),
+            metrics,
         };
         Self {
             pools,
@@ -478,6 +495,11 @@ impl Db {
 
     pub fn pools(&self) -> &Pools {
         &self.pools
+    }
+
+    /// What the hot path's batches did (registered on /metrics by [`crate::Metrics`]).
+    pub fn batch_metrics(&self) -> &BatchMetrics {
+        &self.hot.metrics
     }
 
     pub fn kind(&self) -> &'static str {
