@@ -97,6 +97,7 @@ impl Metrics {
             latency,
         }
     }
+
     pub fn refresh(&self, outcome: &str) {
         self.refreshes
             .get_or_create(&OutcomeLabel {

@@ -269,10 +269,10 @@ impl AppState {
         let keks = keks.into();
         let verifier_key = keys::bootstrap(&db, &keks).await?;
         let dummy_verifier = clients::verifier(&verifier_key, "", "");
+        let metrics = Metrics::new(db.batch_metrics());
         // Another replica may sign with a just-retired key until its next reload (every second):
         // the JWKS keeps a retired key a little longer than an access token lives, so no token
         // outlives its published key.
-        let metrics = Metrics::new(db.batch_metrics());
         let keys = KeyStore::new(
             keks,
             settings.family_ttl,

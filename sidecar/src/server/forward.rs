@@ -64,13 +64,23 @@ pub struct Forward<'a> {
 pub struct Upstream {
     client: Client<Connector, Full<Bytes>>,
     base: String,
-    internal_token: Option<InternalToken>,
+    /// `X-Internal-Token`, built once: every request shares this value (a reference count),
+    /// instead of copying the secret into a new buffer each time.
+    internal_token: Option<HeaderValue>,
     timeout: Duration,
     max_body: usize,
 }
 
+/// Marked sensitive: hidden from `Debug`, never indexed by an HPACK encoder.
+fn internal_token_header(token: &InternalToken) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(token.as_str())
+        .map_err(|_| "the internal token is not a header value".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 impl Upstream {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config) -> Result<Self, String> {
         let connector = Connector::new(config.upstream_socket.as_deref());
         // No connect timeout of its own: the whole exchange, connecting included, runs under
         // the upstream timeout in `send`, so that a slow connect is a 504 like a slow answer.
@@ -79,13 +89,17 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(256)
             .build(connector);
-        Self {
+        let internal_token = match &config.internal_token {
+            Some(token) => Some(internal_token_header(token)?),
+            None => None,
+        };
+        Ok(Self {
             client,
             base: config.upstream_base(),
-            internal_token: config.internal_token.clone(),
+            internal_token,
             timeout: config.upstream_timeout(),
             max_body: config.max_upstream_body_bytes,
-        }
+        })
     }
 
     /// `POST {upstream}{path}` with a JSON body: Content-Type, the Authorization header
@@ -140,10 +154,7 @@ impl Upstream {
         body: Full<Bytes>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         if let Some(token) = &self.internal_token {
-            let mut value = HeaderValue::from_str(token.as_str())
-                .map_err(|_| UpstreamError::Unavailable("internal token is not a header value"))?;
-            value.set_sensitive(true);
-            request = request.header(headers::INTERNAL_TOKEN, value);
+            request = request.header(headers::INTERNAL_TOKEN, token.clone());
         }
         // Only a path that is not a URI path could fail here; the route table has none.
         let request = request
@@ -209,5 +220,28 @@ impl Timer {
 
     pub fn seconds(&self) -> f64 {
         self.0.elapsed().as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_internal_token_header_is_built_once_marked_sensitive_and_never_printed() {
+        let mut config =
+            Config::try_parse_from(["identity-sidecar", "--upstream", "http://127.0.0.1:1"])
+                .unwrap();
+        config.internal_token = Some("s3cr3t-internal-token".parse().unwrap());
+        let upstream = Upstream::new(&config).unwrap();
+        let header = upstream.internal_token.as_ref().unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header.as_bytes(), b"s3cr3t-internal-token");
+        let shown = format!("{upstream:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 }

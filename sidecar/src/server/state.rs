@@ -186,7 +186,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(config: &Config, keys: Keys) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let upstream = Upstream::new(config);
+        let upstream = Upstream::new(config).map_err(StartError::Config)?;
         Ok(Self(Arc::new(Inner {
             settings: Settings {
                 anonymous_ttl: config.anonymous_ttl_secs,
