@@ -407,9 +407,9 @@ macro_rules! get {
 
 // Declared after the macros above, which they use.
 mod batch;
+mod hot_path;
 
 pub use self::batch::{BatchMetrics, Counts};
-mod hot_path;
 
 const FAMILY_COLUMNS: &str = "f.family_id, f.client_id, f.subject, f.scope, f.audience, \
      f.created_at, f.expires_at, f.revoked_at";

@@ -89,14 +89,14 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(256)
             .build(connector);
-        let internal_token = match &config.internal_token {
-            Some(token) => Some(internal_token_header(token)?),
-            None => None,
-        };
         Ok(Self {
             client,
             base: config.upstream_base(),
-            internal_token,
+            internal_token: config
+                .internal_token
+                .as_ref()
+                .map(internal_token_header)
+                .transpose()?,
             timeout: config.upstream_timeout(),
             max_body: config.max_upstream_body_bytes,
         })
