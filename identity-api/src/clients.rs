@@ -7,6 +7,9 @@
 //! check without the server key. A slow password hash (argon2, bcrypt) only helps low-entropy
 //! human passwords and would cap issuance at a few hundred requests per second.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -54,6 +57,53 @@ pub fn verifier(key: &Key32, client_id: &str, secret: &str) -> [u8; 32] {
 
 pub fn verifier_matches(computed: &[u8; 32], stored: &[u8]) -> bool {
     computed.as_slice().ct_eq(stored).into()
+}
+
+/// Client rows read recently, so that most issues skip the read of their client. Only a
+/// successful authentication is answered from here; every refusal is decided on a fresh read,
+/// so that an unknown id and a wrong secret still cost the same, and a new secret (after
+/// `rotate-secret`) or a re-enabled client works at once. A stale row can authenticate but not
+/// issue: the write that stores the family checks, in the same statement, that the client is
+/// still enabled with the verifier it authenticated by (`Db::create_family`).
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    rows: RwLock<HashMap<String, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    row: Arc<ClientRow>,
+    read_at: i64,
+}
+
+impl ClientCache {
+    /// Seconds a row is used for: bounds how long a change the write does not check (scopes
+    /// edited in the database by hand, say) takes to show.
+    pub const TTL_SECS: i64 = 10;
+    /// Rows held at most; emptied when full. One per client that authenticated lately.
+    pub const CAPACITY: usize = 4096;
+
+    pub fn get(&self, client_id: &str, now: i64) -> Option<Arc<ClientRow>> {
+        let rows = self.rows.read().ok()?;
+        let cached = rows.get(client_id)?;
+        (now.saturating_sub(cached.read_at) < Self::TTL_SECS).then(|| Arc::clone(&cached.row))
+    }
+
+    pub fn insert(&self, row: Arc<ClientRow>, now: i64) {
+        let Ok(mut rows) = self.rows.write() else {
+            return;
+        };
+        if rows.len() >= Self::CAPACITY {
+            rows.clear();
+        }
+        rows.insert(row.client_id.clone(), Cached { row, read_at: now });
+    }
+
+    pub fn remove(&self, client_id: &str) {
+        if let Ok(mut rows) = self.rows.write() {
+            rows.remove(client_id);
+        }
+    }
 }
 
 pub fn valid_client_id(id: &str) -> bool {
@@ -150,5 +200,48 @@ pub async fn set_enabled(db: &Db, client_id: &str, enabled: bool) -> Result<(), 
         Ok(())
     } else {
         Err(ClientError::NotFound(client_id.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(client_id: &str) -> Arc<ClientRow> {
+        Arc::new(ClientRow {
+            client_id: client_id.to_owned(),
+            secret_verifier: vec![1; 32],
+            scopes: "a".into(),
+            audiences: "b".into(),
+            enabled: true,
+            created_at: 0,
+            rotated_at: 0,
+        })
+    }
+
+    #[test]
+    fn client_cache_answers_for_its_lifetime_then_reads_again() {
+        let cache = ClientCache::default();
+        assert!(cache.get("c1", 100).is_none());
+        cache.insert(row("c1"), 100);
+        assert_eq!(cache.get("c1", 100).unwrap().client_id, "c1");
+        assert!(cache.get("c1", 100 + ClientCache::TTL_SECS - 1).is_some());
+        assert!(cache.get("c1", 100 + ClientCache::TTL_SECS).is_none());
+        assert!(cache.get("c2", 100).is_none());
+        cache.remove("c1");
+        assert!(cache.get("c1", 100).is_none());
+    }
+
+    #[test]
+    fn client_cache_is_bounded() {
+        let cache = ClientCache::default();
+        for i in 0..ClientCache::CAPACITY {
+            cache.insert(row(&format!("c{i}")), 0);
+        }
+        assert!(cache.get("c0", 0).is_some());
+        cache.insert(row("one-more"), 0);
+        assert!(cache.get("c0", 0).is_none(), "emptied when full");
+        assert!(cache.get("one-more", 0).is_some());
+        assert_eq!(cache.rows.read().unwrap().len(), 1);
     }
 }

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::clients::{self, split_list, valid_scope_token, verifier_matches};
+use crate::clients::{self, ClientCache, split_list, valid_scope_token, verifier_matches};
 use crate::error::ApiError;
 use crate::keys::{self, Keks, KeyError, KeyStore};
 use crate::metrics::Metrics;
 use crate::secret::{Fresh, InternalToken, Key32, refresh_token_key};
-use crate::storage::{Audit, Db, FamilyRow, NewRefresh, RefreshView, Rotation, StoreError};
+use crate::storage::{
+    Audit, ClientRow, Db, FamilyRow, NewRefresh, Opened, RefreshView, Rotation, StoreError,
+};
 use crate::tokens::{self, Claims, TokenError, VerifiedCache};
 
 /// How long past an access token's lifetime a retired signing key stays in the JWKS: a few
@@ -85,6 +87,7 @@ struct Inner {
     /// Compared against when the client is unknown, so that both paths cost the same.
     dummy_verifier: [u8; 32],
     cache: VerifiedCache,
+    clients: ClientCache,
     metrics: Metrics,
     last_key_reload: AtomicI64,
 }
@@ -286,6 +289,7 @@ impl AppState {
                 verifier_key,
                 dummy_verifier,
                 cache: VerifiedCache::default(),
+                clients: ClientCache::default(),
                 metrics,
                 last_key_reload: AtomicI64::new(0),
             }),
@@ -355,27 +359,38 @@ impl AppState {
     // ---- authentication ----
 
     /// `Authorization: Basic b64(client_id:client_secret)`. Unknown client, wrong secret and
-    /// disabled client take the same path and give the same answer.
+    /// disabled client take the same path and give the same answer: a read of the client (a
+    /// success may come from [`ClientCache`] instead) and a comparison with its verifier.
     pub async fn authenticate_client(
         &self,
         authorization: Option<&[u8]>,
-    ) -> Result<crate::storage::ClientRow, ApiError> {
+    ) -> Result<Arc<ClientRow>, ApiError> {
         let (id, secret) = parse_basic(authorization).ok_or(ApiError::InvalidClient)?;
+        let computed = clients::verifier(&self.inner.verifier_key, &id, &secret);
+        let now = now();
+        if let Some(row) = self.inner.clients.get(&id, now)
+            && row.enabled
+            && verifier_matches(&computed, &row.secret_verifier)
+        {
+            return Ok(row);
+        }
         // An id no client can have (PostgreSQL refuses a NUL in text, for one) is not looked
         // up, but still takes the verifier comparison below, as an unknown client does.
         let row = if clients::valid_client_id(&id) {
-            self.inner.db.client(&id).await?
+            self.inner.db.client(&id).await?.map(Arc::new)
         } else {
             None
         };
-        let computed = clients::verifier(&self.inner.verifier_key, &id, &secret);
         let stored: &[u8] = match &row {
             Some(r) => &r.secret_verifier,
             None => &self.inner.dummy_verifier,
         };
         let matches = verifier_matches(&computed, stored);
         match row {
-            Some(r) if matches && r.enabled => Ok(r),
+            Some(r) if matches && r.enabled => {
+                self.inner.clients.insert(Arc::clone(&r), now);
+                Ok(r)
+            }
             _ => Err(ApiError::InvalidClient),
         }
     }
@@ -431,7 +446,7 @@ impl AppState {
 
     pub async fn issue(
         &self,
-        client: &crate::storage::ClientRow,
+        client: &ClientRow,
         req: IssueRequest,
         session_subject: Option<&str>,
     ) -> Result<TokenResponse, ApiError> {
@@ -493,7 +508,23 @@ impl AppState {
         let (refresh, new) = self.new_refresh(&family, now, &mut fresh);
         let refresh_exp = new.expires_at;
         let scope = family.scope.clone();
-        self.inner.db.create_family(family, new).await?;
+        let client_id = &client.client_id;
+        match self
+            .inner
+            .db
+            .create_family(family, new, &client.secret_verifier)
+            .await?
+        {
+            Opened::Stored => {}
+            Opened::ClientChanged => {
+                self.inner.clients.remove(client_id);
+                tracing::info!(
+                    client_id,
+                    "issue refused: the client was disabled or its secret rotated meanwhile"
+                );
+                return Err(ApiError::InvalidClient);
+            }
+        }
         self.inner.metrics.tokens_issued.inc();
         Ok(TokenResponse {
             access_token,

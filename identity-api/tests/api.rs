@@ -22,6 +22,7 @@ both!(
     discovery_and_operations,
     bearer_variants,
     disabling_a_client_revokes_its_families,
+    client_changes_act_at_once_on_issue,
     storage_holds_hashes_and_audit_holds_no_secret,
     refresh_tokens_of_the_previous_format,
 );
@@ -925,6 +926,72 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
     assert_error(&env.refresh(&a1, &r1).await, 401, "invalid_token");
     let fresh = env.issue().await;
     let bearer = s(&fresh, "access_token");
+    assert_eq!(env.introspect(&bearer, &bearer).await.1["active"], true);
+}
+
+/// Issue answers from a cache of client rows once a client has authenticated; a
+/// `rotate-secret`, `client disable` or `client enable` still acts on the very next issue: the
+/// new secret works and the old one does not, a disabled client gets `invalid_client` and no
+/// family is stored for it, an enabled one issues again.
+async fn client_changes_act_at_once_on_issue(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db();
+    let key = env.state.verifier_key();
+    let issue = |secret: String| {
+        let env = &env;
+        async move {
+            env.post(
+                "/api/v1/token/issue",
+                &[("authorization", &basic("c1", &secret))],
+                r#"{"subject": "test-user"}"#,
+            )
+            .await
+        }
+    };
+    let issues_stored = || async {
+        let events = db.audit_events(1000).await.unwrap();
+        events.iter().filter(|e| e.0 == "issue").count()
+    };
+    let old = env.secret.clone();
+    assert_eq!(issue(old.clone()).await.0, StatusCode::OK);
+
+    let new = identity_api::clients::rotate_secret(db, key, "c1", identity_api::now())
+        .await
+        .unwrap()
+        .expose()
+        .to_owned();
+    let before = issues_stored().await;
+    assert_error(&issue(old.clone()).await, 401, "invalid_client");
+    assert_eq!(
+        issues_stored().await,
+        before,
+        "nothing stored for the old secret"
+    );
+    assert_eq!(issue(new.clone()).await.0, StatusCode::OK);
+    assert_error(&issue(old).await, 401, "invalid_client");
+
+    assert_eq!(issue(new.clone()).await.0, StatusCode::OK);
+    identity_api::clients::set_enabled(db, "c1", false)
+        .await
+        .unwrap();
+    let before = issues_stored().await;
+    for _ in 0..2 {
+        assert_error(&issue(new.clone()).await, 401, "invalid_client");
+    }
+    assert_eq!(
+        issues_stored().await,
+        before,
+        "nothing stored while disabled"
+    );
+
+    identity_api::clients::set_enabled(db, "c1", true)
+        .await
+        .unwrap();
+    let pair = issue(new).await;
+    assert_eq!(pair.0, StatusCode::OK, "{}", pair.1);
+    let bearer = s(&pair.1, "access_token");
     assert_eq!(env.introspect(&bearer, &bearer).await.1["active"], true);
 }
 

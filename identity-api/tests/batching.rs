@@ -1,7 +1,7 @@
 //! The batches of the storage hot path (`storage::batch`): calls queued while the database is
 //! busy go into one batch, and must come out as if each had run alone. A failing call fails
 //! alone; two rotations of one token in one batch give one winner; answers come back to the
-//! right callers. Writes are held (the SQLite write connection taken, or the PostgreSQL tables
+//! right callers; an issue whose client changed is refused alone. Writes are held (the SQLite write connection taken, or the PostgreSQL tables
 //! locked) while the calls queue, so that they really share a batch, which the write batches'
 //! counters (as on /metrics) confirm: a batch statement that failed and ran its calls again one
 //! by one would give the same answers, only slower. Also: PostgreSQL
@@ -15,10 +15,11 @@ use std::time::Duration;
 use common::{Backend, TestEnv};
 use identity_api::Db;
 use identity_api::secret::{random_id, sha256};
-use identity_api::storage::{FamilyRow, NewRefresh, Pools, Rotation, StoreError};
+use identity_api::storage::{FamilyRow, NewRefresh, Opened, Pools, Rotation, StoreError};
 
 both!(
     a_failing_call_fails_alone,
+    issues_of_a_changed_client_are_refused_alone,
     two_rotations_of_one_token_in_one_batch,
     issues_and_a_rotation_in_one_batch,
     queued_reads_answer_their_own_callers,
@@ -63,29 +64,37 @@ async fn settle() {
 /// batch together.
 struct Held {
     hold: Hold,
-    first: tokio::task::JoinHandle<Result<(), StoreError>>,
+    first: tokio::task::JoinHandle<Result<Opened, StoreError>>,
 }
 
 impl Held {
     async fn release(self) {
         settle().await;
         drop(self.hold);
-        self.first.await.unwrap().unwrap();
+        assert_eq!(self.first.await.unwrap().unwrap(), Opened::Stored);
     }
 }
 
 /// A stored family and its first refresh token's hash, then the writes held.
 async fn stored_family_then_held_writes(db: &Db) -> (FamilyRow, [u8; 32], Held) {
     let (family, refresh, hash) = new_family("c1");
-    db.create_family(family.clone(), refresh).await.unwrap();
+    open(db, family.clone(), refresh).await.unwrap();
     let hold = hold_writes(db).await;
     let (blocker, blocker_refresh, _) = new_family("c1");
     let first = {
         let db = db.clone();
-        tokio::spawn(async move { db.create_family(blocker, blocker_refresh).await })
+        tokio::spawn(async move { open(&db, blocker, blocker_refresh).await })
     };
     settle().await;
     (family, hash, Held { hold, first })
+}
+
+/// `Db::create_family` with the verifier of the family's client as stored (none for an unknown
+/// client), as an issue that authenticated just now passes it.
+async fn open(db: &Db, family: FamilyRow, refresh: NewRefresh) -> Result<Opened, StoreError> {
+    let client = db.client(&family.client_id).await?;
+    let verifier = client.map(|c| c.secret_verifier).unwrap_or_default();
+    db.create_family(family, refresh, &verifier).await
 }
 
 fn new_family(client_id: &str) -> (FamilyRow, NewRefresh, [u8; 32]) {
@@ -117,46 +126,114 @@ fn new_refresh(family_id: &str) -> (NewRefresh, [u8; 32]) {
     (refresh, hash)
 }
 
-/// One issue among eight names a client that does not exist (a foreign-key violation): it
-/// fails, the seven others are stored.
+/// One issue among eight reuses the id of a stored family (a primary-key violation): it fails,
+/// the seven others are stored.
 async fn a_failing_call_fails_alone(b: Backend) {
     let Some(env) = TestEnv::new(b).await else {
         return;
     };
     let db = env.state.db().clone();
+    let (taken, taken_refresh, _) = new_family("c1");
+    let taken_id = taken.family_id.clone();
+    open(&db, taken, taken_refresh).await.unwrap();
     let start = write_batches(&db, [0; 4]);
     let hold = hold_writes(&db).await;
     // The first call is taken at once and waits for the connection; the rest queue behind it
     // and go into the next batch together.
     let mut calls = Vec::new();
-    let mut families = Vec::new();
     for i in 0..9 {
-        let client = if i == 5 { "no-such-client" } else { "c1" };
-        let (family, refresh, _) = new_family(client);
-        families.push((family.family_id.clone(), client));
+        let (mut family, refresh, hash) = new_family("c1");
+        let bad = i == 5;
+        if bad {
+            family.family_id.clone_from(&taken_id);
+        }
         let db = db.clone();
-        calls.push(tokio::spawn(async move {
-            db.create_family(family, refresh).await
-        }));
+        let family_id = family.family_id.clone();
+        let call = tokio::spawn(async move { open(&db, family, refresh).await });
+        calls.push((call, family_id, hash, bad));
         if i == 0 {
             settle().await;
         }
     }
     settle().await;
     drop(hold);
-    for (call, (family_id, client)) in calls.into_iter().zip(&families) {
+    for (call, family_id, hash, bad) in calls {
         let result = call.await.unwrap();
-        let stored = db.family_revoked(family_id).await.unwrap();
-        if *client == "c1" {
-            assert!(result.is_ok(), "{result:?}");
-            assert_eq!(stored, Some(false), "family of a good call is stored");
+        let stored = db.refresh_token(&hash).await.unwrap();
+        if bad {
+            assert!(result.is_err(), "the bad call must fail: {result:?}");
+            assert!(stored.is_none(), "nothing of the bad call is stored");
         } else {
-            assert!(result.is_err(), "the bad call must fail");
-            assert_eq!(stored, None, "nothing of the bad call is stored");
+            assert_eq!(result.unwrap(), Opened::Stored);
+            assert_eq!(stored.unwrap().family.family_id, family_id);
         }
     }
     // The first call alone, then one batch of eight, split because of the bad call.
     assert_eq!(write_batches(&db, start), [1, 1, 0, 9]);
+}
+
+/// Issues in one batch whose client was disabled, whose secret was rotated after they
+/// authenticated (they carry the old verifier), or which name no client: each is refused and
+/// stores nothing (no family, no refresh token, no audit row); the good issues beside them are
+/// stored, and the batch is answered as a whole, not split.
+async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db().clone();
+    let old_c2 = db.client("c2").await.unwrap().unwrap().secret_verifier;
+    identity_api::clients::set_enabled(&db, "c2", false)
+        .await
+        .unwrap();
+    let old_c1 = db.client("c1").await.unwrap().unwrap().secret_verifier;
+    identity_api::clients::rotate_secret(&db, env.state.verifier_key(), "c1", identity_api::now())
+        .await
+        .unwrap();
+    let start = write_batches(&db, [0; 4]);
+    let hold = hold_writes(&db).await;
+    let cases: [(&str, Option<&[u8]>, Opened); 6] = [
+        ("c1", None, Opened::Stored), // taken at once: waits for the held writes
+        ("c1", None, Opened::Stored),
+        ("c1", Some(&old_c1), Opened::ClientChanged),
+        ("c2", Some(&old_c2), Opened::ClientChanged),
+        ("multi", None, Opened::Stored),
+        ("no-such-client", Some(&[7; 32]), Opened::ClientChanged),
+    ];
+    let mut calls = Vec::new();
+    for (i, (client, verifier, expected)) in cases.into_iter().enumerate() {
+        let (family, refresh, hash) = new_family(client);
+        let family_id = family.family_id.clone();
+        let (db, verifier) = (db.clone(), verifier.map(<[u8]>::to_vec));
+        let call = tokio::spawn(async move {
+            match verifier {
+                Some(v) => db.create_family(family, refresh, &v).await,
+                None => open(&db, family, refresh).await,
+            }
+        });
+        calls.push((call, family_id, hash, expected));
+        if i == 0 {
+            settle().await;
+        }
+    }
+    settle().await;
+    drop(hold);
+    let mut answered = Vec::new();
+    for (call, family_id, hash, expected) in calls {
+        assert_eq!(call.await.unwrap().unwrap(), expected, "{family_id}");
+        answered.push((family_id, hash, expected));
+    }
+    let events = db.audit_events(100).await.unwrap();
+    for (family_id, hash, expected) in answered {
+        let stored = expected == Opened::Stored;
+        assert_eq!(db.family(&family_id).await.unwrap().is_some(), stored);
+        assert_eq!(db.refresh_token(&hash).await.unwrap().is_some(), stored);
+        let audited = events
+            .iter()
+            .any(|e| e.0 == "issue" && e.2.as_deref() == Some(family_id.as_str()));
+        assert_eq!(audited, stored, "{events:?}");
+    }
+    // The first call alone, then the five others in one batch, answered.
+    assert_eq!(write_batches(&db, start), [2, 0, 0, 6]);
 }
 
 /// Two refreshes presenting the same token land in one batch: the first wins, the second is
@@ -217,9 +294,9 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
         let (family, refresh, hash) = new_family("c1");
         issued.push((family.family_id.clone(), hash));
         let db = db.clone();
-        issues.push(tokio::spawn(async move {
-            db.create_family(family, refresh).await
-        }));
+        issues.push(tokio::spawn(
+            async move { open(&db, family, refresh).await },
+        ));
     }
     let (new, new_hash) = new_refresh(&fam.family_id);
     let rotation = {
@@ -231,7 +308,7 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
     };
     held.release().await;
     for issue in issues {
-        issue.await.unwrap().unwrap();
+        assert_eq!(issue.await.unwrap().unwrap(), Opened::Stored);
     }
     assert_eq!(rotation.await.unwrap().unwrap(), Rotation::Rotated);
     for (family_id, hash) in &issued {
@@ -267,7 +344,7 @@ async fn queued_reads_answer_their_own_callers(b: Backend) {
     for _ in 0..20 {
         let (family, refresh, hash) = new_family("c1");
         known.push((family.family_id.clone(), hash));
-        db.create_family(family, refresh).await.unwrap();
+        open(&db, family, refresh).await.unwrap();
     }
     let mut calls = Vec::new();
     for round in 0..3 {

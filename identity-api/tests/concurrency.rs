@@ -1,7 +1,8 @@
 //! Refresh rotation under contention: of 50 concurrent refreshes of one token exactly one
 //! succeeds, the others get 400 invalid_grant (or 401 invalid_token once their bearer's family
 //! is revoked), never a 5xx; the family, the winner's pair included, ends revoked. In-process,
-//! over real HTTP, and with two identity-api instances sharing one database.
+//! over real HTTP, and with two identity-api instances sharing one database. Issues racing a
+//! `client disable` leave no live family behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -18,6 +19,7 @@ both!(
     two_instances_share_one_database,
     two_processes_share_one_database,
     concurrent_issues_never_fail,
+    disabling_a_client_while_it_issues,
 );
 
 /// Exactly one 200; the rest reuse errors.
@@ -224,4 +226,71 @@ async fn concurrent_issues_never_fail(b: Backend) {
     for (status, body) in tasks.join_all().await {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+}
+
+/// `client disable` while the client issues from two instances (so from two caches of client
+/// rows): each issue either is stored before the disable commits, and revoked by it, or is
+/// refused with `invalid_client`. No family of the client is left live.
+async fn disabling_a_client_while_it_issues(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let second = state_on(&env.url, &env.kek, common::settings()).await;
+    let apps = [env.app.clone(), identity_api::app(second)];
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let app = apps[i % 2].clone();
+        let auth = basic("c1", &env.secret);
+        let issued = issued.clone();
+        // Until refused, or 2,000 issues in all (the disable comes long before).
+        tasks.spawn(async move {
+            while issued.load(std::sync::atomic::Ordering::Relaxed) < 2000 {
+                let (status, body) = common::send(
+                    &app,
+                    "POST",
+                    "/api/v1/token/issue",
+                    &[("authorization", &auth)],
+                    br#"{"subject": "u"}"#.to_vec(),
+                )
+                .await;
+                match (status.as_u16(), body["error"].as_str()) {
+                    (200, _) => issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    (401, Some("invalid_client")) => return,
+                    other => panic!("unexpected answer {other:?}: {body}"),
+                };
+            }
+            panic!("never refused");
+        });
+    }
+    while issued.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    identity_api::clients::set_enabled(env.state.db(), "c1", false)
+        .await
+        .unwrap();
+    tasks.join_all().await;
+    let live = "SELECT COUNT(*) FROM token_families WHERE client_id = 'c1' AND revoked_at IS NULL";
+    let (live, all): (i64, i64) = match env.state.db().pools() {
+        identity_api::storage::Pools::Sqlite { read, .. } => (
+            sqlx::query_scalar(live).fetch_one(read).await.unwrap(),
+            sqlx::query_scalar("SELECT COUNT(*) FROM token_families")
+                .fetch_one(read)
+                .await
+                .unwrap(),
+        ),
+        identity_api::storage::Pools::Postgres(pool) => (
+            sqlx::query_scalar(live).fetch_one(pool).await.unwrap(),
+            sqlx::query_scalar("SELECT COUNT(*) FROM token_families")
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        ),
+    };
+    eprintln!("{all} families issued, {live} live");
+    assert!(all >= 100);
+    assert_eq!(
+        live, 0,
+        "a family issued while the client was disabled is live"
+    );
 }

@@ -21,8 +21,8 @@ use sqlx::{Connection as _, Postgres, Row, Sqlite, SqliteConnection};
 
 use super::batch::{Batch, Failure, MAX_BATCH};
 use super::{
-    ClientRow, FAMILY_COLUMNS, FamilyRow, NewRefresh, Pools, RefreshView, Rotation, StoreError,
-    client_from, refresh_view_from,
+    ClientRow, FAMILY_COLUMNS, FamilyRow, NewRefresh, Opened, Pools, RefreshView, Rotation,
+    StoreError, client_from, refresh_view_from,
 };
 
 /// Rows a batch's SQL text holds: the smallest bucket that fits the batch.
@@ -346,10 +346,12 @@ impl Lookup for RefreshViews {
 /// A write of the hot path.
 #[derive(Debug)]
 pub enum Write {
-    /// Token issue: a new family with its first refresh token.
+    /// Token issue: a new family with its first refresh token, if its client is still enabled
+    /// with `verifier`.
     Open {
         family: FamilyRow,
         refresh: NewRefresh,
+        verifier: Vec<u8>,
     },
     /// Refresh: spend `old_hash` (unless spent already or the family is revoked) and store `new`.
     Rotate {
@@ -364,7 +366,7 @@ pub enum Write {
 /// What a [`Write`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
-    Opened,
+    Open(Opened),
     Rotation(Rotation),
 }
 
@@ -384,26 +386,64 @@ static SPEND: Texts = LazyLock::new(|| {
     })
 });
 
-const FAMILY_WIDTH: usize = 7;
+const FAMILY_WIDTH: usize = 8;
 const REFRESH_WIDTH: usize = 5;
 const AUDIT_WIDTH: usize = 6;
 
-fn insert_families(n: usize, first: usize) -> String {
+/// The two databases' forms of the group commit's writes.
+#[derive(Debug, Clone, Copy)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A family is stored only while its client is enabled with the verifier it authenticated by
+/// (`column8`): the join drops the row of an issue whose client was disabled or rotated since,
+/// and RETURNING names the families stored. On PostgreSQL the client rows are locked (shared)
+/// until the commit, so that a `client disable` running at the same time either commits first
+/// (and the join sees it) or waits and then revokes the new families; on SQLite the write
+/// transaction excludes it. `CROSS JOIN`: SQLite then keeps the VALUES as the outer loop and
+/// finds each client by key (with a plain join it scans the clients for a batch of 4 or more).
+fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
+    let lock = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR SHARE OF c",
+    };
     format!(
         "INSERT INTO token_families \
          (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
-         SELECT column1, column2, column3, column4, column5, column6, column7, column6 \
-         FROM (VALUES {}) AS v WHERE column1 IS NOT NULL",
+         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
+         v.column6 \
+         FROM (VALUES {}) AS v CROSS JOIN clients c \
+         WHERE v.column1 IS NOT NULL AND c.client_id = v.column2 \
+         AND c.enabled = TRUE AND c.secret_verifier = v.column8{lock} \
+         RETURNING family_id",
         values(n, FAMILY_WIDTH, first)
     )
 }
 
-fn insert_refreshes(n: usize, first: usize) -> String {
+/// The condition that `column`'s family exists: stored before this batch (a rotation's) or by
+/// it (an issue's, unless its client refused it). PostgreSQL's parts of one statement share a
+/// snapshot, so there the families just stored are read from the CTE. (There, `IN (SELECT ...)`
+/// joined by `OR` is planned as a hash of the whole table, read for every batch: `EXISTS` finds
+/// the row by key.)
+fn family_stored(column: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("{column} IN (SELECT family_id FROM token_families)"),
+        Dialect::Postgres => format!(
+            "(EXISTS (SELECT 1 FROM families n WHERE n.family_id = {column}) \
+             OR EXISTS (SELECT 1 FROM token_families t WHERE t.family_id = {column}))"
+        ),
+    }
+}
+
+fn insert_refreshes(n: usize, first: usize, dialect: Dialect) -> String {
     format!(
         "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
          SELECT column1, column2, column3, column4, column5, FALSE \
-         FROM (VALUES {}) AS v WHERE column1 IS NOT NULL",
-        values(n, REFRESH_WIDTH, first)
+         FROM (VALUES {}) AS v WHERE column1 IS NOT NULL AND {}",
+        values(n, REFRESH_WIDTH, first),
+        family_stored("column3", dialect)
     )
 }
 
@@ -415,51 +455,61 @@ fn update_last_used(n: usize, first: usize) -> String {
     )
 }
 
-fn insert_audits(n: usize, first: usize) -> String {
+fn insert_audits(n: usize, first: usize, dialect: Dialect) -> String {
     format!(
         "INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
          SELECT column1, column2, column3, column4, column5, column6 \
-         FROM (VALUES {}) AS v WHERE column2 IS NOT NULL",
-        values(n, AUDIT_WIDTH, first)
+         FROM (VALUES {}) AS v WHERE column2 IS NOT NULL AND {}",
+        values(n, AUDIT_WIDTH, first),
+        family_stored("column5", dialect)
     )
 }
 
 /// The four writes after the spend, every part sized to `n` rows, their parameters numbered
-/// across the parts in order, as `join` puts them together.
-fn writes(n: usize, join: fn([String; 4]) -> String) -> String {
+/// across the parts in order.
+fn writes(n: usize, dialect: Dialect) -> [String; 4] {
     let mut first = 1;
     let mut next = |params: usize| {
         let at = first;
         first += params;
         at
     };
-    join([
-        insert_families(n, next(n * FAMILY_WIDTH)),
-        insert_refreshes(n, next(n * REFRESH_WIDTH)),
+    [
+        insert_families(n, next(n * FAMILY_WIDTH), dialect),
+        insert_refreshes(n, next(n * REFRESH_WIDTH), dialect),
         update_last_used(n, next(1 + n)),
-        insert_audits(n, next(n * AUDIT_WIDTH)),
-    ])
+        insert_audits(n, next(n * AUDIT_WIDTH), dialect),
+    ]
 }
 
-/// SQLite: one query of four statements.
+/// SQLite: one query of four statements, the first returning the families stored.
 fn sqlite_writes(n: usize) -> String {
-    writes(n, |parts| parts.join("; "))
+    writes(n, Dialect::Sqlite).join("; ")
+}
+
+/// SQLite, for a batch of rotations only: without the insert of families, whose RETURNING
+/// costs a temporary table even when it inserts nothing (3 % of a refresh's instructions in
+/// batches of one or two). Its parameters are anonymous, so dropping the first part's shifts
+/// nothing.
+fn sqlite_rotation_writes(n: usize) -> String {
+    writes(n, Dialect::Sqlite)[1..].join("; ")
 }
 
 /// PostgreSQL, which takes no multi-statement query with parameters: one statement of
-/// data-modifying CTEs. A statement is atomic on its own, so a batch of issues is this one
-/// round-trip (it was five: BEGIN, three INSERTs, COMMIT), and a batch with rotations four
-/// (BEGIN, the spend, this, COMMIT). The parts see one snapshot, and none reads what another
-/// writes: the refresh tokens' foreign key to the families inserted beside them is checked at
-/// the end of the statement, and the families whose `last_used_at` is updated are those of
-/// rotations, which existed before.
+/// data-modifying CTEs, returning the families stored. A statement is atomic on its own, so a
+/// batch of issues is this one round-trip (it was five: BEGIN, three INSERTs, COMMIT), and a
+/// batch with rotations four (BEGIN, the spend, this, COMMIT). The parts see one snapshot:
+/// those that need the families stored beside them read them from `families`, and the foreign
+/// keys are checked at the end of the statement. The main query reads `families`, so its insert
+/// (which locks the client rows) runs first; PostgreSQL's executor runs the parts nobody reads,
+/// the update of `last_used_at` among them, after the main query. So a batch locks clients,
+/// then families, in the order `client disable` does, and the two do not deadlock.
 fn postgres_writes(n: usize) -> String {
-    writes(n, |[families, refreshes, last_used, audits]| {
-        format!(
-            "WITH families AS ({families}), refreshes AS ({refreshes}), \
-             last_used AS ({last_used}) {audits}"
-        )
-    })
+    let [families, refreshes, last_used, audits] = writes(n, Dialect::Postgres);
+    format!(
+        "WITH families AS ({families}), refreshes AS ({refreshes}), \
+         last_used AS ({last_used}), audits AS ({audits}) SELECT family_id FROM families"
+    )
 }
 
 static POSTGRES_WRITES: LazyLock<[String; BUCKETS.len()]> =
@@ -474,6 +524,8 @@ static SQLITE_BEGIN_SPEND: LazyLock<[String; BUCKETS.len()]> =
     LazyLock::new(|| sqlite_texts(|n| format!("BEGIN IMMEDIATE; {}", SPEND.postgres[bucket(n)])));
 static SQLITE_WRITES_COMMIT: LazyLock<[String; BUCKETS.len()]> =
     LazyLock::new(|| sqlite_texts(|n| format!("{}; COMMIT", sqlite_writes(n))));
+static SQLITE_ROTATION_WRITES_COMMIT: LazyLock<[String; BUCKETS.len()]> =
+    LazyLock::new(|| sqlite_texts(|n| format!("{}; COMMIT", sqlite_rotation_writes(n))));
 static SQLITE_BEGIN_WRITES_COMMIT: LazyLock<[String; BUCKETS.len()]> =
     LazyLock::new(|| sqlite_texts(|n| format!("BEGIN IMMEDIATE; {}; COMMIT", sqlite_writes(n))));
 
@@ -490,7 +542,8 @@ struct AuditRow<'a> {
 /// What a batch writes once the spend has decided which rotations won.
 #[derive(Default)]
 struct Rows<'a> {
-    families: Vec<&'a FamilyRow>,
+    /// Each with the client's verifier its issue authenticated by.
+    families: Vec<(&'a FamilyRow, &'a Vec<u8>)>,
     refreshes: Vec<&'a NewRefresh>,
     /// Families of the winning rotations, and the latest time of the batch's rotations.
     last_used: Vec<&'a str>,
@@ -506,8 +559,12 @@ impl<'a> Rows<'a> {
         let mut written = Vec::with_capacity(calls.len());
         for call in calls {
             match call {
-                Write::Open { family, refresh } => {
-                    rows.families.push(family);
+                Write::Open {
+                    family,
+                    refresh,
+                    verifier,
+                } => {
+                    rows.families.push((family, verifier));
                     rows.refreshes.push(refresh);
                     rows.audits.push(AuditRow {
                         at: family.created_at,
@@ -517,7 +574,7 @@ impl<'a> Rows<'a> {
                         family_id: &family.family_id,
                         outcome: "issued",
                     });
-                    written.push(Written::Opened);
+                    written.push(Written::Open(Opened::Stored));
                 }
                 Write::Rotate {
                     old_hash,
@@ -568,15 +625,16 @@ macro_rules! bind_families {
             $rows,
             $n,
             |f| [
-                &f.family_id,
-                &f.client_id,
-                &f.subject,
-                &f.scope,
-                &f.audience,
-                f.created_at,
-                f.expires_at,
+                &f.0.family_id,
+                &f.0.client_id,
+                &f.0.subject,
+                &f.0.scope,
+                &f.0.audience,
+                f.0.created_at,
+                f.0.expires_at,
+                f.1.as_slice(),
             ],
-            [&str, &str, &str, &str, &str, i64, i64]
+            [&str, &str, &str, &str, &str, i64, i64, &[u8]]
         );
     };
 }
@@ -700,10 +758,14 @@ impl Batch for GroupCommit {
     }
 }
 
-/// Binds a batch's writes to a text of [`writes`] for `$n` rows.
+/// Binds a batch's writes to a text of [`writes`] for `$n` rows (with `rotations_only`, to one
+/// of [`sqlite_rotation_writes`]).
 macro_rules! bind_writes {
     ($q:ident, $rows:expr, $n:expr) => {
         bind_families!($q, $rows.families, $n);
+        bind_writes!($q, $rows, $n, rotations_only);
+    };
+    ($q:ident, $rows:expr, $n:expr, rotations_only) => {
         bind_refreshes!($q, $rows.refreshes, $n);
         bind_last_used!($q, $rows, $n);
         bind_audits!($q, $rows.audits, $n);
@@ -719,6 +781,36 @@ fn commit_failure(error: sqlx::Error) -> Failure {
     }
 }
 
+/// The answers once the writes committed: an issue whose family the writes did not return was
+/// refused by its client's row. Reading the rows cannot fail for a committed batch without
+/// leaving its answers unknown, hence `unconfirmed`.
+fn answers<R: Row>(
+    calls: &[Write],
+    mut written: Vec<Written>,
+    returned: &[R],
+) -> Result<Vec<Written>, Failure>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut stored = HashSet::with_capacity(returned.len());
+    for row in returned {
+        let family_id: String = row.try_get("family_id").map_err(|e| Failure {
+            error: e.into(),
+            unconfirmed: true,
+        })?;
+        stored.insert(family_id);
+    }
+    for (call, answer) in calls.iter().zip(&mut written) {
+        if let Write::Open { family, .. } = call
+            && !stored.contains(&family.family_id)
+        {
+            *answer = Written::Open(Opened::ClientChanged);
+        }
+    }
+    Ok(written)
+}
+
 async fn sqlite_commit(
     conn: &mut SqliteConnection,
     calls: &[Write],
@@ -731,6 +823,13 @@ async fn sqlite_commit(
     };
     let (rows, written) = Rows::decide(calls, spent);
     let b = bucket(calls.len());
+    // Each query ends with COMMIT.
+    if rows.families.is_empty() {
+        let mut q = sqlx::query(SQLITE_ROTATION_WRITES_COMMIT[b].as_str());
+        bind_writes!(q, rows, BUCKETS[b], rotations_only);
+        q.execute(&mut *conn).await.map_err(commit_failure)?;
+        return Ok(written);
+    }
     let text = if rotates {
         &SQLITE_WRITES_COMMIT[b]
     } else {
@@ -738,9 +837,8 @@ async fn sqlite_commit(
     };
     let mut q = sqlx::query(text.as_str());
     bind_writes!(q, rows, BUCKETS[b]);
-    // The query ends with COMMIT.
-    q.execute(&mut *conn).await.map_err(commit_failure)?;
-    Ok(written)
+    let returned = q.fetch_all(&mut *conn).await.map_err(commit_failure)?;
+    answers(calls, written, &returned)
 }
 
 async fn postgres_commit(
@@ -754,17 +852,17 @@ async fn postgres_commit(
         let (rows, written) = Rows::decide(calls, HashSet::new());
         let mut q = sqlx::query(POSTGRES_WRITES[b].as_str());
         bind_writes!(q, rows, BUCKETS[b]);
-        q.execute(&mut *conn).await.map_err(commit_failure)?;
-        return Ok(written);
+        let returned = q.fetch_all(&mut *conn).await.map_err(commit_failure)?;
+        return answers(calls, written, &returned);
     }
     let mut tx = conn.begin().await?;
     let spent = spend!(&mut *tx, SPEND.postgres, calls);
     let (rows, written) = Rows::decide(calls, spent);
     let mut q = sqlx::query(POSTGRES_WRITES[b].as_str());
     bind_writes!(q, rows, BUCKETS[b]);
-    q.execute(&mut *tx).await?;
+    let returned = q.fetch_all(&mut *tx).await?;
     tx.commit().await.map_err(commit_failure)?;
-    Ok(written)
+    answers(calls, written, &returned)
 }
 
 #[cfg(test)]
@@ -810,6 +908,9 @@ mod tests {
         let total = 4 * (FAMILY_WIDTH + REFRESH_WIDTH + 1 + AUDIT_WIDTH) + 1;
         assert_eq!(numbers(&text).len(), total);
         assert_eq!(text.matches("; ").count(), 3);
+        let rotations = anonymous(&sqlite_rotation_writes(4));
+        assert_eq!(rotations.matches('?').count(), total - 4 * FAMILY_WIDTH);
+        assert!(rotations.starts_with("INSERT INTO refresh_tokens"));
         assert_eq!(anonymous("a $1, $23 b$ c$x"), "a ?, ? b$ c$x");
     }
 
@@ -825,8 +926,10 @@ mod tests {
         let Pools::Sqlite { write, .. } = db.pools() else {
             unreachable!("a sqlite URL")
         };
-        for texts in ALL {
-            for sql in texts.sqlite.iter() {
+        let writes = BUCKETS.map(|n| writes(n, Dialect::Sqlite).map(|w| anonymous(&w)));
+        let all = ALL.iter().map(|t| &t.sqlite).chain(&writes);
+        for texts in all {
+            for sql in texts.iter() {
                 let explain = format!("EXPLAIN QUERY PLAN {sql}");
                 let mut q = sqlx::query(&explain);
                 for _ in 0..sql.matches('?').count() {
@@ -851,7 +954,7 @@ mod tests {
                 let fk_scan = |t: &str| {
                     t == "refresh_tokens" && sql.starts_with("INSERT INTO token_families")
                 };
-                for table in ["clients", "token_families", "refresh_tokens", "r", "f"] {
+                for table in ["clients", "token_families", "refresh_tokens", "r", "f", "c"] {
                     assert!(!scans(table) || fk_scan(table), "{sql}\n{plan:#?}");
                 }
             }

@@ -278,6 +278,16 @@ pub struct Audit<'a> {
     pub outcome: &'a str,
 }
 
+/// Outcome of a token issue's write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// The family and its first refresh token are stored.
+    Stored,
+    /// Nothing stored: the client was disabled, or its secret rotated, after it authenticated
+    /// (checked in the statement that stores the family).
+    ClientChanged,
+}
+
 /// Outcome of the atomic refresh rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
@@ -826,19 +836,23 @@ impl Db {
     // ---- families and refresh tokens ----
 
     /// Opens a family with its first refresh token (and its audit row), in one transaction:
-    /// the group commit of concurrent issues and rotations.
+    /// the group commit of concurrent issues and rotations. Stored only if the family's client
+    /// is still enabled and still has `verifier`, the secret verifier it authenticated with:
+    /// a `client disable` or `rotate-secret` that commits first refuses the issue, one that
+    /// commits after revokes the family or finds the old secret gone.
     pub async fn create_family(
         &self,
         family: FamilyRow,
         refresh: NewRefresh,
-    ) -> Result<(), StoreError> {
-        match self
-            .hot
-            .writes
-            .call(Write::Open { family, refresh })
-            .await?
-        {
-            Written::Opened => Ok(()),
+        verifier: &[u8],
+    ) -> Result<Opened, StoreError> {
+        let write = Write::Open {
+            family,
+            refresh,
+            verifier: verifier.to_vec(),
+        };
+        match self.hot.writes.call(write).await? {
+            Written::Open(outcome) => Ok(outcome),
             Written::Rotation(_) => Err(StoreError::Batch),
         }
     }
@@ -892,7 +906,7 @@ impl Db {
         };
         match self.hot.writes.call(write).await? {
             Written::Rotation(outcome) => Ok(outcome),
-            Written::Opened => Err(StoreError::Batch),
+            Written::Open(_) => Err(StoreError::Batch),
         }
     }
 
