@@ -426,24 +426,25 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
 /// it (an issue's, unless its client refused it). PostgreSQL's parts of one statement share a
 /// snapshot, so there the families just stored are read from the CTE. (There, `IN (SELECT ...)`
 /// joined by `OR` is planned as a hash of the whole table, read for every batch: `EXISTS` finds
-/// the row by key.)
-fn family_stored(column: &str, dialect: Dialect) -> String {
-    match dialect {
-        Dialect::Sqlite => format!("{column} IN (SELECT family_id FROM token_families)"),
-        Dialect::Postgres => format!(
-            "(EXISTS (SELECT 1 FROM families n WHERE n.family_id = {column}) \
+/// the row by key.) Without issues in the batch (`None`) every family named exists: no condition.
+fn family_stored(column: &str, issues: Option<Dialect>) -> String {
+    match issues {
+        None => String::new(),
+        Some(Dialect::Sqlite) => format!(" AND {column} IN (SELECT family_id FROM token_families)"),
+        Some(Dialect::Postgres) => format!(
+            " AND (EXISTS (SELECT 1 FROM families n WHERE n.family_id = {column}) \
              OR EXISTS (SELECT 1 FROM token_families t WHERE t.family_id = {column}))"
         ),
     }
 }
 
-fn insert_refreshes(n: usize, first: usize, dialect: Dialect) -> String {
+fn insert_refreshes(n: usize, first: usize, issues: Option<Dialect>) -> String {
     format!(
         "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at, spent) \
          SELECT column1, column2, column3, column4, column5, FALSE \
-         FROM (VALUES {}) AS v WHERE column1 IS NOT NULL AND {}",
+         FROM (VALUES {}) AS v WHERE column1 IS NOT NULL{}",
         values(n, REFRESH_WIDTH, first),
-        family_stored("column3", dialect)
+        family_stored("column3", issues)
     )
 }
 
@@ -455,44 +456,54 @@ fn update_last_used(n: usize, first: usize) -> String {
     )
 }
 
-fn insert_audits(n: usize, first: usize, dialect: Dialect) -> String {
+fn insert_audits(n: usize, first: usize, issues: Option<Dialect>) -> String {
     format!(
         "INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
          SELECT column1, column2, column3, column4, column5, column6 \
-         FROM (VALUES {}) AS v WHERE column2 IS NOT NULL AND {}",
+         FROM (VALUES {}) AS v WHERE column2 IS NOT NULL{}",
         values(n, AUDIT_WIDTH, first),
-        family_stored("column5", dialect)
+        family_stored("column5", issues)
     )
 }
 
-/// The four writes after the spend, every part sized to `n` rows, their parameters numbered
-/// across the parts in order.
-fn writes(n: usize, dialect: Dialect) -> [String; 4] {
+/// The writes after the spend, every part sized to `n` rows, their parameters numbered across
+/// the parts in order.
+struct Writes {
+    /// Only when the batch has issues.
+    families: Option<String>,
+    refreshes: String,
+    /// The rotated families' `last_used_at`.
+    last_used: String,
+    audits: String,
+}
+
+fn writes(n: usize, dialect: Dialect, issues: bool) -> Writes {
     let mut first = 1;
     let mut next = |params: usize| {
         let at = first;
         first += params;
         at
     };
-    [
-        insert_families(n, next(n * FAMILY_WIDTH), dialect),
-        insert_refreshes(n, next(n * REFRESH_WIDTH), dialect),
-        update_last_used(n, next(1 + n)),
-        insert_audits(n, next(n * AUDIT_WIDTH), dialect),
-    ]
+    let guard = issues.then_some(dialect);
+    Writes {
+        families: issues.then(|| insert_families(n, next(n * FAMILY_WIDTH), dialect)),
+        refreshes: insert_refreshes(n, next(n * REFRESH_WIDTH), guard),
+        last_used: update_last_used(n, next(1 + n)),
+        audits: insert_audits(n, next(n * AUDIT_WIDTH), guard),
+    }
 }
 
-/// SQLite: one query of four statements, the first returning the families stored.
-fn sqlite_writes(n: usize) -> String {
-    writes(n, Dialect::Sqlite).join("; ")
-}
-
-/// SQLite, for a batch of rotations only: without the insert of families, whose RETURNING
-/// costs a temporary table even when it inserts nothing (3 % of a refresh's instructions in
-/// batches of one or two). Its parameters are anonymous, so dropping the first part's shifts
-/// nothing.
-fn sqlite_rotation_writes(n: usize) -> String {
-    writes(n, Dialect::Sqlite)[1..].join("; ")
+/// SQLite: one query of the statements, the first returning the families stored. For a batch of
+/// rotations only, without the insert of families, whose RETURNING costs a temporary table even
+/// when it inserts nothing (3 % of a refresh's instructions in batches of one or two).
+fn sqlite_writes(n: usize, issues: bool) -> String {
+    let w = writes(n, Dialect::Sqlite, issues);
+    let rest = [w.refreshes, w.last_used, w.audits];
+    w.families
+        .into_iter()
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// PostgreSQL, which takes no multi-statement query with parameters: one statement of
@@ -503,17 +514,28 @@ fn sqlite_rotation_writes(n: usize) -> String {
 /// keys are checked at the end of the statement. The main query reads `families`, so its insert
 /// (which locks the client rows) runs first; PostgreSQL's executor runs the parts nobody reads,
 /// the update of `last_used_at` among them, after the main query. So a batch locks clients,
-/// then families, in the order `client disable` does, and the two do not deadlock.
-fn postgres_writes(n: usize) -> String {
-    let [families, refreshes, last_used, audits] = writes(n, Dialect::Postgres);
-    format!(
-        "WITH families AS ({families}), refreshes AS ({refreshes}), \
-         last_used AS ({last_used}), audits AS ({audits}) SELECT family_id FROM families"
-    )
+/// then families, in the order `client disable` does, and the two do not deadlock. A batch of
+/// rotations only stores no family and returns nothing.
+fn postgres_writes(n: usize, issues: bool) -> String {
+    let Writes {
+        families,
+        refreshes,
+        last_used,
+        audits,
+    } = writes(n, Dialect::Postgres, issues);
+    match families {
+        Some(families) => format!(
+            "WITH families AS ({families}), refreshes AS ({refreshes}), \
+             last_used AS ({last_used}), audits AS ({audits}) SELECT family_id FROM families"
+        ),
+        None => format!("WITH refreshes AS ({refreshes}), last_used AS ({last_used}) {audits}"),
+    }
 }
 
 static POSTGRES_WRITES: LazyLock<[String; BUCKETS.len()]> =
-    LazyLock::new(|| BUCKETS.map(postgres_writes));
+    LazyLock::new(|| BUCKETS.map(|n| postgres_writes(n, true)));
+static POSTGRES_ROTATION_WRITES: LazyLock<[String; BUCKETS.len()]> =
+    LazyLock::new(|| BUCKETS.map(|n| postgres_writes(n, false)));
 
 // SQLite: the transaction's statements go with the first and the last query, so that a batch of
 // issues is one round-trip to the connection's thread, and a batch with rotations two (the spend
@@ -523,11 +545,12 @@ static POSTGRES_WRITES: LazyLock<[String; BUCKETS.len()]> =
 static SQLITE_BEGIN_SPEND: LazyLock<[String; BUCKETS.len()]> =
     LazyLock::new(|| sqlite_texts(|n| format!("BEGIN IMMEDIATE; {}", SPEND.postgres[bucket(n)])));
 static SQLITE_WRITES_COMMIT: LazyLock<[String; BUCKETS.len()]> =
-    LazyLock::new(|| sqlite_texts(|n| format!("{}; COMMIT", sqlite_writes(n))));
+    LazyLock::new(|| sqlite_texts(|n| format!("{}; COMMIT", sqlite_writes(n, true))));
 static SQLITE_ROTATION_WRITES_COMMIT: LazyLock<[String; BUCKETS.len()]> =
-    LazyLock::new(|| sqlite_texts(|n| format!("{}; COMMIT", sqlite_rotation_writes(n))));
-static SQLITE_BEGIN_WRITES_COMMIT: LazyLock<[String; BUCKETS.len()]> =
-    LazyLock::new(|| sqlite_texts(|n| format!("BEGIN IMMEDIATE; {}; COMMIT", sqlite_writes(n))));
+    LazyLock::new(|| sqlite_texts(|n| format!("{}; COMMIT", sqlite_writes(n, false))));
+static SQLITE_BEGIN_WRITES_COMMIT: LazyLock<[String; BUCKETS.len()]> = LazyLock::new(|| {
+    sqlite_texts(|n| format!("BEGIN IMMEDIATE; {}; COMMIT", sqlite_writes(n, true)))
+});
 
 /// An audit row of the hot path (never a token or a secret).
 struct AuditRow<'a> {
@@ -758,8 +781,8 @@ impl Batch for GroupCommit {
     }
 }
 
-/// Binds a batch's writes to a text of [`writes`] for `$n` rows (with `rotations_only`, to one
-/// of [`sqlite_rotation_writes`]).
+/// Binds a batch's writes to a text of [`writes`] for `$n` rows (`rotations_only`: a text
+/// without the families).
 macro_rules! bind_writes {
     ($q:ident, $rows:expr, $n:expr) => {
         bind_families!($q, $rows.families, $n);
@@ -858,6 +881,13 @@ async fn postgres_commit(
     let mut tx = conn.begin().await?;
     let spent = spend!(&mut *tx, SPEND.postgres, calls);
     let (rows, written) = Rows::decide(calls, spent);
+    if rows.families.is_empty() {
+        let mut q = sqlx::query(POSTGRES_ROTATION_WRITES[b].as_str());
+        bind_writes!(q, rows, BUCKETS[b], rotations_only);
+        q.execute(&mut *tx).await?;
+        tx.commit().await.map_err(commit_failure)?;
+        return Ok(written);
+    }
     let mut q = sqlx::query(POSTGRES_WRITES[b].as_str());
     bind_writes!(q, rows, BUCKETS[b]);
     let returned = q.fetch_all(&mut *tx).await?;
@@ -897,19 +927,22 @@ mod tests {
     #[test]
     fn parameters_are_numbered_in_the_order_they_appear() {
         let mut checked: Vec<String> = ALL.iter().flat_map(|t| t.postgres.clone()).collect();
-        checked.extend(BUCKETS.map(sqlite_writes));
-        checked.extend(BUCKETS.map(postgres_writes));
+        for issues in [true, false] {
+            checked.extend(BUCKETS.map(|n| sqlite_writes(n, issues)));
+            checked.extend(BUCKETS.map(|n| postgres_writes(n, issues)));
+        }
         for text in &checked {
             let n = numbers(text);
             assert_eq!(n, (1..=n.len()).collect::<Vec<_>>(), "{text}");
             assert_eq!(anonymous(text).matches('?').count(), n.len(), "{text}");
         }
-        let text = sqlite_writes(4);
+        let text = sqlite_writes(4, true);
         let total = 4 * (FAMILY_WIDTH + REFRESH_WIDTH + 1 + AUDIT_WIDTH) + 1;
         assert_eq!(numbers(&text).len(), total);
         assert_eq!(text.matches("; ").count(), 3);
-        let rotations = anonymous(&sqlite_rotation_writes(4));
-        assert_eq!(rotations.matches('?').count(), total - 4 * FAMILY_WIDTH);
+        let rotations = sqlite_writes(4, false);
+        assert_eq!(numbers(&rotations).len(), total - 4 * FAMILY_WIDTH);
+        assert_eq!(rotations.matches("; ").count(), 2);
         assert!(rotations.starts_with("INSERT INTO refresh_tokens"));
         assert_eq!(anonymous("a $1, $23 b$ c$x"), "a ?, ? b$ c$x");
     }
@@ -926,10 +959,24 @@ mod tests {
         let Pools::Sqlite { write, .. } = db.pools() else {
             unreachable!("a sqlite URL")
         };
-        let writes = BUCKETS.map(|n| writes(n, Dialect::Sqlite).map(|w| anonymous(&w)));
-        let all = ALL.iter().map(|t| &t.sqlite).chain(&writes);
+        // Each statement of the writes on its own (EXPLAIN shows the first of a query only).
+        let writes: Vec<String> = BUCKETS
+            .iter()
+            .flat_map(|&n| {
+                let w = writes(n, Dialect::Sqlite, true);
+                w.families
+                    .into_iter()
+                    .chain([w.refreshes, w.last_used, w.audits])
+            })
+            .chain(BUCKETS.map(|n| writes(n, Dialect::Sqlite, false).refreshes))
+            .map(|w| anonymous(&w))
+            .collect();
+        let all = ALL
+            .iter()
+            .map(|t| t.sqlite.as_slice())
+            .chain([writes.as_slice()]);
         for texts in all {
-            for sql in texts.iter() {
+            for sql in texts {
                 let explain = format!("EXPLAIN QUERY PLAN {sql}");
                 let mut q = sqlx::query(&explain);
                 for _ in 0..sql.matches('?').count() {
