@@ -361,6 +361,9 @@ impl AppState {
     /// `Authorization: Basic b64(client_id:client_secret)`. Unknown client, wrong secret and
     /// disabled client take the same path and give the same answer: a read of the client (a
     /// success may come from [`ClientCache`] instead) and a comparison with its verifier.
+    /// A row cached before a `client disable` or `rotate-secret` still authenticates here; the
+    /// issue's write refuses it (`invalid_client`), though a request that fails earlier (a
+    /// scope the client may not have, say) gets that error instead, never a token.
     pub async fn authenticate_client(
         &self,
         authorization: Option<&[u8]>,

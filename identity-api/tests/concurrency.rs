@@ -230,22 +230,29 @@ async fn concurrent_issues_never_fail(b: Backend) {
 
 /// `client disable` while the client issues from two instances (so from two caches of client
 /// rows): each issue either is stored before the disable commits, and revoked by it, or is
-/// refused with `invalid_client`. No family of the client is left live.
+/// refused with `invalid_client`; none that starts after the disable returned succeeds. No
+/// family of the client is left live.
 async fn disabling_a_client_while_it_issues(b: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
     let Some(env) = TestEnv::new(b).await else {
         return;
     };
     let second = state_on(&env.url, &env.kek, common::settings()).await;
     let apps = [env.app.clone(), identity_api::app(second)];
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let issued = Arc::new(AtomicUsize::new(0));
+    let disabled = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..8 {
         let app = apps[i % 2].clone();
         let auth = basic("c1", &env.secret);
-        let issued = issued.clone();
-        // Until refused, or 2,000 issues in all (the disable comes long before).
+        let (issued, disabled) = (issued.clone(), disabled.clone());
+        // Until refused, which must come with the first request after the disable returned.
         tasks.spawn(async move {
-            while issued.load(std::sync::atomic::Ordering::Relaxed) < 2000 {
+            loop {
+                let after = disabled.load(Ordering::SeqCst);
                 let (status, body) = common::send(
                     &app,
                     "POST",
@@ -255,21 +262,29 @@ async fn disabling_a_client_while_it_issues(b: Backend) {
                 )
                 .await;
                 match (status.as_u16(), body["error"].as_str()) {
-                    (200, _) => issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    (200, _) if after => panic!("issued after the disable returned"),
+                    (200, _) => issued.fetch_add(1, Ordering::SeqCst),
                     (401, Some("invalid_client")) => return,
                     other => panic!("unexpected answer {other:?}: {body}"),
                 };
             }
-            panic!("never refused");
         });
     }
-    while issued.load(std::sync::atomic::Ordering::Relaxed) < 100 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let started = async {
+        while issued.load(Ordering::SeqCst) < 100 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), started)
+        .await
+        .expect("100 issues within a minute");
     identity_api::clients::set_enabled(env.state.db(), "c1", false)
         .await
         .unwrap();
-    tasks.join_all().await;
+    disabled.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(60), tasks.join_all())
+        .await
+        .expect("every task refused within a minute");
     let live = "SELECT COUNT(*) FROM token_families WHERE client_id = 'c1' AND revoked_at IS NULL";
     let (live, all): (i64, i64) = match env.state.db().pools() {
         identity_api::storage::Pools::Sqlite { read, .. } => (

@@ -512,10 +512,11 @@ fn sqlite_writes(n: usize, issues: bool) -> String {
 /// batch with rotations four (BEGIN, the spend, this, COMMIT). The parts see one snapshot:
 /// those that need the families stored beside them read them from `families`, and the foreign
 /// keys are checked at the end of the statement. The main query reads `families`, so its insert
-/// (which locks the client rows) runs first; PostgreSQL's executor runs the parts nobody reads,
-/// the update of `last_used_at` among them, after the main query. So a batch locks clients,
-/// then families, in the order `client disable` does, and the two do not deadlock. A batch of
-/// rotations only stores no family and returns nothing.
+/// (which locks the client rows) runs first, and PostgreSQL's executor runs the parts nobody
+/// reads, the update of `last_used_at` among them, after the main query (its documentation calls
+/// the order unpredictable; this is what it does). So a batch locks clients, then families, in
+/// the order `client disable` does; were it otherwise, a deadlock would fail the batch, whose
+/// calls then run one by one. A batch of rotations only stores no family and returns nothing.
 fn postgres_writes(n: usize, issues: bool) -> String {
     let Writes {
         families,

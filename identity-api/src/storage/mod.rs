@@ -283,8 +283,8 @@ pub struct Audit<'a> {
 pub enum Opened {
     /// The family and its first refresh token are stored.
     Stored,
-    /// Nothing stored: the client was disabled, or its secret rotated, after it authenticated
-    /// (checked in the statement that stores the family).
+    /// Nothing stored: the client was disabled, its secret rotated or the client removed after
+    /// it authenticated (checked in the statement that stores the family).
     ClientChanged,
 }
 
@@ -459,11 +459,17 @@ impl Db {
                 // lookup first run against a new, nearly empty database keeps scanning the table
                 // as it grows (seen: refresh at 1/10th after 40,000 issues). Plan each execution
                 // for the table as it is; the hot path runs in batches, so planning is rare.
-                // A session setting, not a startup option, so that PgBouncer takes it.
+                // READ COMMITTED whatever the server's default: each statement of `client
+                // disable` then sees what committed before it, so it revokes a family that an
+                // issue stored while it waited for the client's row (`hot_path`'s group commit).
+                // Session settings, not startup options, so that PgBouncer takes them.
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         sqlx::query("SET plan_cache_mode = force_custom_plan")
-                            .execute(conn)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("SET default_transaction_isolation = 'read committed'")
+                            .execute(&mut *conn)
                             .await
                             .map(drop)
                     })
@@ -838,8 +844,8 @@ impl Db {
     /// Opens a family with its first refresh token (and its audit row), in one transaction:
     /// the group commit of concurrent issues and rotations. Stored only if the family's client
     /// is still enabled and still has `verifier`, the secret verifier it authenticated with:
-    /// a `client disable` or `rotate-secret` that commits first refuses the issue, one that
-    /// commits after revokes the family or finds the old secret gone.
+    /// a `client disable` or `rotate-secret` that commits first refuses the issue; a disable
+    /// that commits after it revokes the new family with the others.
     pub async fn create_family(
         &self,
         family: FamilyRow,
