@@ -97,6 +97,24 @@ async fn open(db: &Db, family: FamilyRow, refresh: NewRefresh) -> Result<Opened,
     db.create_family(family, refresh, &verifier).await
 }
 
+/// A rotation of `old_hash` (a token of `family`), spawned: its task and the new token's hash.
+fn spawn_rotation(
+    db: &Db,
+    family: &FamilyRow,
+    old_hash: [u8; 32],
+) -> (
+    tokio::task::JoinHandle<Result<Rotation, StoreError>>,
+    [u8; 32],
+) {
+    let (new, new_hash) = new_refresh(&family.family_id);
+    let (db, family) = (db.clone(), family.clone());
+    let task = tokio::spawn(async move {
+        db.rotate_refresh(old_hash, new, identity_api::now(), &family)
+            .await
+    });
+    (task, new_hash)
+}
+
 fn new_family(client_id: &str) -> (FamilyRow, NewRefresh, [u8; 32]) {
     let now = identity_api::now();
     let family = FamilyRow {
@@ -212,14 +230,7 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
         });
         calls.push((call, family_id, hash, expected));
     }
-    let (new, new_hash) = new_refresh(&fam.family_id);
-    let rotation = {
-        let (db, fam) = (db.clone(), fam.clone());
-        tokio::spawn(async move {
-            db.rotate_refresh(old_hash, new, identity_api::now(), &fam)
-                .await
-        })
-    };
+    let (rotation, new_hash) = spawn_rotation(&db, &fam, old_hash);
     held.release().await;
     let mut answered = Vec::new();
     for (call, family_id, hash, expected) in calls {
@@ -255,13 +266,9 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
     let mut rotations = Vec::new();
     let mut new_hashes = Vec::new();
     for _ in 0..2 {
-        let (new, new_hash) = new_refresh(&fam.family_id);
+        let (rotation, new_hash) = spawn_rotation(&db, &fam, old_hash);
         new_hashes.push(new_hash);
-        let (db, fam) = (db.clone(), fam.clone());
-        rotations.push(tokio::spawn(async move {
-            db.rotate_refresh(old_hash, new, identity_api::now(), &fam)
-                .await
-        }));
+        rotations.push(rotation);
         // In order: the first queued is the first of the batch.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -305,14 +312,7 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
             async move { open(&db, family, refresh).await },
         ));
     }
-    let (new, new_hash) = new_refresh(&fam.family_id);
-    let rotation = {
-        let (db, fam) = (db.clone(), fam.clone());
-        tokio::spawn(async move {
-            db.rotate_refresh(old_hash, new, identity_api::now(), &fam)
-                .await
-        })
-    };
+    let (rotation, new_hash) = spawn_rotation(&db, &fam, old_hash);
     held.release().await;
     for issue in issues {
         assert_eq!(issue.await.unwrap().unwrap(), Opened::Stored);
