@@ -1009,4 +1009,197 @@ mod tests {
         }
         db.close().await;
     }
+
+    /// PostgreSQL's plans, like SQLite's above, for every text of the hot path. PostgreSQL scans
+    /// a table of a few pages whatever the statement, so the tables are filled and analysed
+    /// first; each text is planned as the pool plans it (a custom plan for each execution, see
+    /// `Db::connect`), with a batch bound as the hot path binds it. Section 5g of
+    /// docs/benchmarks.md: a first form of the write's guard, `IN (SELECT ...) OR IN (SELECT
+    /// ...)`, hashed the whole of token_families for every batch, and refresh fell to a fifth.
+    #[tokio::test]
+    async fn postgres_finds_every_row_by_key() {
+        let Some(base) = std::env::var("IDENTITY_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            eprintln!("IDENTITY_TEST_POSTGRES_URL is not set: skipping the PostgreSQL plan test");
+            return;
+        };
+        let schema = format!(
+            "idapi_t_{}_{}",
+            crate::now(),
+            crate::secret::random_id()
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("IDENTITY_TEST_POSTGRES_URL is set but unreachable: {e}"));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options[search_path]={schema}");
+        let db = super::super::Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let Pools::Postgres(pool) = db.pools() else {
+            unreachable!("a postgres URL")
+        };
+        for fill in [
+            "INSERT INTO clients SELECT 'client-' || i, sha256(i::text::bytea), 's', 'a', TRUE, 0, 0 \
+             FROM generate_series(1, 50000) i",
+            "INSERT INTO token_families \
+             (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
+             SELECT 'family-' || i, 'client-' || i, 's', 's', 'a', 0, 0, 0 \
+             FROM generate_series(1, 50000) i",
+            "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at) \
+             SELECT sha256(i::text::bytea), 'j', 'family-' || i, 0, 0 \
+             FROM generate_series(1, 50000) i",
+            "ANALYZE",
+        ] {
+            sqlx::query(fill).execute(pool).await.unwrap();
+        }
+
+        // A batch of `n` keys, half of them of rows that exist.
+        let ids = |prefix: &str, n: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| match i % 2 {
+                    0 => format!("{prefix}-{}", i + 1),
+                    _ => format!("{prefix}-new-{i}"),
+                })
+                .collect()
+        };
+        let hash = |i: usize| -> [u8; 32] {
+            let mut h = [0; 32];
+            h[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            h
+        };
+        let refresh = |family_id: &str, i: usize| NewRefresh {
+            token_hash: hash(i),
+            jti: format!("jti-{i}"),
+            family_id: family_id.to_owned(),
+            issued_at: 1,
+            expires_at: 2,
+        };
+        let issue = |i: usize| Write::Open {
+            family: FamilyRow {
+                family_id: format!("family-new-{i}"),
+                client_id: format!("client-{}", i + 1),
+                subject: "s".into(),
+                scope: "s".into(),
+                audience: "a".into(),
+                created_at: 1,
+                expires_at: 2,
+                revoked_at: None,
+            },
+            refresh: refresh(&format!("family-new-{i}"), i),
+            verifier: vec![0; 32],
+        };
+        let rotation = |i: usize| Write::Rotate {
+            old_hash: hash(i + 1_000_000),
+            new: refresh(&format!("family-{}", i + 1), i),
+            now: 1,
+            client_id: "client-1".into(),
+            subject: "s".into(),
+        };
+
+        let mut checked = 0;
+        let mut plan_of =
+            async |sql: &str, q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>| {
+                let lines: Vec<String> = q
+                    .fetch_all(pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+                    .iter()
+                    .map(|row| row.get::<String, _>(0))
+                    .collect();
+                for (i, line) in lines.iter().enumerate() {
+                    let Some((node, rest)) = line.split_once(" on ") else {
+                        continue;
+                    };
+                    let table = rest.split_whitespace().next().unwrap_or_default();
+                    if !node.contains("Scan")
+                        || !["clients", "token_families", "refresh_tokens"].contains(&table)
+                    {
+                        continue;
+                    }
+                    // A node's own details follow it, up to its first child or subplan.
+                    let mut details = lines[i + 1..].iter().map(|l| l.trim()).take_while(|l| {
+                        !l.starts_with("->") && !l.starts_with("SubPlan") && !l.starts_with("CTE ")
+                    });
+                    let by_key = match node.trim().trim_start_matches("->  ") {
+                        n if n.starts_with("Index Scan") || n.starts_with("Index Only Scan") => {
+                            details.any(|l| l.starts_with("Index Cond:"))
+                        }
+                        // Its child, a Bitmap Index Scan, has the condition.
+                        n => n.starts_with("Bitmap Heap Scan"),
+                    };
+                    assert!(
+                        by_key,
+                        "{table} is not read by key:\n{sql}\n{}",
+                        lines.join("\n")
+                    );
+                }
+                checked += 1;
+            };
+        for (b, &n) in BUCKETS.iter().enumerate() {
+            let (clients, families) = (ids("client", n), ids("family", n));
+            let tokens: Vec<[u8; 32]> = (0..n).map(hash).collect();
+            for (texts, keys) in [(&CLIENTS, &clients), (&FAMILY_STATES, &families)] {
+                let sql = format!("EXPLAIN (COSTS OFF) {}", texts.postgres[b]);
+                let mut q = sqlx::query(&sql);
+                for key in keys {
+                    q = q.bind(key);
+                }
+                plan_of(&sql, q).await;
+            }
+            for (texts, now) in [(&REFRESH_VIEWS, None), (&SPEND, Some(1_i64))] {
+                let sql = format!("EXPLAIN (COSTS OFF) {}", texts.postgres[b]);
+                let mut q = sqlx::query(&sql);
+                if let Some(now) = now {
+                    q = q.bind(now);
+                }
+                for hash in &tokens {
+                    q = q.bind(hash.as_slice());
+                }
+                plan_of(&sql, q).await;
+            }
+            // Issues only, issues beside rotations, rotations only: every rotation wins.
+            let batches: [Vec<Write>; 3] = [
+                (0..n).map(issue).collect(),
+                (0..n)
+                    .map(|i| if i % 2 == 0 { issue(i) } else { rotation(i) })
+                    .collect(),
+                (0..n).map(rotation).collect(),
+            ];
+            for calls in &batches {
+                let spent = calls
+                    .iter()
+                    .filter_map(|c| match c {
+                        Write::Rotate { old_hash, .. } => Some(old_hash.to_vec()),
+                        Write::Open { .. } => None,
+                    })
+                    .collect();
+                let (rows, _) = Rows::decide(calls, spent);
+                if rows.families.is_empty() {
+                    let sql = format!("EXPLAIN (COSTS OFF) {}", POSTGRES_ROTATION_WRITES[b]);
+                    let mut q = sqlx::query(&sql);
+                    bind_writes!(q, rows, n, rotations_only);
+                    plan_of(&sql, q).await;
+                } else {
+                    let sql = format!("EXPLAIN (COSTS OFF) {}", POSTGRES_WRITES[b]);
+                    let mut q = sqlx::query(&sql);
+                    bind_writes!(q, rows, n);
+                    plan_of(&sql, q).await;
+                }
+            }
+        }
+        assert_eq!(checked, BUCKETS.len() * 7);
+        db.close().await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
 }
