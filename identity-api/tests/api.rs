@@ -886,13 +886,20 @@ async fn discovery_and_operations(b: Backend) {
 }
 
 /// `client disable` stops more than Basic logins: every family of the client is revoked in the
-/// same transaction, so its refresh tokens and access tokens stop working at once.
+/// same transaction, so its refresh tokens and access tokens stop working at once, with one
+/// audit row for each family it revoked (not for one revoked before, nor another client's).
 async fn disabling_a_client_revokes_its_families(b: Backend) {
     let Some(env) = TestEnv::new(b).await else {
         return;
     };
     let pair = env.issue().await;
     let (a1, r1) = (s(&pair, "access_token"), s(&pair, "refresh_token"));
+    let gone = env.issue().await;
+    let (status, _) = env
+        .revoke(&s(&gone, "access_token"), &s(&gone, "refresh_token"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let third = env.issue().await;
     let other = env.issue_for("c2", &env.secret2, "test-user").await;
     let other_bearer = s(&other, "access_token");
     assert_eq!(env.introspect(&a1, &a1).await.1["active"], true);
@@ -911,13 +918,31 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
         env.introspect(&other_bearer, &other_bearer).await.1["active"],
         true
     );
-    let events = env.state.db().audit_events(20).await.unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|e| e.0 == "revoke" && e.1.as_deref() == Some("c1") && e.3 == "client_disabled"),
-        "{events:?}"
+    assert_error(
+        &env.refresh(&s(&third, "access_token"), &s(&third, "refresh_token"))
+            .await,
+        401,
+        "invalid_token",
     );
+    let events = env.state.db().audit_events(20).await.unwrap();
+    let issued: Vec<_> = events
+        .iter()
+        .filter(|e| e.0 == "issue" && e.1.as_deref() == Some("c1"))
+        .map(|e| e.2.clone())
+        .collect();
+    assert_eq!(issued.len(), 3, "{events:?}");
+    let mut disabled: Vec<_> = events
+        .iter()
+        .filter(|e| e.3 == "client_disabled")
+        .map(|e| (e.0.as_str(), e.1.as_deref(), e.2.clone()))
+        .collect();
+    disabled.sort();
+    let mut expected = vec![
+        ("revoke", Some("c1"), issued[0].clone()),
+        ("revoke", Some("c1"), issued[2].clone()),
+    ];
+    expected.sort();
+    assert_eq!(disabled, expected, "{events:?}");
 
     // Enabling it again does not bring the old families back.
     identity_api::clients::set_enabled(env.state.db(), "c1", true)
