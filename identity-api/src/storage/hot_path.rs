@@ -1047,10 +1047,11 @@ mod tests {
             unreachable!("a postgres URL")
         };
         for fill in [
-            "INSERT INTO clients SELECT 'client-' || i, sha256(i::text::bytea), 's', 'a', TRUE, 0, 0 \
+            "INSERT INTO clients \
+             SELECT 'client-' || i, sha256(i::text::bytea), 's', 'a', TRUE, 0, 0 \
              FROM generate_series(1, 50000) i",
-            "INSERT INTO token_families \
-             (family_id, client_id, subject, scope, audience, created_at, expires_at, last_used_at) \
+            "INSERT INTO token_families (family_id, client_id, subject, scope, audience, \
+             created_at, expires_at, last_used_at) \
              SELECT 'family-' || i, 'client-' || i, 's', 's', 'a', 0, 0, 0 \
              FROM generate_series(1, 50000) i",
             "INSERT INTO refresh_tokens (token_hash, jti, family_id, issued_at, expires_at) \

@@ -639,10 +639,12 @@ impl Db {
              WHERE client_id = $2 AND revoked_at IS NULL RETURNING family_id, subject) \
              INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
              SELECT $1, 'revoke', $2, subject, family_id, 'client_disabled' FROM revoked";
-        const AUDIT_SQLITE: &str = "INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
+        const AUDIT_SQLITE: &str = "\
+             INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
              SELECT $1, 'revoke', client_id, subject, family_id, 'client_disabled' \
              FROM token_families WHERE client_id = $2 AND revoked_at IS NULL";
-        const REVOKE_SQLITE: &str = "UPDATE token_families SET revoked_at = $1, revoke_reason = 'client_disabled' \
+        const REVOKE_SQLITE: &str = "\
+             UPDATE token_families SET revoked_at = $1, revoke_reason = 'client_disabled' \
              WHERE client_id = $2 AND revoked_at IS NULL";
         let revoke: &[&str] = match self.pools {
             Pools::Sqlite { .. } => &[AUDIT_SQLITE, REVOKE_SQLITE],
