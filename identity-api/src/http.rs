@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::metrics::RouteLabel;
-use crate::service::{AppState, BearerUse};
+use crate::service::{AppState, BearerUse, ClientSource};
 
 pub const SESSION_SUBJECT: &str = "x-session-subject";
 pub const INTERNAL_TOKEN: &str = "x-internal-token";
@@ -177,11 +177,28 @@ async fn issue(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let client = state.authenticate_client(authorization(&headers)?).await?;
-    let subject = session_subject(&headers)?;
-    let req = parse_body(body)?;
-    let answer = state.issue(&client, req, subject.as_deref()).await?;
-    Ok(no_store(answer))
+    let authorization = authorization(&headers)?;
+    let client = state
+        .authenticate_client(authorization, ClientSource::CacheOrDatabase)
+        .await?;
+    let answer = async {
+        let subject = session_subject(&headers)?;
+        let req = parse_body(body)?;
+        state.issue(&client.row, req, subject.as_deref()).await
+    }
+    .await;
+    match answer {
+        Ok(answer) => Ok(no_store(answer)),
+        // A cached row answers only a success: a client disabled or rotated since it was read
+        // gets `invalid_client` for a bad request too, as it would without the cache.
+        Err(e) if client.cached && !matches!(e, ApiError::InvalidClient) => {
+            state
+                .authenticate_client(authorization, ClientSource::Database)
+                .await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn bearer(

@@ -223,6 +223,23 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
+/// Where [`AppState::authenticate_client`] may find the client's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSource {
+    /// The cache of rows that authenticated recently, else the database.
+    CacheOrDatabase,
+    /// The database only: before a refusal of a request that a cached row authenticated.
+    Database,
+}
+
+/// A client that authenticated.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub row: Arc<ClientRow>,
+    /// The row came from the cache (read from the database up to `ClientCache::TTL_SECS` ago).
+    pub cached: bool,
+}
+
 /// Bearer checks: introspection needs an active token; refresh and revoke accept an expired one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerUse {
@@ -360,22 +377,25 @@ impl AppState {
 
     /// `Authorization: Basic b64(client_id:client_secret)`. Unknown client, wrong secret and
     /// disabled client take the same path and give the same answer: a read of the client (a
-    /// success may come from [`ClientCache`] instead) and a comparison with its verifier.
-    /// A row cached before a `client disable` or `rotate-secret` still authenticates here; the
-    /// issue's write refuses it (`invalid_client`), though a request that fails earlier (a
-    /// scope the client may not have, say) gets that error instead, never a token.
+    /// success may come from [`ClientCache`] instead, with `from` allowing it) and a comparison
+    /// with its verifier. A row cached before a `client disable` or `rotate-secret` still
+    /// authenticates here; the issue's write refuses it, and a request refused before the
+    /// write asks again with [`ClientSource::Database`] (the issue handler), so a stale row
+    /// answers nothing but a success.
     pub async fn authenticate_client(
         &self,
         authorization: Option<&[u8]>,
-    ) -> Result<Arc<ClientRow>, ApiError> {
+        from: ClientSource,
+    ) -> Result<Authenticated, ApiError> {
         let (id, secret) = parse_basic(authorization).ok_or(ApiError::InvalidClient)?;
         let computed = clients::verifier(&self.inner.verifier_key, &id, &secret);
         let now = now();
-        if let Some(row) = self.inner.clients.get(&id, now)
+        if from == ClientSource::CacheOrDatabase
+            && let Some(row) = self.inner.clients.get(&id, now)
             && row.enabled
             && verifier_matches(&computed, &row.secret_verifier)
         {
-            return Ok(row);
+            return Ok(Authenticated { row, cached: true });
         }
         // An id no client can have (PostgreSQL refuses a NUL in text, for one) is not looked
         // up, but still takes the verifier comparison below, as an unknown client does.
@@ -392,7 +412,10 @@ impl AppState {
         match row {
             Some(r) if matches && r.enabled => {
                 self.inner.clients.insert(Arc::clone(&r), now);
-                Ok(r)
+                Ok(Authenticated {
+                    row: r,
+                    cached: false,
+                })
             }
             _ => Err(ApiError::InvalidClient),
         }

@@ -957,24 +957,28 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
 /// Issue answers from a cache of client rows once a client has authenticated; a
 /// `rotate-secret`, `client disable` or `client enable` still acts on the very next issue: the
 /// new secret works and the old one does not, a disabled client gets `invalid_client` and no
-/// family is stored for it, an enabled one issues again.
+/// family is stored for it, an enabled one issues again. A request refused for its own fault
+/// (a scope the client may not have) by a client whose cached row is stale gets
+/// `invalid_client` too, as without the cache.
 async fn client_changes_act_at_once_on_issue(b: Backend) {
     let Some(env) = TestEnv::new(b).await else {
         return;
     };
     let db = env.state.db();
     let key = env.state.verifier_key();
-    let issue = |secret: String| {
+    let issue_body = |secret: String, body: &'static str| {
         let env = &env;
         async move {
             env.post(
                 "/api/v1/token/issue",
                 &[("authorization", &basic("c1", &secret))],
-                r#"{"subject": "test-user"}"#,
+                body,
             )
             .await
         }
     };
+    let issue = |secret: String| issue_body(secret, r#"{"subject": "test-user"}"#);
+    let bad_scope = |secret: String| issue_body(secret, r#"{"subject": "u", "scope": "nope"}"#);
     let issues_stored = || async {
         let events = db.audit_events(1000).await.unwrap();
         events.iter().filter(|e| e.0 == "issue").count()
@@ -988,6 +992,8 @@ async fn client_changes_act_at_once_on_issue(b: Backend) {
         .expose()
         .to_owned();
     let before = issues_stored().await;
+    // The cache still holds the row of the old secret: each of these answers as if it did not.
+    assert_error(&bad_scope(old.clone()).await, 401, "invalid_client");
     assert_error(&issue(old.clone()).await, 401, "invalid_client");
     assert_eq!(
         issues_stored().await,
@@ -1002,6 +1008,7 @@ async fn client_changes_act_at_once_on_issue(b: Backend) {
         .await
         .unwrap();
     let before = issues_stored().await;
+    assert_error(&bad_scope(new.clone()).await, 401, "invalid_client");
     for _ in 0..2 {
         assert_error(&issue(new.clone()).await, 401, "invalid_client");
     }
@@ -1014,8 +1021,10 @@ async fn client_changes_act_at_once_on_issue(b: Backend) {
     identity_api::clients::set_enabled(db, "c1", true)
         .await
         .unwrap();
-    let pair = issue(new).await;
+    let pair = issue(new.clone()).await;
     assert_eq!(pair.0, StatusCode::OK, "{}", pair.1);
+    // A client still enabled with this secret gets its request's own error, from the cache too.
+    assert_error(&bad_scope(new).await, 400, "invalid_scope");
     let bearer = s(&pair.1, "access_token");
     assert_eq!(env.introspect(&bearer, &bearer).await.1["active"], true);
 }
