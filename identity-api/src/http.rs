@@ -190,8 +190,13 @@ async fn issue(
     match answer {
         Ok(answer) => Ok(no_store(answer)),
         // A cached row answers only a success: a client disabled or rotated since it was read
-        // gets `invalid_client` for a bad request too, as it would without the cache.
-        Err(e) if client.cached && !matches!(e, ApiError::InvalidClient) => {
+        // gets `invalid_client` for a bad request too, as it would without the cache. Not after
+        // a server error, which is answered (and logged) as it is.
+        Err(e)
+            if client.cached
+                && e.status().is_client_error()
+                && !matches!(e, ApiError::InvalidClient) =>
+        {
             state
                 .authenticate_client(authorization, ClientSource::Database)
                 .await?;

@@ -228,7 +228,7 @@ impl std::fmt::Debug for TokenRequest {
 pub enum ClientSource {
     /// The cache of rows that authenticated recently, else the database.
     CacheOrDatabase,
-    /// The database only: before a refusal of a request that a cached row authenticated.
+    /// The database only: before a refusal (4xx) of a request that a cached row let in.
     Database,
 }
 
@@ -379,9 +379,9 @@ impl AppState {
     /// disabled client take the same path and give the same answer: a read of the client (a
     /// success may come from [`ClientCache`] instead, with `from` allowing it) and a comparison
     /// with its verifier. A row cached before a `client disable` or `rotate-secret` still
-    /// authenticates here; the issue's write refuses it, and a request refused before the
-    /// write asks again with [`ClientSource::Database`] (the issue handler), so a stale row
-    /// answers nothing but a success.
+    /// authenticates here; the issue's write refuses it, and the issue handler asks again with
+    /// [`ClientSource::Database`] before it answers any other 4xx, so a stale row answers
+    /// nothing but a success.
     pub async fn authenticate_client(
         &self,
         authorization: Option<&[u8]>,
@@ -417,7 +417,14 @@ impl AppState {
                     cached: false,
                 })
             }
-            _ => Err(ApiError::InvalidClient),
+            _ => {
+                // Reached with `Database` only by a caller the cached row let in: it is stale.
+                // (Not on the first read: a wrong secret must not evict a client's row.)
+                if from == ClientSource::Database {
+                    self.inner.clients.remove(&id);
+                }
+                Err(ApiError::InvalidClient)
+            }
         }
     }
 

@@ -622,9 +622,10 @@ impl Db {
     /// tokens become inactive at once, not only its Basic logins (one audit row per family).
     ///
     /// The revocation and its audit rows are set-based, never a statement per family: the
-    /// transaction holds SQLite's write lock (and, on PostgreSQL, the client's row, which every
-    /// issue of the client waits for), and with one round-trip per family a client with 200,000
-    /// live families held it for 14 s, longer than a server's busy timeout.
+    /// transaction holds SQLite's write lock (and, on PostgreSQL, the client's row, which a
+    /// group commit with an issue of the client waits for, and every write queued behind it),
+    /// and with one round-trip per family a client with 200,000 live families held it for 14 s
+    /// on SQLite, longer than a server's busy timeout.
     pub async fn set_client_enabled(
         &self,
         client_id: &str,
