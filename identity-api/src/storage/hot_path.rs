@@ -567,7 +567,7 @@ struct AuditRow<'a> {
 #[derive(Default)]
 struct Rows<'a> {
     /// Each with the client's verifier its issue authenticated by.
-    families: Vec<(&'a FamilyRow, &'a Vec<u8>)>,
+    families: Vec<(&'a FamilyRow, &'a [u8])>,
     refreshes: Vec<&'a NewRefresh>,
     /// Families of the winning rotations, and the latest time of the batch's rotations.
     last_used: Vec<&'a str>,
@@ -588,7 +588,7 @@ impl<'a> Rows<'a> {
                     refresh,
                     verifier,
                 } => {
-                    rows.families.push((family, verifier));
+                    rows.families.push((family, verifier.as_slice()));
                     rows.refreshes.push(refresh);
                     rows.audits.push(AuditRow {
                         at: family.created_at,
@@ -656,7 +656,7 @@ macro_rules! bind_families {
                 &f.0.audience,
                 f.0.created_at,
                 f.0.expires_at,
-                f.1.as_slice(),
+                f.1,
             ],
             [&str, &str, &str, &str, &str, i64, i64, &[u8]]
         );
@@ -806,8 +806,10 @@ fn commit_failure(error: sqlx::Error) -> Failure {
 }
 
 /// The answers once the writes committed: an issue whose family the writes did not return was
-/// refused by its client's row. Reading the rows cannot fail for a committed batch without
-/// leaving its answers unknown, hence `unconfirmed`.
+/// refused by its client's row. Each issue inserts one family at most, so when as many came back
+/// as there are issues (nearly always) every one was stored and the ids need not be read.
+/// Reading them cannot fail for a committed batch without leaving its answers unknown, hence
+/// `unconfirmed`.
 fn answers<R: Row>(
     calls: &[Write],
     mut written: Vec<Written>,
@@ -817,6 +819,13 @@ where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
+    let issues = calls
+        .iter()
+        .filter(|c| matches!(c, Write::Open { .. }))
+        .count();
+    if returned.len() == issues {
+        return Ok(written);
+    }
     let mut stored = HashSet::with_capacity(returned.len());
     for row in returned {
         let family_id: String = row.try_get("family_id").map_err(|e| Failure {
@@ -1036,8 +1045,11 @@ mod tests {
                 // Its child, a Bitmap Index Scan, has the condition.
                 n => n.starts_with("Bitmap Heap Scan"),
             };
-            let plan = lines.join("\n");
-            assert!(by_key, "{table} is not read by key:\n{sql}\n{plan}");
+            assert!(
+                by_key,
+                "{table} is not read by key:\n{sql}\n{}",
+                lines.join("\n")
+            );
             reads += 1;
         }
         assert!(reads > 0, "no read found:\n{sql}\n{}", lines.join("\n"));
