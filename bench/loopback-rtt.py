@@ -5,7 +5,7 @@
     taskset -c 1 python3 bench/loopback-rtt.py client 0        # back to back
     taskset -c 1 python3 bench/loopback-rtt.py client 0.0005   # 0.5 ms pauses: the peer idles
 
-Prints p50 and p99 of 3,000 round trips. docs/benchmarks.md section 5c has this machine's.
+Prints p50 and p99 of 3,000 round trips. docs/benchmarks.md has this machine's.
 """
 import socket
 import sys

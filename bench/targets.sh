@@ -23,7 +23,7 @@ BOUND=(--local --duration-secs 5 --warmup-secs 1 --requests 400000)
 { lscpu; uname -r; rustc -V; } > "$OUT/machine.txt"
 
 step "1. criterion"
-cargo bench -p identity-sidecar --bench protocol -- --warm-up-time 1 --measurement-time 3 --noplot \
+cargo bench -p identity-protocol --bench protocol -- --warm-up-time 1 --measurement-time 3 --noplot \
     > "$OUT/1-protocol.txt"
 cargo bench -p identity-api --bench tokens -- --warm-up-time 1 --measurement-time 3 --noplot \
     > "$OUT/1-tokens.txt"

@@ -4,10 +4,25 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
+use identity_launcher::{Binaries, SIDECAR_DEV_KEY_FILE, Signing, Stack, StackConfig};
+use identity_runtime::{Secret, SecretSpec};
 
 use crate::journey::{self, Event, Settings};
-use crate::local::{Binaries, Signing, Stack, StackConfig};
 use crate::output::{self, Style};
+
+/// `CLIENT_SECRET` or `CLIENT_SECRET_FILE`.
+#[derive(Debug)]
+pub enum ClientSecretSpec {}
+
+impl SecretSpec for ClientSecretSpec {
+    const FLAG: &'static str = "client-secret";
+    const FILE_FLAG: &'static str = "client-secret-file";
+    const ENV: &'static str = "CLIENT_SECRET";
+    const FILE_ENV: &'static str = "CLIENT_SECRET_FILE";
+    const HELP: &'static str = "That client's secret. Prefer --client-secret-file";
+    const FILE_HELP: &'static str = "A file holding the client's secret (one trailing newline is \
+        ignored): a mounted Secret, say";
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,14 +43,8 @@ pub struct Cli {
     #[arg(long, env = "CLIENT_ID")]
     pub client_id: Option<String>,
 
-    /// That client's secret. Prefer --client-secret-file.
-    #[arg(long, env = "CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
-
-    /// A file holding the client's secret (one trailing newline is ignored): a mounted Secret,
-    /// say. Wins over --client-secret.
-    #[arg(long, env = "CLIENT_SECRET_FILE", value_name = "PATH")]
-    pub client_secret_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub client_secret: Secret<ClientSecretSpec>,
 
     /// Subject to issue tokens for and to bind the authenticated session to.
     #[arg(long, env = "SUBJECT", default_value = "test-user")]
@@ -77,21 +86,7 @@ pub async fn main() -> ExitCode {
     if cli.local {
         run_local(&cli).await
     } else {
-        let secret = match &cli.client_secret_file {
-            Some(path) => match read_secret_file(path) {
-                Ok(secret) => Some(secret),
-                Err(e) => {
-                    eprintln!(
-                        "{} CLIENT_SECRET_FILE: cannot read {}: {e}",
-                        Style::stderr().red("journey:"),
-                        path.display()
-                    );
-                    return ExitCode::from(2);
-                }
-            },
-            None => cli.client_secret.clone(),
-        };
-        let Some(settings) = settings(&cli, secret) else {
+        let Some(settings) = settings(&cli) else {
             eprintln!(
                 "{} CLIENT_ID and CLIENT_SECRET are required (flags --client-id/--client-secret, \
                  the environment, or .env). Create a client with `identity-api client create \
@@ -109,23 +104,15 @@ fn non_empty(value: &Option<String>) -> Option<String> {
     value.as_ref().filter(|v| !v.trim().is_empty()).cloned()
 }
 
-/// The file's text without one trailing newline (`\n` or `\r\n`); empty is no secret.
-fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
-    let mut text = std::fs::read_to_string(path)?;
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    Ok(text)
-}
-
-fn settings(cli: &Cli, client_secret: Option<String>) -> Option<Settings> {
+fn settings(cli: &Cli) -> Option<Settings> {
     Some(Settings {
         sidecar_url: cli.sidecar_url.clone(),
         client_id: non_empty(&cli.client_id)?,
-        client_secret: non_empty(&client_secret)?,
+        client_secret: cli
+            .client_secret
+            .get()
+            .filter(|s| !s.trim().is_empty())?
+            .to_owned(),
         subject: cli.subject.clone(),
         scope: non_empty(&cli.scope),
         audience: non_empty(&cli.audience),
@@ -230,10 +217,7 @@ async fn run_local(cli: &Cli) -> ExitCode {
     if stack.pinned_key.is_some() {
         say(&format!(
             "pinning the key the sidecar generated in {}",
-            stack
-                .dir()
-                .join(crate::local::SIDECAR_DEV_KEY_FILE)
-                .display()
+            stack.dir().join(SIDECAR_DEV_KEY_FILE).display()
         ));
     }
     let settings = Settings {

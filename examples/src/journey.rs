@@ -14,13 +14,11 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use identity_sidecar::client::{Client, ClientError, Trust};
-use identity_sidecar::protocol::{ClientSession, paths};
+use identity_client::calls::{self, Answer, shorten, shorten_tokens};
+use identity_client::{Client, ClientError, Trust};
+use identity_protocol::{ClientSession, paths};
 use serde::Serialize;
 use serde_json::{Value, json};
-
-use crate::calls::{self, Answer};
-use crate::output::{shorten, shorten_tokens};
 
 /// Where and as whom the journey runs.
 #[derive(Clone)]

@@ -3,54 +3,11 @@
 
 use std::io::IsTerminal as _;
 
-use identity_sidecar::client::{ClientError, Trust};
-use identity_sidecar::protocol::{Error as ProtocolError, ErrorCode};
+use identity_client::{ClientError, Trust};
+use identity_protocol::{Error as ProtocolError, ErrorCode};
 use serde_json::{Value, json};
 
 use crate::journey::{Failure, FailureKind, Outcome, Step};
-
-/// Keeps the first 10 and the last 4 characters of a long value: enough to tell tokens apart,
-/// too little to use one.
-pub fn shorten(value: &str) -> String {
-    let chars: Vec<char> = value.chars().collect();
-    if chars.len() <= 20 {
-        return value.to_owned();
-    }
-    let head: String = chars[..10].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
-}
-
-/// The fields of an answer that hold tokens or secrets, at any depth.
-const TOKEN_FIELDS: [&str; 6] = [
-    "access_token",
-    "refresh_token",
-    "token",
-    "client_secret",
-    "session_id",
-    "id_token",
-];
-
-/// A copy of `value` with every token shortened.
-pub fn shorten_tokens(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::String(s) if TOKEN_FIELDS.contains(&k.as_str()) => {
-                            Value::String(shorten(s))
-                        }
-                        other => shorten_tokens(other),
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(shorten_tokens).collect()),
-        other => other.clone(),
-    }
-}
 
 /// ANSI styling, on or off.
 #[derive(Debug, Clone, Copy)]
@@ -339,29 +296,6 @@ fn api_hint(status: u16, error: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_values_are_shortened_short_ones_kept() {
-        assert_eq!(shorten("short"), "short");
-        let token = "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFUzI1NiJ9.payload.signature";
-        let short = shorten(token);
-        assert_eq!(short, "eyJ0eXAiOi…ture");
-        assert!(short.chars().count() < 20);
-    }
-
-    #[test]
-    fn tokens_are_shortened_at_any_depth_and_other_fields_kept() {
-        let long = "x".repeat(64);
-        let answer = json!({
-            "access_token": long, "expires_in": 900, "scope": long,
-            "nested": [{ "refresh_token": long }],
-        });
-        let shown = shorten_tokens(&answer);
-        assert_eq!(shown["access_token"], "xxxxxxxxxx…xxxx");
-        assert_eq!(shown["nested"][0]["refresh_token"], "xxxxxxxxxx…xxxx");
-        assert_eq!(shown["scope"], long);
-        assert_eq!(shown["expires_in"], 900);
-    }
 
     #[test]
     fn plain_style_writes_no_escape_codes() {

@@ -6,9 +6,9 @@
 
 use std::sync::OnceLock;
 
-use identity_sidecar::protocol::envelope::MAX_SEQ;
-use identity_sidecar::protocol::keys::Okm;
-use identity_sidecar::protocol::{Envelope, SessionKeys};
+use identity_protocol::envelope::MAX_SEQ;
+use identity_protocol::keys::Okm;
+use identity_protocol::{Envelope, SessionKeys, paths};
 use libfuzzer_sys::fuzz_target;
 
 fn keys() -> &'static SessionKeys {
@@ -25,12 +25,12 @@ fuzz_target!(|data: &[u8]| {
     let again = Envelope::from_json(&envelope.to_json()).expect("to_json output parses");
     assert_eq!(again, envelope);
     let keys = keys();
-    let opened = keys.open_request("fuzz-session", "POST", "/api/v1/token", None, &envelope);
+    let opened = keys.open_request("fuzz-session", "POST", paths::TOKEN, None, &envelope);
     assert!(opened.is_err(), "a forged request envelope opened");
     let opened = keys.open_response(
         "fuzz-session",
         "POST",
-        "/api/v1/token",
+        paths::TOKEN,
         envelope.seq,
         200,
         &envelope,

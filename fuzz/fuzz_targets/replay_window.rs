@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use identity_sidecar::protocol::replay::{ReplayWindow, WINDOW};
+use identity_protocol::replay::{ReplayWindow, WINDOW};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Default)]

@@ -3,7 +3,7 @@
 //! 65-byte point that round-trips through its base64url.
 #![no_main]
 
-use identity_sidecar::protocol::{ErrorCode, InitRequest, PublicKey};
+use identity_protocol::{ErrorCode, InitRequest, PublicKey};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,18 +1,190 @@
-//! identity-sidecar: an encrypted session channel in front of the identity API.
+//! identity-sidecar: terminates the encrypted session channel of PROTOCOL.md and forwards
+//! plaintext to the identity API. The protocol itself is [`identity_protocol`]'s.
 //!
-//! - [`protocol`]: the wire protocol of `docs/PROTOCOL.md`, sans-IO. Always built; this is the one
-//!   implementation that the sidecar, the example client and the tests share.
-//! - [`client`] (feature `client`): an HTTP client over the protocol.
-//! - [`server`] (feature `server`, default): the sidecar itself.
+//! - [`config`]: flags and environment variables;
+//! - [`state`]: signing keys, the session table and the rest of the shared state;
+//! - [`sessions`]: live sessions, their replay windows and request counts;
+//! - [`routes`]: the HTTP routes of sections 1 to 4 ([`app`]);
+//! - [`forward`]: the identity API client, over [`connect`]'s TCP or Unix socket;
+//! - [`error`]: the section 4 errors, mapped to HTTP in one place;
+//! - [`metrics`], [`rate_limit`].
 //!
-//! A client depends on this crate with `default-features = false, features = ["client"]` and does
-//! not compile the server.
+//! [`bind`] then [`Server::run`] (or [`serve`]) run the real server; tests bind port 0.
+
 #![forbid(unsafe_code)]
 
-pub mod protocol;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod rate_limit;
+pub mod routes;
+pub mod sessions;
+pub mod state;
 
-#[cfg(feature = "client")]
-pub mod client;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Instant;
 
-#[cfg(feature = "server")]
-pub mod server;
+use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use routes::app;
+pub use state::{AppState, Keys, StartError};
+
+/// A bound, not yet running sidecar.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    local_addr: SocketAddr,
+}
+
+/// Loads the keys the configuration names and binds `--listen`.
+pub async fn bind(config: &Config) -> Result<Server, StartError> {
+    let keys = Keys::load(config)?;
+    bind_with_keys(config, keys).await
+}
+
+/// [`bind`] with keys already loaded.
+pub async fn bind_with_keys(config: &Config, keys: Keys) -> Result<Server, StartError> {
+    let state = AppState::new(config, keys)?;
+    if config.internal_token.get().is_none() {
+        // An identity API with IDENTITY_INTERNAL_TOKEN set then answers every forwarded request
+        // 403 and every authenticated init fails: say why now rather than per request.
+        tracing::warn!(
+            "no internal token (IDENTITY_INTERNAL_TOKEN or IDENTITY_INTERNAL_TOKEN_FILE): requests \
+             are forwarded without X-Internal-Token, which an identity API that requires one refuses"
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    Ok(Server {
+        listener,
+        state,
+        local_addr,
+    })
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
+    /// The expired-session sweep runs in the background meanwhile.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let sweeper = tokio::spawn(sweep(self.state.clone()));
+        tracing::info!(
+            listen = %self.local_addr,
+            key_id = self.state.keys.signing.key_id(),
+            "identity-sidecar listening"
+        );
+        let result = axum::serve(
+            self.listener,
+            app(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        sweeper.abort();
+        tracing::info!("identity-sidecar stopped");
+        result
+    }
+}
+
+/// Binds and serves until `shutdown`.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let server = bind(&config).await?;
+    server.run(shutdown).await.map_err(ServeError::Serve)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Drops expired sessions (and idle rate-limit buckets) every sweep interval.
+async fn sweep(state: AppState) {
+    let mut interval = tokio::time::interval(state.settings.sweep_interval);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = Instant::now();
+        let dropped = state.sessions.sweep(now);
+        state.limiter.sweep(now);
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                live = state.sessions.len(),
+                "swept expired sessions"
+            );
+        }
+    }
+}
+
+/// The tokio runtime for `worker_threads` threads (default: the CPUs this process may use).
+/// One thread gets a current-thread runtime, as linkerd2-proxy does on one core: the accept
+/// loop, the connections and the upstream client's tasks share it, so no request waits for a
+/// thread to be woken. (With two workers on one CPU, strace showed a futex wake of the other
+/// worker on every request, as the request handed itself to the upstream connection's task.)
+pub fn runtime(worker_threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = worker_threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic here is a failed test
+
+    use tokio::runtime::RuntimeFlavor;
+
+    use super::*;
+
+    #[test]
+    fn one_worker_thread_is_a_current_thread_runtime() {
+        let flavor = |n| {
+            runtime(NonZeroUsize::new(n))
+                .unwrap()
+                .handle()
+                .runtime_flavor()
+        };
+        assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
+        // None: the CPUs this process may use, whatever this machine has.
+        runtime(None).unwrap();
+    }
+}

@@ -2,17 +2,16 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-
 use std::time::Duration;
 
 use clap::Parser;
-use identity_sidecar::server::{self, Config};
+use identity_sidecar::Config;
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    server::init_tracing(config.log_format);
-    match server::runtime(config.worker_threads) {
+    identity_runtime::init_tracing(config.log_format);
+    match identity_sidecar::runtime(config.worker_threads) {
         Ok(runtime) => runtime.block_on(run(config)),
         Err(err) => {
             tracing::error!("identity-sidecar cannot start its runtime: {err}");
@@ -28,7 +27,7 @@ async fn run(config: Config) -> ExitCode {
     // hold the process open until the kubelet kills it.
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
-        server::shutdown_signal().await;
+        identity_runtime::shutdown_signal().await;
         let _ = stop.send(true);
     });
     let signalled = |mut rx: watch::Receiver<bool>| async move {
@@ -41,7 +40,7 @@ async fn run(config: Config) -> ExitCode {
             tokio::time::sleep(grace).await;
         }
     };
-    let server = match server::bind(&config).await {
+    let server = match identity_sidecar::bind(&config).await {
         Ok(server) => server,
         Err(err) => {
             tracing::error!("identity-sidecar cannot start: {err}");

@@ -170,7 +170,7 @@ async fn drains_a_request_in_flight(worker_threads: &str) {
         &["--worker-threads", worker_threads],
     );
     let url = format!("http://{addr}");
-    let client = identity_sidecar::client::Client::with_http(common::http(), &url, None)
+    let client = identity_client::Client::with_http(common::http(), &url, None)
         .await
         .unwrap();
     let session = client.init_anonymous().await.unwrap();

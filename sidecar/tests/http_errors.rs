@@ -2,7 +2,6 @@
 //! to port 0) in front of an in-process stub of the identity API: status, code, plaintext body
 //! without X-Session-Id, `Allow` on 405 and `Retry-After` on 429. Also the check order of
 //! authenticated session init (section 2) and the body limit's exact edge.
-#![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -10,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use identity_sidecar::protocol::paths;
+use identity_protocol::paths;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -46,7 +45,7 @@ async fn invalid_request_on_session_init() {
         400,
         "invalid_request",
     );
-    let only_subject = [("x-subject", "alice")];
+    let only_subject = [(identity_protocol::headers::SUBJECT, "alice")];
     assert_error(
         &post_raw(&init, &only_subject, init_body()).await,
         400,
@@ -56,7 +55,7 @@ async fn invalid_request_on_session_init() {
     let two = [
         ("authorization", "Bearer alice-access-token"),
         ("authorization", "Bearer alice-access-token"),
-        ("x-subject", "alice"),
+        (identity_protocol::headers::SUBJECT, "alice"),
     ];
     assert_error(
         &post_raw(&init, &two, init_body()).await,
@@ -69,7 +68,7 @@ async fn invalid_request_on_session_init() {
     // subject mismatch, with a token that is not active an invalid token.
     let dash = [
         ("authorization", "Bearer alice-access-token"),
-        ("x-subject", "-"),
+        (identity_protocol::headers::SUBJECT, "-"),
     ];
     assert_error(
         &post_raw(&init, &dash, init_body()).await,
@@ -78,7 +77,7 @@ async fn invalid_request_on_session_init() {
     );
     let dash_bad_token = [
         ("authorization", "Bearer inactive-access-token"),
-        ("x-subject", "-"),
+        (identity_protocol::headers::SUBJECT, "-"),
     ];
     assert_error(
         &post_raw(&init, &dash_bad_token, init_body()).await,
@@ -128,7 +127,7 @@ async fn invalid_request_on_encrypted_routes() {
         let sealed = session.seal_request("POST", TOKEN, None, b"{}").unwrap();
         let got = post_raw(
             &sidecar.endpoint(&target),
-            &[("x-session-id", session.id())],
+            &[(identity_protocol::headers::SESSION_ID, session.id())],
             sealed.body,
         )
         .await;
@@ -141,7 +140,7 @@ async fn invalid_request_on_encrypted_routes() {
     let got = post_raw(
         &sidecar.endpoint(TOKEN),
         &[
-            ("x-session-id", session.id()),
+            (identity_protocol::headers::SESSION_ID, session.id()),
             ("authorization", "Bearer a"),
             ("authorization", "Bearer b"),
         ],
@@ -181,7 +180,12 @@ async fn negative_vectors_over_http() {
     assert!(public_key_rows >= 4);
     // The public key is checked before the headers and the token (section 2).
     let bad_key = json!({"client_public_key": negative[0]["client_public_key"]}).to_string();
-    let got = post_raw(&init, &[("x-subject", "alice")], bad_key).await;
+    let got = post_raw(
+        &init,
+        &[(identity_protocol::headers::SUBJECT, "alice")],
+        bad_key,
+    )
+    .await;
     assert_error(&got, 400, "invalid_public_key");
 }
 
@@ -276,7 +280,7 @@ async fn invalid_session_missing_and_unknown() {
     let got = post_raw(&sidecar.endpoint(TOKEN), &[], sealed.body.clone()).await;
     assert_error(&got, 401, "invalid_session");
     let unknown = [(
-        "x-session-id",
+        identity_protocol::headers::SESSION_ID,
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     )];
     let got = post_raw(&sidecar.endpoint(TOKEN), &unknown, sealed.body.clone()).await;
@@ -286,7 +290,7 @@ async fn invalid_session_missing_and_unknown() {
     for id in ["a b", long.as_str()] {
         let got = post_raw(
             &sidecar.endpoint(TOKEN),
-            &[("x-session-id", id)],
+            &[(identity_protocol::headers::SESSION_ID, id)],
             sealed.body.clone(),
         )
         .await;
@@ -362,7 +366,7 @@ async fn invalid_session_ended_by_newer_authenticated_init() {
     let anonymous = client.init_anonymous().await.unwrap();
     let got = post_raw(
         &sidecar.endpoint(paths::SESSION_INIT),
-        &[("x-session-id", alice2.id())],
+        &[(identity_protocol::headers::SESSION_ID, alice2.id())],
         init_body(),
     )
     .await;
@@ -437,7 +441,10 @@ async fn invalid_token_and_subject_mismatch() {
         async move {
             post_raw(
                 &init,
-                &[("authorization", auth), ("x-subject", subject)],
+                &[
+                    ("authorization", auth),
+                    (identity_protocol::headers::SUBJECT, subject),
+                ],
                 init_body(),
             )
             .await
@@ -495,7 +502,7 @@ async fn invalid_token_and_subject_mismatch() {
     assert!(!calls.is_empty());
     for call in &calls {
         assert_eq!(
-            call.header("x-internal-token"),
+            call.header(identity_protocol::headers::INTERNAL_TOKEN),
             Some(&[INTERNAL_TOKEN.to_owned()][..])
         );
         let bearer = call.header("authorization").unwrap()[0].clone();
@@ -621,7 +628,7 @@ async fn replayed_request() {
 // ----- 413 payload_too_large -----------------------------------------------------------------
 
 /// A sealed envelope padded with JSON whitespace to exactly `len` bytes.
-fn padded(session: &identity_sidecar::protocol::ClientSession, len: usize) -> Vec<u8> {
+fn padded(session: &identity_protocol::ClientSession, len: usize) -> Vec<u8> {
     let mut body = session
         .seal_request("POST", TOKEN, None, b"{}")
         .unwrap()
@@ -741,7 +748,7 @@ async fn unsupported_media_type() {
             &sidecar.endpoint(TOKEN),
             &[
                 ("content-type", content_type),
-                ("x-session-id", session.id()),
+                (identity_protocol::headers::SESSION_ID, session.id()),
             ],
             sealed.body,
         )
@@ -764,7 +771,7 @@ async fn unsupported_media_type() {
             &sidecar.endpoint(TOKEN),
             &[
                 ("content-type", content_type),
-                ("x-session-id", session.id()),
+                (identity_protocol::headers::SESSION_ID, session.id()),
             ],
             sealed.body,
         )
@@ -840,7 +847,7 @@ async fn upstream_unavailable_when_down() {
         &sidecar.endpoint(paths::SESSION_INIT),
         &[
             ("authorization", "Bearer alice-access-token"),
-            ("x-subject", "alice"),
+            (identity_protocol::headers::SUBJECT, "alice"),
         ],
         init_body(),
     )

@@ -3,7 +3,6 @@
 //! identity API receives, the status bound into the response AAD), pass-throughs, health and
 //! metrics, the expired-session sweep, concurrency (many sessions; one session from many tasks
 //! with exact replay accounting), key loading at start, and graceful shutdown.
-#![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use identity_sidecar::client::{Client, Trust};
-use identity_sidecar::protocol::signing::{KeyDocument, init_signing_input};
-use identity_sidecar::protocol::{InitAnswer, PublicKey, SigningKey, TrustedKeys, b64, paths};
-use identity_sidecar::server::{self, StartError};
+use identity_client::{Client, Trust};
+use identity_protocol::signing::{KeyDocument, init_signing_input};
+use identity_protocol::{InitAnswer, PublicKey, SigningKey, TrustedKeys, b64, paths};
+use identity_sidecar::StartError;
 use serde_json::Value;
 
 const TOKEN: &str = paths::TOKEN;
@@ -60,7 +59,7 @@ async fn init_answers_are_signed_with_the_published_key() {
     assert_eq!(alice.subject(), Some("alice"));
 
     // And by hand, from the raw answer: the signing input of section 1.
-    let handshake = identity_sidecar::protocol::ClientHandshake::new();
+    let handshake = identity_protocol::ClientHandshake::new();
     let body = serde_json::to_string(&handshake.request()).unwrap();
     let got = post_raw(&sidecar.endpoint(paths::SESSION_INIT), &[], body).await;
     assert_eq!(got.0, 200);
@@ -121,7 +120,7 @@ async fn keys_load_from_files_and_a_further_key_is_published() {
     let mut config = config(&stub.url);
     config.signing_key_file = Some(signing_file.clone());
     config.publish_key_files = vec![next_file.clone(), third_file, signing_file.clone()];
-    let sidecar = Sidecar::run(server::bind(&config).await.unwrap());
+    let sidecar = Sidecar::run(identity_sidecar::bind(&config).await.unwrap());
     assert_eq!(sidecar.key_id, signing.key_id());
     let document = key_document(&sidecar).await;
     let ids: Vec<_> = document.keys.iter().map(|k| k.key_id.as_str()).collect();
@@ -137,10 +136,10 @@ async fn keys_load_from_files_and_a_further_key_is_published() {
     assert!(pinned_next.init_anonymous().await.is_err());
 
     // Rotation: the next key signs, the old one stays published.
-    let mut rotated = config.clone();
+    let mut rotated = common::config(&stub.url);
     rotated.signing_key_file = Some(next_file);
     rotated.publish_key_files = vec![signing_file];
-    let sidecar2 = Sidecar::run(server::bind(&rotated).await.unwrap());
+    let sidecar2 = Sidecar::run(identity_sidecar::bind(&rotated).await.unwrap());
     pinned_next.init_anonymous().await.unwrap_err(); // still the first sidecar's URL
     let client2 = Client::with_http(http(), &sidecar2.url, Some(&next.public_key().to_b64u()))
         .await
@@ -153,7 +152,7 @@ async fn keys_load_from_files_and_a_further_key_is_published() {
 async fn refuses_to_start_without_a_signing_key_and_dev_generates_one() {
     let stub = Stub::start().await;
     let config = config(&stub.url);
-    let err = server::bind(&config).await.unwrap_err();
+    let err = identity_sidecar::bind(&config).await.unwrap_err();
     assert!(matches!(err, StartError::NoSigningKey));
     let message = err.to_string();
     assert!(
@@ -164,23 +163,23 @@ async fn refuses_to_start_without_a_signing_key_and_dev_generates_one() {
     let dir = scratch_dir("badkey");
     let bad = dir.join("bad.pem");
     std::fs::write(&bad, "not a key").unwrap();
-    let mut with_bad = config.clone();
+    let mut with_bad = common::config(&stub.url);
     with_bad.signing_key_file = Some(bad);
     assert!(matches!(
-        server::bind(&with_bad).await.unwrap_err(),
+        identity_sidecar::bind(&with_bad).await.unwrap_err(),
         StartError::Key { .. }
     ));
 
     // --dev: generated once with mode 0600, then reused.
-    let key = server::state::dev_signing_key(&dir).unwrap();
-    let path = dir.join(server::state::DEV_SIGNING_KEY_FILE);
+    let key = identity_sidecar::state::dev_signing_key(&dir).unwrap();
+    let path = dir.join(identity_sidecar::state::DEV_SIGNING_KEY_FILE);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let again = server::state::dev_signing_key(&dir).unwrap();
+    let again = identity_sidecar::state::dev_signing_key(&dir).unwrap();
     assert_eq!(key.key_id(), again.key_id());
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -210,7 +209,7 @@ async fn forwarding_headers_and_status_in_the_aad() {
     assert_eq!(echo["body"]["subject"], "test-user");
     let headers = &echo["headers"];
     assert_eq!(
-        headers["x-internal-token"],
+        headers[identity_protocol::headers::INTERNAL_TOKEN],
         serde_json::json!([INTERNAL_TOKEN])
     );
     assert_eq!(headers["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
@@ -219,8 +218,16 @@ async fn forwarding_headers_and_status_in_the_aad() {
         headers["content-type"],
         serde_json::json!(["application/json"])
     );
-    assert!(headers.get("x-session-subject").is_none());
-    assert!(headers.get("x-session-id").is_none());
+    assert!(
+        headers
+            .get(identity_protocol::headers::SESSION_SUBJECT)
+            .is_none()
+    );
+    assert!(
+        headers
+            .get(identity_protocol::headers::SESSION_ID)
+            .is_none()
+    );
 
     // Client-sent copies of X-Session-Subject and X-Internal-Token are dropped.
     let (_client, alice) = sidecar.alice().await;
@@ -229,10 +236,10 @@ async fn forwarding_headers_and_status_in_the_aad() {
         .unwrap();
     let answer = http()
         .post(sidecar.endpoint(paths::REVOKE))
-        .header("x-session-id", alice.id())
+        .header(identity_protocol::headers::SESSION_ID, alice.id())
         .header("content-type", "application/json")
-        .header("x-session-subject", "mallory")
-        .header("x-internal-token", "forged")
+        .header(identity_protocol::headers::SESSION_SUBJECT, "mallory")
+        .header(identity_protocol::headers::INTERNAL_TOKEN, "forged")
         .header("x-forwarded-for", "203.0.113.9")
         .body(sealed.body)
         .send()
@@ -240,16 +247,22 @@ async fn forwarding_headers_and_status_in_the_aad() {
         .unwrap();
     let (status, answer_headers, body) = parts(answer).await;
     assert_eq!(status, 200);
-    assert_eq!(answer_headers["x-session-id"], alice.id());
+    assert_eq!(
+        answer_headers[identity_protocol::headers::SESSION_ID],
+        alice.id()
+    );
     assert_eq!(answer_headers["content-type"], "application/json");
     let plain = alice
         .open_response("POST", paths::REVOKE, sealed.seq, 200, &body)
         .unwrap();
     let echo: Value = serde_json::from_slice(plain.as_bytes()).unwrap();
     let headers = &echo["headers"];
-    assert_eq!(headers["x-session-subject"], serde_json::json!(["alice"]));
     assert_eq!(
-        headers["x-internal-token"],
+        headers[identity_protocol::headers::SESSION_SUBJECT],
+        serde_json::json!(["alice"])
+    );
+    assert_eq!(
+        headers[identity_protocol::headers::INTERNAL_TOKEN],
         serde_json::json!([INTERNAL_TOKEN])
     );
     assert_eq!(headers["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
@@ -263,7 +276,7 @@ async fn forwarding_headers_and_status_in_the_aad() {
         .post_sealed(&anonymous, TOKEN, None, sealed.body)
         .await;
     assert_eq!(status, 403);
-    assert!(headers.contains_key("x-session-id"));
+    assert!(headers.contains_key(identity_protocol::headers::SESSION_ID));
     let plain = anonymous
         .open_response("POST", TOKEN, sealed.seq, 403, &body)
         .unwrap();
@@ -430,7 +443,9 @@ async fn many_clients_on_many_sessions() {
                 let echo = echoed(&answer);
                 assert_eq!(echo["body"]["client"], i);
                 assert_eq!(echo["body"]["n"], n);
-                let subject = echo["headers"].get("x-session-subject").cloned();
+                let subject = echo["headers"]
+                    .get(identity_protocol::headers::SESSION_SUBJECT)
+                    .cloned();
                 assert_eq!(subject.is_some(), i % 3 == 0);
             }
         }));
@@ -564,9 +579,9 @@ async fn app_answers_without_a_listener() {
     use tower::ServiceExt;
     let stub = Stub::start().await;
     let config = config(&stub.url);
-    let keys = server::Keys::new(SigningKey::generate(), Vec::new());
-    let state = server::AppState::new(&config, keys).unwrap();
-    let app = server::app(state);
+    let keys = identity_sidecar::Keys::new(SigningKey::generate(), Vec::new());
+    let state = identity_sidecar::AppState::new(&config, keys).unwrap();
+    let app = identity_sidecar::app(state);
     let answer = app
         .clone()
         .oneshot(Request::get("/health").body(Body::empty()).unwrap())

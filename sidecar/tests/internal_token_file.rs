@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use clap::Parser as _;
-use identity_sidecar::server::Config;
+use identity_sidecar::Config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_identity-sidecar");
 const SECRET: &str = "s3cret-Internal.token";
@@ -32,7 +32,7 @@ fn the_file_is_read_and_one_trailing_newline_trimmed() {
     ] {
         let path = file_with(&dir, &content);
         let config = parse(&["--internal-token-file", &path]).unwrap();
-        assert_eq!(config.internal_token.unwrap().as_str(), SECRET);
+        assert_eq!(config.internal_token.get().unwrap(), SECRET);
     }
     // Only one newline: a second one is part of the value, which then is not visible ASCII.
     let path = file_with(&dir, &format!("{SECRET}\n\n"));
@@ -57,14 +57,14 @@ fn flag_and_file_flag_conflict() {
     assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     // The plain flag alone still works, and neither is required.
     let config = parse(&["--internal-token", SECRET]).unwrap();
-    assert_eq!(config.internal_token.unwrap().as_str(), SECRET);
+    assert_eq!(config.internal_token.get().unwrap(), SECRET);
 }
 
 #[test]
 fn a_token_that_starts_with_a_hyphen_is_a_value() {
     // One base64url secret in 64 starts with '-'.
     let config = parse(&["--internal-token", "-Z9_token"]).unwrap();
-    assert_eq!(config.internal_token.unwrap().as_str(), "-Z9_token");
+    assert_eq!(config.internal_token.get().unwrap(), "-Z9_token");
 }
 
 #[test]

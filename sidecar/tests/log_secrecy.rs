@@ -3,7 +3,6 @@
 //! refused request leave no bearer token, Authorization value, internal token, plaintext body or
 //! session id in stdout or stderr. And a malformed internal token is refused without echoing it.
 
-#![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
 mod common;
@@ -12,8 +11,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use common::{ALICE_TOKEN, Stub, http};
-use identity_sidecar::client::Client;
-use identity_sidecar::protocol::paths;
+use identity_client::Client;
+use identity_protocol::paths;
 
 const BIN: &str = env!("CARGO_BIN_EXE_identity-sidecar");
 const INTERNAL_TOKEN: &str = "internal-token-4f0c2a9e71b3";
@@ -93,7 +92,7 @@ async fn trace_logs_hold_no_secret() {
     let forwarded = stub.records_for(paths::TOKEN);
     assert_eq!(forwarded.len(), 4);
     assert_eq!(
-        forwarded[0].header("x-internal-token"),
+        forwarded[0].header(identity_protocol::headers::INTERNAL_TOKEN),
         Some([INTERNAL_TOKEN.to_owned()].as_slice())
     );
     assert!(String::from_utf8_lossy(&forwarded[0].body).contains(MARKER));

@@ -37,7 +37,7 @@
 //! Decrypted bodies are not session keys: the test also counts copies of a random marker sent in
 //! every request plaintext and prints them, without failing (hyper and reqwest buffers and the
 //! sidecar's forwarded copy are not wiped; see docs/crypto-audit.md).
-#![cfg(all(feature = "server", target_os = "linux"))]
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
 mod common;
@@ -45,13 +45,15 @@ mod common;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::{ALICE_TOKEN, Sidecar, Stub, http};
-use identity_sidecar::client::{Client, ClientError};
-use identity_sidecar::protocol::handshake::ClientHandshake;
-use identity_sidecar::protocol::keys::{Okm, hkdf_info, hkdf_salt};
-use identity_sidecar::protocol::{
+use identity_client::{Client, ClientError};
+use identity_protocol::handshake::ClientHandshake;
+use identity_protocol::keys::{Okm, hkdf_info, hkdf_salt};
+use identity_protocol::{
     EphemeralSecret, ErrorCode, InitAnswer, PublicKey, SessionKeys, TrustedKeys, headers, paths,
 };
 use rand_core::{OsRng, RngCore};
@@ -366,7 +368,7 @@ async fn init(
     sidecar: &Sidecar,
     label: &str,
     authenticated: Option<(&str, &str, &str)>,
-) -> (identity_sidecar::protocol::ClientSession, Vec<Masked>) {
+) -> (identity_protocol::ClientSession, Vec<Masked>) {
     let mut scalar = Zeroizing::new([0u8; 32]);
     let secret = loop {
         OsRng.fill_bytes(scalar.as_mut());
@@ -396,11 +398,7 @@ async fn init(
     (session, masked)
 }
 
-async fn request(
-    client: &Client,
-    session: &identity_sidecar::protocol::ClientSession,
-    marker: &str,
-) {
+async fn request(client: &Client, session: &identity_protocol::ClientSession, marker: &str) {
     let body = format!(r#"{{"subject":"test-user","marker":"{marker}"}}"#);
     let answer = client
         .send(
@@ -414,7 +412,7 @@ async fn request(
     assert_eq!(answer.status, 200);
 }
 
-async fn refused_as_ended(client: &Client, session: &identity_sidecar::protocol::ClientSession) {
+async fn refused_as_ended(client: &Client, session: &identity_protocol::ClientSession) {
     let err = client
         .send(session, paths::TOKEN_ISSUE, None, b"{}")
         .await
@@ -493,7 +491,7 @@ fn run_lifecycle(marker: String) -> Vec<Masked> {
 fn random_marker() -> Zeroizing<String> {
     let mut bytes = [0u8; 24];
     OsRng.fill_bytes(&mut bytes);
-    Zeroizing::new(identity_sidecar::protocol::b64::encode(&bytes))
+    Zeroizing::new(identity_protocol::b64::encode(&bytes))
 }
 
 #[test]
@@ -541,57 +539,83 @@ fn no_session_secret_survives_the_session() {
 fn the_scanner_finds_a_copy_left_unwiped() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     keep_freed_memory_in_the_heap();
-    let ((kept, live, secrets), stack) = on_own_thread(|| {
-        let mut z = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(z.as_mut());
-        let okm = Okm::derive(z.as_ref(), b"salt", &hkdf_info("control"));
-        let mut secrets = vec![
-            Masked::new("control: k_c2s kept alive", okm.k_c2s()),
-            Masked::new("control: k_s2c freed without zeroize", okm.k_s2c()),
-            Masked::new("control: Z (wiped)", z.as_ref()),
-        ];
-        // Session keys, the real type: one set kept alive, one dropped.
-        let (live_okm, dropped_okm) = (random_okm(), random_okm());
-        secrets.push(Masked::new(
-            "control: live SessionKeys' k_c2s",
-            live_okm.k_c2s(),
-        ));
-        secrets.push(Masked::new(
-            "control: dropped SessionKeys' k_c2s",
-            dropped_okm.k_c2s(),
-        ));
-        secrets.push(Masked::new(
-            "control: dropped SessionKeys' k_s2c",
-            dropped_okm.k_s2c(),
-        ));
-        let live = SessionKeys::from_okm(&live_okm);
-        drop(std::hint::black_box(SessionKeys::from_okm(&dropped_okm)));
-        // The deliberate leaks: a copy kept, and a copy near the end of a freed block. Last, so
-        // that no later allocation of this thread reuses the freed block and overwrites it.
-        let small = random_okm();
-        secrets.push(Masked::new(
-            "control: small Box freed without zeroize",
-            small.k_c2s(),
-        ));
-        let secrets = with_halves(secrets);
-        let kept = okm.k_c2s().to_vec();
-        let mut freed = vec![0u8; 64 << 10];
-        freed[60 << 10..(60 << 10) + 32].copy_from_slice(okm.k_s2c());
-        drop(std::hint::black_box(freed));
-        // A key at the start of a freed block: freeing it overwrites its first 16 bytes (the
-        // allocator's list pointers). An uncommon size, so that no other allocation before the
-        // scan takes the block over (with 32 bytes, the size of the sessions' key boxes, the
-        // control failed once in a loaded CI run), yet small enough for glibc's fast bins, which
-        // never merge a freed block into its neighbours (a 232-byte box was merged away).
-        let mut boxed = Box::new([0u8; 104]);
-        boxed[..32].copy_from_slice(small.k_c2s());
-        drop(std::hint::black_box(boxed));
-        (kept, live, secrets)
-    });
-    let excluded: Vec<_> = still_mapped(&stack).into_iter().collect();
+    // The thread stays alive, idle, through the scan: were it to exit, glibc would hand what it
+    // freed to its arena, where another thread may reuse it. After the small block is freed it
+    // allocates nothing (no channel, no lock: atomics and sleeps), so nothing takes it over.
+    let freed = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let (sent, received) = std::sync::mpsc::channel();
+    let thread = {
+        let (freed, release) = (freed.clone(), release.clone());
+        std::thread::spawn(move || {
+            let stack = current_stack();
+            let mut z = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(z.as_mut());
+            let okm = Okm::derive(z.as_ref(), b"salt", &hkdf_info("control"));
+            let mut secrets = vec![
+                Masked::new("control: k_c2s kept alive", okm.k_c2s()),
+                Masked::new("control: k_s2c freed without zeroize", okm.k_s2c()),
+                Masked::new("control: Z (wiped)", z.as_ref()),
+            ];
+            drop(z);
+            // Session keys, the real type: one set kept alive, one dropped.
+            let (live_okm, dropped_okm) = (random_okm(), random_okm());
+            secrets.push(Masked::new(
+                "control: live SessionKeys' k_c2s",
+                live_okm.k_c2s(),
+            ));
+            secrets.push(Masked::new(
+                "control: dropped SessionKeys' k_c2s",
+                dropped_okm.k_c2s(),
+            ));
+            secrets.push(Masked::new(
+                "control: dropped SessionKeys' k_s2c",
+                dropped_okm.k_s2c(),
+            ));
+            let live = SessionKeys::from_okm(&live_okm);
+            drop(std::hint::black_box(SessionKeys::from_okm(&dropped_okm)));
+            let small = random_okm();
+            secrets.push(Masked::new(
+                "control: small Box freed without zeroize",
+                small.k_c2s(),
+            ));
+            // The deliberate leaks: a copy kept, and a copy near the end of a freed block.
+            let kept = okm.k_c2s().to_vec();
+            let mut freed_block = vec![0u8; 64 << 10];
+            freed_block[60 << 10..(60 << 10) + 32].copy_from_slice(okm.k_s2c());
+            drop(std::hint::black_box(freed_block));
+            sent.send((with_halves(secrets), stack)).unwrap();
+            // A key at the start of a freed block: freeing it overwrites its first 16 bytes (the
+            // allocator's list pointers). An uncommon size, small enough for glibc's per-thread
+            // cache and fast bins, which never merge a freed block into its neighbours (a
+            // 232-byte box was merged away). Last: nothing of this thread allocates after it.
+            let mut boxed = Box::new([0u8; 104]);
+            boxed[..32].copy_from_slice(small.k_c2s());
+            drop(std::hint::black_box(boxed));
+            freed.store(true, Ordering::Release);
+            while !release.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (kept, live)
+        })
+    };
+    let (secrets, stack) = received.recv().unwrap();
+    for _ in 0..10_000 {
+        if freed.load(Ordering::Acquire) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        freed.load(Ordering::Acquire),
+        "the control thread did not finish"
+    );
+    // Its stack is mapped while it waits: excluded.
     let all: Vec<&Masked> = secrets.iter().collect();
-    let scan = scan(&all, &excluded);
-    report("positive control", &scan, !excluded.is_empty());
+    let scan = scan(&all, &[stack]);
+    release.store(true, Ordering::Release);
+    let (mut kept, live) = thread.join().unwrap();
+    report("positive control", &scan, true);
     assert!(
         scan.count("control: k_c2s kept alive") >= 1,
         "the scanner misses a live copy"
@@ -614,7 +638,6 @@ fn the_scanner_finds_a_copy_left_unwiped() {
     }
     assert_eq!(scan.count("control: dropped SessionKeys"), 0);
     drop(live);
-    let mut kept = kept;
     kept.zeroize();
 }
 

@@ -10,10 +10,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use identity_sidecar::client::Client;
-use identity_sidecar::protocol::ClientSession;
-pub use identity_sidecar_examples::calls::{self, Answer, TokenPair};
-pub use identity_sidecar_examples::local::{Binaries, Signing, Stack, StackConfig};
+use identity_client::Client;
+pub use identity_client::calls::{self, Answer, TokenPair};
+pub use identity_launcher::{Binaries, Signing, Stack, StackConfig};
+use identity_protocol::ClientSession;
 
 /// The scopes and audience of the seeded client.
 pub const SCOPE: &str = "orders.read orders.write";
@@ -170,7 +170,7 @@ impl PgSchema {
             .context("IDENTITY_TEST_POSTGRES_URL is set but the server cannot be reached")?;
         let name = format!(
             "e2e_{}",
-            identity_sidecar_examples::local::random_b64u_32()
+            identity_launcher::random_b64u_32()
                 .to_ascii_lowercase()
                 .chars()
                 .filter(char::is_ascii_alphanumeric)
@@ -205,12 +205,10 @@ impl PgSchema {
 /// The status and code of a plaintext sidecar refusal (section 4), or an error saying what came
 /// instead.
 pub fn refusal<T: std::fmt::Debug>(
-    result: Result<T, identity_sidecar::client::ClientError>,
+    result: Result<T, identity_client::ClientError>,
 ) -> anyhow::Result<(u16, String)> {
     match result {
-        Err(identity_sidecar::client::ClientError::Sidecar { status, code, .. }) => {
-            Ok((status, code))
-        }
+        Err(identity_client::ClientError::Sidecar { status, code, .. }) => Ok((status, code)),
         other => bail!("expected a plaintext refusal of the sidecar, got {other:?}"),
     }
 }
@@ -228,7 +226,7 @@ pub async fn raw_post(
     let http = reqwest::Client::new();
     let mut request = http
         .post(format!("{}{path}", env.stack.sidecar_url()))
-        .header("x-session-id", session.id())
+        .header(identity_protocol::headers::SESSION_ID, session.id())
         .header("content-type", "application/json")
         .body(envelope);
     if let Some(authorization) = authorization {
@@ -239,7 +237,9 @@ pub async fn raw_post(
     }
     let answer = request.send().await?;
     let status = answer.status().as_u16();
-    let encrypted = answer.headers().contains_key("x-session-id");
+    let encrypted = answer
+        .headers()
+        .contains_key(identity_protocol::headers::SESSION_ID);
     Ok((status, encrypted, answer.bytes().await?.to_vec()))
 }
 

@@ -6,10 +6,10 @@
 
 use anyhow::anyhow;
 use e2e_tests::{Env, profile_dir};
-use identity_sidecar::client::{ClientError, Trust};
-use identity_sidecar::protocol::{Error as ProtocolError, SigningKey};
+use identity_client::{ClientError, Trust};
+use identity_launcher::free_port;
+use identity_protocol::{Error as ProtocolError, SigningKey};
 use identity_sidecar_examples::journey::{self, Event, Failure, FailureKind, Outcome, Settings};
-use identity_sidecar_examples::local::free_port;
 use identity_sidecar_examples::output::hint;
 
 async fn walk(settings: &Settings) -> Result<Outcome, Failure> {

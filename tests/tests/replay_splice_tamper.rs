@@ -5,12 +5,13 @@
 //! nothing); and answers altered on the way back (body or status), which the client refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use e2e_tests::{Env, calls, raw_post, refusal};
-use identity_sidecar::protocol::{Envelope, Error as ProtocolError, paths};
+use e2e_tests::{Env, raw_post, refusal};
+use identity_protocol::identity::bearer_header;
+use identity_protocol::{Envelope, Error as ProtocolError, paths};
 use serde_json::json;
 
 /// A started stack, a session, and a token pair to build valid requests with.
-async fn setup() -> anyhow::Result<(Env, identity_sidecar::protocol::ClientSession, String)> {
+async fn setup() -> anyhow::Result<(Env, identity_protocol::ClientSession, String)> {
     let env = Env::start().await?;
     let session = env.anonymous().await?;
     let tokens = env.issue(&session, "mallory-target").await?;
@@ -24,7 +25,7 @@ fn introspect_body(token: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_envelope_is_409() -> anyhow::Result<()> {
     let (env, session, access) = setup().await?;
-    let auth = calls::bearer(&access);
+    let auth = bearer_header(&access);
     let sealed = session.seal_request(
         "POST",
         paths::INTROSPECT,
@@ -59,7 +60,7 @@ async fn a_replayed_envelope_is_409() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seq_below_the_window_is_409_and_gaps_are_allowed() -> anyhow::Result<()> {
     let (env, session, access) = setup().await?;
-    let auth = calls::bearer(&access);
+    let auth = bearer_header(&access);
     let body = introspect_body(&access);
     // Jump ahead: gaps are allowed.
     let high =
@@ -113,7 +114,7 @@ async fn a_seq_below_the_window_is_409_and_gaps_are_allowed() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envelope_moved_to_another_path_is_400_decryption_failed() -> anyhow::Result<()> {
     let (env, session, access) = setup().await?;
-    let auth = calls::bearer(&access);
+    let auth = bearer_header(&access);
     let sealed = session.seal_request(
         "POST",
         paths::INTROSPECT,
@@ -150,7 +151,7 @@ async fn an_envelope_moved_to_another_path_is_400_decryption_failed() -> anyhow:
 async fn an_envelope_moved_to_another_session_is_400_decryption_failed() -> anyhow::Result<()> {
     let (env, session, access) = setup().await?;
     let other = env.anonymous().await?;
-    let auth = calls::bearer(&access);
+    let auth = bearer_header(&access);
     let sealed = session.seal_request(
         "POST",
         paths::INTROSPECT,
@@ -175,7 +176,7 @@ async fn an_envelope_moved_to_another_session_is_400_decryption_failed() -> anyh
 async fn another_or_no_authorization_header_is_400_decryption_failed() -> anyhow::Result<()> {
     let (env, session, access) = setup().await?;
     let other = env.issue(&session, "mallory").await?;
-    let auth = calls::bearer(&access);
+    let auth = bearer_header(&access);
     let sealed = session.seal_request(
         "POST",
         paths::INTROSPECT,
@@ -187,7 +188,7 @@ async fn another_or_no_authorization_header_is_400_decryption_failed() -> anyhow
         .send_sealed(
             &session,
             paths::INTROSPECT,
-            Some(&calls::bearer(&other.access_token)),
+            Some(&bearer_header(&other.access_token)),
             sealed.seq,
             sealed.body.clone(),
         )
@@ -204,7 +205,7 @@ async fn another_or_no_authorization_header_is_400_decryption_failed() -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_ciphertext_iv_or_seq_is_400_decryption_failed() -> anyhow::Result<()> {
     let (env, session, access) = setup().await?;
-    let auth = calls::bearer(&access);
+    let auth = bearer_header(&access);
     let sealed = session.seal_request(
         "POST",
         paths::INTROSPECT,
@@ -253,7 +254,7 @@ async fn tampered_ciphertext_iv_or_seq_is_400_decryption_failed() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_altered_on_the_way_back_is_refused_by_the_client() -> anyhow::Result<()> {
     let (env, session, access) = setup().await?;
-    let auth = calls::bearer(&access);
+    let auth = bearer_header(&access);
     let sealed = session.seal_request(
         "POST",
         paths::INTROSPECT,

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2e_tests::{Env, StackConfig, calls};
-use identity_sidecar::client::ClientError;
+use identity_client::ClientError;
 use identity_sidecar_examples::journey::{Failure, FailureKind};
 use identity_sidecar_examples::output::hint;
 

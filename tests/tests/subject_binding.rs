@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2e_tests::{Env, calls, raw_post, refusal};
-use identity_sidecar::protocol::paths;
+use identity_protocol::identity::basic_header;
+use identity_protocol::paths;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +98,7 @@ async fn client_sent_subject_and_internal_token_headers_are_dropped() -> anyhow:
         .client
         .init_authenticated(&alice.access_token, "alice", None)
         .await?;
-    let auth = calls::basic(env.client_id(), env.client_secret());
+    let auth = basic_header(env.client_id(), env.client_secret());
 
     // On an anonymous session a forged X-Session-Subject must not bind anything, and a forged
     // X-Internal-Token must not replace the sidecar's.
@@ -109,7 +110,10 @@ async fn client_sent_subject_and_internal_token_headers_are_dropped() -> anyhow:
         paths::TOKEN_ISSUE,
         Some(&auth),
         sealed.body,
-        &[("x-session-subject", "bob"), ("x-internal-token", "forged")],
+        &[
+            (identity_protocol::headers::SESSION_SUBJECT, "bob"),
+            (identity_protocol::headers::INTERNAL_TOKEN, "forged"),
+        ],
     )
     .await?;
     assert_eq!((status, encrypted), (200, true));
@@ -123,7 +127,7 @@ async fn client_sent_subject_and_internal_token_headers_are_dropped() -> anyhow:
         paths::TOKEN_ISSUE,
         Some(&auth),
         sealed.body,
-        &[("x-session-subject", "bob")],
+        &[(identity_protocol::headers::SESSION_SUBJECT, "bob")],
     )
     .await?;
     assert_eq!((status, encrypted), (403, true));

@@ -15,9 +15,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::Parser;
-use identity_sidecar::client::Client;
-use identity_sidecar::protocol::{ClientSession, SigningKey};
-use identity_sidecar::server::{self, AppState, Config, Keys};
+use identity_client::Client;
+use identity_protocol::{ClientSession, SigningKey};
+use identity_runtime::Secret;
+use identity_sidecar::{AppState, Config, Keys};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
@@ -278,7 +279,7 @@ pub fn config(upstream: &str) -> Config {
         "5000",
     ])
     .unwrap();
-    config.internal_token = Some(INTERNAL_TOKEN.parse().unwrap());
+    config.internal_token = Secret::from_value(INTERNAL_TOKEN);
     config
 }
 
@@ -291,12 +292,14 @@ impl Sidecar {
         let mut config = config(upstream);
         tweak(&mut config);
         let keys = Keys::new(SigningKey::generate(), Vec::new());
-        let server = server::bind_with_keys(&config, keys).await.unwrap();
+        let server = identity_sidecar::bind_with_keys(&config, keys)
+            .await
+            .unwrap();
         Self::run(server)
     }
 
     /// Runs a bound server until [`Sidecar::shutdown`].
-    pub fn run(server: server::Server) -> Self {
+    pub fn run(server: identity_sidecar::Server) -> Self {
         let addr = server.local_addr();
         let state = server.state().clone();
         let public_key = state.keys.signing.public_key().to_b64u();
@@ -364,7 +367,7 @@ impl Sidecar {
     ) -> (u16, HeaderMap, Bytes) {
         let mut request = http()
             .post(self.endpoint(path))
-            .header("x-session-id", session.id())
+            .header(identity_protocol::headers::SESSION_ID, session.id())
             .header("content-type", "application/json")
             .body(body);
         if let Some(authorization) = authorization {
@@ -398,7 +401,7 @@ pub fn assert_error(got: &(u16, HeaderMap, Bytes), status: u16, code: &str) {
     let json: Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {text}"));
     assert_eq!(json["error"], code, "body {text}");
     assert!(json["error_description"].is_string(), "body {text}");
-    assert!(!headers.contains_key("x-session-id"));
+    assert!(!headers.contains_key(identity_protocol::headers::SESSION_ID));
 }
 
 /// `POST` with a JSON content type and no session.
@@ -421,11 +424,11 @@ pub async fn post_raw(
 
 /// A fresh, valid session init body.
 pub fn init_body() -> String {
-    serde_json::to_string(&identity_sidecar::protocol::ClientHandshake::new().request()).unwrap()
+    serde_json::to_string(&identity_protocol::ClientHandshake::new().request()).unwrap()
 }
 
 /// The decrypted echo of the stub.
-pub fn echoed(response: &identity_sidecar::client::Response) -> Value {
+pub fn echoed(response: &identity_client::Response) -> Value {
     response.json::<Value>().unwrap()
 }
 

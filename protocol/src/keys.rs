@@ -1,0 +1,273 @@
+//! Section 1: ephemeral ECDH P-256 key pairs, strict peer-key checks, and the key schedule.
+//!
+//! ```text
+//! Z     = ECDH shared secret: the 32-byte big-endian x-coordinate
+//! salt  = client_public_key (65 bytes) || server_public_key (65 bytes)
+//! info  = "identity-sidecar/v1 session" || 0x00 || session_id (ASCII bytes)
+//! OKM   = HKDF-SHA256(salt, IKM = Z, info, L = 64)
+//! k_c2s = OKM[0..32]    key for requests (client -> sidecar)
+//! k_s2c = OKM[32..64]   key for responses (sidecar -> client)
+//! ```
+//!
+//! "Both sides MUST zeroize Z, OKM, the ephemeral private keys and the session keys as soon as
+//! they are no longer needed." Here: [`EphemeralSecret`] is consumed by the exchange and its
+//! scalar wiped on drop; Z lives in p256's `SharedSecret`, wiped on drop at the end of
+//! [`SessionKeys::establish`]; OKM is a [`Zeroizing`] array wiped there too; the session keys are
+//! a boxed pair wiped when the [`SessionKeys`] drop, and each cipher expanded from them for one
+//! message has its key schedule (aes) and GHASH state (polyval) wiped when it drops.
+//! `docs/crypto-audit.md` lists what zeroize cannot reach (stack copies made by moves inside
+//! the crates).
+
+use std::fmt;
+
+use aes_gcm::aead::generic_array::GenericArray;
+use aes_gcm::{Aes256Gcm, KeyInit};
+use hkdf::Hkdf;
+use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
+use rand_core::OsRng;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::b64;
+use crate::error::Error;
+
+/// Length of an uncompressed SEC1 P-256 point: 0x04 || x || y.
+pub const PUBLIC_KEY_LEN: usize = 65;
+
+/// A P-256 public key in the only form the protocol accepts: 65 bytes, 0x04, on the curve.
+///
+/// `p256::PublicKey::from_sec1_bytes` also takes 33-byte compressed points, which the protocol
+/// refuses, so the length and prefix are checked here before any arithmetic.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    sec1: [u8; PUBLIC_KEY_LEN],
+    point: p256::PublicKey,
+}
+
+impl PublicKey {
+    /// Section 1: not base64url is `invalid_request`; decodes but is not a 65-byte uncompressed
+    /// point on the curve is `invalid_public_key`.
+    pub fn from_b64u(field: &'static str, text: &str) -> Result<Self, Error> {
+        // Any length is decoded (and so checked for canonical base64url) first: a wrong encoding
+        // is invalid_request even when the length is also wrong.
+        let bytes = b64::decode(text).map_err(|_| Error::Base64(field))?;
+        Self::from_sec1(&bytes)
+    }
+
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self, Error> {
+        let sec1: [u8; PUBLIC_KEY_LEN] = bytes.try_into().map_err(|_| Error::PublicKeyEncoding)?;
+        if sec1[0] != 0x04 {
+            return Err(Error::PublicKeyEncoding);
+        }
+        let encoded = p256::EncodedPoint::from_bytes(sec1).map_err(|_| Error::PublicKeyEncoding)?;
+        // Checks that (x, y) satisfies the curve equation; (0, 0) and y + 1 fail here.
+        let point = Option::<p256::PublicKey>::from(p256::PublicKey::from_encoded_point(&encoded))
+            .ok_or(Error::PublicKeyNotOnCurve)?;
+        Ok(Self { sec1, point })
+    }
+
+    fn from_point(point: p256::PublicKey) -> Self {
+        let encoded = point.to_encoded_point(false);
+        let mut sec1 = [0u8; PUBLIC_KEY_LEN];
+        sec1.copy_from_slice(encoded.as_bytes());
+        Self { sec1, point }
+    }
+
+    pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.sec1
+    }
+
+    pub fn to_b64u(&self) -> String {
+        b64::encode(&self.sec1)
+    }
+
+    pub(crate) fn point(&self) -> &p256::PublicKey {
+        &self.point
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PublicKey").field(&self.to_b64u()).finish()
+    }
+}
+
+/// An ephemeral P-256 private key. Used for one exchange: [`SessionKeys::establish`] consumes it,
+/// and p256's `SecretKey` wipes the scalar on drop.
+pub struct EphemeralSecret {
+    secret: p256::SecretKey,
+    public: PublicKey,
+}
+
+impl EphemeralSecret {
+    pub fn generate() -> Self {
+        Self::from_secret(p256::SecretKey::random(&mut OsRng))
+    }
+
+    /// A fixed private key, for known-answer tests only: never reuse an ephemeral key.
+    pub fn from_be_bytes(scalar: &[u8; 32]) -> Result<Self, Error> {
+        let secret = p256::SecretKey::from_slice(scalar)
+            .map_err(|_| Error::SigningKey("not a P-256 scalar"))?;
+        Ok(Self::from_secret(secret))
+    }
+
+    fn from_secret(secret: p256::SecretKey) -> Self {
+        let public = PublicKey::from_point(secret.public_key());
+        Self { secret, public }
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Z: the x-coordinate of the ECDH point. Consumes the private key.
+    fn diffie_hellman(self, peer: &PublicKey) -> p256::ecdh::SharedSecret {
+        p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.point().as_affine())
+    }
+}
+
+impl fmt::Debug for EphemeralSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EphemeralSecret")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which end of the exchange we are: it decides the order of the salt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// `salt = client_public_key || server_public_key`
+pub fn hkdf_salt(client: &PublicKey, server: &PublicKey) -> [u8; 2 * PUBLIC_KEY_LEN] {
+    let mut salt = [0u8; 2 * PUBLIC_KEY_LEN];
+    salt[..PUBLIC_KEY_LEN].copy_from_slice(client.as_bytes());
+    salt[PUBLIC_KEY_LEN..].copy_from_slice(server.as_bytes());
+    salt
+}
+
+/// `info = "identity-sidecar/v1 session" || 0x00 || session_id`
+pub fn hkdf_info(session_id: &str) -> Vec<u8> {
+    const LABEL: &[u8] = b"identity-sidecar/v1 session";
+    let mut info = Vec::with_capacity(LABEL.len() + 1 + session_id.len());
+    info.extend_from_slice(LABEL);
+    info.push(0x00);
+    info.extend_from_slice(session_id.as_bytes());
+    info
+}
+
+/// The 64-byte HKDF output. Read only through the accessors; wiped on drop.
+pub struct Okm(Zeroizing<[u8; 64]>);
+
+impl Okm {
+    /// `OKM = HKDF-SHA256(salt, IKM = Z, info, L = 64)`
+    pub fn derive(z: &[u8], salt: &[u8], info: &[u8]) -> Self {
+        let mut okm = Zeroizing::new([0u8; 64]);
+        // hkdf keeps the PRK inside HMAC state on the stack; the hkdf crate has no zeroize
+        // support, see docs/crypto-audit.md.
+        let hkdf = Hkdf::<Sha256>::new(Some(salt), z);
+        #[allow(clippy::expect_used)] // 64 bytes is far below HKDF-SHA256's 255 * 32 limit.
+        hkdf.expand(info, okm.as_mut())
+            .expect("64 bytes is a valid HKDF-SHA256 output length");
+        Self(okm)
+    }
+
+    /// `k_c2s = OKM[0..32]`: the key for requests (client -> sidecar).
+    pub fn k_c2s(&self) -> &[u8] {
+        &self.0[..32]
+    }
+
+    /// `k_s2c = OKM[32..64]`: the key for responses (sidecar -> client).
+    pub fn k_s2c(&self) -> &[u8] {
+        &self.0[32..]
+    }
+}
+
+impl fmt::Debug for Okm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Okm(<redacted>)")
+    }
+}
+
+/// A session's two AES-256-GCM keys, k_c2s and k_s2c, as the raw 32-byte keys.
+///
+/// Boxed so that the keys stay at one heap address for the session's life, however often the
+/// session itself moves (a map resize, say): a move would leave a stale copy behind. Not `Clone`;
+/// `Debug` shows nothing; wiped on drop.
+///
+/// Each seal or open expands its key into an `Aes256Gcm` on the stack (`SessionKeys::c2s`),
+/// which aes and polyval wipe when it drops. Keeping the two expanded ciphers instead would cost
+/// about 2 KB a session (the aes crate's run-time CPU detection reserves room for the software
+/// key schedule in every `Aes256`): 200 MB for 100,000 live sessions, against tens of
+/// nanoseconds of AES-NI key expansion per envelope of about a microsecond.
+pub struct SessionKeys(Box<KeyPair>);
+
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct KeyPair {
+    /// k_c2s = OKM[0..32]: requests, client -> sidecar.
+    c2s: [u8; 32],
+    /// k_s2c = OKM[32..64]: responses, sidecar -> client.
+    s2c: [u8; 32],
+}
+
+impl SessionKeys {
+    /// Runs the key schedule of section 1 for one side. Consumes our ephemeral secret; Z and OKM
+    /// are wiped before this returns.
+    pub fn establish(
+        ours: EphemeralSecret,
+        peer: &PublicKey,
+        role: Role,
+        session_id: &str,
+    ) -> Self {
+        let salt = match role {
+            Role::Client => hkdf_salt(ours.public_key(), peer),
+            Role::Server => hkdf_salt(peer, ours.public_key()),
+        };
+        let z = ours.diffie_hellman(peer);
+        let okm = Okm::derive(z.raw_secret_bytes(), &salt, &hkdf_info(session_id));
+        drop(z);
+        Self::from_okm(&okm)
+    }
+
+    pub fn from_okm(okm: &Okm) -> Self {
+        // Allocated zeroed and filled in place, so the keys never sit in a stack temporary.
+        let mut keys = Box::new(KeyPair {
+            c2s: [0; 32],
+            s2c: [0; 32],
+        });
+        keys.c2s.copy_from_slice(okm.k_c2s());
+        keys.s2c.copy_from_slice(okm.k_s2c());
+        Self(keys)
+    }
+
+    /// The cipher of k_c2s, for one request; wiped when the caller drops it.
+    pub(crate) fn c2s(&self) -> Aes256Gcm {
+        Aes256Gcm::new(GenericArray::from_slice(&self.0.c2s))
+    }
+
+    /// The cipher of k_s2c, for one response; wiped when the caller drops it.
+    pub(crate) fn s2c(&self) -> Aes256Gcm {
+        Aes256Gcm::new(GenericArray::from_slice(&self.0.s2c))
+    }
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKeys(<redacted>)")
+    }
+}
+
+/// The aes-gcm crate's own `zeroize` feature wipes only the GHASH key it derives; the AES round
+/// keys are wiped by `aes`'s feature and the GHASH state by `polyval`'s (which `ghash`'s feature
+/// does not turn on). The first, and the session key pair, are checked here at compile time;
+/// `tests/zeroize_features.rs` checks the resolved features of all three.
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<aes::Aes256>();
+    wiped_on_drop::<KeyPair>();
+    wiped_on_drop::<p256::SecretKey>();
+    wiped_on_drop::<p256::ecdh::SharedSecret>();
+};

@@ -1,0 +1,44 @@
+//! The session keys live in aes-gcm ciphers. aes-gcm's own `zeroize` feature wipes only the GHASH
+//! key it derives; the AES round keys need `aes/zeroize`, and the GHASH key and accumulator need
+//! `polyval/zeroize`, which `ghash/zeroize` does not turn on. This test reads the features cargo
+//! actually resolved for this crate, so dropping one from Cargo.toml fails here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
+
+use std::process::Command;
+
+#[test]
+fn aes_ghash_and_polyval_are_built_with_zeroize() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let output = Command::new(cargo)
+        .args(["tree", "--offline", "--manifest-path", manifest])
+        .args(["-p", "identity-protocol"])
+        .args([
+            "-e",
+            "normal,features",
+            "--prefix",
+            "none",
+            "-f",
+            "{p} [{f}]",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8(output.stdout).unwrap();
+    for krate in ["aes-gcm", "aes", "ghash", "polyval"] {
+        let line = tree
+            .lines()
+            .find(|l| l.starts_with(&format!("{krate} v")))
+            .unwrap_or_else(|| panic!("{krate} is in the dependency tree:\n{tree}"));
+        let features = line.rsplit_once('[').map(|(_, f)| f).unwrap_or_default();
+        assert!(
+            features.split([',', ']']).any(|f| f == "zeroize"),
+            "{krate} is built without its zeroize feature: {line}"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! What `identity-api` and `identity-sidecar` share as processes, implemented once:
+//! - [`secret`]: secrets from a flag, the environment or a file (every secret has a `_FILE`
+//!   variant), and the internal token both read;
+//! - [`LogFormat`] and [`init_tracing`]: logs on stderr, text or JSON, filtered by `RUST_LOG`;
+//! - [`shutdown_signal`]: SIGTERM or Ctrl-C.
+#![forbid(unsafe_code)]
+
+pub mod secret;
+
+pub use secret::{InternalToken, InternalTokenSpec, Secret, SecretError, SecretSpec};
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, text or JSON, filtered by `RUST_LOG` (default `info`). A second call (in
+/// tests) keeps the first subscriber.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal; files and log collectors get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Completes on SIGTERM (what Kubernetes sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: draining in-flight requests");
+}

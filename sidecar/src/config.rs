@@ -1,0 +1,182 @@
+//! Flags and environment variables of `identity-sidecar` (docs/CONVENTIONS.md: flag > env > default).
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use identity_protocol::paths;
+use identity_runtime::{InternalTokenSpec, LogFormat, Secret};
+
+/// "A session carries at most 2^24 requests that decrypted successfully" (section 1).
+pub const MAX_REQUESTS_PER_SESSION: u64 = 1 << 24;
+/// The longest session lifetime a flag accepts: a year keeps every deadline and `expires_at`
+/// far from overflow.
+pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// identity-sidecar: terminates the encrypted session channel of PROTOCOL.md and forwards
+/// plaintext to the identity API.
+#[derive(Debug, Parser)]
+#[command(name = "identity-sidecar", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SIDECAR_LISTEN", default_value = "0.0.0.0:8141")]
+    pub listen: SocketAddr,
+
+    /// Base URL of the identity API.
+    #[arg(
+        long,
+        env = "SIDECAR_UPSTREAM",
+        default_value = "http://127.0.0.1:8140"
+    )]
+    pub upstream: String,
+
+    /// Reach the identity API over this Unix socket (its --listen-unix) instead of TCP: no
+    /// TCP/IP stack per request, and the API needs no network listener for the sidecar.
+    /// --upstream still gives the Host header and any path prefix.
+    #[arg(long, env = "SIDECAR_UPSTREAM_SOCKET")]
+    pub upstream_socket: Option<PathBuf>,
+
+    /// PKCS#8 PEM file of the ECDSA P-256 key that signs session init answers.
+    #[arg(long, env = "SIDECAR_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// Further PEM public or private keys to publish at /.well-known/identity-sidecar before they
+    /// sign (rotation). Repeatable; comma-separated in the environment.
+    #[arg(
+        long = "publish-key-file",
+        env = "SIDECAR_PUBLISH_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub publish_key_files: Vec<PathBuf>,
+
+    /// Development mode: without --signing-key-file, use ./sidecar-dev-signing-key.pem, generating
+    /// it if missing. Never in production.
+    #[arg(long, env = "SIDECAR_DEV")]
+    pub dev: bool,
+
+    // --internal-token / IDENTITY_INTERNAL_TOKEN or --internal-token-file /
+    // IDENTITY_INTERNAL_TOKEN_FILE, as the identity API reads them.
+    #[command(flatten)]
+    pub internal_token: Secret<InternalTokenSpec>,
+
+    /// Lifetime of an anonymous session, in seconds (at most a year).
+    #[arg(long, env = "SIDECAR_ANONYMOUS_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
+    pub anonymous_ttl_secs: u64,
+
+    /// Lifetime of an authenticated session, in seconds (at most a year).
+    #[arg(long, env = "SIDECAR_AUTHENTICATED_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
+    pub authenticated_ttl_secs: u64,
+
+    /// Most live sessions; session init beyond it is answered 429.
+    #[arg(long, env = "SIDECAR_MAX_SESSIONS", default_value_t = 100_000)]
+    pub max_sessions: usize,
+
+    /// Most requests that decrypt on one session (at most 2^24); then 401 invalid_session.
+    #[arg(long, env = "SIDECAR_MAX_REQUESTS_PER_SESSION", default_value_t = MAX_REQUESTS_PER_SESSION, value_parser = clap::value_parser!(u64).range(1..=MAX_REQUESTS_PER_SESSION))]
+    pub max_requests_per_session: u64,
+
+    /// Largest request body, in bytes (exactly this many are accepted); larger is 413.
+    #[arg(long, env = "SIDECAR_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+
+    /// Largest identity API answer, in bytes; larger is 502.
+    #[arg(
+        long,
+        env = "SIDECAR_MAX_UPSTREAM_BODY_BYTES",
+        default_value_t = 1_048_576
+    )]
+    pub max_upstream_body_bytes: usize,
+
+    /// How long the identity API may take to answer, in milliseconds; then 504.
+    #[arg(long, env = "SIDECAR_UPSTREAM_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_timeout_ms: u64,
+
+    /// Session inits per second allowed per client IP (token bucket refill rate).
+    #[arg(long, env = "SIDECAR_INIT_RATE_PER_SEC", default_value_t = 20.0)]
+    pub init_rate_per_sec: f64,
+
+    /// Session inits a client IP may make at once (token bucket size).
+    #[arg(long, env = "SIDECAR_INIT_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub init_burst: u32,
+
+    /// The encrypted routes forwarded to the identity API, comma-separated.
+    #[arg(long, env = "SIDECAR_ROUTES", value_delimiter = ',', default_values_t = paths::DEFAULT_ENCRYPTED.map(String::from))]
+    pub routes: Vec<String>,
+
+    /// How often expired sessions are swept from memory, in milliseconds.
+    #[arg(long, env = "SIDECAR_SWEEP_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sweep_interval_ms: u64,
+
+    /// After SIGTERM, how long in-flight requests may take to finish before the process exits
+    /// anyway, in seconds. Keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "SIDECAR_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+
+    /// Threads that serve requests. Default: the CPUs this process may use (its CPU limit in a
+    /// pod, its CPU affinity). With one, everything runs on that thread, so a request never
+    /// waits for another thread to wake: the deployment's limit of one CPU gives one.
+    #[arg(long, env = "SIDECAR_WORKER_THREADS")]
+    pub worker_threads: Option<NonZeroUsize>,
+
+    /// Log format.
+    #[arg(long, env = "SIDECAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Checks what clap cannot: the upstream URL, the rate, the routes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.upstream.contains(['?', '#']) {
+            return Err("--upstream must not carry a query or fragment".into());
+        }
+        let url: http::Uri = self
+            .upstream
+            .parse()
+            .map_err(|e| format!("--upstream is not a URL: {e}"))?;
+        // The identity API runs beside the sidecar on loopback; the client speaks plain HTTP/1.1.
+        if url.scheme_str() != Some("http") || url.host().is_none_or(str::is_empty) {
+            return Err("--upstream must be an http:// URL".into());
+        }
+        if !(self.init_rate_per_sec.is_finite() && self.init_rate_per_sec > 0.0) {
+            return Err("--init-rate-per-sec must be a positive number".into());
+        }
+        if self.max_sessions == 0 || self.max_body_bytes == 0 || self.max_upstream_body_bytes == 0 {
+            return Err("--max-sessions and the body limits must be positive".into());
+        }
+        for route in &self.routes {
+            let reserved = [
+                paths::SESSION_INIT,
+                paths::KEY_DOCUMENT,
+                paths::OPENID_CONFIGURATION,
+                paths::JWKS,
+                paths::HEALTH,
+                paths::READY,
+                paths::METRICS,
+            ];
+            if !route.starts_with('/') || route.contains('?') || route.contains('#') {
+                return Err(format!("--routes: {route:?} is not a path"));
+            }
+            if reserved.contains(&route.as_str()) {
+                return Err(format!(
+                    "--routes: {route:?} is a route of the sidecar itself"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The upstream base URL without a trailing slash.
+    pub fn upstream_base(&self) -> String {
+        self.upstream.trim_end_matches('/').to_owned()
+    }
+
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_timeout_ms)
+    }
+
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.sweep_interval_ms)
+    }
+}

@@ -1,0 +1,121 @@
+//! The sidecar's routes, dispatched by exact path, one module per section of PROTOCOL.md:
+//! [`init`] (sections 1 and 2), [`sealed`] (section 3), [`plain`] (section 4's unencrypted
+//! routes); [`message`] holds what they all read and write of an HTTP message.
+//!
+//! "`path` is the raw path as received, matched exactly (a trailing slash is another path)": one
+//! table maps the raw path to a route; an unknown path is `404`, a known path with another method
+//! `405` with `Allow`. Every answer is counted by route and status.
+
+mod init;
+mod message;
+mod plain;
+mod sealed;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use identity_protocol::paths;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    SessionInit,
+    Encrypted,
+    Health,
+    Ready,
+    Metrics,
+    KeyDocument,
+    PassThrough,
+}
+
+impl Route {
+    fn of(state: &AppState, path: &str) -> Option<Self> {
+        Some(match path {
+            paths::SESSION_INIT => Self::SessionInit,
+            paths::HEALTH => Self::Health,
+            paths::READY => Self::Ready,
+            paths::METRICS => Self::Metrics,
+            paths::KEY_DOCUMENT => Self::KeyDocument,
+            paths::OPENID_CONFIGURATION | paths::JWKS => Self::PassThrough,
+            _ if state.settings.routes.contains(path) => Self::Encrypted,
+            _ => return None,
+        })
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Self::SessionInit | Self::Encrypted => Method::POST,
+            _ => Method::GET,
+        }
+    }
+
+    fn allow(self) -> &'static str {
+        match self {
+            Self::SessionInit | Self::Encrypted => "POST",
+            _ => "GET",
+        }
+    }
+}
+
+/// The sidecar as a router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`
+/// so that the rate limit and X-Forwarded-For see the client's address.
+pub fn app(state: AppState) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let route = Route::of(&state, &path);
+    let response = match route {
+        None => ApiError::not_found().into_response(),
+        Some(route) if method != route.method() => {
+            ApiError::method_not_allowed(route.allow()).into_response()
+        }
+        Some(route) => handle(&state, route, &path, request).await,
+    };
+    // Route labels come from the route table only, so the label set stays bounded.
+    let label = if route.is_some() {
+        path.as_str()
+    } else {
+        "other"
+    };
+    let status = response.status().as_u16();
+    state.metrics.request(label, status);
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // Successful answers are counted in the metrics and log at debug, sparing the hot path a
+    // formatted write per request; refusals and failures log at info.
+    if status < 400 {
+        tracing::debug!(method = %method, route = label, status, elapsed_ms, "request");
+    } else {
+        tracing::info!(method = %method, route = label, status, elapsed_ms, "request");
+    }
+    response
+}
+
+async fn handle(state: &AppState, route: Route, path: &str, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    match route {
+        Route::SessionInit => init::session_init(state, request, peer).await,
+        Route::Encrypted => sealed::sealed(state, path, request, peer)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Route::Health => plain::health(),
+        Route::Ready => plain::ready(state).await,
+        Route::Metrics => plain::metrics(state),
+        Route::KeyDocument => plain::key_document(state),
+        Route::PassThrough => plain::pass_through(state, path)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    }
+}
