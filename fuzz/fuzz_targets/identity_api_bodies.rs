@@ -10,10 +10,12 @@ use std::sync::OnceLock;
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
-use base64::Engine as _;
-use identity_api::keys::Kek;
-use identity_api::service::{IssueRequest, RefreshRequest, TokenRequest};
+use identity_api::kek::Kek;
 use identity_api::{AppState, Settings, clients};
+use identity_protocol::identity::{
+    IssueRequest, RefreshRequest, TokenRequest, basic_header, bearer_header,
+};
+use identity_protocol::paths;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt as _;
 
@@ -53,21 +55,18 @@ fn fixture() -> &'static Fixture {
             )
             .await
             .expect("client");
-            let basic = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("c1:{}", secret.expose()))
-            );
+            let basic = basic_header("c1", secret.expose()).to_string();
             let app = identity_api::app(state);
             let answer = send(
                 &app,
-                "/api/v1/token/issue",
+                paths::TOKEN_ISSUE,
                 &basic,
                 br#"{"subject":"fuzz"}"#.to_vec(),
             )
             .await;
             assert_eq!(answer.0, 200, "issue for the fixture");
             let body: serde_json::Value = serde_json::from_slice(&answer.1).expect("JSON");
-            let bearer = format!("Bearer {}", body["access_token"].as_str().expect("token"));
+            let bearer = bearer_header(body["access_token"].as_str().expect("token"));
             (app, basic, bearer)
         });
         Fixture {
@@ -101,16 +100,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The request structs alone.
-    let _ = serde_json::from_slice::<IssueRequest>(body);
-    let _ = serde_json::from_slice::<RefreshRequest>(body);
-    let _ = serde_json::from_slice::<TokenRequest>(body);
+    let _ = serde_json::from_slice::<IssueRequest<'_>>(body);
+    let _ = serde_json::from_slice::<RefreshRequest<'_>>(body);
+    let _ = serde_json::from_slice::<TokenRequest<'_>>(body);
 
     let fixture = fixture();
     let path = match selector % 4 {
-        0 => "/api/v1/token/issue",
-        1 => "/api/v1/introspect",
-        2 => "/api/v1/token",
-        _ => "/api/v1/revoke",
+        0 => paths::TOKEN_ISSUE,
+        1 => paths::INTROSPECT,
+        2 => paths::TOKEN,
+        _ => paths::REVOKE,
     };
     // Mostly the credential the route takes, so that the body is reached; sometimes the other.
     let (right, other) = if selector % 4 == 0 {

@@ -2,7 +2,7 @@
 //!
 //! Secrets are 256 random bits generated here, so a keyed fast hash is the right verifier:
 //! HMAC-SHA256 under a 256-bit random key stored sealed under the key-encryption key
-//! (`keys::bootstrap`). Brute force against 2^256 is
+//! (`kek::verifier_key`). Brute force against 2^256 is
 //! hopeless whatever the hash speed, and a stolen database alone does not even allow an offline
 //! check without the server key. A slow password hash (argon2, bcrypt) only helps low-entropy
 //! human passwords and would cap issuance at a few hundred requests per second.
@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::clock::now;
 use crate::secret::{ClientSecret, Key32, random_token};
 use crate::storage::{ClientRow, Db, StoreError};
 
@@ -38,10 +39,6 @@ impl From<StoreError> for ClientError {
         ClientError::Store(e)
     }
 }
-
-/// The label the previous version derived the verifier key from the KEK with
-/// (`Kek::legacy_verifier_key`); only for carrying its databases over.
-pub const VERIFIER_LABEL: &str = "identity-api/v1 client-secret verifier";
 
 /// HMAC-SHA256(key, client_id || 0x00 || secret): binds the verifier to its client row.
 pub fn verifier(key: &Key32, client_id: &str, secret: &str) -> [u8; 32] {
@@ -193,10 +190,7 @@ pub async fn rotate_secret(
 
 /// Disabling revokes the client's token families too (see `Db::set_client_enabled`).
 pub async fn set_enabled(db: &Db, client_id: &str, enabled: bool) -> Result<(), ClientError> {
-    if db
-        .set_client_enabled(client_id, enabled, crate::service::now())
-        .await?
-    {
+    if db.set_client_enabled(client_id, enabled, now()).await? {
         Ok(())
     } else {
         Err(ClientError::NotFound(client_id.to_owned()))

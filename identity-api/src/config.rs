@@ -1,40 +1,22 @@
-//! Command line and environment (flag > environment > default), see docs/CONVENTIONS.md.
+//! Command line and environment (flag > environment > default), see docs/CONVENTIONS.md. Every
+//! secret comes from a flag, its variable or its `_FILE` variant ([`identity_runtime::secret`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use zeroize::Zeroizing;
+use clap::{Args, Parser, Subcommand};
+use identity_runtime::secret::BadInternalToken;
+use identity_runtime::{InternalToken, InternalTokenSpec, LogFormat, Secret, SecretSpec};
 
-use crate::keys::{Kek, Keks, KeyError};
-use crate::secret::InternalToken;
+use crate::kek::{Kek, Keks, KeyError};
+use crate::service::Settings;
+use crate::service::settings::{
+    DEFAULT_ACCESS_TTL_SECS, DEFAULT_FAMILY_TTL_SECS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REFRESH_TTL_SECS,
+};
 
 /// Where `--dev` keeps its generated key-encryption key when none is configured.
 pub const DEV_KEK_FILE: &str = "identity-dev.kek";
-
-/// A secret given on the command line or in the environment: redacted Debug, wiped on drop.
-/// (clap needs `Clone`.)
-#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-pub struct SecretArg(String);
-
-impl SecretArg {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for SecretArg {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for SecretArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretArg(<redacted>)")
-    }
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,12 +32,6 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "IDENTITY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,121 +51,75 @@ pub enum Command {
     Kek(KekCommand),
 }
 
+/// `IDENTITY_DATABASE_URL`: it may carry a password.
+#[derive(Debug)]
+pub enum DatabaseUrlSpec {}
+
+impl SecretSpec for DatabaseUrlSpec {
+    const FLAG: &'static str = "database-url";
+    const FILE_FLAG: &'static str = "database-url-file";
+    const ENV: &'static str = "IDENTITY_DATABASE_URL";
+    const FILE_ENV: &'static str = "IDENTITY_DATABASE_URL_FILE";
+    const HELP: &'static str = "Database URL: sqlite://path (created if missing) or \
+        postgres://user:password@host/db (TLS: add ?sslmode=require or verify-full, see the README)";
+    const FILE_HELP: &'static str = "File holding the database URL (one trailing newline is \
+        ignored); keeps a password out of the environment";
+    const DEFAULT: Option<&'static str> = Some("sqlite://identity.db");
+}
+
+/// `IDENTITY_KEY_ENCRYPTION_KEY`.
+#[derive(Debug)]
+pub enum KekSpec {}
+
+impl SecretSpec for KekSpec {
+    const FLAG: &'static str = "key-encryption-key";
+    const FILE_FLAG: &'static str = "key-encryption-key-file";
+    const ENV: &'static str = "IDENTITY_KEY_ENCRYPTION_KEY";
+    const FILE_ENV: &'static str = "IDENTITY_KEY_ENCRYPTION_KEY_FILE";
+    const HELP: &'static str = "Key-encryption key: 32 random bytes as base64url without \
+        padding (`identity-api kek generate`). Encrypts the signing keys and the client-secret \
+        verifier key at rest";
+    const FILE_HELP: &'static str =
+        "File holding the key-encryption key (same text as --key-encryption-key)";
+}
+
+/// `IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY`, during a KEK rotation.
+#[derive(Debug)]
+pub enum PreviousKekSpec {}
+
+impl SecretSpec for PreviousKekSpec {
+    const FLAG: &'static str = "previous-key-encryption-key";
+    const FILE_FLAG: &'static str = "previous-key-encryption-key-file";
+    const ENV: &'static str = "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY";
+    const FILE_ENV: &'static str = "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY_FILE";
+    const HELP: &'static str = "The previous key-encryption key, during a rotation: still \
+        decrypts rows not yet re-encrypted (`identity-api kek rewrap`); never used to encrypt";
+    const FILE_HELP: &'static str = "File holding the previous key-encryption key. A file that \
+        does not exist means \"no previous key\", so a deployment can mount it from an optional \
+        Secret key permanently";
+    const ABSENT_FILE_IS_NONE: bool = true;
+}
+
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// Database URL: sqlite://path (created if missing) or postgres://user:password@host/db
-    /// (TLS: add ?sslmode=require or verify-full, see the README).
-    #[arg(
-        long,
-        env = "IDENTITY_DATABASE_URL",
-        default_value = "sqlite://identity.db",
-        hide_env_values = true
-    )]
-    pub database_url: SecretArg,
-
-    /// File holding the database URL (one trailing newline is ignored); keeps a password out of
-    /// the environment.
-    #[arg(
-        long,
-        env = "IDENTITY_DATABASE_URL_FILE",
-        conflicts_with = "database_url"
-    )]
-    pub database_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub database_url: Secret<DatabaseUrlSpec>,
 }
 
 impl DbArgs {
-    /// The URL from the file when one is given, else from the flag or variable (or the default).
-    pub fn url(&self) -> Result<Zeroizing<String>, SecretFileError> {
-        match &self.database_url_file {
-            Some(path) => read_secret_file("IDENTITY_DATABASE_URL_FILE", path),
-            None => Ok(Zeroizing::new(self.database_url.expose().to_owned())),
-        }
+    /// The URL, from the flag, the variable, the file or the default.
+    pub fn url(&self) -> &str {
+        self.database_url.get().unwrap_or_default()
     }
-}
-
-/// A secret file that cannot be used. Names the variable and the path, never the content.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretFileError {
-    #[error("{var}: cannot read {path}: {source}")]
-    Read {
-        var: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{var}: the file {path} is empty")]
-    Empty { var: &'static str, path: String },
-    #[error("{var} is set but empty")]
-    EmptyValue { var: &'static str },
-}
-
-/// Reads a secret from a file (`*_FILE` variables): UTF-8, one trailing newline (`\n` or
-/// `\r\n`) removed, not empty. The buffer is wiped on drop.
-pub fn read_secret_file(
-    var: &'static str,
-    path: &Path,
-) -> Result<Zeroizing<String>, SecretFileError> {
-    let mut text =
-        Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| SecretFileError::Read {
-                var,
-                path: path.display().to_string(),
-                source,
-            })?,
-        );
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    if text.is_empty() {
-        return Err(SecretFileError::Empty {
-            var,
-            path: path.display().to_string(),
-        });
-    }
-    Ok(text)
 }
 
 #[derive(Debug, Args)]
 pub struct KekArgs {
-    /// Key-encryption key: 32 random bytes as base64url without padding (`identity-api kek
-    /// generate`). Encrypts the signing keys and the client-secret verifier key at rest.
-    // allow_hyphen_values: a base64url key starts with '-' one time in 64.
-    #[arg(
-        long,
-        env = "IDENTITY_KEY_ENCRYPTION_KEY",
-        hide_env_values = true,
-        allow_hyphen_values = true
-    )]
-    pub key_encryption_key: Option<SecretArg>,
+    #[command(flatten)]
+    pub key_encryption_key: Secret<KekSpec>,
 
-    /// File holding the key-encryption key (same text as --key-encryption-key).
-    #[arg(
-        long,
-        env = "IDENTITY_KEY_ENCRYPTION_KEY_FILE",
-        conflicts_with = "key_encryption_key"
-    )]
-    pub key_encryption_key_file: Option<PathBuf>,
-
-    /// The previous key-encryption key, during a rotation: still decrypts rows not yet
-    /// re-encrypted (`identity-api kek rewrap`); never used to encrypt.
-    #[arg(
-        long,
-        env = "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY",
-        hide_env_values = true,
-        allow_hyphen_values = true
-    )]
-    pub previous_key_encryption_key: Option<SecretArg>,
-
-    /// File holding the previous key-encryption key. A file that does not exist means "no
-    /// previous key", so a deployment can mount it from an optional Secret key permanently.
-    #[arg(
-        long,
-        env = "IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY_FILE",
-        conflicts_with = "previous_key_encryption_key"
-    )]
-    pub previous_key_encryption_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub previous_key_encryption_key: Secret<PreviousKekSpec>,
 
     /// Development mode: without a key-encryption key, use (or create, mode 0600) ./identity-dev.kek;
     /// `serve --dev` also seeds the client dev-client. Never in production.
@@ -225,37 +155,23 @@ pub struct ServeArgs {
     #[arg(long, env = "IDENTITY_ISSUER")]
     pub issuer: Option<String>,
 
-    /// Shared secret with the sidecar; when set, /api/v1/* require it in X-Internal-Token (403 otherwise).
-    #[arg(
-        long,
-        env = "IDENTITY_INTERNAL_TOKEN",
-        hide_env_values = true,
-        allow_hyphen_values = true
-    )]
-    pub internal_token: Option<SecretArg>,
-
-    /// File holding the internal token (one trailing newline is ignored).
-    #[arg(
-        long,
-        env = "IDENTITY_INTERNAL_TOKEN_FILE",
-        conflicts_with = "internal_token"
-    )]
-    pub internal_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub internal_token: Secret<InternalTokenSpec>,
 
     /// Access-token lifetime in seconds.
-    #[arg(long, env = "IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, env = "IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = DEFAULT_ACCESS_TTL_SECS, value_parser = clap::value_parser!(i64).range(1..))]
     pub access_token_ttl_secs: i64,
 
     /// Refresh-token lifetime in seconds since the family's last use.
-    #[arg(long, env = "IDENTITY_REFRESH_TOKEN_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, env = "IDENTITY_REFRESH_TOKEN_TTL_SECS", default_value_t = DEFAULT_REFRESH_TTL_SECS, value_parser = clap::value_parser!(i64).range(1..))]
     pub refresh_token_ttl_secs: i64,
 
     /// Absolute lifetime of a token family in seconds.
-    #[arg(long, env = "IDENTITY_FAMILY_TTL_SECS", default_value_t = 2_592_000, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, env = "IDENTITY_FAMILY_TTL_SECS", default_value_t = DEFAULT_FAMILY_TTL_SECS, value_parser = clap::value_parser!(i64).range(1..))]
     pub family_ttl_secs: i64,
 
     /// Largest request body accepted, in bytes (413 above).
-    #[arg(long, env = "IDENTITY_MAX_BODY_BYTES", default_value_t = 65_536)]
+    #[arg(long, env = "IDENTITY_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 }
 
@@ -333,52 +249,41 @@ pub enum KekCommand {
 }
 
 impl ServeArgs {
-    /// The internal token from --internal-token(-file); an empty one is an error.
-    pub fn internal_token(&self) -> Result<Option<InternalToken>, SecretFileError> {
-        let token = match (&self.internal_token, &self.internal_token_file) {
-            (_, Some(path)) => read_secret_file("IDENTITY_INTERNAL_TOKEN_FILE", path)?,
-            (Some(text), None) => Zeroizing::new(text.expose().to_owned()),
-            (None, None) => return Ok(None),
-        };
-        if token.is_empty() {
-            return Err(SecretFileError::EmptyValue {
-                var: "IDENTITY_INTERNAL_TOKEN",
-            });
-        }
-        Ok(Some(InternalToken::new(token.as_str().to_owned())))
+    /// The internal token, if one is configured.
+    pub fn internal_token(&self) -> Result<Option<InternalToken>, BadInternalToken> {
+        InternalToken::from_secret(&self.internal_token)
+    }
+
+    /// The settings these arguments give, for a server bound to `local` (the issuer's default).
+    pub fn settings(&self, local: SocketAddr) -> Result<Settings, BadInternalToken> {
+        Ok(Settings {
+            issuer: self
+                .issuer
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}")),
+            access_ttl: self.access_token_ttl_secs,
+            refresh_ttl: self.refresh_token_ttl_secs,
+            family_ttl: self.family_ttl_secs,
+            internal_token: self.internal_token()?,
+            max_body_bytes: self.max_body_bytes,
+        })
     }
 }
 
 impl KekArgs {
     /// The current key (or with --dev the development key file) and the previous one, if given.
     pub fn resolve(&self) -> Result<Keks, KeyError> {
-        let previous = match (
-            &self.previous_key_encryption_key,
-            &self.previous_key_encryption_key_file,
-        ) {
-            (Some(text), _) => Some(Kek::parse(text.expose())),
-            // Absent = not rotating. A present but unreadable or malformed file is still an error.
-            (None, Some(path)) if !path.exists() => {
-                tracing::info!(path = %path.display(), "no previous key-encryption key file: none in use");
-                None
-            }
-            (None, Some(path)) => Some(Kek::from_file(path)),
-            (None, None) => None,
-        }
-        .transpose()
-        .map_err(|e| match e {
-            KeyError::BadKek => KeyError::BadPreviousKek,
-            e => e,
-        })?;
+        let previous = self
+            .previous_key_encryption_key
+            .get()
+            .map(|text| Kek::parse(text).map_err(|_| KeyError::BadPreviousKek))
+            .transpose()?;
         Ok(Keks::new(self.resolve_current()?, previous))
     }
 
     fn resolve_current(&self) -> Result<Kek, KeyError> {
-        if let Some(text) = &self.key_encryption_key {
-            return Kek::parse(text.expose());
-        }
-        if let Some(path) = &self.key_encryption_key_file {
-            return Kek::from_file(path);
+        if let Some(text) = self.key_encryption_key.get() {
+            return Kek::parse(text);
         }
         if self.dev {
             return dev_kek(Path::new(DEV_KEK_FILE));

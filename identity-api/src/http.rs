@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -10,23 +12,22 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
+use identity_protocol::{headers, paths};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::metrics::RouteLabel;
-use crate::service::{AppState, BearerUse, ClientSource};
-
-pub const SESSION_SUBJECT: &str = "x-session-subject";
-pub const INTERNAL_TOKEN: &str = "x-internal-token";
+use crate::service::{AppState, BearerUse, Parsed};
+use crate::tokens::Claims;
 
 pub fn app(state: AppState) -> Router {
     let max_body = state.settings().max_body_bytes;
     let api = Router::new()
-        .route("/api/v1/token/issue", post(issue))
-        .route("/api/v1/introspect", post(introspect))
-        .route("/api/v1/token", post(refresh))
-        .route("/api/v1/revoke", post(revoke))
+        .route(paths::TOKEN_ISSUE, post(issue))
+        .route(paths::INTROSPECT, post(introspect))
+        .route(paths::TOKEN, post(refresh))
+        .route(paths::REVOKE, post(revoke))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_internal_token,
@@ -34,11 +35,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops_routes())
-        .route("/.well-known/jwks.json", get(jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(openid_configuration),
-        )
+        .route(paths::JWKS, get(jwks))
+        .route(paths::OPENID_CONFIGURATION, get(openid_configuration))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -49,10 +47,10 @@ pub fn app(state: AppState) -> Router {
 /// The operational routes: the only ones [`ops_app`] serves.
 fn ops_routes() -> Router<AppState> {
     Router::new()
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
+        .route(paths::HEALTH, get(health))
+        .route(paths::READY, get(ready))
         .route("/version", get(version))
-        .route("/metrics", get(metrics))
+        .route(paths::METRICS, get(metrics))
 }
 
 /// Health, version and metrics alone, for `--ops-listen`: nothing there takes a credential or
@@ -73,7 +71,7 @@ async fn require_internal_token(
     if let Some(expected) = &state.settings().internal_token {
         let ok = req
             .headers()
-            .get(INTERNAL_TOKEN)
+            .get(headers::INTERNAL_TOKEN)
             .is_some_and(|v| expected.matches(v.as_bytes()));
         if !ok {
             return ApiError::InternalTokenRequired.into_response();
@@ -99,15 +97,16 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     response
 }
 
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
+/// The body as the route's JSON type, borrowing from the bytes where it can.
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a Result<Bytes, BytesRejection>) -> Parsed<T> {
+    let body = body.as_ref().map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
         } else {
             ApiError::invalid_request("cannot read the request body")
         }
     })?;
-    let mut json = serde_json::Deserializer::from_slice(&body);
+    let mut json = serde_json::Deserializer::from_slice(body);
     let parsed = serde_path_to_error::deserialize(&mut json)
         .map_err(|e| body_error(&e.path().to_string(), &e.into_inner()))?;
     json.end()
@@ -134,6 +133,7 @@ fn body_error(path: &str, error: &serde_json::Error) -> ApiError {
     }
 }
 
+/// At most one Authorization header.
 fn authorization(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let first = values.next().map(HeaderValue::as_bytes);
@@ -148,8 +148,8 @@ fn authorization(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {
 /// X-Session-Subject, set by the sidecar on authenticated sessions. It can only narrow what a
 /// request may do, so it is honoured whenever present (with an internal token configured,
 /// requests without the token never get here).
-fn session_subject(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let mut values = headers.get_all(SESSION_SUBJECT).iter();
+fn session_subject(headers: &HeaderMap) -> Parsed<Option<&str>> {
+    let mut values = headers.get_all(headers::SESSION_SUBJECT).iter();
     let Some(first) = values.next() else {
         return Ok(None);
     };
@@ -159,7 +159,7 @@ fn session_subject(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         ));
     }
     match std::str::from_utf8(first.as_bytes()) {
-        Ok(s) if !s.is_empty() => Ok(Some(s.to_owned())),
+        Ok(s) if !s.is_empty() => Ok(Some(s)),
         _ => Err(ApiError::invalid_request("X-Session-Subject is not valid")),
     }
 }
@@ -177,49 +177,25 @@ async fn issue(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let authorization = authorization(&headers)?;
-    let client = state
-        .authenticate_client(authorization, ClientSource::CacheOrDatabase)
+    let answer = state
+        .issue(
+            authorization(&headers)?,
+            session_subject(&headers),
+            parse_body(&body),
+        )
         .await?;
-    let answer = async {
-        let subject = session_subject(&headers)?;
-        let req = parse_body(body)?;
-        state.issue(&client.row, req, subject.as_deref()).await
-    }
-    .await;
-    match answer {
-        Ok(answer) => Ok(no_store(answer)),
-        // A cached row answers only a success: a client disabled or rotated since it was read
-        // gets `invalid_client` for a bad request too, as it would without the cache. Not after
-        // a server error, which is answered (and logged) as it is.
-        Err(e)
-            if client.cached
-                && e.status().is_client_error()
-                && !matches!(e, ApiError::InvalidClient) =>
-        {
-            state
-                .authenticate_client(authorization, ClientSource::Database)
-                .await?;
-            Err(e)
-        }
-        Err(e) => Err(e),
-    }
+    Ok(no_store(answer))
 }
 
+/// The caller of a route that takes `Authorization: Bearer`.
 async fn bearer(
     state: &AppState,
     headers: &HeaderMap,
     usage: BearerUse,
-) -> Result<std::sync::Arc<crate::tokens::Claims>, ApiError> {
-    let claims = state
-        .authenticate_bearer(authorization(headers)?, usage)
-        .await?;
-    if let Some(bound) = session_subject(headers)?
-        && bound != claims.sub
-    {
-        return Err(ApiError::SubjectMismatch);
-    }
-    Ok(claims)
+) -> Result<Arc<Claims>, ApiError> {
+    state
+        .authenticate_bearer(authorization(headers)?, session_subject(headers), usage)
+        .await
 }
 
 async fn introspect(
@@ -227,8 +203,8 @@ async fn introspect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = bearer(&state, &headers, BearerUse::Active).await?;
-    let answer = state.introspect(&claims, parse_body(body)?).await?;
+    let bearer = bearer(&state, &headers, BearerUse::Active).await?;
+    let answer = state.introspect(&bearer, parse_body(&body)?).await?;
     Ok(no_store(answer))
 }
 
@@ -237,8 +213,8 @@ async fn refresh(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
-    let answer = state.refresh(&claims, parse_body(body)?).await?;
+    let bearer = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
+    let answer = state.refresh(&bearer, parse_body(&body)?).await?;
     Ok(no_store(answer))
 }
 
@@ -247,8 +223,8 @@ async fn revoke(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
-    let answer = state.revoke(&claims, parse_body(body)?).await?;
+    let bearer = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
+    let answer = state.revoke(&bearer, parse_body(&body)?).await?;
     Ok(no_store(answer))
 }
 
@@ -302,11 +278,11 @@ async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json:
     let iss = state.settings().issuer.trim_end_matches('/').to_owned();
     Json(json!({
         "issuer": state.settings().issuer,
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "token_endpoint": format!("{iss}/api/v1/token"),
-        "introspection_endpoint": format!("{iss}/api/v1/introspect"),
-        "revocation_endpoint": format!("{iss}/api/v1/revoke"),
-        "token_issue_endpoint": format!("{iss}/api/v1/token/issue"),
+        "jwks_uri": format!("{iss}{}", paths::JWKS),
+        "token_endpoint": format!("{iss}{}", paths::TOKEN),
+        "introspection_endpoint": format!("{iss}{}", paths::INTROSPECT),
+        "revocation_endpoint": format!("{iss}{}", paths::REVOKE),
+        "token_issue_endpoint": format!("{iss}{}", paths::TOKEN_ISSUE),
         "grant_types_supported": ["refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
         "introspection_endpoint_auth_methods_supported": ["bearer"],

@@ -1,335 +1,19 @@
-//! Key-encryption key, signing keys (ES256) encrypted at rest, the key ring and the JWKS.
+//! Signing keys (ES256), sealed at rest under the key-encryption key: the key ring that signs
+//! and verifies access tokens, the JWKS, and rotation.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use jsonwebtoken::DecodingKey;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::EncodePrivateKey;
-use rand_core::{OsRng, RngCore};
-use sha2::Sha256;
-use zeroize::Zeroizing;
+use rand_core::OsRng;
 
-use crate::secret::{Key32, b64u, b64u_decode, sha256};
-use crate::storage::{Db, SigningKeyRow, StoreError, WrappedKeyRow, WrappedTable};
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error(
-        "the key-encryption key must be 32 random bytes as base64url without padding (43 characters)"
-    )]
-    BadKek,
-    #[error(
-        "the previous key-encryption key must be 32 random bytes as base64url without padding (43 characters)"
-    )]
-    BadPreviousKek,
-    #[error("cannot read the key-encryption key file {path}: {source}")]
-    KekFile {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "no key-encryption key: set IDENTITY_KEY_ENCRYPTION_KEY or IDENTITY_KEY_ENCRYPTION_KEY_FILE \
-         (or pass --dev to create a local development key file)"
-    )]
-    NoKek,
-    #[error(
-        "{what} cannot be decrypted: it is sealed under key-encryption key id {row_kek}, but the \
-         current key-encryption key has id {current}{previous}; configure the key it was sealed \
-         under (as IDENTITY_KEY_ENCRYPTION_KEY or IDENTITY_PREVIOUS_KEY_ENCRYPTION_KEY)"
-    )]
-    UnknownKek {
-        what: String,
-        row_kek: String,
-        current: String,
-        previous: String,
-    },
-    #[error(
-        "{what} cannot be decrypted with key-encryption key id {kek_id}: the key or the row is corrupt"
-    )]
-    Decrypt { what: String, kek_id: String },
-    #[error("key generation failed")]
-    Generate,
-    #[error("signing key {kid} is not a P-256 private key in PKCS#8 form")]
-    BadSigningKey { kid: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// The key-encryption key (KEK): encrypts the signing keys and the client-secret verifier key.
-#[derive(Debug)]
-pub struct Kek {
-    key: Key32,
-    id: String,
-}
-
-/// Name (and AAD) of the client-secret verifier key in `wrapped_keys`.
-pub const VERIFIER_KEY_NAME: &str = "client-secret-verifier";
-
-impl Kek {
-    pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let bytes = Zeroizing::new(b64u_decode(text.trim()).ok_or(KeyError::BadKek)?);
-        Key32::from_bytes(&bytes)
-            .map(Self::from_key)
-            .ok_or(KeyError::BadKek)
-    }
-
-    fn from_key(key: Key32) -> Self {
-        // Public: the first 8 bytes of SHA-256 of a 256-bit random key tell nothing about it.
-        let id = sha256(key.expose())[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Self { key, id }
-    }
-
-    /// Short public identifier stored next to every row sealed under this key:
-    /// the first 8 bytes of SHA-256(KEK), as 16 hex digits.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| KeyError::KekFile {
-                    path: path.display().to_string(),
-                    source,
-                })?,
-            );
-        Self::parse(&text)
-    }
-
-    pub fn generate() -> (Self, Zeroizing<String>) {
-        let key = Key32::random();
-        let text = Zeroizing::new(b64u(key.expose()));
-        (Self::from_key(key), text)
-    }
-
-    /// The client-secret verifier key of the previous version, derived from the KEK. Used once,
-    /// to carry the verifiers of a database made by that version over to the stored random key.
-    pub fn legacy_verifier_key(&self) -> Key32 {
-        self.derive(crate::clients::VERIFIER_LABEL)
-    }
-
-    fn derive(&self, label: &str) -> Key32 {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose())
-            .unwrap_or_else(|_| unreachable_hmac());
-        mac.update(label.as_bytes());
-        let out = Zeroizing::new(mac.finalize().into_bytes());
-        // HMAC-SHA256 output is always 32 bytes.
-        Key32::from_bytes(&out).unwrap_or_else(Key32::random)
-    }
-
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.key.expose().into())
-    }
-
-    /// AES-256-GCM with a random 96-bit nonce; AAD binds the ciphertext to its key id.
-    pub fn seal(&self, aad: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| KeyError::Generate)?;
-        let mut out = Vec::with_capacity(12 + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
-    }
-
-    pub fn open(&self, aad: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        if sealed.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        self.cipher()
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .ok()
-            .map(Zeroizing::new)
-    }
-}
-
-/// The current key-encryption key (seals everything) and optionally the previous one (only
-/// opens rows not yet rewrapped: see `identity-api kek rewrap`).
-#[derive(Debug)]
-pub struct Keks {
-    pub current: Kek,
-    pub previous: Option<Kek>,
-}
-
-impl From<Kek> for Keks {
-    fn from(current: Kek) -> Self {
-        Self {
-            current,
-            previous: None,
-        }
-    }
-}
-
-impl Keks {
-    pub fn new(current: Kek, previous: Option<Kek>) -> Self {
-        Self { current, previous }
-    }
-
-    /// The key a row names; `None` (rows of the previous version) tries the current, then the
-    /// previous key. Errors say which key the row needs, never anything secret.
-    pub fn open(
-        &self,
-        what: &str,
-        aad: &str,
-        kek_id: Option<&str>,
-        sealed: &[u8],
-    ) -> Result<(Zeroizing<Vec<u8>>, &Kek), KeyError> {
-        let candidates: Vec<&Kek> = std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
-            .filter(|k| kek_id.is_none_or(|id| id == k.id()))
-            .collect();
-        if candidates.is_empty() {
-            return Err(KeyError::UnknownKek {
-                what: what.to_owned(),
-                row_kek: kek_id.unwrap_or("?").to_owned(),
-                current: self.current.id().to_owned(),
-                previous: match &self.previous {
-                    Some(p) => format!(" and the previous {}", p.id()),
-                    None => " and no previous key is configured".to_owned(),
-                },
-            });
-        }
-        for kek in &candidates {
-            if let Some(plain) = kek.open(aad, sealed) {
-                return Ok((plain, kek));
-            }
-        }
-        match kek_id {
-            Some(id) => Err(KeyError::Decrypt {
-                what: what.to_owned(),
-                kek_id: id.to_owned(),
-            }),
-            None => Err(KeyError::UnknownKek {
-                what: what.to_owned(),
-                row_kek: "(not recorded; sealed by an earlier version)".to_owned(),
-                current: self.current.id().to_owned(),
-                previous: match &self.previous {
-                    Some(p) => format!(" and the previous {}", p.id()),
-                    None => " and no previous key is configured".to_owned(),
-                },
-            }),
-        }
-    }
-}
-
-/// Run by every command that needs keys, before use: records the key-encryption key of signing
-/// keys sealed by the previous version (which did not record it), and returns the client-secret
-/// verifier key, creating it on first use.
-///
-/// The verifier key is 256 random bits stored sealed under the KEK. A database made by the
-/// previous version has clients whose verifiers were keyed by a key derived from the KEK: for
-/// it, that derived key becomes the stored key, so that every existing secret keeps verifying.
-/// (This version never creates a client before the key row exists, so clients without a key row
-/// are always of the previous version.)
-pub async fn bootstrap(db: &Db, keks: &Keks) -> Result<Key32, KeyError> {
-    // Signing keys of the previous version: find the key that opens them and record it.
-    let mut legacy_kek: Option<&Kek> = None;
-    for row in db.signing_keys_without_kek_id().await? {
-        let (_, kek) = keks.open(
-            &format!("signing key {}", row.kid),
-            &row.kid,
-            None,
-            &row.private_key_enc,
-        )?;
-        db.set_signing_key_kek_id(&row.kid, kek.id()).await?;
-        legacy_kek.get_or_insert(kek);
-    }
-    if let Some(row) = db.wrapped_key(VERIFIER_KEY_NAME).await? {
-        return open_verifier_key(keks, &row);
-    }
-    let key = if db.has_clients().await? {
-        // Normally found above; when an earlier start stopped half-way, the oldest signing key
-        // (made by the previous version) tells which key-encryption key that version had.
-        let recorded = match legacy_kek {
-            Some(kek) => Some(kek),
-            None => db.signing_keys(i64::MIN).await?.first().and_then(|row| {
-                std::iter::once(&keks.current)
-                    .chain(keks.previous.as_ref())
-                    .find(|k| row.kek_id.as_deref() == Some(k.id()))
-            }),
-        };
-        let kek = recorded.unwrap_or(&keks.current);
-        tracing::info!(
-            kek_id = kek.id(),
-            "storing the client-secret verifier key of the previous version (sealed under the key-encryption key)"
-        );
-        kek.legacy_verifier_key()
-    } else {
-        Key32::random()
-    };
-    let sealed = keks.current.seal(VERIFIER_KEY_NAME, key.expose())?;
-    // Two processes may race here: the first row wins and both use it.
-    db.insert_wrapped_key(VERIFIER_KEY_NAME, keks.current.id(), &sealed, crate::now())
-        .await?;
-    match db.wrapped_key(VERIFIER_KEY_NAME).await? {
-        Some(row) => open_verifier_key(keks, &row),
-        None => Err(KeyError::Generate),
-    }
-}
-
-fn open_verifier_key(keks: &Keks, row: &WrappedKeyRow) -> Result<Key32, KeyError> {
-    let (plain, _) = keks.open(
-        "the client-secret verifier key",
-        &row.name,
-        Some(&row.kek_id),
-        &row.key_enc,
-    )?;
-    Key32::from_bytes(&plain).ok_or_else(|| KeyError::Decrypt {
-        what: "the client-secret verifier key".to_owned(),
-        kek_id: row.kek_id.clone(),
-    })
-}
-
-/// Re-seals every row not sealed under the current key-encryption key, in one transaction.
-/// Idempotent; returns how many rows it changed. Refuses (changing nothing) when a row opens
-/// with neither key.
-pub async fn rewrap(db: &Db, keks: &Keks) -> Result<usize, KeyError> {
-    let current = keks.current.id().to_owned();
-    db.rewrap(|row| {
-        if row.kek_id.as_deref() == Some(current.as_str()) {
-            return Ok(None);
-        }
-        let what = match row.table {
-            WrappedTable::SigningKeys => format!("signing key {}", row.name),
-            WrappedTable::WrappedKeys => format!("wrapped key {}", row.name),
-        };
-        let (plain, _) = keks.open(&what, &row.name, row.kek_id.as_deref(), &row.sealed)?;
-        let sealed = keks.current.seal(&row.name, &plain)?;
-        Ok(Some((current.clone(), sealed)))
-    })
-    .await?
-}
-
-#[allow(clippy::panic)] // HMAC accepts keys of any length; this cannot be reached.
-fn unreachable_hmac() -> Hmac<Sha256> {
-    panic!("HMAC accepts any key length")
-}
+use crate::kek::{Kek, Keks, KeyError};
+use crate::secret::{b64u, sha256};
+use crate::storage::{Db, SigningKeyRow};
 
 /// The active signing key: the aws-lc-rs key pair, parsed once (aws-lc cleanses the private
 /// scalar when it frees it), and the encoded JWT header, the same for every token it signs.
@@ -422,7 +106,7 @@ pub async fn rotate(db: &Db, kek: &Kek, now: i64) -> Result<String, KeyError> {
             public_x: x,
             public_y: y,
             private_key_enc: sealed,
-            kek_id: Some(kek.id().to_owned()),
+            kek_id: kek.id().to_owned(),
             created_at: now,
             retired_at: None,
         },
@@ -504,10 +188,10 @@ impl KeyStore {
                 }));
             }
             if Some(&row.kid) == active_id.as_ref() {
-                let (der, _) = self.keks.open(
+                let der = self.keks.open(
                     &format!("signing key {}", row.kid),
                     &row.kid,
-                    row.kek_id.as_deref(),
+                    &row.kek_id,
                     &row.private_key_enc,
                 )?;
                 active = Some(SigningKey::from_pkcs8(&row.kid, &der)?);

@@ -1,10 +1,11 @@
-//! Secret newtypes: no `Clone`, redacted `Debug`, wiped on drop, read through an accessor.
+//! The identity API's secrets and random values: newtypes without `Clone`, with a redacted
+//! `Debug`, wiped on drop and read through an accessor; the random draw of an issue; the lookup
+//! key of a refresh token.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// 32 random bytes from the OS, as base64url without padding (43 characters).
@@ -22,16 +23,15 @@ pub fn random_id() -> String {
 }
 
 /// Length of a refresh token: 33 bytes as base64url, so that the first 8 characters are exactly
-/// the 6 bytes of its issue time. Tokens of earlier versions are 43 characters.
+/// the 6 bytes of its issue time.
 const REFRESH_TOKEN_LEN: usize = 44;
 
 /// The random bytes of one issue or refresh, read from the OS in one call.
 ///
 /// An issue needs four fresh values (the family id, the access token's and the refresh row's
-/// jti, the refresh token), a refresh three. A `getrandom` each was a system call each, since
-/// glibc before 2.41 has no vDSO path for it: 3 µs more per issue, 2-5 % of its CPU
-/// (docs/benchmarks.md, section 5e). The refresh token's bytes are among these, so every byte
-/// is wiped once taken and the rest on drop.
+/// jti, the refresh token), a refresh three. A `getrandom` each would be a system call each,
+/// since glibc before 2.41 has no vDSO path for it. The refresh token's bytes are among these,
+/// so every byte is wiped once taken and the rest on drop.
 pub struct Fresh {
     bytes: Zeroizing<[u8; Self::LEN]>,
     taken: usize,
@@ -57,7 +57,7 @@ impl Fresh {
     /// A public identifier that sorts by creation time: 48 bits of Unix milliseconds, then 80
     /// random bits, as 32 lowercase hex digits (a UUIDv7's layout without its version bits).
     /// Rows keyed by it are appended at one end of their index, so a batch of inserts shares a
-    /// few pages instead of dirtying one random page each (docs/benchmarks.md, section 5b).
+    /// few pages instead of dirtying one random page each.
     pub fn time_ordered_id(&mut self) -> String {
         use std::fmt::Write as _;
         let mut bytes = [0u8; 16];
@@ -78,7 +78,9 @@ impl Fresh {
         bytes[..6].copy_from_slice(&unix_millis_48());
         self.fill(&mut bytes[6..]);
         let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref()));
-        let key = refresh_token_key(&token);
+        let mut key = [0u8; 32];
+        key[..6].copy_from_slice(&bytes[..6]);
+        key[6..].copy_from_slice(&sha256(token.as_bytes())[..26]);
         (token, key)
     }
 
@@ -105,24 +107,23 @@ impl std::fmt::Debug for Fresh {
 
 /// The key a refresh token is stored and looked up under: its issue time (the token's first
 /// 6 bytes) then the first 26 bytes of SHA-256 of the token. Led by the time, new keys are
-/// appended at the end of the index instead of dirtying one random page each (the write volume
-/// bounded issuance: docs/benchmarks.md, section 5b). A token of an earlier version (43
-/// characters, all random) keeps its key, the whole SHA-256, so it still refreshes. Anything
-/// else gets the SHA-256 too, which no stored token has.
-pub fn refresh_token_key(token: &str) -> [u8; 32] {
-    let digest = sha256(token.as_bytes());
+/// appended at the end of the index instead of dirtying one random page each. `None` for
+/// anything that is not a refresh token of this form: no stored token has it, so it is not
+/// looked up.
+pub fn refresh_token_key(token: &str) -> Option<[u8; 32]> {
     let mut time = [0u8; 6];
-    let current = token.len() == REFRESH_TOKEN_LEN
-        && URL_SAFE_NO_PAD
+    if token.len() != REFRESH_TOKEN_LEN
+        || URL_SAFE_NO_PAD
             .decode_slice(&token.as_bytes()[..8], &mut time)
-            .is_ok();
-    if !current {
-        return digest;
+            .is_err()
+    {
+        return None;
     }
+    let digest = sha256(token.as_bytes());
     let mut key = [0u8; 32];
     key[..6].copy_from_slice(&time);
     key[6..].copy_from_slice(&digest[..26]);
-    key
+    Some(key)
 }
 
 /// Now in Unix milliseconds, the low 48 bits big-endian (they wrap in the year 10889).
@@ -148,49 +149,23 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-macro_rules! string_secret {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Zeroize, ZeroizeOnDrop)]
-        pub struct $name(String);
+/// A client secret in clear text: exists only while being created or checked.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct ClientSecret(String);
 
-        impl $name {
-            pub fn new(value: String) -> Self {
-                Self(value)
-            }
-            pub fn expose(&self) -> &str {
-                &self.0
-            }
-        }
+impl ClientSecret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
 
-        impl std::fmt::Debug for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(concat!(stringify!($name), "(<redacted>)"))
-            }
-        }
-    };
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
-string_secret!(
-    /// A client secret in clear text: exists only while being created or checked.
-    ClientSecret
-);
-string_secret!(
-    /// An opaque refresh token in clear text.
-    RefreshToken
-);
-string_secret!(
-    /// The shared secret between the sidecar and the identity API (X-Internal-Token).
-    InternalToken
-);
-
-impl InternalToken {
-    /// Constant-time comparison with a presented header value.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        // Compare fixed-size digests so that the length of the secret does not leak either.
-        let a = sha256(self.0.as_bytes());
-        let b = sha256(presented);
-        a.ct_eq(&b).into()
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
     }
 }
 
@@ -267,7 +242,7 @@ mod tests {
         assert!((before..=after).contains(&millis(&bytes[..6])));
         assert_eq!(key[..6], bytes[..6], "the key leads with the issue time");
         assert_eq!(key[6..], sha256(token.as_bytes())[..26]);
-        assert_eq!(refresh_token_key(&token), key);
+        assert_eq!(refresh_token_key(&token), Some(key));
         assert_ne!(fresh.refresh_token().0[8..], token[8..], "216 random bits");
     }
 
@@ -300,22 +275,18 @@ mod tests {
     }
 
     #[test]
-    fn other_tokens_are_keyed_by_their_whole_hash() {
-        // 43 characters: a token of the previous format; the others are garbage.
-        let legacy = b64u(&[7u8; 32]);
+    fn anything_else_has_no_key() {
+        let random = b64u(&[7u8; 32]);
+        let not_b64 = "!".repeat(44);
         for token in [
-            legacy.as_str(),
+            random.as_str(),
             "",
             "x",
             "é",
             &"é".repeat(22),
-            "!".repeat(44).as_str(),
+            not_b64.as_str(),
         ] {
-            assert_eq!(
-                refresh_token_key(token),
-                sha256(token.as_bytes()),
-                "{token:?}"
-            );
+            assert_eq!(refresh_token_key(token), None, "{token:?}");
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::{Backend, TestEnv};
 use identity_api::Db;
 use identity_api::secret::{random_id, sha256};
-use identity_api::storage::{FamilyRow, NewRefresh, Opened, Pools, Rotation, StoreError};
+use identity_api::storage::{FamilyRow, Opened, Pools, RefreshRow, Rotation, StoreError};
 
 both!(
     a_failing_call_fails_alone,
@@ -91,7 +91,7 @@ async fn stored_family_then_held_writes(db: &Db) -> (FamilyRow, [u8; 32], Held) 
 
 /// `Db::create_family` with the verifier of the family's client as stored (none for an unknown
 /// client), as an issue that authenticated just now passes it.
-async fn open(db: &Db, family: FamilyRow, refresh: NewRefresh) -> Result<Opened, StoreError> {
+async fn open(db: &Db, family: FamilyRow, refresh: RefreshRow) -> Result<Opened, StoreError> {
     let client = db.client(&family.client_id).await?;
     let verifier = client.map(|c| c.secret_verifier).unwrap_or_default();
     db.create_family(family, refresh, &verifier).await
@@ -115,7 +115,7 @@ fn spawn_rotation(
     (task, new_hash)
 }
 
-fn new_family(client_id: &str) -> (FamilyRow, NewRefresh, [u8; 32]) {
+fn new_family(client_id: &str) -> (FamilyRow, RefreshRow, [u8; 32]) {
     let now = identity_api::now();
     let family = FamilyRow {
         family_id: random_id(),
@@ -125,22 +125,18 @@ fn new_family(client_id: &str) -> (FamilyRow, NewRefresh, [u8; 32]) {
         audience: "orders-api".to_owned(),
         created_at: now,
         expires_at: now + 3600,
+        last_used_at: now,
         revoked_at: None,
+        revoke_reason: None,
     };
     let (refresh, hash) = new_refresh(&family.family_id);
     (family, refresh, hash)
 }
 
-fn new_refresh(family_id: &str) -> (NewRefresh, [u8; 32]) {
+fn new_refresh(family_id: &str) -> (RefreshRow, [u8; 32]) {
     let now = identity_api::now();
     let hash = sha256(random_id().as_bytes());
-    let refresh = NewRefresh {
-        token_hash: hash,
-        jti: random_id(),
-        family_id: family_id.to_owned(),
-        issued_at: now,
-        expires_at: now + 600,
-    };
+    let refresh = RefreshRow::new(hash, random_id(), family_id.to_owned(), now, now + 600);
     (refresh, hash)
 }
 
@@ -280,14 +276,21 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
     assert_eq!(outcomes, [Rotation::Rotated, Rotation::Lost]);
     let winner = db.refresh_token(&new_hashes[0]).await.unwrap();
     assert!(
-        winner.is_some_and(|v| !v.spent),
+        winner.is_some_and(|v| !v.token.spent),
         "the winner's token is stored"
     );
     assert!(
         db.refresh_token(&new_hashes[1]).await.unwrap().is_none(),
         "the loser's token is not"
     );
-    assert!(db.refresh_token(&old_hash).await.unwrap().unwrap().spent);
+    assert!(
+        db.refresh_token(&old_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .spent
+    );
     // The stored family, the first held call, then both rotations in one batch, not split.
     assert_eq!(write_batches(&db, start), [3, 0, 0, 4]);
 }
@@ -325,16 +328,23 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
             .await
             .unwrap()
             .expect("issued token stored");
-        assert!(!view.spent);
+        assert!(!view.token.spent);
         assert_eq!(view.family.family_id, *family_id);
     }
-    assert!(db.refresh_token(&old_hash).await.unwrap().unwrap().spent);
+    assert!(
+        db.refresh_token(&old_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .spent
+    );
     let rotated = db
         .refresh_token(&new_hash)
         .await
         .unwrap()
         .expect("rotated token stored");
-    assert!(!rotated.spent);
+    assert!(!rotated.token.spent);
     // The stored family, the first held call, then the three issues and the rotation in one
     // batch, which did not fail (a failed one would be run again call by call, to the same end).
     assert_eq!(write_batches(&db, start), [3, 0, 0, 6]);

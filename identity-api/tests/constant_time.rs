@@ -13,7 +13,8 @@ use axum::body::Body;
 use axum::http::Request;
 use common::{Backend, TestEnv, basic};
 use identity_api::clients::{verifier, verifier_matches};
-use identity_api::secret::{InternalToken, Key32};
+use identity_api::secret::Key32;
+use identity_runtime::InternalToken;
 use tower::ServiceExt as _;
 
 /// Status, headers (sorted, without `date`) and body bytes of one answer.
@@ -104,7 +105,7 @@ async fn unknown_client_wrong_secret_and_disabled_client_answer_identically() {
 async fn every_wrong_internal_token_answers_identically() {
     const TOKEN: &str = "the-internal-token-0123456789";
     let env = TestEnv::with(Backend::Sqlite, |settings| {
-        settings.internal_token = Some(InternalToken::new(TOKEN.to_owned()));
+        settings.internal_token = Some(InternalToken::new(TOKEN).unwrap());
     })
     .await
     .unwrap();
@@ -124,7 +125,7 @@ async fn every_wrong_internal_token_answers_identically() {
             issue,
             &[
                 ("authorization", &authorization),
-                ("x-internal-token", wrong),
+                (identity_protocol::headers::INTERNAL_TOKEN, wrong),
             ],
             body,
         )
@@ -136,7 +137,7 @@ async fn every_wrong_internal_token_answers_identically() {
         issue,
         &[
             ("authorization", &authorization),
-            ("x-internal-token", TOKEN),
+            (identity_protocol::headers::INTERNAL_TOKEN, TOKEN),
         ],
         body,
     )
@@ -146,7 +147,7 @@ async fn every_wrong_internal_token_answers_identically() {
 
 #[test]
 fn internal_token_comparison_is_exact_whatever_the_length() {
-    let token = InternalToken::new("s3cret-token".to_owned());
+    let token = InternalToken::new("s3cret-token").unwrap();
     assert!(token.matches(b"s3cret-token"));
     for wrong in [
         &b""[..],

@@ -1,6 +1,5 @@
 //! Key-encryption key rotation end to end (current + previous, `kek rewrap`, then the previous
-//! key removed), databases of the previous version (derived verifier key), `kek generate`, and
-//! clear start errors with a wrong key. Both databases.
+//! key removed), `kek generate`, and clear start errors with a wrong key. Both databases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -8,16 +7,15 @@ mod common;
 use common::{cmd, run};
 
 use axum::http::StatusCode;
-use common::{Backend, TestEnv, basic, database, new_kek_text, s};
-use identity_api::keys::{self, Kek, Keks};
+use common::{Backend, TestEnv, basic, new_kek_text, s};
+use identity_api::kek::{self, Kek, Keks};
+use identity_api::keys;
 use identity_api::storage::Pools;
 use identity_api::{AppState, Db, clients};
 
 both!(
     kek_rotation_end_to_end,
     rewrap_refuses_rows_under_an_unknown_key,
-    previous_version_database_keeps_client_secrets,
-    previous_version_database_with_rotation_at_upgrade,
     serve_with_a_wrong_kek_fails_clearly
 );
 
@@ -196,7 +194,7 @@ async fn rewrap_refuses_rows_under_an_unknown_key(b: Backend) {
         return;
     };
     let (a, c) = (new_kek_text(), new_kek_text());
-    let err = keys::rewrap(env.state.db(), &keks(&a, Some(&c)))
+    let err = kek::rewrap(env.state.db(), &keks(&a, Some(&c)))
         .await
         .unwrap_err()
         .to_string();
@@ -225,91 +223,6 @@ async fn rewrap_refuses_rows_under_an_unknown_key(b: Backend) {
     assert!(!ok);
     assert!(err.contains("previous key-encryption key must be"), "{err}");
     assert!(!err.contains("short"), "{err}");
-}
-
-/// A database as the previous version left it: signing keys without a recorded KEK id, no
-/// stored verifier key, client verifiers keyed by the key derived from the KEK.
-async fn previous_version_database(
-    b: Backend,
-) -> Option<(String, Option<tempfile::TempDir>, String, String)> {
-    let (url, dir) = database(b).await?;
-    let old_kek = new_kek_text();
-    let db = Db::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
-    keys::rotate(&db, &kek(&old_kek), identity_api::now())
-        .await
-        .unwrap();
-    common::exec(&db, "UPDATE signing_keys SET kek_id = NULL").await;
-    let secret = clients::create(
-        &db,
-        &kek(&old_kek).legacy_verifier_key(),
-        "old-client",
-        "orders.read",
-        "orders-api",
-        identity_api::now(),
-    )
-    .await
-    .unwrap();
-    db.close().await;
-    Some((url, dir, old_kek, secret.expose().to_owned()))
-}
-
-async fn previous_version_database_keeps_client_secrets(b: Backend) {
-    let Some((url, _dir, old_kek, secret)) = previous_version_database(b).await else {
-        return;
-    };
-    let state = AppState::open(&url, kek(&old_kek), common::settings())
-        .await
-        .unwrap();
-    assert_eq!(
-        issue_status(&state, "old-client", &secret).await,
-        StatusCode::OK
-    );
-    let rows = sealed_rows(state.db()).await;
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(
-        rows.iter()
-            .all(|r| r.2.as_deref() == Some(kek(&old_kek).id())),
-        "the KEK of old rows is recorded, the verifier key stored: {rows:?}"
-    );
-    // A restart reads the stored key (no re-derivation).
-    state.db().close().await;
-    let state = AppState::open(&url, kek(&old_kek), common::settings())
-        .await
-        .unwrap();
-    assert_eq!(
-        issue_status(&state, "old-client", &secret).await,
-        StatusCode::OK
-    );
-}
-
-async fn previous_version_database_with_rotation_at_upgrade(b: Backend) {
-    let Some((url, _dir, old_kek, secret)) = previous_version_database(b).await else {
-        return;
-    };
-    let new_kek = new_kek_text();
-    let state = AppState::open(&url, keks(&new_kek, Some(&old_kek)), common::settings())
-        .await
-        .unwrap();
-    assert_eq!(
-        issue_status(&state, "old-client", &secret).await,
-        StatusCode::OK
-    );
-    assert_eq!(
-        keys::rewrap(state.db(), &keks(&new_kek, Some(&old_kek)))
-            .await
-            .unwrap(),
-        1,
-        "the signing key; the verifier key was stored under the new key already"
-    );
-    state.db().close().await;
-    let state = AppState::open(&url, kek(&new_kek), common::settings())
-        .await
-        .unwrap();
-    assert_eq!(
-        issue_status(&state, "old-client", &secret).await,
-        StatusCode::OK
-    );
 }
 
 async fn serve_with_a_wrong_kek_fails_clearly(b: Backend) {

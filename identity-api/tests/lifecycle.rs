@@ -7,7 +7,8 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Backend, TestEnv, s, state_on};
-use identity_api::keys::{self, Kek};
+use identity_api::kek::Kek;
+use identity_api::keys;
 use serde_json::json;
 
 both!(

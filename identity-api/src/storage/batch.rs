@@ -3,7 +3,7 @@
 //! A lone call runs at once, alone: there is no timer and no added wait. Under load, every
 //! statement (and every commit) serves all the calls that queued up meanwhile, so the per-call
 //! cost of a round-trip to the database (sqlx's SQLite connection thread, or PostgreSQL over
-//! the network) is shared. docs/benchmarks.md sections 4 and 5 have the profiles.
+//! the network) is shared.
 //!
 //! A batch that fails before it changed anything is run again call by call, so that one bad
 //! call cannot fail the others and each caller gets its own error; unless the failure is the
@@ -20,7 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// At most this many calls share one batch; also the largest SQL text a batch builds.
 pub const MAX_BATCH: usize = 64;

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
-use identity_api::keys::Kek;
+use identity_api::kek::Kek;
 use identity_api::{AppState, Settings, clients};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -227,11 +227,9 @@ impl TestEnv {
     }
 }
 
+/// `Authorization: Basic ...`, as the protocol crate builds it.
 pub fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
+    identity_protocol::identity::basic_header(id, secret).to_string()
 }
 
 pub fn s(v: &Value, field: &str) -> String {

@@ -1,0 +1,177 @@
+//! Who is calling: a client by its credentials (`Basic`), or the holder of an access token
+//! (`Bearer`), and the subject an authenticated session of the sidecar binds them to.
+
+use std::sync::Arc;
+
+use identity_protocol::identity::{TokenRequest, basic_credentials, bearer_token};
+use zeroize::Zeroizing;
+
+use crate::clients::{self, verifier_matches};
+use crate::clock::{now, now_millis};
+use crate::error::ApiError;
+use crate::storage::ClientRow;
+use crate::tokens::{self, Claims, TokenError, VerifiedCache};
+
+use super::state::AppState;
+
+/// What the HTTP layer parsed of a request, or why it could not: the operation decides in which
+/// order such errors are answered (a caller is authenticated first).
+pub type Parsed<T> = Result<T, ApiError>;
+
+/// Where [`AppState::authenticate_client`] may find the client's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSource {
+    /// The cache of rows that authenticated recently, else the database.
+    CacheOrDatabase,
+    /// The database only: before a refusal (4xx) of a request that a cached row let in.
+    Database,
+}
+
+/// A client that authenticated.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub row: Arc<ClientRow>,
+    /// The row came from the cache (read from the database up to `ClientCache::TTL_SECS` ago).
+    pub cached: bool,
+}
+
+/// Bearer checks: introspection needs an active token; refresh and revoke accept an expired one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerUse {
+    Active,
+    MayBeExpired,
+}
+
+/// "The identity API refuses with `403 subject_mismatch` [...] any request whose bearer token
+/// has another subject, and any token issue for another subject" than the session's.
+pub fn check_subject(session_subject: Option<&str>, subject: &str) -> Result<(), ApiError> {
+    match session_subject {
+        Some(bound) if bound != subject => Err(ApiError::SubjectMismatch),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// The token an introspection or a revocation is about: required, and wiped when done with.
+pub(super) fn presented_token(req: TokenRequest<'_>) -> Result<Zeroizing<String>, ApiError> {
+    req.token
+        .filter(|t| !t.is_empty())
+        .map(|t| Zeroizing::new(t.into_owned()))
+        .ok_or_else(|| ApiError::invalid_request("token is required"))
+}
+
+impl AppState {
+    /// `Authorization: Basic b64(client_id:client_secret)`. Unknown client, wrong secret and
+    /// disabled client take the same path and give the same answer: a read of the client (a
+    /// success may come from the client cache instead, with `from` allowing it) and a comparison
+    /// with its verifier. A row cached before a `client disable` or `rotate-secret` still
+    /// authenticates here; the issue's write refuses it, and the issue asks again with
+    /// [`ClientSource::Database`] before it answers any other 4xx, so a stale row answers
+    /// nothing but a success.
+    pub async fn authenticate_client(
+        &self,
+        authorization: Option<&[u8]>,
+        from: ClientSource,
+    ) -> Result<Authenticated, ApiError> {
+        let (id, secret) = authorization
+            .and_then(basic_credentials)
+            .ok_or(ApiError::InvalidClient)?;
+        let inner = &self.inner;
+        let computed = clients::verifier(&inner.verifier_key, &id, &secret);
+        let now = now();
+        if from == ClientSource::CacheOrDatabase
+            && let Some(row) = inner.clients.get(&id, now)
+            && row.enabled
+            && verifier_matches(&computed, &row.secret_verifier)
+        {
+            return Ok(Authenticated { row, cached: true });
+        }
+        // An id no client can have (PostgreSQL refuses a NUL in text, for one) is not looked
+        // up, but still takes the verifier comparison below, as an unknown client does.
+        let row = if clients::valid_client_id(&id) {
+            inner.db.client(&id).await?.map(Arc::new)
+        } else {
+            None
+        };
+        let stored: &[u8] = match &row {
+            Some(r) => &r.secret_verifier,
+            None => &inner.dummy_verifier,
+        };
+        let matches = verifier_matches(&computed, stored);
+        match row {
+            Some(r) if matches && r.enabled => {
+                inner.clients.insert(Arc::clone(&r), now);
+                Ok(Authenticated {
+                    row: r,
+                    cached: false,
+                })
+            }
+            _ => {
+                // Reached with `Database` only by a caller the cached row let in: it is stale.
+                // (Not on the first read: a wrong secret must not evict a client's row.)
+                if from == ClientSource::Database {
+                    inner.clients.remove(&id);
+                }
+                Err(ApiError::InvalidClient)
+            }
+        }
+    }
+
+    pub(super) async fn verify_access_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<Claims>, TokenError> {
+        let inner = &self.inner;
+        let key = VerifiedCache::key(token);
+        if let Some(claims) = inner.cache.get(&key, now) {
+            return Ok(claims);
+        }
+        let issuer = &inner.settings.issuer;
+        let claims = match tokens::verify(&inner.keys.ring(), issuer, token) {
+            // A key made by another instance or by `keys rotate`: reload, at most every 200 ms,
+            // so that garbage kids cannot turn into a database query each.
+            Err(TokenError::UnknownKey) if self.last_key_reload() + 200 < now_millis() => {
+                if let Err(e) = self.reload_keys().await {
+                    tracing::warn!(error = %e, "key reload failed");
+                }
+                tokens::verify(&inner.keys.ring(), issuer, token)
+            }
+            other => other,
+        }?;
+        let claims = Arc::new(claims);
+        inner.cache.insert(key, claims.clone(), now);
+        Ok(claims)
+    }
+
+    /// `Authorization: Bearer <access token>`: valid signature and issuer, family not revoked,
+    /// not expired when `Active` is asked for, and of the session's subject on an
+    /// authenticated session of the sidecar.
+    pub async fn authenticate_bearer(
+        &self,
+        authorization: Option<&[u8]>,
+        session_subject: Parsed<Option<&str>>,
+        usage: BearerUse,
+    ) -> Result<Arc<Claims>, ApiError> {
+        let token = authorization
+            .and_then(bearer_token)
+            .ok_or(ApiError::InvalidToken("missing or malformed bearer token"))?;
+        let now = now();
+        let claims = self
+            .verify_access_token(token, now)
+            .await
+            .map_err(|_| ApiError::InvalidToken("the bearer token is not valid"))?;
+        if usage == BearerUse::Active && claims.exp <= now {
+            return Err(ApiError::InvalidToken("the bearer token has expired"));
+        }
+        match self.inner.db.family_revoked(&claims.fid).await? {
+            Some(false) => {}
+            _ => return Err(ApiError::InvalidToken("the bearer token has been revoked")),
+        }
+        check_subject(session_subject?, &claims.sub)?;
+        Ok(claims)
+    }
+}

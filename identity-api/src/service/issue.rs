@@ -1,0 +1,195 @@
+//! Step 2 of PROTOCOL.md section 5, `POST /api/v1/token/issue`: a client issues a token pair
+//! for a subject, which opens a new token family. Also what every issue and refresh mints: an
+//! access token and a refresh token of a family.
+
+use std::sync::Arc;
+
+use identity_protocol::identity::{IssueRequest, check_subject as check_subject_rule};
+use zeroize::Zeroizing;
+
+use crate::clients::{split_list, valid_scope_token};
+use crate::clock::now;
+use crate::error::ApiError;
+use crate::secret::Fresh;
+use crate::storage::{ClientRow, FamilyRow, Opened, RefreshRow};
+use crate::tokens::{self, Claims, VerifiedCache};
+
+use super::answers::TokenResponse;
+use super::callers::{ClientSource, Parsed, check_subject};
+use super::state::AppState;
+
+impl AppState {
+    /// Authenticates the client first, then judges the request. A client row from the cache
+    /// answers only a success: before any other 4xx the client is read afresh, so that a client
+    /// disabled or rotated since it was read gets `invalid_client` for a bad request too, as it
+    /// would without the cache. (Not before a server error, which is answered as it is.)
+    pub async fn issue(
+        &self,
+        authorization: Option<&[u8]>,
+        session_subject: Parsed<Option<&str>>,
+        request: Parsed<IssueRequest<'_>>,
+    ) -> Result<TokenResponse, ApiError> {
+        let client = self
+            .authenticate_client(authorization, ClientSource::CacheOrDatabase)
+            .await?;
+        let answer = async {
+            self.issue_for(&client.row, session_subject?, request?)
+                .await
+        }
+        .await;
+        match answer {
+            Err(e)
+                if client.cached
+                    && e.status().is_client_error()
+                    && !matches!(e, ApiError::InvalidClient) =>
+            {
+                self.authenticate_client(authorization, ClientSource::Database)
+                    .await?;
+                Err(e)
+            }
+            answer => answer,
+        }
+    }
+
+    async fn issue_for(
+        &self,
+        client: &ClientRow,
+        session_subject: Option<&str>,
+        req: IssueRequest<'_>,
+    ) -> Result<TokenResponse, ApiError> {
+        check_subject_rule(&req.subject).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+        check_subject(session_subject, &req.subject)?;
+        let scope = allowed_scope(client, req.scope.as_deref())?;
+        let audience = allowed_audience(client, req.audience.as_deref())?;
+
+        let inner = &self.inner;
+        let now = now();
+        let mut fresh = Fresh::draw();
+        let family = FamilyRow {
+            family_id: fresh.time_ordered_id(),
+            client_id: client.client_id.clone(),
+            subject: req.subject.into_owned(),
+            scope,
+            audience,
+            created_at: now,
+            expires_at: now.saturating_add(inner.settings.family_ttl),
+            last_used_at: now,
+            revoked_at: None,
+            revoke_reason: None,
+        };
+        let (access_token, expires_in) = self.sign_access(&family, now, &mut fresh)?;
+        let (refresh, row) = self.new_refresh(&family, now, &mut fresh);
+        let refresh_exp = row.expires_at;
+        let scope = family.scope.clone();
+        let client_id = &client.client_id;
+        match inner
+            .db
+            .create_family(family, row, &client.secret_verifier)
+            .await?
+        {
+            Opened::Stored => {}
+            Opened::ClientChanged => {
+                inner.clients.remove(client_id);
+                tracing::info!(
+                    client_id,
+                    "issue refused: the client was disabled or its secret rotated meanwhile"
+                );
+                return Err(ApiError::InvalidClient);
+            }
+        }
+        inner.metrics.tokens_issued.inc();
+        Ok(TokenResponse::new(
+            access_token,
+            expires_in,
+            &refresh,
+            refresh_exp - now,
+            scope,
+        ))
+    }
+
+    /// A new refresh token of `family`: the token, shown once, and its row (which stores only
+    /// the token's lookup key).
+    pub(super) fn new_refresh(
+        &self,
+        family: &FamilyRow,
+        now: i64,
+        fresh: &mut Fresh,
+    ) -> (Zeroizing<String>, RefreshRow) {
+        let (token, key) = fresh.refresh_token();
+        let expires_at = now
+            .saturating_add(self.inner.settings.refresh_ttl)
+            .min(family.expires_at);
+        let row = RefreshRow::new(key, fresh.id(), family.family_id.clone(), now, expires_at);
+        (token, row)
+    }
+
+    /// An access token of `family`, and its lifetime in seconds.
+    pub(super) fn sign_access(
+        &self,
+        family: &FamilyRow,
+        now: i64,
+        fresh: &mut Fresh,
+    ) -> Result<(String, i64), ApiError> {
+        let s = &self.inner.settings;
+        let exp = now.saturating_add(s.access_ttl).min(family.expires_at);
+        let claims = Claims {
+            iss: s.issuer.clone(),
+            sub: family.subject.clone(),
+            aud: family.audience.clone(),
+            client_id: family.client_id.clone(),
+            scope: family.scope.clone(),
+            iat: now,
+            exp,
+            jti: fresh.id(),
+            fid: family.family_id.clone(),
+        };
+        let token = tokens::sign(&self.inner.keys.ring(), &claims)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        // What verifying this token would give: its first use (a refresh presents it as the
+        // bearer) then skips the signature check, which costs more than signing.
+        self.inner
+            .cache
+            .insert(VerifiedCache::key(&token), Arc::new(claims), now);
+        Ok((token, exp - now))
+    }
+}
+
+/// "`scope` defaults to the client's allowed scopes"; asked for, every scope must be allowed.
+fn allowed_scope(client: &ClientRow, requested: Option<&str>) -> Result<String, ApiError> {
+    let allowed = split_list(&client.scopes);
+    let Some(requested) = requested else {
+        return Ok(allowed.join(" "));
+    };
+    let items = split_list(requested);
+    if items.is_empty() {
+        return Err(ApiError::InvalidScope("scope is empty".into()));
+    }
+    for item in &items {
+        if !valid_scope_token(item) {
+            return Err(ApiError::InvalidScope("scope is malformed".into()));
+        }
+        if !allowed.contains(item) {
+            return Err(ApiError::InvalidScope(format!(
+                "scope {item} is not allowed for this client"
+            )));
+        }
+    }
+    Ok(items.join(" "))
+}
+
+/// "`audience` [defaults] to its single allowed audience"; a client with several must name one.
+fn allowed_audience(client: &ClientRow, requested: Option<&str>) -> Result<String, ApiError> {
+    let audiences = split_list(&client.audiences);
+    match requested {
+        Some(a) if audiences.contains(&a) => Ok(a.to_owned()),
+        Some(_) => Err(ApiError::InvalidTarget(
+            "audience is not allowed for this client".into(),
+        )),
+        None => match audiences.as_slice() {
+            [only] => Ok((*only).to_owned()),
+            _ => Err(ApiError::invalid_request(
+                "audience is required: the client has several",
+            )),
+        },
+    }
+}

@@ -1,0 +1,22 @@
+//! The operations of PROTOCOL.md section 5, independent of HTTP framing (headers and bodies are
+//! parsed in `http`, and handed over as they came, errors included).
+//!
+//! - [`state`]: [`AppState`], what every operation shares; [`settings`];
+//! - [`callers`]: who is calling: a client's credentials, a bearer token, the session's subject;
+//! - one module per operation: [`issue`] (step 2), [`introspect`] (step 3), [`refresh`]
+//!   (step 5), [`revoke`] (step 6);
+//! - [`answers`]: what they answer.
+
+pub mod answers;
+pub mod callers;
+mod introspect;
+mod issue;
+mod refresh;
+mod revoke;
+pub mod settings;
+pub mod state;
+
+pub use answers::{Introspection, Revoked, TokenResponse};
+pub use callers::{Authenticated, BearerUse, ClientSource, Parsed};
+pub use settings::Settings;
+pub use state::{AppState, StartError};

@@ -1,0 +1,53 @@
+//! Step 6 of PROTOCOL.md section 5, `POST /api/v1/revoke`: "Revoking any token of a family
+//! revokes the whole family, also when the token is spent or already revoked."
+
+use identity_protocol::identity::TokenRequest;
+
+use crate::clock::now;
+use crate::error::ApiError;
+use crate::secret::refresh_token_key;
+use crate::storage::AuditRow;
+use crate::tokens::Claims;
+
+use super::answers::Revoked;
+use super::callers::{looks_like_jwt, presented_token};
+use super::state::AppState;
+
+impl AppState {
+    /// The bearer must belong to the token's client and subject (it may have expired).
+    pub async fn revoke(
+        &self,
+        bearer: &Claims,
+        req: TokenRequest<'_>,
+    ) -> Result<Revoked, ApiError> {
+        let token = presented_token(req)?;
+        let now = now();
+        let db = &self.inner.db;
+        // Any token of a family, also spent, expired or already revoked, names the family.
+        let family = if looks_like_jwt(&token) {
+            match self.verify_access_token(&token, now).await {
+                Ok(claims) => db.family(&claims.fid).await?,
+                Err(_) => None,
+            }
+        } else {
+            match refresh_token_key(&token) {
+                Some(key) => db.refresh_token(&key).await?.map(|v| v.family),
+                None => None,
+            }
+        };
+        let Some(family) = family else {
+            return Ok(Revoked { revoked: false });
+        };
+        if family.client_id != bearer.client_id || family.subject != bearer.sub {
+            return Err(ApiError::UnauthorizedClient);
+        }
+        let audit = AuditRow::family(now, "revoke", &family, "family_revoked");
+        if db
+            .revoke_family(&family.family_id, now, "revoked", &audit)
+            .await?
+        {
+            self.inner.metrics.revocations.inc();
+        }
+        Ok(Revoked { revoked: true })
+    }
+}

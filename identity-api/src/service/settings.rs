@@ -1,0 +1,40 @@
+//! The identity API's runtime settings, and the one place each of their defaults is written
+//! (the command line's defaults are these constants).
+
+use identity_runtime::InternalToken;
+
+/// Access-token lifetime, seconds.
+pub const DEFAULT_ACCESS_TTL_SECS: i64 = 900;
+/// Refresh-token lifetime since the family's last use, seconds.
+pub const DEFAULT_REFRESH_TTL_SECS: i64 = 86_400;
+/// Absolute lifetime of a token family, seconds.
+pub const DEFAULT_FAMILY_TTL_SECS: i64 = 2_592_000;
+/// Largest request body, bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
+
+/// What the operations and the routes read (see `config` for the flags and variables).
+#[derive(Debug)]
+pub struct Settings {
+    /// `iss` of every token, and the base of the URLs in openid-configuration.
+    pub issuer: String,
+    pub access_ttl: i64,
+    pub refresh_ttl: i64,
+    pub family_ttl: i64,
+    /// When set, /api/v1/* require `X-Internal-Token` equal to it.
+    pub internal_token: Option<InternalToken>,
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    /// The defaults, with this issuer.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            access_ttl: DEFAULT_ACCESS_TTL_SECS,
+            refresh_ttl: DEFAULT_REFRESH_TTL_SECS,
+            family_ttl: DEFAULT_FAMILY_TTL_SECS,
+            internal_token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
