@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -42,7 +42,7 @@ impl From<StoreError> for ClientError {
 
 /// HMAC-SHA256(key, client_id || 0x00 || secret): binds the verifier to its client row.
 pub fn verifier(key: &Key32, client_id: &str, secret: &str) -> [u8; 32] {
-    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key.expose()) {
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) {
         Ok(mac) => mac,
         Err(_) => return [0u8; 32], // unreachable: HMAC takes any key length
     };

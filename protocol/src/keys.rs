@@ -12,11 +12,12 @@
 //! "Both sides MUST zeroize Z, OKM, the ephemeral private keys and the session keys as soon as
 //! they are no longer needed." Here: [`EphemeralSecret`] is consumed by the exchange and its
 //! scalar wiped on drop; Z lives in p256's `SharedSecret`, wiped on drop at the end of
-//! [`SessionKeys::establish`]; OKM is a [`Zeroizing`] array wiped there too; the session keys are
-//! a boxed pair wiped when the [`SessionKeys`] drop, and each cipher expanded from them for one
-//! message has its key schedule (aes) and GHASH state (polyval) wiped when it drops.
-//! `docs/crypto-audit.md` lists what zeroize cannot reach (stack copies made by moves inside
-//! the crates).
+//! [`SessionKeys::establish`]; the PRK lives in the HKDF's HMAC state, wiped on drop, and the
+//! dead stack the derivation leaves is overwritten ([`Okm::derive`]); OKM is a [`Zeroizing`]
+//! array wiped at the end of `establish` too; the session keys are a boxed pair wiped when the
+//! [`SessionKeys`] drop, and each cipher expanded from them for one message has its key
+//! schedule (aes) and GHASH state (polyval) wiped when it drops. `docs/crypto-audit.md` lists
+//! what zeroize cannot reach (stack copies made by moves inside the crates).
 
 use std::fmt;
 
@@ -112,7 +113,9 @@ impl EphemeralSecret {
     }
 
     fn from_secret(secret: p256::SecretKey) -> Self {
-        let public = PublicKey::from_point(secret.public_key());
+        let public = PublicKey::from_point(public_of(&secret));
+        // The scalar multiplication keeps the scalar as a byte array on the stack.
+        scrub_dead_stack();
         Self { secret, public }
     }
 
@@ -121,9 +124,15 @@ impl EphemeralSecret {
     }
 
     /// Z: the x-coordinate of the ECDH point. Consumes the private key.
+    #[inline(never)]
     fn diffie_hellman(self, peer: &PublicKey) -> p256::ecdh::SharedSecret {
         p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.point().as_affine())
     }
+}
+
+#[inline(never)]
+fn public_of(secret: &p256::SecretKey) -> p256::PublicKey {
+    secret.public_key()
 }
 
 impl fmt::Debug for EphemeralSecret {
@@ -165,14 +174,12 @@ pub struct Okm(Zeroizing<[u8; 64]>);
 impl Okm {
     /// `OKM = HKDF-SHA256(salt, IKM = Z, info, L = 64)`
     pub fn derive(z: &[u8], salt: &[u8], info: &[u8]) -> Self {
-        let mut okm = Zeroizing::new([0u8; 64]);
-        // hkdf keeps the PRK inside HMAC state on the stack; the hkdf crate has no zeroize
-        // support, see docs/crypto-audit.md.
-        let hkdf = Hkdf::<Sha256>::new(Some(salt), z);
-        #[allow(clippy::expect_used)] // 64 bytes is far below HKDF-SHA256's 255 * 32 limit.
-        hkdf.expand(info, okm.as_mut())
-            .expect("64 bytes is a valid HKDF-SHA256 output length");
-        Self(okm)
+        let mut okm = Self(Zeroizing::new([0u8; 64]));
+        hkdf_sha256(z, salt, info, &mut okm.0);
+        // At the depth the derivation ran: overwrites the copies of the PRK-keyed HMAC state
+        // that moves inside hkdf and hmac left in dead frames, which their zeroize cannot reach.
+        scrub_dead_stack();
+        okm
     }
 
     /// `k_c2s = OKM[0..32]`: the key for requests (client -> sidecar).
@@ -184,6 +191,30 @@ impl Okm {
     pub fn k_s2c(&self) -> &[u8] {
         &self.0[32..]
     }
+}
+
+/// Not inlined, so that its frames lie where [`scrub_dead_stack`] writes next. The `Hkdf`
+/// (HMAC keyed with the PRK) wipes its SHA-256 states and block buffer when it drops here, and
+/// `extract`'s copy of the PRK is wiped by hand.
+#[inline(never)]
+fn hkdf_sha256(z: &[u8], salt: &[u8], info: &[u8], okm: &mut [u8; 64]) {
+    let (mut prk, hkdf) = Hkdf::<Sha256>::extract(Some(salt), z);
+    prk.as_mut_slice().zeroize();
+    #[allow(clippy::expect_used)] // 64 bytes is far below HKDF-SHA256's 255 * 32 limit.
+    hkdf.expand(info, okm)
+        .expect("64 bytes is a valid HKDF-SHA256 output length");
+}
+
+/// Zeroes 8 KiB of stack below the caller's frame (zeroize's volatile writes are not optimised
+/// away), where a call into the crypto crates just left its frames: copies of secrets made by
+/// moves and temporaries that their own zeroize cannot reach. The deepest such call, the HKDF,
+/// reaches about 1.2 KiB deep in release builds and 5.7 KiB in debug builds on x86_64.
+/// `protocol/tests/hkdf_residue.rs` checks that nothing of the PRK is left.
+#[inline(never)]
+pub(crate) fn scrub_dead_stack() {
+    let mut dead = [0u64; 1024];
+    dead.zeroize();
+    std::hint::black_box(&dead);
 }
 
 impl fmt::Debug for Okm {
@@ -227,6 +258,10 @@ impl SessionKeys {
             Role::Server => hkdf_salt(peer, ours.public_key()),
         };
         let z = ours.diffie_hellman(peer);
+        // The scalar multiplication left the scalar, as a byte array, and the ECDH point in its
+        // frames: a copy could later be carried off to the heap in the padding of an unrelated
+        // struct written from the stack.
+        scrub_dead_stack();
         let okm = Okm::derive(z.raw_secret_bytes(), &salt, &hkdf_info(session_id));
         drop(z);
         Self::from_okm(&okm)
@@ -262,12 +297,15 @@ impl fmt::Debug for SessionKeys {
 
 /// The aes-gcm crate's own `zeroize` feature wipes only the GHASH key it derives; the AES round
 /// keys are wiped by `aes`'s feature and the GHASH state by `polyval`'s (which `ghash`'s feature
-/// does not turn on). The first, and the session key pair, are checked here at compile time;
-/// `tests/zeroize_features.rs` checks the resolved features of all three.
+/// does not turn on). The first, the session key pair and the hash states are checked here at
+/// compile time; `tests/zeroize_features.rs` checks the resolved features of the crates.
 const _: fn() = || {
     fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
     wiped_on_drop::<aes::Aes256>();
     wiped_on_drop::<KeyPair>();
     wiped_on_drop::<p256::SecretKey>();
     wiped_on_drop::<p256::ecdh::SharedSecret>();
+    // The HKDF's HMAC: its SHA-256 states (sha2's `zeroize`) and its output (hmac's).
+    wiped_on_drop::<Sha256>();
+    wiped_on_drop::<hmac::digest::CtOutput<hmac::Hmac<Sha256>>>();
 };

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::b64;
 use crate::error::Error;
-use crate::keys::PublicKey;
+use crate::keys::{PublicKey, scrub_dead_stack};
 use crate::names::PROTOCOL;
 
 /// The bytes that the session init signature covers.
@@ -109,6 +109,15 @@ impl SigningKey {
 
     /// ECDSA P-256 with SHA-256 (RFC 6979 nonces), as the 64-byte `r || s`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let signature = self.sign_inner(message);
+        // RFC 6979's HMAC-DRBG is keyed with the private key, and its nonce gives the key away
+        // with the signature: neither may stay in the frames the signature left.
+        scrub_dead_stack();
+        signature
+    }
+
+    #[inline(never)]
+    fn sign_inner(&self, message: &[u8]) -> [u8; 64] {
         let signature: Signature = self.key.sign(message);
         signature.to_bytes().into()
     }
