@@ -179,6 +179,14 @@ impl Plaintext {
     }
 }
 
+/// So that a buffer can own the plaintext (`bytes::Bytes::from_owner`) and wipe it when the
+/// last user lets go, instead of a copy that nobody wipes.
+impl AsRef<[u8]> for Plaintext {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl fmt::Debug for Plaintext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Plaintext(<{} bytes>)", self.0.len())

@@ -35,8 +35,8 @@
 //! zeroize, so the test cannot rot into one that passes because it reads nothing.
 //!
 //! Decrypted bodies are not session keys: the test also counts copies of a random marker sent in
-//! every request plaintext and prints them, without failing (hyper and reqwest buffers and the
-//! sidecar's forwarded copy are not wiped; see docs/crypto-audit.md).
+//! every request plaintext and prints them, without failing (the client's and the stub identity
+//! API's hyper and reqwest buffers are not wiped; see docs/crypto-audit.md).
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
