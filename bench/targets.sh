@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every measurement behind the targets of issue 6 (docs/benchmarks.md section 6), in one run,
-# into one directory, so that a machine's figures come from the same minutes:
+# Every measurement behind the targets in docs/benchmarks.md, in one run, into one directory, so
+# that a machine's figures come from the same minutes:
 #   1. criterion: the protocol and the raw crates, ES256 as the identity API signs (one core);
 #   2. the sidecar's overhead on a core of its own: at a fixed offered load, and closed-loop;
 #   3. loadgen on SQLite, C = 16 (every scenario) and C = 64 (the identity API direct), rounds;
@@ -8,6 +8,8 @@
 #   5. the sidecar's RSS idle and with 100,000 live sessions.
 # Loopback only; every load is bounded in time and count. About 12 minutes on 2 vCPUs.
 #   bench/targets.sh [OUT_DIR]      (ROUNDS=3 by default; needs taskset for step 4)
+# With BASELINE_BIN_DIR (the release binaries of another commit), step 3 alternates those and
+# these, round by round, driven by this loadgen: a before/after in the same minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
@@ -29,7 +31,7 @@ cargo bench -p identity-api --bench tokens -- --warm-up-time 1 --measurement-tim
     > "$OUT/1-tokens.txt"
 
 # First: in the seconds after the node baseline exits the sidecar's CPU per request doubled
-# (three tries of three, docs/benchmarks.md section 5d).
+# (three tries of three).
 step "2. the sidecar on a core of its own"
 PINNED=(--unix-socket --sidecar-cpus 1 --other-cpus 0 --rounds "$ROUNDS")
 "$LG" "${BOUND[@]}" "${PINNED[@]}" -c 16 --rate 2000 \
@@ -38,9 +40,23 @@ PINNED=(--unix-socket --sidecar-cpus 1 --other-cpus 0 --rounds "$ROUNDS")
     --scenarios introspect,introspect-direct,jwks,jwks-direct > "$OUT/2-closed-c16.txt"
 
 step "3. loadgen, C = 16 and 64"
-"$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 16 > "$OUT/3-c16.txt"
-"$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 64 \
-    --scenarios issue-direct,refresh-direct,introspect-direct > "$OUT/3-c64.txt"
+if [[ -n "${BASELINE_BIN_DIR:-}" ]]; then
+    C64=(-c 64 --scenarios issue-direct,refresh-direct,introspect-direct)
+    for round in $(seq "$ROUNDS"); do
+        for side in baseline this; do
+            dir=()
+            [[ $side == baseline ]] && dir=(--bin-dir "$BASELINE_BIN_DIR")
+            printf 'round %s\n' "$round" >> "$OUT/3-c16-$side.txt"
+            "$LG" "${BOUND[@]}" "${dir[@]}" -c 16 >> "$OUT/3-c16-$side.txt"
+            printf 'round %s\n' "$round" >> "$OUT/3-c64-$side.txt"
+            "$LG" "${BOUND[@]}" "${dir[@]}" "${C64[@]}" >> "$OUT/3-c64-$side.txt"
+        done
+    done
+else
+    "$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 16 > "$OUT/3-c16.txt"
+    "$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 64 \
+        --scenarios issue-direct,refresh-direct,introspect-direct > "$OUT/3-c64.txt"
+fi
 
 if command -v node > /dev/null; then
     step "4. oidc-provider and ours, alternating, C = 64"
