@@ -97,7 +97,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     response
 }
 
-/// The body as the route's JSON type, borrowing from the bytes where it can.
+/// The body as the route's JSON type (the bodies are the protocol's, `identity::*Request`).
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a Result<Bytes, BytesRejection>) -> Parsed<T> {
     let body = body.as_ref().map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

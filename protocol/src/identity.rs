@@ -99,6 +99,33 @@ pub struct IssueRequest<'a> {
 /// The `grant_type` of step 5.
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
 
+/// `token_use` of an introspected token, and the values of `token_type_hint` (step 3).
+pub const ACCESS_TOKEN_USE: &str = "access_token";
+pub const REFRESH_TOKEN_USE: &str = "refresh_token";
+
+/// What a reader of step 3's answer needs of it: whether the token is active, whose it is, and
+/// of which kind. The identity API writes the whole answer (RFC 7662).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Introspected {
+    pub active: bool,
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub token_use: Option<String>,
+}
+
+impl Introspected {
+    /// Active, and not a refresh token (an answer without `token_use` is taken as an access
+    /// token's).
+    pub fn is_active_access_token(&self) -> bool {
+        self.active
+            && self
+                .token_use
+                .as_deref()
+                .is_none_or(|u| u == ACCESS_TOKEN_USE)
+    }
+}
+
 /// Step 5, `POST /api/v1/token`: `{"grant_type": "refresh_token", "refresh_token"}`. Both are
 /// optional on the wire so that the identity API can say which one is missing.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +273,18 @@ mod tests {
             r#"{"token":"secret-token"}"#
         );
         assert!(!format!("{token:?}").contains("secret"));
+        let answer: Introspected =
+            serde_json::from_str(r#"{"active":true,"sub":"a","token_use":"access_token","x":1}"#)
+                .unwrap();
+        assert!(answer.is_active_access_token());
+        let refresh: Introspected =
+            serde_json::from_str(r#"{"active":true,"token_use":"refresh_token"}"#).unwrap();
+        assert!(!refresh.is_active_access_token());
+        assert!(
+            !serde_json::from_str::<Introspected>(r#"{"active":false}"#)
+                .unwrap()
+                .is_active_access_token()
+        );
         // Unknown fields are ignored; escapes are read into an owned string.
         let parsed: TokenRequest<'_> =
             serde_json::from_str(r#"{"token":"a\u0062c","extra":1}"#).unwrap();

@@ -10,10 +10,9 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use identity_protocol::identity::{TokenRequest, bearer_header};
+use identity_protocol::identity::{Introspected, TokenRequest, bearer_header};
 use identity_protocol::{headers, paths};
 use identity_runtime::InternalToken;
-use serde::Deserialize;
 
 use crate::config::Config;
 use crate::connect::Connector;
@@ -165,19 +164,14 @@ impl Upstream {
                 ));
             }
         }
-        let introspection: ActiveToken = serde_json::from_slice(&answer.body).map_err(|_| {
+        let introspected: Introspected = serde_json::from_slice(&answer.body).map_err(|_| {
             ApiError::upstream_unavailable("the identity API's introspection answer is malformed")
         })?;
-        if !introspection.active
-            || introspection
-                .token_use
-                .as_deref()
-                .is_some_and(|u| u != "access_token")
-        {
+        if !introspected.is_active_access_token() {
             return Err(ApiError::invalid_token("the access token is not active"));
         }
         // An active access token without a subject matches no X-Subject.
-        Ok(introspection.sub.unwrap_or_default())
+        Ok(introspected.sub.unwrap_or_default())
     }
 
     /// `GET {upstream}{path}`, for the pass-throughs: the answer must be JSON.
@@ -260,16 +254,6 @@ fn json(answer: UpstreamAnswer) -> Result<UpstreamAnswer, UpstreamError> {
         return Err(UpstreamError::NotJson);
     }
     Ok(answer)
-}
-
-/// The part of the identity API's introspection answer the sidecar reads (section 5, step 3).
-#[derive(Deserialize)]
-struct ActiveToken {
-    active: bool,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    token_use: Option<String>,
 }
 
 /// Times a call for the latency histogram.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use identity_protocol::identity::{ACCESS_TOKEN_USE, REFRESH_TOKEN_USE};
 use serde::Serialize;
 
 use crate::storage::RefreshView;
@@ -54,7 +55,7 @@ impl Serialize for Introspection {
                 scope: &c.scope,
                 sub: &c.sub,
                 token_type: Some("Bearer"),
-                token_use: "access_token",
+                token_use: ACCESS_TOKEN_USE,
             }
             .serialize(serializer),
             Self::Refresh { view, issuer } => {
@@ -70,7 +71,7 @@ impl Serialize for Introspection {
                     scope: &f.scope,
                     sub: &f.subject,
                     token_type: None,
-                    token_use: "refresh_token",
+                    token_use: REFRESH_TOKEN_USE,
                 }
                 .serialize(serializer)
             }
@@ -132,7 +133,7 @@ mod tests {
     use super::*;
     use crate::storage::{FamilyRow, RefreshRow};
 
-    /// The same bytes as the JSON tree the answers were built as before (sorted keys).
+    /// The same bytes as the answers' JSON trees (sorted keys), without building one.
     #[test]
     fn introspection_answers_serialise_as_their_json_trees() {
         let claims = Claims {

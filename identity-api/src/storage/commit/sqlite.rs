@@ -15,7 +15,7 @@ use super::writes::{
     Rows, Write, Written, answers, bind_spend, bind_writes, commit_failure, spends,
 };
 use crate::storage::batch::Failure;
-use crate::storage::sql::{BUCKETS, anonymous, bucket};
+use crate::storage::sql::{BUCKETS, Dialects, bucket};
 
 /// One query of the writes, the first returning the families stored. A batch of rotations only
 /// goes without the insert of families, whose RETURNING costs a temporary table even when it
@@ -34,7 +34,7 @@ type Texts = LazyLock<[String; BUCKETS.len()]>;
 
 /// `build(rows)` for every bucket, in SQLite's `?` form.
 fn texts(build: fn(usize) -> String) -> [String; BUCKETS.len()] {
-    BUCKETS.map(|n| anonymous(&build(n)))
+    Dialects::new(build).sqlite
 }
 
 static BEGIN_SPEND: Texts =

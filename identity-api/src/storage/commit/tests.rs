@@ -6,7 +6,6 @@ use sqlx::{Connection as _, Postgres, Row as _};
 use super::texts::{Dialect, FAMILY_WIDTH, SPEND, writes};
 use super::writes::{Rows, Write, bind_writes};
 use super::{postgres, sqlite};
-use crate::storage::Db;
 use crate::storage::pool::Pools;
 use crate::storage::reads::all_texts;
 use crate::storage::rows::{AuditRow, FamilyRow, RefreshRow};
@@ -47,15 +46,15 @@ fn parameters_are_numbered_in_the_order_they_appear() {
 }
 
 /// The planner must find rows by key: a statement that scans a table costs time in
-/// proportion to the table (SQLite 3.46 planned the first spend, a join with a VALUES list,
-/// as a scan of refresh_tokens, and refresh fell to 1/40th after 30,000 issues).
+/// proportion to the table (SQLite 3.46 plans a spend written as a join with a VALUES list as
+/// a scan of refresh_tokens).
 #[tokio::test]
 async fn sqlite_finds_every_row_by_key() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("plans.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
-    let Pools::Sqlite { write, .. } = db.pools() else {
+    let pools = Pools::connect(&url).await.unwrap();
+    pools.migrate().await.unwrap();
+    let Pools::Sqlite { write, .. } = &pools else {
         unreachable!("a sqlite URL")
     };
     // Each statement of the writes on its own (EXPLAIN shows the first of a query only).
@@ -105,7 +104,7 @@ async fn sqlite_finds_every_row_by_key() {
             }
         }
     }
-    db.close().await;
+    pools.close().await;
 }
 
 /// Fails unless every read of `clients`, `token_families` or `refresh_tokens` in a
@@ -147,9 +146,9 @@ fn assert_reads_by_key(sql: &str, lines: &[String]) {
 /// PostgreSQL's plans, like SQLite's above, for every text of the hot path. PostgreSQL scans
 /// a table of a few pages whatever the statement, so the tables are filled and analysed
 /// first; each text is planned as the pool plans it (a custom plan for each execution, see
-/// `Pools::connect`), with a batch bound as the hot path binds it. A first form of the
-/// write's guard, `IN (SELECT ...) OR IN (SELECT ...)`, hashed the whole of token_families for
-/// every batch, and refresh fell to a fifth: this test fails on it.
+/// `Pools::connect`), with a batch bound as the hot path binds it. It fails, for one, on the
+/// write's guard written as `IN (SELECT ...) OR IN (SELECT ...)`, which PostgreSQL plans as a
+/// hash of the whole of token_families for every batch.
 #[tokio::test]
 async fn postgres_finds_every_row_by_key() {
     let Some(base) = std::env::var("IDENTITY_TEST_POSTGRES_URL")
@@ -175,9 +174,9 @@ async fn postgres_finds_every_row_by_key() {
         .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options[search_path]={schema}");
-    let db = Db::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
-    let Pools::Postgres(pool) = db.pools() else {
+    let pools = Pools::connect(&url).await.unwrap();
+    pools.migrate().await.unwrap();
+    let Pools::Postgres(pool) = &pools else {
         unreachable!("a postgres URL")
     };
     for fill in [
@@ -306,7 +305,7 @@ async fn postgres_finds_every_row_by_key() {
         }
     }
     assert_eq!(checked, BUCKETS.len() * 8);
-    db.close().await;
+    pools.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&mut admin)
         .await
