@@ -10,7 +10,12 @@
 #               ops listener only, admitted from the monitoring namespace only; Services expose
 #               8141 (and, headless, 9140) only; every *_FILE variable names a file a mounted
 #               volume provides; Secret mounts 0440; no Secret as an environment variable without
-#               a checkov skip; no --dev; every checkov skip has a reason; templates hold no values
+#               a checkov skip; no --dev; every checkov skip has a reason; templates hold no values;
+#               every namespaced object of every render carries a namespace, one for all renders,
+#               the Namespace base/ creates; every HPA and PDB targets a workload of its own render
+#               and namespace; every volume claim a pod names is in its render; every Secret a pod
+#               names (not optional) is in its render or is created by hand, which means: it has a
+#               template in deploy/kubernetes/secrets, holding the keys the pod names
 #  5. checkov   the rendered manifests, the Secret templates and the Dockerfile: no failed check
 #  6. hadolint  the Dockerfile
 #
@@ -255,12 +260,102 @@ for f, doc in docs:
         if (g == f and d["kind"] == target["kind"] and d["metadata"]["name"] == target["name"]
                 and "replicas" in d["spec"]):
             err(f, f"{target['kind']}/{target['name']}: replicas set although an HPA scales it")
+
+# Where things land. Each render is applied with `kubectl apply -k`, the Secrets by hand, all
+# next to each other: every namespaced object must carry its namespace (without one, kubectl
+# puts it in the context's namespace), and it must be the one namespace of every render, the
+# Namespace that base/ creates.
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
+                  "StorageClass", "PriorityClass", "IngressClass", "RuntimeClass",
+                  "CustomResourceDefinition", "ValidatingWebhookConfiguration",
+                  "MutatingWebhookConfiguration"}
+def ns_of(doc): return doc["metadata"].get("namespace")
+where_ns = {}
+for f, doc in docs:
+    if doc["kind"] in CLUSTER_SCOPED: continue
+    checked += 1
+    if not ns_of(doc):
+        err(f, f"{doc['kind']}/{doc['metadata']['name']}: no metadata.namespace: kubectl apply -k would put it in the context's namespace (set namespace: in the kustomization)")
+    else:
+        where_ns.setdefault(ns_of(doc), []).append(f"{os.path.basename(f)} {doc['kind']}/{doc['metadata']['name']}")
+created_ns = {d["metadata"]["name"] for _, d in docs if d["kind"] == "Namespace"}
+if len(where_ns) > 1:
+    errors.append("namespaces: every render must use one: " + "; ".join(
+        f"{ns}: {', '.join(objs[:3])}{' ...' if len(objs) > 3 else ''}" for ns, objs in sorted(where_ns.items())))
+for ns in sorted(set(where_ns) - created_ns):
+    errors.append(f"namespaces: {ns} is used but no render creates it (rendered Namespaces: {sorted(created_ns)})")
+
+# What a render names must be in that render, in the same namespace: HPA and PDB targets, and
+# the volume claims and Secrets its pods name. The one exception: a Secret created by hand,
+# which is exactly a Secret with a template in deploy/kubernetes/secrets (secrets.yaml).
+def key_of(f, doc): return (f, ns_of(doc), doc["kind"], doc["metadata"]["name"])
+index = {key_of(f, d): d for f, d in docs}
+by_hand = {(ns_of(d), d["metadata"]["name"]): set(d.get("stringData") or {})
+           for f, d in docs if d["kind"] == "Secret" and f.endswith("secrets.yaml")}
+def group(api_version): return api_version.rpartition("/")[0]
+def pod_labels(doc):
+    if doc["kind"] == "Pod": return doc["metadata"].get("labels") or {}
+    if doc["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        return doc["spec"]["template"]["metadata"].get("labels") or {}
+    return None
+def selects(sel, labels):
+    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()): return False
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e["key"], e["operator"], e.get("values") or []
+        if ((op == "In" and labels.get(k) not in vals) or (op == "NotIn" and labels.get(k) in vals)
+                or (op == "Exists" and k not in labels) or (op == "DoesNotExist" and k in labels)):
+            return False
+    return True
+def secret_refs(spec):
+    """(secret name, keys it must hold) for every Secret a pod names and needs (not optional)."""
+    for v in spec.get("volumes", []):
+        if "secret" in v and not v["secret"].get("optional"):
+            yield v["secret"]["secretName"], {i["key"] for i in v["secret"].get("items") or []}
+        for s in (v.get("projected") or {}).get("sources", []):
+            if "secret" in s and not s["secret"].get("optional"):
+                yield s["secret"]["name"], {i["key"] for i in s["secret"].get("items") or []}
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        for e in c.get("env", []):
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if ref and not ref.get("optional"): yield ref["name"], {ref["key"]}
+        for e in c.get("envFrom", []):
+            if "secretRef" in e and not e["secretRef"].get("optional"): yield e["secretRef"]["name"], set()
+    for s in spec.get("imagePullSecrets", []): yield s["name"], set()
+for f, doc in docs:
+    kind, name, ns = doc["kind"], doc["metadata"]["name"], ns_of(doc)
+    if kind == "HorizontalPodAutoscaler":
+        checked += 1
+        t = doc["spec"]["scaleTargetRef"]
+        d = index.get((f, ns, t["kind"], t["name"]))
+        if d is None or group(d["apiVersion"]) != group(t.get("apiVersion", "")):
+            err(f, f"HorizontalPodAutoscaler/{name} (namespace {ns}): its target {t['kind']}/{t['name']} is not in this render in namespace {ns}")
+    if kind == "PodDisruptionBudget":
+        checked += 1
+        sel = doc["spec"].get("selector") or {}
+        if not any(g == f and ns_of(d) == ns and pod_labels(d) is not None and selects(sel, pod_labels(d))
+                   for g, d in docs):
+            err(f, f"PodDisruptionBudget/{name} (namespace {ns}): selects the pods of no workload of this render in namespace {ns}")
+    for spec in pod_specs(doc):
+        for v in spec.get("volumes", []):
+            claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim is None: continue
+            checked += 1
+            if (f, ns, "PersistentVolumeClaim", claim) not in index:
+                err(f, f"{kind}/{name} (namespace {ns}): claim {claim} is not in this render in namespace {ns}")
+        for secret, keys in secret_refs(spec):
+            checked += 1
+            d = index.get((f, ns, "Secret", secret))
+            have = (set(d.get("data") or {}) | set(d.get("stringData") or {})) if d else by_hand.get((ns, secret))
+            if have is None:
+                err(f, f"{kind}/{name} (namespace {ns}): Secret {secret} is neither in this render nor a template in deploy/kubernetes/secrets (namespace {ns})")
+            elif keys - have:
+                err(f, f"{kind}/{name}: Secret {secret} has no key {', '.join(sorted(keys - have))}")
 if errors:
     print("\n".join(errors)); sys.exit(1)
 print(f"{checked} checks")
 PY
 then
-    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir"
+    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir, one namespace everywhere, HPA/PDB targets rendered, claims rendered and Secrets rendered or templated in secrets/"
 else
     fail policy "invariants"; show "$WORK/policy.log"
 fi
