@@ -59,9 +59,9 @@ pub fn verifier_matches(computed: &[u8; 32], stored: &[u8]) -> bool {
 /// Client rows read recently, so that most issues skip the read of their client. Only a
 /// successful authentication is answered from here; every refusal is decided on a fresh read,
 /// so that an unknown id and a wrong secret still cost the same, and a new secret (after
-/// `rotate-secret`) or a re-enabled client works at once. A stale row can authenticate but not
-/// issue: the write that stores the family checks, in the same statement, that the client is
-/// still enabled with the verifier it authenticated by (`Db::create_family`).
+/// `rotate-secret`) works at once. A stale row can authenticate but not issue: the write that
+/// stores the family checks, in the same statement, that the client is still enabled with the
+/// verifier it authenticated by (`Db::create_family`).
 #[derive(Debug, Default)]
 pub struct ClientCache {
     rows: RwLock<HashMap<String, Cached>>,

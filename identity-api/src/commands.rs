@@ -62,7 +62,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         }
         Command::Client(cmd) => client(cmd).await,
         Command::Keys(KeysCommand::Rotate { db, kek }) => {
-            let keks = kek.resolve()?;
+            let keks = kek.resolve(db.dev)?;
             let db = open(&db).await?;
             let kid = keys::rotate(&db, &keks.current, now()).await;
             db.close().await;
@@ -82,7 +82,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
             Ok(())
         }
         Command::Kek(KekCommand::Rewrap { db, kek }) => {
-            let keks = kek.resolve()?;
+            let keks = kek.resolve(db.dev)?;
             let db = open(&db).await?;
             let result = kek::rewrap(&db, &keks).await;
             db.close().await;
@@ -106,7 +106,7 @@ async fn open(args: &DbArgs) -> Result<Db, CommandError> {
 /// `serve`: the API on `--listen` (and `--listen-unix`), the operational routes on
 /// `--ops-listen`, until SIGTERM or Ctrl-C, then every server drains.
 async fn serve(args: ServeArgs) -> Result<(), CommandError> {
-    let keks = args.kek.resolve()?;
+    let keks = args.kek.resolve(args.db.dev)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| CommandError::Listen {
@@ -130,7 +130,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
     }
     let db = open(&args.db).await?;
     let state = AppState::new(db, keks, settings).await?;
-    if args.kek.dev
+    if args.db.dev
         && let Some(secret) = state.seed_dev_client().await?
     {
         tracing::warn!("DEVELOPMENT MODE: seeded client dev-client");
@@ -268,7 +268,7 @@ async fn with_verifier_key<T>(
     kek: &KekArgs,
     f: impl AsyncFnOnce(&Db, &Key32) -> Result<T, ClientError>,
 ) -> Result<T, CommandError> {
-    let keks = kek.resolve()?;
+    let keks = kek.resolve(db.dev)?;
     let db = open(db).await?;
     let result = match kek::verifier_key(&db, &keks).await {
         Ok(key) => f(&db, &key).await.map_err(CommandError::from),

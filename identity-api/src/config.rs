@@ -100,10 +100,17 @@ impl SecretSpec for PreviousKekSpec {
     const ABSENT_FILE_IS_NONE: bool = true;
 }
 
+/// What every command that touches the database takes.
 #[derive(Debug, Args)]
 pub struct DbArgs {
     #[command(flatten)]
     pub database_url: Secret<DatabaseUrlSpec>,
+
+    /// Development mode: without a key-encryption key, use (or create, mode 0600) ./identity-dev.kek;
+    /// `serve --dev` also seeds the client dev-client. Never in production.
+    #[arg(long, env = "IDENTITY_DEV", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub dev: bool,
 }
 
 impl DbArgs {
@@ -120,12 +127,6 @@ pub struct KekArgs {
 
     #[command(flatten)]
     pub previous_key_encryption_key: Secret<PreviousKekSpec>,
-
-    /// Development mode: without a key-encryption key, use (or create, mode 0600) ./identity-dev.kek;
-    /// `serve --dev` also seeds the client dev-client. Never in production.
-    #[arg(long, env = "IDENTITY_DEV", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub dev: bool,
 }
 
 #[derive(Debug, Args)]
@@ -271,21 +272,21 @@ impl ServeArgs {
 }
 
 impl KekArgs {
-    /// The current key (or with --dev the development key file) and the previous one, if given.
-    pub fn resolve(&self) -> Result<Keks, KeyError> {
+    /// The current key (or with `dev` the development key file) and the previous one, if given.
+    pub fn resolve(&self, dev: bool) -> Result<Keks, KeyError> {
         let previous = self
             .previous_key_encryption_key
             .get()
             .map(|text| Kek::parse(text).map_err(|_| KeyError::BadPreviousKek))
             .transpose()?;
-        Ok(Keks::new(self.resolve_current()?, previous))
+        Ok(Keks::new(self.resolve_current(dev)?, previous))
     }
 
-    fn resolve_current(&self) -> Result<Kek, KeyError> {
+    fn resolve_current(&self, dev: bool) -> Result<Kek, KeyError> {
         if let Some(text) = self.key_encryption_key.get() {
             return Kek::parse(text);
         }
-        if self.dev {
+        if dev {
             return dev_kek(Path::new(DEV_KEK_FILE));
         }
         Err(KeyError::NoKek)

@@ -1,6 +1,7 @@
 //! The binary: `client create|list|rotate-secret|disable`, `keys rotate`, `migrate`,
 //! `serve --dev` (key file 0600, seeded dev-client, graceful SIGTERM, restart), `serve` without a
-//! key-encryption key, and `--help`.
+//! key-encryption key, `--dev` on every command that touches the database, the README's quick
+//! start as written, and `--help`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -203,7 +204,7 @@ struct Server {
 
 /// Starts `serve --dev` on port 0 and waits (bounded) for its "listening on" line.
 fn start_dev(dir: &std::path::Path, url: &str) -> Server {
-    let mut child = cmd(&[
+    let mut serve = cmd(&[
         "serve",
         "--dev",
         "--listen",
@@ -212,12 +213,18 @@ fn start_dev(dir: &std::path::Path, url: &str) -> Server {
         url,
         "--issuer",
         common::ISSUER,
-    ])
-    .current_dir(dir)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    ]);
+    serve.current_dir(dir);
+    until_listening(serve)
+}
+
+/// Spawns a `serve` command and waits (bounded) for its "listening on" line.
+fn until_listening(mut serve: Command) -> Server {
+    let mut child = serve
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -246,6 +253,96 @@ fn start_dev(dir: &std::path::Path, url: &str) -> Server {
         }
         lines.push(line);
     }
+}
+
+/// The words of a shell command line as README.md writes them: spaces separate, double quotes
+/// group, `#` starts a comment.
+fn shell_words(line: &str) -> Vec<String> {
+    let line = line.split(" #").next().unwrap_or(line);
+    let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// identity-api/README.md's quick start, run as written in an empty directory: `serve` (on a
+/// free port, through IDENTITY_LISTEN, the one thing added), then every other command while it
+/// runs. A command the README names that fails, fails this test.
+#[test]
+fn the_readme_quick_start_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("## Quick start").expect("a quick start");
+    let block = readme[start..]
+        .split("```sh")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a sh block in the quick start");
+    let commands: Vec<Vec<String>> = block
+        .lines()
+        .filter(|l| l.starts_with("identity-api "))
+        .map(|l| shell_words(l).split_off(1))
+        .collect();
+    assert!(commands.iter().any(|c| c[0] == "serve"), "{block}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = None;
+    for words in &commands {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let mut command = cmd(&words);
+        command.current_dir(dir.path());
+        if words[0] == "serve" {
+            command.env("IDENTITY_LISTEN", "127.0.0.1:0");
+            server = Some(until_listening(command));
+            continue;
+        }
+        let (ok, out, err) = run(&mut command);
+        assert!(ok, "`identity-api {}` failed: {err}", words.join(" "));
+        if words.contains(&"--json") {
+            let _: Value =
+                serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        }
+    }
+    sigterm_and_wait(server.expect("serve ran"));
+}
+
+/// `--dev` on every command that touches the database, with the same meaning on each.
+#[test]
+fn dev_is_accepted_by_every_command_that_touches_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["migrate", "--dev"][..],
+        &[
+            "client",
+            "create",
+            "c1",
+            "--scope",
+            "a",
+            "--audience",
+            "x",
+            "--dev",
+        ],
+        &["client", "list", "--dev"],
+        &["client", "rotate-secret", "c1", "--dev"],
+        &["client", "disable", "c1", "--dev"],
+        &["keys", "rotate", "--dev"],
+        &["kek", "rewrap", "--dev"],
+    ] {
+        let (ok, _, err) = run(cmd(args).current_dir(dir.path()));
+        assert!(ok, "{args:?}: {err}");
+    }
+    assert!(dir.path().join("identity-dev.kek").exists());
 }
 
 fn sigterm_and_wait(mut server: Server) {

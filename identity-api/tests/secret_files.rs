@@ -247,7 +247,7 @@ fn previous_kek_file_may_be_absent_but_not_malformed() {
         let Sub::Serve(args) = cli.command else {
             panic!("serve")
         };
-        args.kek.resolve()
+        args.kek.resolve(args.db.dev)
     };
     let missing = dir.path().join("not-mounted").display().to_string();
     let keks = serve_with_previous(&missing).unwrap();
@@ -283,7 +283,7 @@ fn secrets_that_start_with_a_hyphen_are_values() {
     let Sub::Serve(args) = cli.command else {
         panic!("serve")
     };
-    let keks = args.kek.resolve().unwrap();
+    let keks = args.kek.resolve(args.db.dev).unwrap();
     assert!(keks.previous.is_some());
     assert!(args.internal_token().unwrap().unwrap().matches(b"-token"));
 }
