@@ -402,6 +402,10 @@ async fn queued_reads_answer_their_own_callers(b: Backend) {
 /// the server or the URL asks for another (here SERIALIZABLE) (`client disable` relies on it, see
 /// `Db::create_family`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set IDENTITY_TEST_POSTGRES_URL"
+)]
 async fn postgres_connections_plan_each_execution_at_read_committed() {
     let Some(env) = TestEnv::new(Backend::Postgres).await else {
         return;

@@ -26,6 +26,10 @@ async fn uses_tls(db: &Db) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set IDENTITY_TEST_POSTGRES_URL"
+)]
 async fn sslmodes_against_the_test_server() {
     let Some(base) = common::pg_base_url() else {
         eprintln!("IDENTITY_TEST_POSTGRES_URL is not set: skipping the PostgreSQL TLS test");

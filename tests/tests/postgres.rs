@@ -24,6 +24,10 @@ async fn env_on_postgres() -> anyhow::Result<Option<(Env, PgSchema)>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set IDENTITY_TEST_POSTGRES_URL"
+)]
 async fn the_journey_on_postgres() -> anyhow::Result<()> {
     let Some((env, schema)) = env_on_postgres().await? else {
         return Ok(());
@@ -38,6 +42,10 @@ async fn the_journey_on_postgres() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set IDENTITY_TEST_POSTGRES_URL"
+)]
 async fn reuse_detection_and_restart_on_postgres() -> anyhow::Result<()> {
     let Some((mut env, schema)) = env_on_postgres().await? else {
         return Ok(());

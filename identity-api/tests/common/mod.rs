@@ -30,6 +30,7 @@ macro_rules! both {
                     super::$case($crate::common::Backend::Sqlite).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set IDENTITY_TEST_POSTGRES_URL")]
                 async fn postgres() {
                     super::$case($crate::common::Backend::Postgres).await
                 }

@@ -150,6 +150,10 @@ fn assert_reads_by_key(sql: &str, lines: &[String]) {
 /// write's guard written as `IN (SELECT ...) OR IN (SELECT ...)`, which PostgreSQL plans as a
 /// hash of the whole of token_families for every batch.
 #[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set IDENTITY_TEST_POSTGRES_URL"
+)]
 async fn postgres_finds_every_row_by_key() {
     let Some(base) = std::env::var("IDENTITY_TEST_POSTGRES_URL")
         .ok()
