@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
@@ -11,6 +12,9 @@ use identity_runtime::{InternalTokenSpec, LogFormat, Secret};
 
 /// "A session carries at most 2^24 requests that decrypted successfully" (section 1).
 pub const MAX_REQUESTS_PER_SESSION: u64 = 1 << 24;
+/// `--routes`' default, written as the flag takes it (comma-separated).
+static DEFAULT_ROUTES: LazyLock<String> = LazyLock::new(|| paths::DEFAULT_ENCRYPTED.join(","));
+
 /// The longest session lifetime a flag accepts: a year keeps every deadline and `expires_at`
 /// far from overflow.
 pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
@@ -102,7 +106,7 @@ pub struct Config {
     pub init_burst: u32,
 
     /// The encrypted routes forwarded to the identity API, comma-separated.
-    #[arg(long, env = "SIDECAR_ROUTES", value_delimiter = ',', default_values_t = paths::DEFAULT_ENCRYPTED.map(String::from))]
+    #[arg(long, env = "SIDECAR_ROUTES", value_delimiter = ',', default_value = DEFAULT_ROUTES.as_str())]
     pub routes: Vec<String>,
 
     /// How often expired sessions are swept from memory, in milliseconds.

@@ -89,6 +89,12 @@ fn help_names_every_flag_with_its_environment_variable() {
             "--help does not mention {name}:\n{help}"
         );
     }
+    // The default as the flag takes it: comma-separated, not clap's space-separated list.
+    let routes = identity_protocol::paths::DEFAULT_ENCRYPTED.join(",");
+    assert!(
+        help.contains(&format!("[default: {routes}]")),
+        "--routes' default is not shown as {routes}:\n{help}"
+    );
 }
 
 #[test]
