@@ -89,10 +89,9 @@ pub async fn main() -> ExitCode {
         let Some(settings) = settings(&cli) else {
             eprintln!(
                 "{} CLIENT_ID and CLIENT_SECRET are required (flags --client-id/--client-secret, \
-                 the environment, or .env). Create a client with `identity-api client create \
-                 <id> --scope \"orders.read orders.write\" --audience orders-api --json`, or run \
-                 everything locally with `--local`.",
-                Style::stderr().red("journey:")
+                 the environment, or .env). {}. Or run everything locally with `--local`.",
+                Style::stderr().red("journey:"),
+                output::CREATE_CLIENT
             );
             return ExitCode::from(2);
         };
@@ -184,7 +183,9 @@ async fn run_local(cli: &Cli) -> ExitCode {
     let style = Style::stderr();
     let say = |text: &str| eprintln!("{} {text}", style.bold("local:"));
     say(
-        "building identity-api and identity-sidecar (cargo build -p identity-api -p identity-sidecar --bins)",
+        "building identity-api and identity-sidecar (cargo build -p identity-api -p identity-sidecar \
+         --bins; cargo's progress follows): on a new machine the first build takes minutes, later \
+         ones seconds",
     );
     let binaries = match Binaries::build() {
         Ok(b) => b,

@@ -82,6 +82,14 @@ pub fn trust_line(trust: &Trust, style: Style) -> String {
     }
 }
 
+/// `[n/6]` for the journey's six steps, `[check]` for the check that follows them.
+fn step_label(number: u8) -> String {
+    match number {
+        1..=6 => format!("[{number}/6]"),
+        _ => "[check]".to_owned(),
+    }
+}
+
 /// One step as lines of text.
 pub fn step_lines(step: &Step, style: Style) -> String {
     let status = format!("{}", step.status);
@@ -94,7 +102,7 @@ pub fn step_lines(step: &Step, style: Style) -> String {
     let answer = answer.replace('\n', "\n        ");
     format!(
         "{} {}\n    {} {} {}  HTTP {}  {}\n    {} {}\n    {} {}\n",
-        style.bold(&format!("[{}/7]", step.number)),
+        style.bold(&step_label(step.number)),
         style.bold(step.name),
         style.dim("endpoint"),
         step.method,
@@ -116,7 +124,7 @@ pub fn success_line(outcome: &Outcome, style: Style) -> String {
         .map(|s| s.elapsed.as_secs_f64() * 1e3)
         .sum();
     format!(
-        "{} all six steps went through and the revoked family is inactive ({:.1} ms in calls)",
+        "{} the six steps went through, and the check: the revoked family is inactive ({:.1} ms in calls)",
         style.green("OK:"),
         total
     )
@@ -264,13 +272,20 @@ fn origin(url: &str) -> String {
     url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/")
 }
 
+/// How to make a client, for the hints that need one. `--dev` goes with an identity API started
+/// with `serve --dev` in the same directory; a deployment's own database needs its own settings.
+pub const CREATE_CLIENT: &str = "Create a client with `identity-api client create <id> --scope \
+    \"orders.read orders.write\" --audience orders-api --json --dev` in the directory of an \
+    `identity-api serve --dev` (against a deployment: without --dev, with its \
+    IDENTITY_DATABASE_URL and IDENTITY_KEY_ENCRYPTION_KEY_FILE); the secret is shown once";
+
 fn api_hint(status: u16, error: &str) -> String {
     match error {
-        "invalid_client" => "the identity API refused the client credentials: check \
-            CLIENT_ID and CLIENT_SECRET. Create a client with `identity-api client create <id> \
-            --scope \"orders.read orders.write\" --audience orders-api --json` (the secret is \
-            shown once), or issue a new secret with `identity-api client rotate-secret <id>`."
-            .to_owned(),
+        "invalid_client" => format!(
+            "the identity API refused the client credentials: check CLIENT_ID and \
+             CLIENT_SECRET. {CREATE_CLIENT}. Or issue a new secret with `identity-api client \
+             rotate-secret <id>`."
+        ),
         "invalid_scope" => "SCOPE asks for a scope this client is not allowed: leave SCOPE \
             unset to get every allowed scope, or see `identity-api client list`."
             .to_owned(),
@@ -324,6 +339,8 @@ mod tests {
             },
         );
         assert!(hint(&wrong_secret).contains("CLIENT_SECRET"));
+        // The command as a newcomer copies it works beside `serve --dev`.
+        assert!(hint(&wrong_secret).contains("--audience orders-api --json --dev`"));
 
         let expired = failure(
             3,
