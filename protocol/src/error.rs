@@ -14,6 +14,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     ReplayedRequest,
+    RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
@@ -22,7 +23,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::InvalidRequest,
         Self::InvalidPublicKey,
         Self::DecryptionFailed,
@@ -32,6 +33,7 @@ impl ErrorCode {
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::ReplayedRequest,
+        Self::RequestTimeout,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::TooManyRequests,
@@ -50,6 +52,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ReplayedRequest => "replayed_request",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyRequests => "too_many_requests",
@@ -65,6 +68,7 @@ impl ErrorCode {
             Self::SubjectMismatch => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::ReplayedRequest => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
