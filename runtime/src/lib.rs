@@ -2,10 +2,12 @@
 //! - [`secret`]: secrets from a flag, the environment or a file (every secret has a `_FILE`
 //!   variant), and the internal token both read;
 //! - [`LogFormat`] and [`init_tracing`]: logs on stderr, text or JSON, filtered by `RUST_LOG`;
-//! - [`shutdown_signal`]: SIGTERM or Ctrl-C.
+//! - [`shutdown_signal`]: SIGTERM or Ctrl-C;
+//! - [`serve`]: the HTTP/1.1 server, with deadlines for slow clients and a connection cap.
 #![forbid(unsafe_code)]
 
 pub mod secret;
+pub mod serve;
 
 pub use secret::{InternalToken, InternalTokenSpec, Secret, SecretError, SecretSpec};
 
