@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use identity_protocol::paths;
+use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalTokenSpec, LogFormat, Secret};
 
 /// "A session carries at most 2^24 requests that decrypted successfully" (section 1).
 pub const MAX_REQUESTS_PER_SESSION: u64 = 1 << 24;
 /// `--routes`' default, written as the flag takes it (comma-separated).
 static DEFAULT_ROUTES: LazyLock<String> = LazyLock::new(|| paths::DEFAULT_ENCRYPTED.join(","));
+
+identity_runtime::server_env!(SidecarServer, "SIDECAR_");
 
 /// The longest session lifetime a flag accepts: a year keeps every deadline and `expires_at`
 /// far from overflow.
@@ -113,10 +116,9 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_SWEEP_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub sweep_interval_ms: u64,
 
-    /// After SIGTERM, how long in-flight requests may take to finish before the process exits
-    /// anyway, in seconds. Keep it below the pod's terminationGracePeriodSeconds.
-    #[arg(long, env = "SIDECAR_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
-    pub shutdown_grace_secs: u64,
+    /// Deadlines for slow clients, the connection cap and the shutdown grace.
+    #[command(flatten)]
+    pub server: ServerArgs<SidecarServer>,
 
     /// Threads that serve requests. Default: the CPUs this process may use (its CPU limit in a
     /// pod, its CPU affinity). With one, everything runs on that thread, so a request never

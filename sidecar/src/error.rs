@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use identity_protocol::{self as protocol, ErrorCode};
+use identity_runtime::serve::BodyError;
 
 /// A section 4 error. The description is safe to send: it never holds a key, token or body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,13 @@ impl ApiError {
         )
     }
 
+    pub fn request_timeout() -> Self {
+        Self::new(
+            ErrorCode::RequestTimeout,
+            "the request body did not arrive in time",
+        )
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             ErrorCode::UnsupportedMediaType,
@@ -89,6 +97,16 @@ impl ApiError {
             ErrorCode::UpstreamTimeout,
             "the identity API did not answer in time",
         )
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TooLarge { limit } => Self::payload_too_large(limit),
+            BodyError::TimedOut => Self::request_timeout(),
+            BodyError::Unreadable => Self::invalid_request(err.to_string()),
+        }
     }
 }
 

@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
+use identity_runtime::serve::Limits;
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
 
@@ -42,6 +43,7 @@ pub struct Server {
     listener: TcpListener,
     state: AppState,
     local_addr: SocketAddr,
+    limits: Limits,
 }
 
 /// Loads the keys the configuration names and binds `--listen`.
@@ -75,6 +77,7 @@ pub async fn bind_with_keys(config: &Config, keys: Keys) -> Result<Server, Start
         listener,
         state,
         local_addr,
+        limits: config.server.limits,
     })
 }
 
@@ -87,27 +90,18 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
-    /// The expired-session sweep runs in the background meanwhile.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests
+    /// for at most the shutdown grace. The expired-session sweep runs in the background meanwhile.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let sweeper = tokio::spawn(sweep(self.state.clone()));
         tracing::info!(
             listen = %self.local_addr,
             key_id = self.state.keys.signing.key_id(),
             "identity-sidecar listening"
         );
-        let result = axum::serve(
-            self.listener,
-            app(self.state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        identity_runtime::serve::serve(self.listener, app(self.state), self.limits, shutdown).await;
         sweeper.abort();
         tracing::info!("identity-sidecar stopped");
-        result
     }
 }
 
@@ -115,17 +109,9 @@ impl Server {
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let server = bind(&config).await?;
-    server.run(shutdown).await.map_err(ServeError::Serve)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error(transparent)]
-    Start(#[from] StartError),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
+) -> Result<(), StartError> {
+    bind(&config).await?.run(shutdown).await;
+    Ok(())
 }
 
 /// Drops expired sessions (and idle rate-limit buckets) every sweep interval.

@@ -2,11 +2,9 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use identity_sidecar::Config;
-use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -21,25 +19,6 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
-
-    // One signal starts the drain and the clock on it: a client trickling its body must not
-    // hold the process open until the kubelet kills it.
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        identity_runtime::shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let signalled = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
-    let deadline = {
-        let stopped = stopped.clone();
-        async move {
-            signalled(stopped).await;
-            tokio::time::sleep(grace).await;
-        }
-    };
     let server = match identity_sidecar::bind(&config).await {
         Ok(server) => server,
         Err(err) => {
@@ -52,17 +31,8 @@ async fn run(config: Config) -> ExitCode {
         "identity-sidecar listening on http://{}",
         server.local_addr()
     );
-    tokio::select! {
-        result = server.run(signalled(stopped)) => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!("identity-sidecar failed: {err}");
-                ExitCode::FAILURE
-            }
-        },
-        () = deadline => {
-            tracing::warn!(grace_secs = grace.as_secs(), "drain took longer than the grace period; exiting");
-            ExitCode::SUCCESS
-        }
-    }
+    // The drain after the signal is bounded by --shutdown-grace-secs, so a client trickling its
+    // body cannot hold the process open until the kubelet kills it.
+    server.run(identity_runtime::shutdown_signal()).await;
+    ExitCode::SUCCESS
 }

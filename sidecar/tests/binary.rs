@@ -1,6 +1,7 @@
 //! The `identity-sidecar` binary itself: `--help`, the stdout address line, refusal to start
 //! without a signing key, SIGTERM draining a request in flight (on one thread and on two), and
-//! SIGTERM with a request stuck mid-body (the drain deadline).
+//! SIGTERM with a request stuck mid-body (the drain deadline), and the deadlines for slow
+//! clients (`--header-read-timeout-secs`, `--body-read-timeout-secs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
@@ -83,6 +84,10 @@ fn help_names_every_flag_with_its_environment_variable() {
         "SIDECAR_LOG_FORMAT",
         "SIDECAR_UPSTREAM_SOCKET",
         "SIDECAR_WORKER_THREADS",
+        "SIDECAR_HEADER_READ_TIMEOUT_SECS",
+        "SIDECAR_BODY_READ_TIMEOUT_SECS",
+        "SIDECAR_IDLE_TIMEOUT_SECS",
+        "SIDECAR_MAX_CONNECTIONS",
     ] {
         assert!(
             help.contains(name),
@@ -156,6 +161,54 @@ fn sigterm_exits_after_the_grace_period_even_with_a_stuck_request() {
     };
     assert!(status.success(), "{status:?}");
     drop(stuck);
+}
+
+/// Reads what the sidecar sends until it closes the connection; panics if it has not within 5 s.
+fn until_closed(mut socket: TcpStream) -> String {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut all = Vec::new();
+    match std::io::Read::read_to_end(&mut socket, &mut all) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection stayed open: {e} (read so far: {all:?})"),
+    }
+    String::from_utf8(all).unwrap()
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_dev_with(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "20",
+        &[
+            "--header-read-timeout-secs",
+            "1",
+            "--body-read-timeout-secs",
+            "1",
+        ],
+    );
+
+    // A connection that never sends a request is closed, with nothing said.
+    let silent = TcpStream::connect(&addr).unwrap();
+    assert_eq!(until_closed(silent), "");
+
+    // A body that stops arriving is answered 408 request_timeout, then closed.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    write!(
+        slow,
+        "POST /api/v1/session/init HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"client_p"
+    )
+    .unwrap();
+    let answer = until_closed(slow);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""error":"request_timeout""#), "{answer}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// On one thread (the pod's shape: a limit of one CPU) and on several.

@@ -471,7 +471,7 @@ async fn lifecycle(marker: String) -> Vec<Masked> {
     assert_eq!(sidecar.state.sessions.len(), 1);
     drop(live);
     drop(client);
-    sidecar.shutdown().await.unwrap();
+    sidecar.shutdown().await;
     drop(stub);
     secrets
 }

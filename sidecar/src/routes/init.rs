@@ -13,10 +13,10 @@ use identity_protocol::identity::bearer_token;
 use identity_protocol::{
     ErrorCode, InitRequest, handshake, headers, is_valid_session_id, is_valid_subject, paths,
 };
+use identity_runtime::serve::read_body;
 
-use super::message::{
-    json_response, read_body, refuse_query, require_json_content_type, single_header,
-};
+use super::message::{json_response, refuse_query, require_json_content_type, single_header};
+
 use crate::error::ApiError;
 use crate::forward::Timer;
 use crate::sessions::{Session, new_session_id};

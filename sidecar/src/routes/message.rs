@@ -1,12 +1,11 @@
 //! What every route reads and writes of an HTTP message: the header rules of sections 3 and 4,
-//! the body limit, and JSON answers.
+//! and JSON answers. Bodies are read by `identity_runtime::serve::read_body`.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::http::header::{self, HeaderMap, HeaderName};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::error::ApiError;
 
@@ -60,25 +59,4 @@ pub fn refuse_query(parts: &Parts) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// Reads the body, at most `limit` bytes: a declared Content-Length over it is refused before
-/// reading anything, a streamed body as soon as it passes the limit; the rest is never read.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(limit))
-        }
-        Err(_) => Err(ApiError::invalid_request(
-            "the request body could not be read",
-        )),
-    }
 }

@@ -63,8 +63,8 @@ impl Route {
     }
 }
 
-/// The sidecar as a router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`
-/// so that the rate limit and X-Forwarded-For see the client's address.
+/// The sidecar as a router. `identity_runtime::serve::serve` gives each request its peer as
+/// `ConnectInfo<SocketAddr>`, which the rate limit and X-Forwarded-For use.
 pub fn app(state: AppState) -> Router {
     Router::new().fallback(dispatch).with_state(state)
 }

@@ -11,10 +11,10 @@ use axum::http::header::{self, HeaderMap, HeaderName};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use identity_protocol::{Envelope, ErrorCode, Plaintext, headers, is_valid_session_id};
+use identity_runtime::serve::read_body;
 
-use super::message::{
-    json_response, read_body, refuse_query, require_json_content_type, single_header,
-};
+use super::message::{json_response, refuse_query, require_json_content_type, single_header};
+
 use crate::error::ApiError;
 use crate::forward::{Forward, Timer};
 use crate::sessions::{Refusal, Session};

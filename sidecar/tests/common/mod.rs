@@ -252,7 +252,7 @@ pub struct Sidecar {
     pub key_id: String,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Drop for Sidecar {
@@ -320,7 +320,7 @@ impl Sidecar {
     }
 
     /// Signals shutdown and waits (bounded) for the server to drain and stop.
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
+    pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -328,7 +328,7 @@ impl Sidecar {
         tokio::time::timeout(Duration::from_secs(20), task)
             .await
             .expect("the sidecar stops within 20 s")
-            .unwrap()
+            .unwrap();
     }
 
     /// A client pinned to this sidecar's key.
