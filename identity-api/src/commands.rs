@@ -116,6 +116,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         })?;
     let local = listener.local_addr().map_err(CommandError::Serve)?;
     let settings = args.settings(local)?;
+    let limits = args.server.limits;
     if settings.internal_token.is_none() {
         tracing::warn!(
             "IDENTITY_INTERNAL_TOKEN is not set: /api/v1/* accept requests from anyone who can reach this port"
@@ -163,6 +164,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
             Some(tokio::spawn(server::serve_ops(
                 state.clone(),
                 ops_listener,
+                limits,
                 until_stopped(stopped.clone()),
             )))
         }
@@ -179,6 +181,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
                 state.clone(),
                 listener,
                 path.clone(),
+                limits,
                 until_stopped(stopped.clone()),
             )))
         }
@@ -187,14 +190,10 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
     tracing::info!(listen = %local, database = state.db().kind(), "identity-api serving");
     // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
     println!("identity-api listening on http://{local}");
-    server::serve(state.clone(), listener, until_stopped(stopped))
-        .await
-        .map_err(CommandError::Serve)?;
+    server::serve(state.clone(), listener, limits, until_stopped(stopped)).await;
     for task in [ops, unix].into_iter().flatten() {
-        match task.await {
-            Ok(result) => result.map_err(CommandError::Serve)?,
-            Err(join) => return Err(CommandError::Serve(std::io::Error::other(join))),
-        }
+        task.await
+            .map_err(|join| CommandError::Serve(std::io::Error::other(join)))?;
     }
     state.db().close().await;
     Ok(())

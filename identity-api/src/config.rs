@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use identity_runtime::secret::BadInternalToken;
+use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalToken, InternalTokenSpec, LogFormat, Secret, SecretSpec};
 
 use crate::kek::{Kek, Keks, KeyError};
@@ -174,7 +175,13 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, env = "IDENTITY_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+
+    /// Deadlines for slow clients, the connection cap (each listener's) and the shutdown grace.
+    #[command(flatten)]
+    pub server: ServerArgs<ApiServer>,
 }
+
+identity_runtime::server_env!(ApiServer, "IDENTITY_");
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {

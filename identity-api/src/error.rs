@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use identity_runtime::serve::BodyError;
+
 use crate::storage::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +32,10 @@ pub enum ApiError {
     UnauthorizedClient,
     #[error("access_denied: internal token")]
     InternalTokenRequired,
-    #[error("payload too large")]
-    PayloadTooLarge,
+    #[error("payload_too_large")]
+    PayloadTooLarge { limit: usize },
+    #[error("request_timeout")]
+    RequestTimeout,
     #[error("not_found")]
     NotFound,
     #[error("method_not_allowed")]
@@ -64,7 +68,8 @@ impl ApiError {
             ApiError::SubjectMismatch
             | ApiError::UnauthorizedClient
             | ApiError::InternalTokenRequired => StatusCode::FORBIDDEN,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
@@ -74,7 +79,9 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::InvalidRequest(_) | ApiError::PayloadTooLarge => "invalid_request",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::InvalidClient => "invalid_client",
             ApiError::InvalidScope(_) => "invalid_scope",
             ApiError::InvalidTarget(_) => "invalid_target",
@@ -104,13 +111,26 @@ impl ApiError {
             }
             ApiError::UnauthorizedClient => "the token belongs to another client or subject".into(),
             ApiError::InternalTokenRequired => "missing or wrong X-Internal-Token".into(),
-            ApiError::PayloadTooLarge => "request body too large".into(),
+            ApiError::PayloadTooLarge { limit } => {
+                BodyError::TooLarge { limit: *limit }.to_string()
+            }
+            ApiError::RequestTimeout => BodyError::TimedOut.to_string(),
             ApiError::NotFound => "no such route".into(),
             ApiError::MethodNotAllowed => "method not allowed on this route".into(),
             ApiError::Store(e) if e.is_transient() => {
                 "the database is busy or unreachable; retry".into()
             }
             ApiError::Store(_) | ApiError::Internal(_) => "internal error".into(),
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            BodyError::TimedOut => ApiError::RequestTimeout,
+            BodyError::Unreadable => ApiError::invalid_request(err.to_string()),
         }
     }
 }

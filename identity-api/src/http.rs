@@ -5,14 +5,14 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use identity_protocol::{headers, paths};
+use identity_runtime::serve::{BodyError, read_body};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,7 +22,6 @@ use crate::service::{AppState, BearerUse, Parsed};
 use crate::tokens::Claims;
 
 pub fn app(state: AppState) -> Router {
-    let max_body = state.settings().max_body_bytes;
     let api = Router::new()
         .route(paths::TOKEN_ISSUE, post(issue))
         .route(paths::INTROSPECT, post(introspect))
@@ -40,7 +39,6 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
@@ -97,15 +95,23 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     response
 }
 
+/// A route's body, read whole (at most `--max-body-bytes`, within the body-read timeout). Its
+/// error is kept, not answered at once, so that a route decides the order of its errors.
+struct RequestBody(Result<Bytes, BodyError>);
+
+impl FromRequest<AppState> for RequestBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let limit = state.settings().max_body_bytes;
+        Ok(Self(read_body(&parts.headers, body, limit).await))
+    }
+}
+
 /// The body as the route's JSON type (the bodies are the protocol's, `identity::*Request`).
-fn parse_body<'a, T: Deserialize<'a>>(body: &'a Result<Bytes, BytesRejection>) -> Parsed<T> {
-    let body = body.as_ref().map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::invalid_request("cannot read the request body")
-        }
-    })?;
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a RequestBody) -> Parsed<T> {
+    let body = body.0.as_ref().map_err(|&err| ApiError::from(err))?;
     let mut json = serde_json::Deserializer::from_slice(body);
     let parsed = serde_path_to_error::deserialize(&mut json)
         .map_err(|e| body_error(&e.path().to_string(), &e.into_inner()))?;
@@ -175,7 +181,7 @@ fn no_store<T: serde::Serialize>(value: T) -> Response {
 async fn issue(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Result<Response, ApiError> {
     let answer = state
         .issue(
@@ -201,7 +207,7 @@ async fn bearer(
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Result<Response, ApiError> {
     let bearer = bearer(&state, &headers, BearerUse::Active).await?;
     let answer = state.introspect(&bearer, parse_body(&body)?).await?;
@@ -211,7 +217,7 @@ async fn introspect(
 async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Result<Response, ApiError> {
     let bearer = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
     let answer = state.refresh(&bearer, parse_body(&body)?).await?;
@@ -221,7 +227,7 @@ async fn refresh(
 async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Result<Response, ApiError> {
     let bearer = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
     let answer = state.revoke(&bearer, parse_body(&body)?).await?;

@@ -4,16 +4,20 @@
 use std::future::Future;
 use std::time::Duration;
 
+use identity_runtime::serve::Limits;
+
 use crate::http::{app, ops_app};
 use crate::service::AppState;
 
-/// Serves `app(state)` until `shutdown` resolves, then drains in-flight requests.
-/// Also reloads the signing keys every second, so that `keys rotate` takes effect at once.
+/// Serves `app(state)` until `shutdown` resolves, then drains in-flight requests (for at most
+/// the shutdown grace of `limits`). Also reloads the signing keys every second, so that
+/// `keys rotate` takes effect at once.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let reloader = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -29,22 +33,18 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    identity_runtime::serve::serve(listener, app(state), limits, shutdown).await;
     reloader.abort();
-    result
 }
 
 /// Serves [`ops_app`] (health, version, metrics) until `shutdown` resolves.
 pub async fn serve_ops(
     state: AppState,
     listener: tokio::net::TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, ops_app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+) {
+    identity_runtime::serve::serve(listener, ops_app(state), limits, shutdown).await;
 }
 
 /// Binds a Unix socket for [`serve_unix`], mode 0660. A socket file already at `path` is
@@ -82,13 +82,11 @@ pub async fn serve_unix(
     state: AppState,
     listener: tokio::net::UnixListener,
     path: std::path::PathBuf,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+) {
+    identity_runtime::serve::serve(listener, app(state), limits, shutdown).await;
     let _ = std::fs::remove_file(&path);
-    result
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ async fn issue_errors(b: Backend) {
         big.into_bytes(),
     )
     .await;
-    assert_error(&r, 413, "invalid_request");
+    assert_error(&r, 413, "payload_too_large");
     // Unknown fields are ignored.
     let r = env
         .post(

@@ -6,14 +6,11 @@
 
 mod common;
 
-use common::{cmd, run};
-
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use axum::http::StatusCode;
-use common::{Backend, basic, database, new_kek_text, state_on};
+use common::{
+    Backend, basic, cmd, database, new_kek_text, run, sigterm_and_wait, start_dev, state_on,
+    until_listening,
+};
 use serde_json::Value;
 
 both!(client_commands);
@@ -196,65 +193,6 @@ fn serve_refuses_without_a_key_encryption_key() {
     assert!(!dir.path().join("identity-dev.kek").exists());
 }
 
-struct Server {
-    child: std::process::Child,
-    base: String,
-    stdout: Vec<String>,
-}
-
-/// Starts `serve --dev` on port 0 and waits (bounded) for its "listening on" line.
-fn start_dev(dir: &std::path::Path, url: &str) -> Server {
-    let mut serve = cmd(&[
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        url,
-        "--issuer",
-        common::ISSUER,
-    ]);
-    serve.current_dir(dir);
-    until_listening(serve)
-}
-
-/// Spawns a `serve` command and waits (bounded) for its "listening on" line.
-fn until_listening(mut serve: Command) -> Server {
-    let mut child = serve
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve did not report its address");
-        };
-        if let Some(base) = line.strip_prefix("identity-api listening on ") {
-            let base = base.to_owned();
-            lines.push(line);
-            return Server {
-                child,
-                base,
-                stdout: lines,
-            };
-        }
-        lines.push(line);
-    }
-}
-
 /// The words of a shell command line as README.md writes them: spaces separate, double quotes
 /// group, `#` starts a comment.
 fn shell_words(line: &str) -> Vec<String> {
@@ -345,31 +283,11 @@ fn dev_is_accepted_by_every_command_that_touches_the_database() {
     assert!(dir.path().join("identity-dev.kek").exists());
 }
 
-fn sigterm_and_wait(mut server: Server) {
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    for _ in 0..300 {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = server.child.kill();
-    panic!("serve did not stop on SIGTERM");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_dev_quick_start_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("identity.db").display());
-    let server = start_dev(dir.path(), &url);
+    let server = start_dev(dir.path(), &url, &[]);
     let kek_file = dir.path().join("identity-dev.kek");
     #[cfg(unix)]
     {
@@ -409,7 +327,7 @@ async fn serve_dev_quick_start_and_restart() {
     sigterm_and_wait(server);
 
     // Restart: same key file, same client, the earlier refresh token still works.
-    let server = start_dev(dir.path(), &url);
+    let server = start_dev(dir.path(), &url, &[]);
     assert!(
         !server.stdout.iter().any(|l| l.contains("client_secret=")),
         "dev-client is seeded only once"

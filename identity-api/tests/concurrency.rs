@@ -87,7 +87,8 @@ async fn start_server(state: identity_api::AppState) -> (String, tokio::sync::on
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(identity_api::serve(state, listener, async {
+    let limits = identity_runtime::serve::Limits::default();
+    tokio::spawn(identity_api::serve(state, listener, limits, async {
         let _ = rx.await;
     }));
     (format!("http://{addr}"), tx)

@@ -54,6 +54,7 @@ async fn measure(b: Backend) {
     tokio::spawn(identity_api::serve(
         env.state.clone(),
         listener,
+        identity_runtime::serve::Limits::default(),
         std::future::pending(),
     ));
     let auth = basic("c1", &env.secret);

@@ -11,6 +11,10 @@ use identity_api::{AppState, Settings, clients};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+mod process;
+#[allow(unused_imports)] // each test file uses some of them
+pub use process::*;
+
 pub const ISSUER: &str = "https://identity.test";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,81 +308,6 @@ pub fn claims_of(token: &str) -> identity_api::tokens::Claims {
         .decode(payload)
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
-}
-
-/// The identity-api binary, with no IDENTITY_* variables inherited from the test environment.
-pub fn cmd(args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_identity-api"));
-    c.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IDENTITY_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-/// Runs to completion: (success, stdout, stderr).
-pub fn run(c: &mut std::process::Command) -> (bool, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `identity-api serve` on a free loopback port, on the test's database and KEK; killed on drop.
-pub struct ServeProcess {
-    child: std::process::Child,
-    pub base: String,
-}
-
-impl ServeProcess {
-    pub async fn start(env: &TestEnv) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", &env.url, "--issuer", ISSUER])
-            .env("IDENTITY_KEY_ENCRYPTION_KEY", &env.kek)
-            // No internal token here: its start-up warning would only clutter the test output.
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Owned at once, so that its drop kills and reaps it on every path.
-        let process = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client
-                .get(format!("{}/health/ready", process.base))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return process;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!(
-            "identity-api serve did not become ready at {}",
-            process.base
-        );
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A pair for c1 / test-user from a server at `base` (a real listener, not `oneshot`).
