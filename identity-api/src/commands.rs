@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use identity_runtime::print_line;
 use identity_runtime::secret::BadInternalToken;
 use tokio::sync::watch;
+use zeroize::Zeroizing;
 
 use crate::clients::{self, ClientError};
 use crate::clock::now;
@@ -135,10 +137,11 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         && let Some(secret) = state.seed_dev_client().await?
     {
         tracing::warn!("DEVELOPMENT MODE: seeded client dev-client");
-        println!(
+        let line = Zeroizing::new(format!(
             "dev-client created: client_id=dev-client client_secret={} (shown once)",
             secret.expose()
-        );
+        ));
+        print_line(&line, &[("client_id", "dev-client")]);
     }
     // One signal, every server: all drain when it comes.
     let (stop, stopped) = watch::channel(false);
@@ -160,7 +163,11 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
                 .await
                 .map_err(listen_error)?;
             let ops_local = ops_listener.local_addr().map_err(listen_error)?;
-            println!("identity-api ops listening on http://{ops_local}");
+            let url = format!("http://{ops_local}");
+            print_line(
+                &format!("identity-api ops listening on {url}"),
+                &[("ops_url", &url)],
+            );
             Some(tokio::spawn(server::serve_ops(
                 state.clone(),
                 ops_listener,
@@ -176,7 +183,11 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
                 path: path.clone(),
                 source,
             })?;
-            println!("identity-api listening on unix:{}", path.display());
+            let socket = path.display().to_string();
+            print_line(
+                &format!("identity-api listening on unix:{socket}"),
+                &[("socket", &socket)],
+            );
             Some(tokio::spawn(server::serve_unix(
                 state.clone(),
                 listener,
@@ -189,7 +200,11 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
     };
     tracing::info!(listen = %local, database = state.db().kind(), "identity-api serving");
     // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
-    println!("identity-api listening on http://{local}");
+    let url = format!("http://{local}");
+    print_line(
+        &format!("identity-api listening on {url}"),
+        &[("url", &url)],
+    );
     server::serve(state.clone(), listener, limits, until_stopped(stopped)).await;
     for task in [ops, unix].into_iter().flatten() {
         task.await

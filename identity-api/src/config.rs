@@ -316,10 +316,6 @@ pub fn dev_kek(path: &Path) -> Result<Kek, KeyError> {
         "DEVELOPMENT MODE: created a key-encryption key file; anyone who can read it can decrypt \
          the signing keys. Use IDENTITY_KEY_ENCRYPTION_KEY(_FILE) from a secret store in production."
     );
-    eprintln!(
-        "WARNING: --dev created the key-encryption key file {} (mode 0600). Do not use in production.",
-        path.display()
-    );
     Ok(kek)
 }
 

@@ -17,7 +17,7 @@ async fn main() -> std::process::ExitCode {
     match identity_api::commands::run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("identity-api: error: {e}");
+            identity_runtime::print_error("identity-api", &e);
             std::process::ExitCode::FAILURE
         }
     }

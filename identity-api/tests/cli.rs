@@ -347,3 +347,60 @@ async fn serve_dev_quick_start_and_restart() {
     assert_eq!(r.status(), 200, "refresh across a restart");
     sigterm_and_wait(server);
 }
+
+/// With `--log-format json` every line `serve` writes is JSON, on stdout (the secret shown once,
+/// the addresses) and on stderr (the logs, and the error that ends the process).
+#[test]
+fn json_logs_make_every_line_json() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+    let mut child = cmd(&["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(["--database-url", &url, "--log-format", "json"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let logs = std::thread::spawn(move || stderr.lines().map_while(Result::ok).collect::<Vec<_>>());
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines: Vec<Value> = Vec::new();
+    let base = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{lines:?}");
+        let object: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if let Some(url) = object["url"].as_str() {
+            assert_eq!(
+                object["message"],
+                format!("identity-api listening on {url}")
+            );
+            break url.to_owned();
+        }
+        lines.push(object);
+    };
+    assert_eq!(lines[0]["client_id"], "dev-client", "{lines:?}");
+    sigterm_and_wait(common::Server {
+        child,
+        base,
+        stdout: Vec::new(),
+    });
+    let logs = logs.join().unwrap();
+    assert!(logs.len() >= 2, "{logs:?}");
+    for line in &logs {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+
+    // Refused at start (no key-encryption key): the error that ends it is JSON too.
+    let (ok, out, err) = run(cmd(&["serve", "--log-format", "json"]).current_dir(dir.path()));
+    assert!(!ok);
+    assert_eq!(out, "");
+    let last: Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    let message = last["message"].as_str().unwrap();
+    assert!(message.starts_with("identity-api: error: "), "{err}");
+}

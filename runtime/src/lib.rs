@@ -2,12 +2,15 @@
 //! - [`secret`]: secrets from a flag, the environment or a file (every secret has a `_FILE`
 //!   variant), and the internal token both read;
 //! - [`LogFormat`] and [`init_tracing`]: logs on stderr, text or JSON, filtered by `RUST_LOG`;
+//!   [`print_line`] and [`print_error`] for the lines a process writes itself, in the same format;
 //! - [`shutdown_signal`]: SIGTERM or Ctrl-C;
 //! - [`serve`]: the HTTP/1.1 server, with deadlines for slow clients and a connection cap.
 #![forbid(unsafe_code)]
 
 pub mod secret;
 pub mod serve;
+
+use std::sync::OnceLock;
 
 pub use secret::{InternalToken, InternalTokenSpec, Secret, SecretError, SecretSpec};
 
@@ -18,9 +21,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// The format [`init_tracing`] chose, for [`print_line`] and [`print_error`].
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
 /// Logs to stderr, text or JSON, filtered by `RUST_LOG` (default `info`). A second call (in
 /// tests) keeps the first subscriber.
 pub fn init_tracing(format: LogFormat) {
+    let _ = FORMAT.set(format);
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only for a person at a terminal; files and log collectors get plain text.
@@ -32,6 +39,32 @@ pub fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// A line on stdout for whoever started the process (the bound address, a secret shown once):
+/// `message` as it is with text logs; with JSON logs one object, `message` and `fields`, so that
+/// every line the process writes is JSON.
+pub fn print_line(message: &str, fields: &[(&str, &str)]) {
+    println!("{}", line(message, fields));
+}
+
+/// The error that ends the process, on stderr, as [`print_line`] writes.
+pub fn print_error(program: &str, error: &dyn std::fmt::Display) {
+    eprintln!("{}", line(&format!("{program}: error: {error}"), &[]));
+}
+
+fn line(message: &str, fields: &[(&str, &str)]) -> String {
+    match FORMAT.get() {
+        Some(LogFormat::Json) => {
+            let mut object = serde_json::Map::new();
+            object.insert("message".into(), message.into());
+            for (name, value) in fields {
+                object.insert((*name).into(), (*value).into());
+            }
+            serde_json::Value::Object(object).to_string()
+        }
+        _ => message.to_owned(),
+    }
 }
 
 /// Completes on SIGTERM (what Kubernetes sends) or Ctrl-C.

@@ -27,9 +27,10 @@ async fn run(config: Config) -> ExitCode {
         }
     };
     // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
-    println!(
-        "identity-sidecar listening on http://{}",
-        server.local_addr()
+    let url = format!("http://{}", server.local_addr());
+    identity_runtime::print_line(
+        &format!("identity-sidecar listening on {url}"),
+        &[("url", &url)],
     );
     // The drain after the signal is bounded by --shutdown-grace-secs, so a client trickling its
     // body cannot hold the process open until the kubelet kills it.

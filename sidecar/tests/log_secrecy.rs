@@ -1,7 +1,8 @@
 //! The binary's logs never hold a secret: with `RUST_LOG=trace` and JSON logs, an authenticated
 //! session init, encrypted requests with an Authorization header and a marker in the body, and a
 //! refused request leave no bearer token, Authorization value, internal token, plaintext body or
-//! session id in stdout or stderr. And a malformed internal token is refused without echoing it.
+//! session id in stdout or stderr, every line of which is JSON. And a malformed internal token is
+//! refused without echoing it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
@@ -37,11 +38,14 @@ async fn trace_logs_hold_no_secret() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("identity-sidecar listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+    // With JSON logs the address line is JSON too.
+    let first: serde_json::Value = serde_json::from_str(&first)
+        .unwrap_or_else(|e| panic!("the first line is not JSON ({e}): {first:?}"));
+    let url = first["url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        first["message"],
+        format!("identity-sidecar listening on {url}")
+    );
     let stderr = child.stderr.take().unwrap();
     let logs = std::thread::spawn(move || {
         let mut text = String::new();
@@ -113,8 +117,14 @@ async fn trace_logs_hold_no_secret() {
     stdout.read_to_string(&mut rest).unwrap();
     let logs = logs.join().unwrap() + &rest;
 
-    // The logs are there (trace level, JSON) and mention the requests...
+    // The logs are there (trace level, every line JSON) and mention the requests...
     assert!(logs.lines().count() > 10, "too few log lines:\n{logs}");
+    for line in logs.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
     assert!(logs.contains(paths::TOKEN), "{logs}");
     assert!(logs.contains("409"), "{logs}");
     // ...but none of the secrets.
