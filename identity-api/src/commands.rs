@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use identity_runtime::print_line;
 use identity_runtime::secret::BadInternalToken;
-use tokio::sync::watch;
+use identity_runtime::serve::Shutdown;
 use zeroize::Zeroizing;
 
 use crate::clients::{self, ClientError};
@@ -144,14 +144,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         print_line(&line, &[("client_id", "dev-client")]);
     }
     // One signal, every server: all drain when it comes.
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        identity_runtime::shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
+    let shutdown = Shutdown::on(identity_runtime::shutdown_signal());
     let ops = match args.ops_listen {
         Some(addr) => {
             let listen_error = |source| CommandError::Listen {
@@ -172,7 +165,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
                 state.clone(),
                 ops_listener,
                 limits,
-                until_stopped(stopped.clone()),
+                shutdown.wait(),
             )))
         }
         None => None,
@@ -193,7 +186,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
                 listener,
                 path.clone(),
                 limits,
-                until_stopped(stopped.clone()),
+                shutdown.wait(),
             )))
         }
         None => None,
@@ -205,7 +198,7 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         &format!("identity-api listening on {url}"),
         &[("url", &url)],
     );
-    server::serve(state.clone(), listener, limits, until_stopped(stopped)).await;
+    server::serve(state.clone(), listener, limits, shutdown.wait()).await;
     for task in [ops, unix].into_iter().flatten() {
         task.await
             .map_err(|join| CommandError::Serve(std::io::Error::other(join)))?;

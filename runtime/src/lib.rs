@@ -10,6 +10,7 @@
 pub mod secret;
 pub mod serve;
 
+use std::io::Write as _;
 use std::sync::OnceLock;
 
 pub use secret::{InternalToken, InternalTokenSpec, Secret, SecretError, SecretSpec};
@@ -44,13 +45,18 @@ pub fn init_tracing(format: LogFormat) {
 /// A line on stdout for whoever started the process (the bound address, a secret shown once):
 /// `message` as it is with text logs; with JSON logs one object, `message` and `fields`, so that
 /// every line the process writes is JSON.
+/// A closed stdout (a launcher that read the line it wanted and went) is not an error.
 pub fn print_line(message: &str, fields: &[(&str, &str)]) {
-    println!("{}", line(message, fields));
+    let _ = writeln!(std::io::stdout(), "{}", line(message, fields));
 }
 
 /// The error that ends the process, on stderr, as [`print_line`] writes.
 pub fn print_error(program: &str, error: &dyn std::fmt::Display) {
-    eprintln!("{}", line(&format!("{program}: error: {error}"), &[]));
+    let _ = writeln!(
+        std::io::stderr(),
+        "{}",
+        line(&format!("{program}: error: {error}"), &[])
+    );
 }
 
 fn line(message: &str, fields: &[(&str, &str)]) -> String {

@@ -4,7 +4,7 @@
 //! period after which a drain stops waiting.
 //!
 //! - [`Limits`] and the flags that set them ([`ServerArgs`]);
-//! - [`serve`]: the accept loop and the drain;
+//! - [`serve`]: the accept loop and the drain; [`Shutdown`], one signal for several servers;
 //! - `connection`: one connection and its deadlines;
 //! - [`body`]: the body deadline and [`read_body`], the one way a route reads a body.
 
@@ -133,6 +133,31 @@ pub async fn serve<L>(
             "connections still open after the shutdown grace period: dropping them"
         );
         connections.shutdown().await;
+    }
+}
+
+/// One shutdown signal for the several servers of a process (API, Unix socket, ops listener):
+/// each [`Shutdown::wait`] completes once the signal has come.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Waits for `signal` in a task of its own.
+    pub fn on(signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (stop, stopping) = watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stop.send(true);
+        });
+        Self(stopping)
+    }
+
+    /// Completes when the signal has come (or its task is gone, as the runtime stops).
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.0.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
     }
 }
 

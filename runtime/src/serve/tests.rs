@@ -273,3 +273,21 @@ async fn shutdown_drops_what_is_still_open_after_the_grace_period() {
     server.stop().await;
     until_closed(&mut socket).await;
 }
+
+#[tokio::test]
+async fn one_shutdown_signal_reaches_every_waiter() {
+    let (signal, signalled) = oneshot::channel::<()>();
+    let shutdown = Shutdown::on(async move {
+        let _ = signalled.await;
+    });
+    let waiters: Vec<_> = (0..3).map(|_| tokio::spawn(shutdown.wait())).collect();
+    tokio::time::sleep(SHORT / 3).await;
+    assert!(
+        waiters.iter().all(|w| !w.is_finished()),
+        "a waiter ended before the signal"
+    );
+    signal.send(()).unwrap();
+    for waiter in waiters {
+        tokio::time::timeout(BOUND, waiter).await.unwrap().unwrap();
+    }
+}
