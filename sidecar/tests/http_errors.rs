@@ -727,6 +727,49 @@ async fn payload_too_large_without_reading_the_rest() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
+// ----- 408 request_timeout -------------------------------------------------------------------
+
+#[tokio::test]
+async fn request_timeout_when_the_body_stops_arriving() {
+    let stub = Stub::start().await;
+    let sidecar = Sidecar::start_with(&stub.url, |config| {
+        config.server.limits.body_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let session = sidecar.client().await.init_anonymous().await.unwrap();
+    // On an encrypted route and on session init: the body announces 100 bytes and sends one.
+    for head in [
+        format!(
+            "POST {TOKEN} HTTP/1.1\r\nhost: sidecar\r\ncontent-type: application/json\r\n\
+             x-session-id: {}\r\ncontent-length: 100\r\n\r\n",
+            session.id()
+        ),
+        format!(
+            "POST {} HTTP/1.1\r\nhost: sidecar\r\ncontent-type: application/json\r\n\
+             content-length: 100\r\n\r\n",
+            paths::SESSION_INIT
+        ),
+    ] {
+        let answer = answer_to_unfinished_body(sidecar.addr, &head, b"{").await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["error"], "request_timeout", "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("x-session-id"),
+            "{answer}"
+        );
+    }
+    // The session is untouched: its next request goes through.
+    let sealed = session.seal_request("POST", TOKEN, None, b"{}").unwrap();
+    assert_eq!(
+        sidecar
+            .post_sealed(&session, TOKEN, None, sealed.body)
+            .await
+            .0,
+        200
+    );
+}
+
 // ----- 415 unsupported_media_type ------------------------------------------------------------
 
 #[tokio::test]
