@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_LISTEN", default_value = "0.0.0.0:8141")]
     pub listen: SocketAddr,
 
+    /// A second address serving only /health, /health/ready and /metrics, for probes and
+    /// Prometheus; with it, /metrics leaves the public listener (404 there).
+    #[arg(long, env = "SIDECAR_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
+
     /// Base URL of the identity API.
     #[arg(
         long,

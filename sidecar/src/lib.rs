@@ -28,13 +28,13 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
-use identity_runtime::serve::Limits;
+use identity_runtime::serve::{Limits, Shutdown};
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use routes::app;
+pub use routes::{app, ops_app};
 pub use state::{AppState, Keys, StartError};
 
 /// A bound, not yet running sidecar.
@@ -43,6 +43,8 @@ pub struct Server {
     listener: TcpListener,
     state: AppState,
     local_addr: SocketAddr,
+    /// `--ops-listen`, bound.
+    ops: Option<(TcpListener, SocketAddr)>,
     limits: Limits,
 }
 
@@ -63,27 +65,35 @@ pub async fn bind_with_keys(config: &Config, keys: Keys) -> Result<Server, Start
              are forwarded without X-Internal-Token, which an identity API that requires one refuses"
         );
     }
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let (listener, local_addr) = listen(config.listen).await?;
+    let ops = match config.ops_listen {
+        Some(addr) => Some(listen(addr).await?),
+        None => None,
+    };
     Ok(Server {
         listener,
         state,
         local_addr,
+        ops,
         limits: config.server.limits,
     })
+}
+
+async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
 }
 
 impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The ops listener's address (`--ops-listen`), once bound.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|&(_, addr)| addr)
     }
 
     pub fn state(&self) -> &AppState {
@@ -99,7 +109,25 @@ impl Server {
             key_id = self.state.keys.signing.key_id(),
             "identity-sidecar listening"
         );
-        identity_runtime::serve::serve(self.listener, app(self.state), self.limits, shutdown).await;
+        let shutdown = Shutdown::on(shutdown);
+        let ops = self.ops.map(|(listener, _)| {
+            tokio::spawn(identity_runtime::serve::serve(
+                listener,
+                ops_app(self.state.clone()),
+                self.limits,
+                shutdown.wait(),
+            ))
+        });
+        identity_runtime::serve::serve(
+            self.listener,
+            app(self.state),
+            self.limits,
+            shutdown.wait(),
+        )
+        .await;
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
         sweeper.abort();
         tracing::info!("identity-sidecar stopped");
     }

@@ -32,6 +32,13 @@ async fn run(config: Config) -> ExitCode {
         &format!("identity-sidecar listening on {url}"),
         &[("url", &url)],
     );
+    if let Some(ops) = server.ops_addr() {
+        let url = format!("http://{ops}");
+        identity_runtime::print_line(
+            &format!("identity-sidecar ops listening on {url}"),
+            &[("ops_url", &url)],
+        );
+    }
     // The drain after the signal is bounded by --shutdown-grace-secs, so a client trickling its
     // body cannot hold the process open until the kubelet kills it.
     server.run(identity_runtime::shutdown_signal()).await;

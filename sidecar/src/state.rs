@@ -159,6 +159,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub routes: HashSet<String>,
     pub sweep_interval: Duration,
+    /// Whether the public listener serves /metrics: only without an ops listener.
+    pub public_metrics: bool,
 }
 
 #[derive(Debug)]
@@ -195,6 +197,7 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 routes: config.routes.iter().cloned().collect(),
                 sweep_interval: config.sweep_interval(),
+                public_metrics: config.ops_listen.is_none(),
             },
             keys,
             sessions: SessionTable::new(config.max_sessions),

@@ -88,6 +88,7 @@ fn help_names_every_flag_with_its_environment_variable() {
         "SIDECAR_BODY_READ_TIMEOUT_SECS",
         "SIDECAR_IDLE_TIMEOUT_SECS",
         "SIDECAR_MAX_CONNECTIONS",
+        "SIDECAR_OPS_LISTEN",
     ] {
         assert!(
             help.contains(name),
@@ -207,6 +208,50 @@ fn slow_clients_are_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""error":"request_timeout""#), "{answer}");
 
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn ops_listen_prints_its_address_and_serves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .args([
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--upstream", "http://127.0.0.1:9"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        stdout.read_line(line).unwrap();
+    }
+    assert!(
+        lines[0].starts_with("identity-sidecar listening on http://"),
+        "{lines:?}"
+    );
+    let ops = lines[1]
+        .trim()
+        .strip_prefix("identity-sidecar ops listening on http://")
+        .unwrap_or_else(|| panic!("unexpected second line {:?}", lines[1]));
+    let mut socket = TcpStream::connect(ops).unwrap();
+    write!(
+        socket,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let answer = until_closed(socket);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("sidecar_sessions_live"), "{answer}");
     child.kill().unwrap();
     child.wait().unwrap();
 }

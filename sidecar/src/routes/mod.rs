@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use identity_protocol::paths;
 
 use crate::error::ApiError;
@@ -40,7 +41,7 @@ impl Route {
             paths::SESSION_INIT => Self::SessionInit,
             paths::HEALTH => Self::Health,
             paths::READY => Self::Ready,
-            paths::METRICS => Self::Metrics,
+            paths::METRICS if state.settings.public_metrics => Self::Metrics,
             paths::KEY_DOCUMENT => Self::KeyDocument,
             paths::OPENID_CONFIGURATION | paths::JWKS => Self::PassThrough,
             _ if state.settings.routes.contains(path) => Self::Encrypted,
@@ -67,6 +68,23 @@ impl Route {
 /// `ConnectInfo<SocketAddr>`, which the rate limit and X-Forwarded-For use.
 pub fn app(state: AppState) -> Router {
     Router::new().fallback(dispatch).with_state(state)
+}
+
+/// The ops listener's router (`--ops-listen`): health, readiness and metrics, nothing else.
+pub fn ops_app(state: AppState) -> Router {
+    Router::new()
+        .route(paths::HEALTH, get(|| async { plain::health() }))
+        .route(
+            paths::READY,
+            get(|State(state): State<AppState>| async move { plain::ready(&state).await }),
+        )
+        .route(
+            paths::METRICS,
+            get(|State(state): State<AppState>| async move { plain::metrics(&state) }),
+        )
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("GET") })
+        .with_state(state)
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {

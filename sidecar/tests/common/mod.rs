@@ -247,6 +247,8 @@ async fn echo(State(state): State<Arc<StubState>>, request: Request) -> Response
 pub struct Sidecar {
     pub addr: SocketAddr,
     pub url: String,
+    /// The ops listener's base URL, with `--ops-listen`.
+    pub ops_url: Option<String>,
     /// b64u of the signing key's public key: what a client pins.
     pub public_key: String,
     pub key_id: String,
@@ -301,6 +303,7 @@ impl Sidecar {
     /// Runs a bound server until [`Sidecar::shutdown`].
     pub fn run(server: identity_sidecar::Server) -> Self {
         let addr = server.local_addr();
+        let ops_url = server.ops_addr().map(|ops| format!("http://{ops}"));
         let state = server.state().clone();
         let public_key = state.keys.signing.public_key().to_b64u();
         let key_id = state.keys.signing.key_id().to_owned();
@@ -311,6 +314,7 @@ impl Sidecar {
         Self {
             addr,
             url: format!("http://{addr}"),
+            ops_url,
             public_key,
             key_id,
             state,
