@@ -7,9 +7,11 @@
 #  3. validate  every rendered object against the Kubernetes schemas, strict, for 1.30 (the
 #               oldest release the manifests support) and 1.37
 #  4. policy    invariants no schema knows: the API port 8140 on loopback only; 9140 is the API's
-#               ops listener only, admitted from the monitoring namespace only; Services expose
-#               8141 (and, headless, 9140) only; every *_FILE variable names a file a mounted
-#               volume provides; Secret mounts 0440; no Secret as an environment variable without
+#               ops listener only and 9141 the sidecar's (SIDECAR_OPS_LISTEN=0.0.0.0:9141): each
+#               admitted from the monitoring namespace only, each container probed on its own, and
+#               the only ports scraped (8141 serves no /metrics); Services expose 8141 (and,
+#               headless, 9140) only; every *_FILE variable names a file a mounted volume
+#               provides; Secret mounts 0440; no Secret as an environment variable without
 #               a checkov skip; no --dev; every checkov skip has a reason; templates hold no values;
 #               every namespaced object of every render carries a namespace, one for all renders,
 #               the Namespace base/ creates; every HPA and PDB targets a workload of its own render
@@ -120,7 +122,13 @@ if "$TOOLS/bin/python" - "$OUT" >"$WORK/policy.log" 2>&1 <<'PY'
 import glob, os, posixpath, sys, yaml
 out = sys.argv[1]
 API, SIDECAR = "/usr/local/bin/identity-api", "/usr/local/bin/identity-sidecar"
+# The two ops listeners: health and metrics, for the kubelet and Prometheus only. The sidecar's
+# keeps probes and scraping off 8141, the port every namespace reaches (and 8141 has no /metrics).
+API_OPS, SIDECAR_OPS = 9140, 9141
+OPS_PORTS = {API_OPS: "identity-api's ops listener", SIDECAR_OPS: "identity-sidecar's ops listener"}
 OPS_PATHS = {"/health", "/health/ready", "/version", "/metrics"}
+SIDECAR_PROBE_PATHS = {"/health", "/health/ready"}
+MONITORING_ONLY = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 errors, checked = [], 0
 def err(f, msg): errors.append(f"{os.path.basename(f)}: {msg}")
 def pod_specs(doc):
@@ -129,6 +137,38 @@ def pod_specs(doc):
     elif k in ("Deployment", "Job", "StatefulSet", "DaemonSet"): yield s["template"]["spec"]
 docs = [(f, d) for f in sorted(glob.glob(os.path.join(out, "*.yaml")))
         for d in yaml.safe_load_all(open(f)) if d]
+# Every named container port, for NetworkPolicies that admit a port by its name.
+port_names = {}
+for _, d in docs:
+    for spec in pod_specs(d):
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            for p in c.get("ports", []):
+                if p.get("name"): port_names.setdefault(p["name"], set()).add(p["containerPort"])
+def admitted(rule):
+    """The guarded ports (8140 and the ops ports) an ingress rule admits; None if it admits every port."""
+    got = set()
+    for p in rule.get("ports") or [None]:
+        port = (p or {}).get("port")
+        if port is None: return None
+        got |= (port_names.get(port, set()) if isinstance(port, str)
+                else set(range(port, p.get("endPort", port) + 1)))
+    return got & ({8140} | set(OPS_PORTS))
+def check_probes(f, where, c, ports, port, paths, listening):
+    """Every probe of container c: an httpGet of one of paths on port, which c listens on."""
+    for kind_ in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = c.get(kind_)
+        if not probe: continue
+        get = probe.get("httpGet")
+        got = get and ports.get(get["port"], get["port"])
+        if not get or got != port or get.get("path") not in paths or not listening:
+            err(f, f"{where}: {kind_} must be an httpGet of {' or '.join(sorted(paths))} on {port}, its ops listener")
+def check_scrape(f, what, ann, declared):
+    """prometheus.io/* annotations scrape an ops port only, and one the pod declares."""
+    port = ann.get("prometheus.io/port")
+    if ann.get("prometheus.io/scrape") == "true" and port is None:
+        err(f, f"{what}: prometheus.io/scrape without prometheus.io/port scrapes every declared port, 8141 among them (no /metrics there)")
+    if port is not None and (not port.isdigit() or int(port) not in OPS_PORTS or int(port) not in declared):
+        err(f, f"{what}: scrapes port {port}: only an ops listener the pod declares, {' or '.join(map(str, sorted(OPS_PORTS)))} (8141 serves no /metrics)")
 # The keys each Secret provides, from the templates (deploy/kubernetes/secrets).
 secret_keys = {d["metadata"]["name"]: set(d.get("stringData") or {})
                for f, d in docs if d["kind"] == "Secret" and f.endswith("secrets.yaml")}
@@ -165,17 +205,21 @@ for f, doc in docs:
             if p["port"] == 8141 and p.get("targetPort") in (8141, "http"): continue
             if (p["port"] == 9140 and p.get("targetPort") in (9140, "ops")
                     and doc["spec"].get("clusterIP") == "None"): continue
-            err(f, f"Service {name}: port {p['port']} -> {p.get('targetPort')}: only 8141 (sidecar) and, headless, 9140 (ops)")
+            err(f, f"Service {name}: port {p['port']} -> {p.get('targetPort')}: only 8141 (sidecar) and, headless, 9140 (API ops); the sidecar's 9141 is scraped through the pod")
         if name == "identity-sidecar" and [p["port"] for p in doc["spec"]["ports"]] != [8141]:
             err(f, f"Service {name} must expose 8141 only")
+        # The endpoints job scrapes the pods behind the Service: at an ops port, never at 8141.
+        check_scrape(f, f"Service {name}", ann, set(OPS_PORTS))
     if kind == "NetworkPolicy":
         for rule in doc["spec"].get("ingress", []):
             checked += 1
-            ports = {p.get("port") for p in rule.get("ports", [])}
-            if not ports: err(f, f"NetworkPolicy/{name}: an ingress rule without ports admits every port")
+            ports = admitted(rule)
+            if ports is None:
+                err(f, f"NetworkPolicy/{name}: an ingress rule (or port entry) without a port admits every port"); continue
             if ports & {8140}: err(f, f"NetworkPolicy/{name}: admits 8140, the loopback API")
-            if 9140 in ports and rule.get("from") != [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]:
-                err(f, f"NetworkPolicy/{name}: 9140 (ops) must be admitted from the monitoring namespace only")
+            for port in sorted(ports & set(OPS_PORTS)):
+                if rule.get("from") != MONITORING_ONLY:
+                    err(f, f"NetworkPolicy/{name}: {port} ({OPS_PORTS[port]}) must be admitted from the monitoring namespace only")
     if kind == "Secret" and f.endswith("secrets.yaml"):
         checked += 1
         for k, v in (doc.get("stringData") or {}).items():
@@ -218,21 +262,26 @@ for f, doc in docs:
             if 8140 in ports.values(): err(f, f"{where}: declares port 8140, the loopback API")
             if 9140 in ports.values() and cmd[:1] != [API]:
                 err(f, f"{where}: port 9140 is identity-api's ops listener only")
+            if 9141 in ports.values() and cmd[:1] != [SIDECAR]:
+                err(f, f"{where}: port 9141 is identity-sidecar's ops listener only")
+            # The ops listeners are set by the variables read here; a flag would override them.
+            if any(a == "--ops-listen" or a.startswith("--ops-listen=") for a in cmd):
+                err(f, f"{where}: set the ops listener with its environment variable, not --ops-listen")
             if cmd[:1] == [API]:
                 if env.get("IDENTITY_LISTEN") != "127.0.0.1:8140":
                     err(f, f"{where}: identity-api must listen on 127.0.0.1:8140")
                 ops = env.get("IDENTITY_OPS_LISTEN")
                 if set(ports.values()) - {9140} or (ports and ops != "0.0.0.0:9140"):
                     err(f, f"{where}: identity-api may declare only 9140, its ops listener (IDENTITY_OPS_LISTEN=0.0.0.0:9140)")
-                for kind_ in ("startupProbe", "livenessProbe", "readinessProbe"):
-                    probe = c.get(kind_)
-                    if not probe: continue
-                    get = probe.get("httpGet")
-                    port = get and ports.get(get["port"], get["port"])
-                    if not get or port != 9140 or get.get("path") not in OPS_PATHS:
-                        err(f, f"{where}: {kind_} must be an httpGet of an ops route on 9140")
-            if cmd[:1] == [SIDECAR] and env.get("SIDECAR_UPSTREAM") != "http://127.0.0.1:8140":
-                err(f, f"{where}: the sidecar's upstream must be the pod's own API")
+                check_probes(f, where, c, ports, API_OPS, OPS_PATHS, ops == "0.0.0.0:9140")
+            if cmd[:1] == [SIDECAR]:
+                if env.get("SIDECAR_UPSTREAM") != "http://127.0.0.1:8140":
+                    err(f, f"{where}: the sidecar's upstream must be the pod's own API")
+                # Declared 9141 if and only if the ops listener is there, on every address.
+                ops = env.get("SIDECAR_OPS_LISTEN")
+                if (9141 in ports.values() or ops is not None) and (ops != "0.0.0.0:9141" or 9141 not in ports.values()):
+                    err(f, f"{where}: the sidecar's ops listener is SIDECAR_OPS_LISTEN=0.0.0.0:9141 with containerPort 9141 declared, or neither")
+                check_probes(f, where, c, ports, SIDECAR_OPS, SIDECAR_PROBE_PATHS, ops == "0.0.0.0:9141")
         # The API's Unix socket: on an emptyDir of this pod that both containers mount, and the
         # sidecar uses the very path the API listens on.
         by_cmd = {tuple(c.get("command", [])[:1]): c for c in spec.get("containers", [])}
@@ -249,8 +298,10 @@ for f, doc in docs:
                 m = [m for m in c.get("volumeMounts", []) if m["mountPath"].rstrip("/") == sock_dir]
                 if not m or "emptyDir" not in vols.get(m[0]["name"], {}):
                     err(f, f"{kind}/{name}: container {c['name']} must mount an emptyDir at {sock_dir}, the socket's directory")
-        port = (doc["spec"]["template"]["metadata"] if kind != "Pod" else doc["metadata"]).get("annotations", {}).get("prometheus.io/port")
-        if port not in (None, "8141", "9140"): err(f, f"{kind}/{name}: scrapes port {port}")
+        pod_ann = (doc["spec"]["template"]["metadata"] if kind != "Pod" else doc["metadata"]).get("annotations") or {}
+        declared = {p["containerPort"] for c in spec.get("initContainers", []) + spec.get("containers", [])
+                    for p in c.get("ports", [])}
+        check_scrape(f, f"{kind}/{name}", pod_ann, declared)
 # A Deployment that an autoscaler scales must not carry replicas: every apply would reset it.
 for f, doc in docs:
     if doc["kind"] != "HorizontalPodAutoscaler": continue
@@ -355,7 +406,7 @@ if errors:
 print(f"{checked} checks")
 PY
 then
-    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 ops-only from monitoring, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir, one namespace everywhere, HPA/PDB targets rendered, claims rendered and Secrets rendered or templated in secrets/"
+    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 (API) and 9141 (sidecar) ops-only from monitoring, probed and scraped there only, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir, one namespace everywhere, HPA/PDB targets rendered, claims rendered and Secrets rendered or templated in secrets/"
 else
     fail policy "invariants"; show "$WORK/policy.log"
 fi
