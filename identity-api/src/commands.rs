@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use identity_runtime::print_line;
 use identity_runtime::secret::BadInternalToken;
@@ -14,6 +15,7 @@ use crate::clock::now;
 use crate::config::{ClientCommand, Command, DbArgs, KekArgs, KekCommand, KeysCommand, ServeArgs};
 use crate::kek::{self, Kek, KeyError};
 use crate::keys;
+use crate::purge;
 use crate::secret::Key32;
 use crate::server;
 use crate::service::{AppState, StartError};
@@ -81,6 +83,31 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
                 "key-encryption key id {} (stored next to the rows it encrypts)",
                 kek.id()
             );
+            Ok(())
+        }
+        Command::Purge {
+            db,
+            retention,
+            json,
+        } => {
+            let db = open(&db).await?;
+            let purged = purge::run(&db, retention.retention(), now(), Duration::ZERO).await;
+            db.close().await;
+            match purged? {
+                None => println!("another instance is purging; nothing done"),
+                Some(p) if json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "families": p.families,
+                        "refresh_tokens": p.refresh_tokens,
+                        "audit_events": p.audit_events,
+                    })
+                ),
+                Some(p) => println!(
+                    "purged {} token families, {} refresh tokens, {} audit events",
+                    p.families, p.refresh_tokens, p.audit_events
+                ),
+            }
             Ok(())
         }
         Command::Kek(KekCommand::Rewrap { db, kek }) => {
@@ -191,6 +218,13 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         }
         None => None,
     };
+    let purging = (args.purge_interval_secs > 0).then(|| {
+        server::spawn_purge(
+            state.clone(),
+            Duration::from_secs(args.purge_interval_secs),
+            args.retention.retention(),
+        )
+    });
     tracing::info!(listen = %local, database = state.db().kind(), "identity-api serving");
     // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
     let url = format!("http://{local}");
@@ -199,6 +233,9 @@ async fn serve(args: ServeArgs) -> Result<(), CommandError> {
         &[("url", &url)],
     );
     server::serve(state.clone(), listener, limits, shutdown.wait()).await;
+    if let Some(purging) = purging {
+        purging.abort();
+    }
     for task in [ops, unix].into_iter().flatten() {
         task.await
             .map_err(|join| CommandError::Serve(std::io::Error::other(join)))?;

@@ -10,6 +10,10 @@ use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalToken, InternalTokenSpec, LogFormat, Secret, SecretSpec};
 
 use crate::kek::{Kek, Keks, KeyError};
+use crate::purge::{
+    DEFAULT_AUDIT_RETENTION_SECS, DEFAULT_FAMILY_RETENTION_SECS, DEFAULT_PURGE_INTERVAL_SECS,
+    Retention,
+};
 use crate::service::Settings;
 use crate::service::settings::{
     DEFAULT_ACCESS_TTL_SECS, DEFAULT_FAMILY_TTL_SECS, DEFAULT_MAX_BODY_BYTES,
@@ -50,6 +54,43 @@ pub enum Command {
     /// Key-encryption key: generate one, re-encrypt the stored keys under the current one.
     #[command(subcommand)]
     Kek(KekCommand),
+    /// Delete what has ended, as `serve` does every --purge-interval-secs: token families
+    /// expired or revoked longer ago than the family retention, with their refresh tokens, and
+    /// audit events older than the audit retention.
+    Purge {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        retention: RetentionArgs,
+        /// Print one JSON object {"families", "refresh_tokens", "audit_events"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How long what has ended is kept (`serve` and `purge`).
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Seconds a token family is kept after it expired or was revoked, with its refresh
+    /// tokens; then the purge deletes it (an hour at the least, so that no request in flight
+    /// still uses it).
+    #[arg(long, env = "IDENTITY_FAMILY_RETENTION_SECS", default_value_t = DEFAULT_FAMILY_RETENTION_SECS,
+          value_parser = clap::value_parser!(i64).range(3600..))]
+    pub family_retention_secs: i64,
+
+    /// Seconds an audit event is kept; 0 keeps every event forever.
+    #[arg(long, env = "IDENTITY_AUDIT_RETENTION_SECS", default_value_t = DEFAULT_AUDIT_RETENTION_SECS,
+          value_parser = clap::value_parser!(i64).range(0..))]
+    pub audit_retention_secs: i64,
+}
+
+impl RetentionArgs {
+    pub fn retention(&self) -> Retention {
+        Retention {
+            families_secs: self.family_retention_secs,
+            audit_secs: (self.audit_retention_secs > 0).then_some(self.audit_retention_secs),
+        }
+    }
 }
 
 /// `IDENTITY_DATABASE_URL`: it may carry a password.
@@ -175,6 +216,14 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, env = "IDENTITY_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+
+    /// Seconds between two purges of what has ended (see `identity-api purge`); 0 runs none in
+    /// this process.
+    #[arg(long, env = "IDENTITY_PURGE_INTERVAL_SECS", default_value_t = DEFAULT_PURGE_INTERVAL_SECS)]
+    pub purge_interval_secs: u64,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 
     /// Deadlines for slow clients, the connection cap (each listener's) and the shutdown grace.
     #[command(flatten)]

@@ -4,7 +4,7 @@
 //!
 //! From the bottom up (each module uses only those above it in this list):
 //! - [`clock`], [`secret`]: the time; secrets, random values, refresh-token lookup keys;
-//! - [`storage`]: the database ([`Db`]);
+//! - [`storage`]: the database ([`Db`]); [`purge`]: retention, what has ended deleted;
 //! - [`kek`], [`keys`]: the key-encryption key and the verifier key; the signing keys;
 //! - [`clients`], [`tokens`]: clients and their secrets; access tokens (JWT);
 //! - [`metrics`], [`error`]: Prometheus metrics; the one error type of the HTTP API;
@@ -21,6 +21,7 @@ pub mod http;
 pub mod kek;
 pub mod keys;
 pub mod metrics;
+pub mod purge;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::purge::Purged;
 use crate::storage::BatchMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -16,6 +17,11 @@ pub struct OutcomeLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    pub table: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +41,7 @@ pub struct Metrics {
     pub revocations: Counter,
     pub introspections: Family<ResultLabel, Counter>,
     pub latency: HistogramFamily,
+    pub purged: Family<TableLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -51,6 +58,12 @@ impl Metrics {
         let revocations = Counter::default();
         let introspections = Family::<ResultLabel, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let purged = Family::<TableLabel, Counter>::default();
+        registry.register(
+            "purged_rows",
+            "Rows the purge deleted, by table",
+            purged.clone(),
+        );
         registry.register(
             "tokens_issued",
             "Token pairs issued (new families)",
@@ -95,6 +108,18 @@ impl Metrics {
             revocations,
             introspections,
             latency,
+            purged,
+        }
+    }
+
+    /// Counts what a purge deleted.
+    pub fn purged(&self, purged: &Purged) {
+        for (table, n) in [
+            ("token_families", purged.families),
+            ("refresh_tokens", purged.refresh_tokens),
+            ("audit_events", purged.audit_events),
+        ] {
+            self.purged.get_or_create(&TableLabel { table }).inc_by(n);
         }
     }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use identity_runtime::serve::Limits;
 
+use crate::clock::now;
 use crate::http::{app, ops_app};
+use crate::purge::{self, Retention};
 use crate::service::AppState;
 
 /// Serves `app(state)` until `shutdown` resolves, then drains in-flight requests (for at most
@@ -35,6 +37,40 @@ pub async fn serve(
     };
     identity_runtime::serve::serve(listener, app(state), limits, shutdown).await;
     reloader.abort();
+}
+
+/// Purges what has ended every `every` (the first time `every` after the start), until the
+/// returned task is aborted.
+pub fn spawn_purge(
+    state: AppState,
+    every: Duration,
+    retention: Retention,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let started = std::time::Instant::now();
+            match purge::run(state.db(), retention, now(), purge::PAUSE).await {
+                Ok(Some(purged)) => {
+                    state.metrics().purged(&purged);
+                    tracing::info!(
+                        families = purged.families,
+                        refresh_tokens = purged.refresh_tokens,
+                        audit_events = purged.audit_events,
+                        longest_hold_ms =
+                            u64::try_from(purged.longest_hold.as_millis()).unwrap_or(u64::MAX),
+                        elapsed_ms =
+                            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "purge"
+                    );
+                }
+                Ok(None) => tracing::debug!("purge skipped: another instance is purging"),
+                Err(error) => tracing::warn!(%error, "purge failed; the next run starts over"),
+            }
+        }
+    })
 }
 
 /// Serves [`ops_app`] (health, version, metrics) until `shutdown` resolves.

@@ -8,7 +8,7 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `clients`, `keys`, `families`: the cold queries.
+//! - `clients`, `keys`, `families`: the cold queries; `purge`: what has ended, deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
 
@@ -22,6 +22,7 @@ mod error;
 mod families;
 mod kept;
 mod keys;
+mod purge;
 mod reads;
 pub mod rows;
 mod sql;
@@ -33,6 +34,7 @@ pub use self::commit::{Opened, Rotation};
 pub use self::error::StoreError;
 pub use self::keys::{SealedRow, WrappedTable};
 pub use self::pool::Pools;
+pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
     AuditRow, ClientRow, FamilyRow, RefreshRow, RefreshView, SigningKeyRow, WrappedKeyRow,
 };
@@ -263,6 +265,30 @@ impl Db {
 
     pub async fn audit(&self, audit: &AuditRow) -> Result<(), StoreError> {
         families::audit(&self.pools, audit).await
+    }
+
+    // ---- retention ----
+
+    /// Purges the ended families (expired or revoked before `cutoff`) of the window of keys
+    /// after `after`, with their refresh tokens: see [`purge`]. The key to continue after is
+    /// `None` at the end of the table.
+    pub async fn purge_families_after(
+        &self,
+        after: &str,
+        cutoff: i64,
+    ) -> Result<(Window, Option<String>), StoreError> {
+        purge::families_after(&self.pools, after, cutoff).await
+    }
+
+    /// Deletes a batch of the oldest audit events written before `cutoff`; returns how many,
+    /// and whether there may be more.
+    pub async fn purge_audit_before(&self, cutoff: i64) -> Result<(u64, bool), StoreError> {
+        purge::audit_before(&self.pools, cutoff).await
+    }
+
+    /// The lock one purge holds while it runs; `None` when another replica holds it.
+    pub async fn purge_lock(&self) -> Result<Option<PurgeLock>, StoreError> {
+        purge::lock(&self.pools).await
     }
 
     /// The newest `limit` audit events, oldest first (for tests and operators).

@@ -130,14 +130,36 @@ impl Pools {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite { write, .. } => {
-                migrator(include_str!("../../migrations/sqlite/0001_init.sql"))
-                    .run(write)
-                    .await?;
+                migrator(&[
+                    (
+                        1,
+                        "init",
+                        include_str!("../../migrations/sqlite/0001_init.sql"),
+                    ),
+                    (
+                        3,
+                        "purge",
+                        include_str!("../../migrations/sqlite/0003_purge.sql"),
+                    ),
+                ])
+                .run(write)
+                .await?;
             }
             Self::Postgres(pool) => {
-                migrator(include_str!("../../migrations/postgres/0001_init.sql"))
-                    .run(pool)
-                    .await?;
+                migrator(&[
+                    (
+                        1,
+                        "init",
+                        include_str!("../../migrations/postgres/0001_init.sql"),
+                    ),
+                    (
+                        3,
+                        "purge",
+                        include_str!("../../migrations/postgres/0003_purge.sql"),
+                    ),
+                ])
+                .run(pool)
+                .await?;
             }
         }
         Ok(())
@@ -161,16 +183,22 @@ impl Pools {
     }
 }
 
-fn migrator(init: &'static str) -> Migrator {
-    let init = Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        Cow::Borrowed(init),
-        false,
-    );
+/// The migrations of one dialect: (version, name, SQL), in order.
+fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations = migrations
+        .iter()
+        .map(|&(version, name, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(name),
+                MigrationType::Simple,
+                Cow::Borrowed(sql),
+                false,
+            )
+        })
+        .collect();
     Migrator {
-        migrations: Cow::Owned(vec![init]),
+        migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
     }
 }
