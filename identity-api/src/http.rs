@@ -210,7 +210,9 @@ async fn introspect(
     body: RequestBody,
 ) -> Result<Response, ApiError> {
     let bearer = bearer(&state, &headers, BearerUse::Active).await?;
-    let answer = state.introspect(&bearer, parse_body(&body)?).await?;
+    let answer = state
+        .introspect(&bearer, session_subject(&headers)?, parse_body(&body)?)
+        .await?;
     Ok(no_store(answer))
 }
 

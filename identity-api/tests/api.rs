@@ -1,6 +1,7 @@
 //! PROTOCOL.md section 5 over HTTP (in-process, `oneshot`), on SQLite and on PostgreSQL:
 //! issue, introspect, refresh, revoke with every error of the section, malformed bodies, bearer
-//! variants, internal token, subject binding, discovery, health and metrics.
+//! variants, internal token, discovery, health and metrics (subject binding:
+//! `subject_binding.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -19,7 +20,6 @@ both!(
     refresh_errors,
     revoke_semantics,
     internal_token_enforced,
-    subject_binding,
     discovery_and_operations,
     bearer_variants,
     disabling_a_client_revokes_its_families,
@@ -719,80 +719,6 @@ async fn internal_token_enforced(b: Backend) {
     // Health and discovery are not behind the token.
     assert_eq!(env.get("/health").await.0, StatusCode::OK);
     assert_eq!(env.get("/.well-known/jwks.json").await.0, StatusCode::OK);
-}
-
-async fn subject_binding(b: Backend) {
-    let Some(env) = TestEnv::with(b, |s| {
-        s.internal_token = Some(InternalToken::new("it").unwrap());
-    })
-    .await
-    else {
-        return;
-    };
-    let auth = basic("c1", &env.secret);
-    let issue = |subject_header: &'static str, subject: &'static str| {
-        let env = &env;
-        let auth = auth.clone();
-        async move {
-            env.post(
-                "/api/v1/token/issue",
-                &[
-                    ("authorization", &auth),
-                    (identity_protocol::headers::INTERNAL_TOKEN, "it"),
-                    (identity_protocol::headers::SESSION_SUBJECT, subject_header),
-                ],
-                &json!({ "subject": subject }).to_string(),
-            )
-            .await
-        }
-    };
-    assert_error(&issue("alice", "bob").await, 403, "subject_mismatch");
-    let (status, pair) = issue("alice", "alice").await;
-    assert_eq!(status, StatusCode::OK);
-    let access = s(&pair, "access_token");
-    let refresh = s(&pair, "refresh_token");
-    let with = |path: &'static str, subject: &'static str, body: String| {
-        let env = &env;
-        let bearer = format!("Bearer {access}");
-        async move {
-            env.post(
-                path,
-                &[
-                    ("authorization", &bearer),
-                    (identity_protocol::headers::INTERNAL_TOKEN, "it"),
-                    (identity_protocol::headers::SESSION_SUBJECT, subject),
-                ],
-                &body,
-            )
-            .await
-        }
-    };
-    let token_body = json!({"token": access}).to_string();
-    let refresh_body = json!({"grant_type": "refresh_token", "refresh_token": refresh}).to_string();
-    assert_error(
-        &with("/api/v1/introspect", "bob", token_body.clone()).await,
-        403,
-        "subject_mismatch",
-    );
-    assert_error(
-        &with("/api/v1/token", "bob", refresh_body.clone()).await,
-        403,
-        "subject_mismatch",
-    );
-    assert_error(
-        &with("/api/v1/revoke", "bob", token_body.clone()).await,
-        403,
-        "subject_mismatch",
-    );
-    // Nothing was spent or revoked by the refused requests.
-    assert_eq!(
-        with("/api/v1/introspect", "alice", token_body).await.1["active"],
-        true
-    );
-    assert_eq!(
-        with("/api/v1/token", "alice", refresh_body).await.0,
-        StatusCode::OK
-    );
 }
 
 async fn discovery_and_operations(b: Backend) {

@@ -1,9 +1,11 @@
 //! Subject binding of authenticated sessions (PROTOCOL.md section 2): step 4 with a token of
 //! another subject than X-Subject is 403 subject_mismatch; on a session bound to a subject the
 //! identity API refuses (403 subject_mismatch, encrypted) a bearer of another subject and a token
-//! issue for another subject; client-sent X-Session-Subject and X-Internal-Token are dropped;
-//! the previous session named in X-Session-Id ends only when anonymous or of the same subject;
-//! and a revoked token cannot open an authenticated session (401 invalid_token).
+//! issue for another subject, and introspection answers `{"active": false}` for another
+//! subject's token (an anonymous session still sees it active); client-sent X-Session-Subject
+//! and X-Internal-Token are dropped; the previous session named in X-Session-Id ends only when
+//! anonymous or of the same subject; and a revoked token cannot open an authenticated session
+//! (401 invalid_token).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2e_tests::{Env, calls, raw_post, refusal};
@@ -86,6 +88,41 @@ async fn a_bound_session_refuses_other_subjects() -> anyhow::Result<()> {
         .refresh(&anonymous, &bob.access_token, &bob.refresh_token)
         .await?;
     assert_eq!(answer.status, 200, "{answer:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_session_introspects_only_its_subjects_tokens() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let anonymous = env.anonymous().await?;
+    let alice = env.issue(&anonymous, "alice").await?;
+    let bob = env.issue(&anonymous, "bob").await?;
+    let session = env
+        .client
+        .init_authenticated(&alice.access_token, "alice", None)
+        .await?;
+
+    // Alice's bearer, bob's tokens of the same client: not active on alice's session...
+    for token in [&bob.access_token, &bob.refresh_token] {
+        let answer = env.introspect(&session, &alice.access_token, token).await?;
+        assert_eq!(
+            (answer.status, &answer.body),
+            (200, &json!({ "active": false })),
+            "{answer:?}"
+        );
+        // ...and active, with bob's subject, on an anonymous session.
+        let answer = env
+            .introspect(&anonymous, &alice.access_token, token)
+            .await?;
+        assert_eq!(answer.active(), Some(true), "{answer:?}");
+        assert_eq!(answer.body["sub"], "bob", "{answer:?}");
+    }
+    // Alice's own refresh token is active on her session.
+    let answer = env
+        .introspect(&session, &alice.access_token, &alice.refresh_token)
+        .await?;
+    assert_eq!(answer.active(), Some(true), "{answer:?}");
+    assert_eq!(answer.body["sub"], "alice", "{answer:?}");
     Ok(())
 }
 

@@ -9,17 +9,22 @@ use crate::secret::refresh_token_key;
 use crate::tokens::Claims;
 
 use super::answers::Introspection;
-use super::callers::{looks_like_jwt, presented_token};
+use super::callers::{check_subject, looks_like_jwt, presented_token};
 use super::state::AppState;
 
 impl AppState {
     /// "`{"active": false}` [...] is also the answer for a spent refresh token and for a token
-    /// of another client than the bearer's." The hint is optional; the token's shape decides.
+    /// of another client than the bearer's", and, on a session bound to a subject
+    /// (`session_subject`, X-Session-Subject), for a token of another subject. The hint is
+    /// optional; the token's shape decides.
     pub async fn introspect(
         &self,
         bearer: &Claims,
+        session_subject: Option<&str>,
         req: TokenRequest<'_>,
     ) -> Result<Introspection, ApiError> {
+        // The rule that refuses another subject's bearer or issue: here it hides the token.
+        let other_subject = |subject: &str| check_subject(session_subject, subject).is_err();
         let token = presented_token(req)?;
         let now = now();
         let inner = &self.inner;
@@ -32,6 +37,7 @@ impl AppState {
             // The bearer's own family was checked a moment ago.
             if claims.exp <= now
                 || claims.client_id != bearer.client_id
+                || other_subject(&claims.sub)
                 || (claims.fid != bearer.fid
                     && inner.db.family_revoked(&claims.fid).await? != Some(false))
             {
@@ -55,6 +61,7 @@ impl AppState {
             || now >= view.token.expires_at
             || now >= f.expires_at
             || f.client_id != bearer.client_id
+            || other_subject(&f.subject)
         {
             m.introspection("inactive");
             return Ok(Introspection::Inactive);
