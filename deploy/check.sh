@@ -12,7 +12,8 @@
 #               the only ports scraped (8141 serves no /metrics); Services expose 8141 (and,
 #               headless, 9140) only; every *_FILE variable names a file a mounted volume
 #               provides; Secret mounts 0440; no Secret as an environment variable without
-#               a checkov skip; no --dev; every checkov skip has a reason; templates hold no values;
+#               a checkov skip; no --dev nor --insecure-no-internal-token; every checkov skip has
+#               a reason; templates hold no values;
 #               every namespaced object of every render carries a namespace, one for all renders,
 #               the Namespace base/ creates; every HPA and PDB targets a workload of its own render
 #               and namespace; every volume claim a pod names is in its render; every Secret a pod
@@ -241,6 +242,9 @@ for f, doc in docs:
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
             if "--dev" in cmd or "IDENTITY_DEV" in env or "SIDECAR_DEV" in env:
                 err(f, f"{where}: --dev in a manifest")
+            if ("--insecure-no-internal-token" in cmd or "IDENTITY_INSECURE_NO_INTERNAL_TOKEN" in env
+                    or "SIDECAR_INSECURE_NO_INTERNAL_TOKEN" in env):
+                err(f, f"{where}: --insecure-no-internal-token in a manifest")
             for e in envs:
                 if "secretKeyRef" in (e.get("valueFrom") or {}) and "CKV_K8S_35" not in skips:
                     err(f, f"{where}: {e['name']} from a Secret as an environment variable: mount it, use the _FILE variable")
@@ -406,7 +410,7 @@ if errors:
 print(f"{checked} checks")
 PY
 then
-    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 (API) and 9141 (sidecar) ops-only from monitoring, probed and scraped there only, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir, one namespace everywhere, HPA/PDB targets rendered, claims rendered and Secrets rendered or templated in secrets/"
+    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 (API) and 9141 (sidecar) ops-only from monitoring, probed and scraped there only, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev nor --insecure-no-internal-token, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir, one namespace everywhere, HPA/PDB targets rendered, claims rendered and Secrets rendered or templated in secrets/"
 else
     fail policy "invariants"; show "$WORK/policy.log"
 fi

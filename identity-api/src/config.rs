@@ -149,7 +149,8 @@ pub struct DbArgs {
     pub database_url: Secret<DatabaseUrlSpec>,
 
     /// Development mode: without a key-encryption key, use (or create, mode 0600) ./identity-dev.kek;
-    /// `serve --dev` also seeds the client dev-client. Never in production.
+    /// `serve --dev` also seeds the client dev-client, and starts without an internal token
+    /// (with a warning) when none is given. Never in production.
     #[arg(long, env = "IDENTITY_DEV", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
@@ -200,6 +201,13 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub internal_token: Secret<InternalTokenSpec>,
+
+    /// Serve /api/v1/* without an internal token, to anyone who can reach --listen (a warning
+    /// says so at start). Without a token, serve refuses to start unless this or --dev is given.
+    /// Ignored when a token is given.
+    #[arg(long, env = "IDENTITY_INSECURE_NO_INTERNAL_TOKEN", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_no_internal_token: bool,
 
     /// Access-token lifetime in seconds.
     #[arg(long, env = "IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = DEFAULT_ACCESS_TTL_SECS, value_parser = clap::value_parser!(i64).range(1..))]
@@ -306,9 +314,10 @@ pub enum KekCommand {
 }
 
 impl ServeArgs {
-    /// The internal token, if one is configured.
+    /// The internal token; none only with --dev or --insecure-no-internal-token.
     pub fn internal_token(&self) -> Result<Option<InternalToken>, BadInternalToken> {
-        InternalToken::from_secret(&self.internal_token)
+        let none_allowed = self.db.dev || self.insecure_no_internal_token;
+        InternalToken::configured(&self.internal_token, none_allowed, "IDENTITY")
     }
 
     /// The settings these arguments give, for a server bound to `local` (the issuer's default).

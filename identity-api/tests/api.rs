@@ -676,7 +676,7 @@ async fn revoke_semantics(b: Backend) {
 
 async fn internal_token_enforced(b: Backend) {
     let Some(env) = TestEnv::with(b, |s| {
-        s.internal_token = Some(InternalToken::new("sidecar-secret").unwrap());
+        s.internal_token = Some(InternalToken::new("sidecar-secret-7e4c1a9b2f5d8036").unwrap());
     })
     .await
     else {
@@ -692,7 +692,10 @@ async fn internal_token_enforced(b: Backend) {
         ],
         vec![
             ("authorization", auth.as_str()),
-            (identity_protocol::headers::INTERNAL_TOKEN, "sidecar-secre"),
+            (
+                identity_protocol::headers::INTERNAL_TOKEN,
+                "sidecar-secret-7e4c1a9b2f5d803",
+            ),
         ],
         vec![
             ("authorization", auth.as_str()),
@@ -710,7 +713,10 @@ async fn internal_token_enforced(b: Backend) {
             "/api/v1/token/issue",
             &[
                 ("authorization", &auth),
-                (identity_protocol::headers::INTERNAL_TOKEN, "sidecar-secret"),
+                (
+                    identity_protocol::headers::INTERNAL_TOKEN,
+                    "sidecar-secret-7e4c1a9b2f5d8036",
+                ),
             ],
             body,
         )

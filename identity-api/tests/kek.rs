@@ -235,6 +235,7 @@ async fn serve_with_a_wrong_kek_fails_clearly(b: Backend) {
         "127.0.0.1:0",
         "--database-url",
         &env.url,
+        "--insecure-no-internal-token",
     ])
     .env("IDENTITY_KEY_ENCRYPTION_KEY", new_kek_text()));
     assert!(!ok);

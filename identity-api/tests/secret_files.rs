@@ -101,21 +101,26 @@ fn internal_token_file_is_parsed_and_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let serve_with =
         |path: &str| Cli::try_parse_from(["identity-api", "serve", "--internal-token-file", path]);
-    for content in ["tok-1", "tok-1\n", "tok-1\r\n"] {
-        let path = write(dir.path(), "t", content);
+    const TOKEN: &str = "tok-1-Xq7Lm2Vb9Nc4Rd8Hs3";
+    for content in [
+        TOKEN.to_owned(),
+        format!("{TOKEN}\n"),
+        format!("{TOKEN}\r\n"),
+    ] {
+        let path = write(dir.path(), "t", &content);
         let Sub::Serve(args) = serve_with(&path).unwrap().command else {
             panic!("serve")
         };
         let token = args.internal_token().unwrap().unwrap();
-        assert!(token.matches(b"tok-1"));
-        assert!(!token.matches(b"tok-1\n"));
+        assert!(token.matches(TOKEN.as_bytes()));
+        assert!(!token.matches(format!("{TOKEN}\n").as_bytes()));
     }
     // Only one newline is trimmed: the second is part of the value, which then is not visible
     // ASCII, and the error names the variable, not the value.
-    let path = write(dir.path(), "t", "tok-1\n\n");
+    let path = write(dir.path(), "t", &format!("{TOKEN}\n\n"));
     let err = serve_with(&path).unwrap_err().to_string();
     assert!(err.contains("IDENTITY_INTERNAL_TOKEN_FILE"), "{err}");
-    assert!(!err.contains("tok-1"), "{err}");
+    assert!(!err.contains(TOKEN), "{err}");
     // Conflict with the plain flag.
     let err = Cli::try_parse_from([
         "identity-api",
@@ -154,14 +159,17 @@ fn serve_reads_the_internal_token_file_and_refuses_bad_ones() {
         c
     };
     // Both variables: refused before anything starts.
-    let token_file = write(dir.path(), "token", "the-internal-token\n");
+    let token_file = write(dir.path(), "token", "the-internal-token-2c9f4e7b1a06d853\n");
     let (ok, _, err) = run(serve()
-        .env("IDENTITY_INTERNAL_TOKEN", "the-internal-token")
+        .env(
+            "IDENTITY_INTERNAL_TOKEN",
+            "the-internal-token-2c9f4e7b1a06d853",
+        )
         .env("IDENTITY_INTERNAL_TOKEN_FILE", &token_file));
     assert!(!ok);
     assert!(err.contains("cannot be used with"), "{err}");
     assert!(
-        !err.contains("the-internal-token\n") && !err.contains("=the-internal"),
+        !err.contains("the-internal-token-2c9f4e7b1a06d853\n") && !err.contains("=the-internal"),
         "{err}"
     );
     // Missing file.
@@ -219,8 +227,8 @@ fn serve_reads_the_internal_token_file_and_refuses_bad_ones() {
         .unwrap()
     };
     let without = status(None);
-    let wrong = status(Some("the-internal-toke"));
-    let right = status(Some("the-internal-token"));
+    let wrong = status(Some("the-internal-token-2c9f4e7b1a06d85"));
+    let right = status(Some("the-internal-token-2c9f4e7b1a06d853"));
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(without, 403);
@@ -277,7 +285,7 @@ fn secrets_that_start_with_a_hyphen_are_values() {
         "--previous-key-encryption-key",
         &previous,
         "--internal-token",
-        "-token",
+        "-token-Xq7Lm2Vb9Nc4Rd8Hs3",
     ])
     .unwrap();
     let Sub::Serve(args) = cli.command else {
@@ -285,5 +293,10 @@ fn secrets_that_start_with_a_hyphen_are_values() {
     };
     let keks = args.kek.resolve(args.db.dev).unwrap();
     assert!(keks.previous.is_some());
-    assert!(args.internal_token().unwrap().unwrap().matches(b"-token"));
+    assert!(
+        args.internal_token()
+            .unwrap()
+            .unwrap()
+            .matches(b"-token-Xq7Lm2Vb9Nc4Rd8Hs3")
+    );
 }

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 
 use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
+
+mod internal_token;
+
+pub use internal_token::{BadInternalToken, InternalToken, InternalTokenSpec};
 
 /// The names and help of one secret's two arguments.
 pub trait SecretSpec {
@@ -230,75 +232,6 @@ impl<S: SecretSpec> FromArgMatches for Secret<S> {
     }
 }
 
-/// `IDENTITY_INTERNAL_TOKEN`: both binaries read the same variables.
-#[derive(Debug)]
-pub enum InternalTokenSpec {}
-
-impl SecretSpec for InternalTokenSpec {
-    const FLAG: &'static str = "internal-token";
-    const FILE_FLAG: &'static str = "internal-token-file";
-    const ENV: &'static str = "IDENTITY_INTERNAL_TOKEN";
-    const FILE_ENV: &'static str = "IDENTITY_INTERNAL_TOKEN_FILE";
-    const HELP: &'static str = "The secret shared by the sidecar and the identity API: the \
-        sidecar sends it as X-Internal-Token, the identity API requires it on /api/v1/*. \
-        Visible ASCII, no spaces. Prefer --internal-token-file (or the variable) to the flag";
-    const FILE_HELP: &'static str =
-        "File holding the internal token (one trailing newline is ignored)";
-
-    fn check(value: &str) -> Result<(), &'static str> {
-        InternalToken::new(value)
-            .map(drop)
-            .map_err(|_| "must be non-empty visible ASCII: no spaces, no trailing newline")
-    }
-}
-
-/// The internal token, checked: non-empty visible ASCII (it travels as a header value). Wiped on
-/// drop; compared in constant time; `Debug` shows nothing.
-pub struct InternalToken(Zeroizing<String>);
-
-/// The internal token is not non-empty visible ASCII. Says which variable, never the value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "--internal-token (IDENTITY_INTERNAL_TOKEN) must be non-empty visible ASCII: no spaces, no \
-     trailing newline"
-)]
-pub struct BadInternalToken;
-
-impl InternalToken {
-    pub fn new(text: &str) -> Result<Self, BadInternalToken> {
-        if text.is_empty() || !text.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-            return Err(BadInternalToken);
-        }
-        Ok(Self(Zeroizing::new(text.to_owned())))
-    }
-
-    /// The configured token, if one was given (checked while parsing, and again here for a
-    /// secret given in code).
-    pub fn from_secret(
-        secret: &Secret<InternalTokenSpec>,
-    ) -> Result<Option<Self>, BadInternalToken> {
-        secret.get().map(Self::new).transpose()
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Constant-time comparison with a presented header value. Fixed-size digests are
-    /// compared, so that the token's length does not show either.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        let expected: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
-        let presented: [u8; 32] = Sha256::digest(presented).into();
-        expected.ct_eq(&presented).into()
-    }
-}
-
-impl fmt::Debug for InternalToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InternalToken(<redacted>)")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -306,6 +239,9 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    /// Strong enough for the internal token's rule: 32 hex digits.
+    const TOKEN: &str = "3f9a0c5be17d4286a9c0f1e2d3b4a596";
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -337,17 +273,22 @@ mod tests {
     fn a_secret_comes_from_its_flag_or_its_file_never_both() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
-        for (content, expected) in [("t1", "t1"), ("t1\n", "t1"), ("t1\r\n", "t1")] {
-            std::fs::write(&file, content).unwrap();
+        for content in [
+            TOKEN.to_owned(),
+            format!("{TOKEN}\n"),
+            format!("{TOKEN}\r\n"),
+        ] {
+            std::fs::write(&file, &content).unwrap();
             let cli = Cli::try_parse_from(["x", "--internal-token-file", file.to_str().unwrap()]);
-            assert_eq!(cli.unwrap().token.get(), Some(expected), "{content:?}");
+            assert_eq!(cli.unwrap().token.get(), Some(TOKEN), "{content:?}");
         }
         // One newline only: the second is part of the value, which the token's rule refuses.
-        std::fs::write(&file, "t1\n\n").unwrap();
+        std::fs::write(&file, format!("{TOKEN}\n\n")).unwrap();
         let err = Cli::try_parse_from(["x", "--internal-token-file", file.to_str().unwrap()]);
         assert!(err.unwrap_err().to_string().contains("visible ASCII"));
-        let cli = Cli::try_parse_from(["x", "--internal-token", "-starts-with-a-hyphen"]).unwrap();
-        assert_eq!(cli.token.get(), Some("-starts-with-a-hyphen"));
+        let hyphen = "-starts-with-a-hyphen-0123456789";
+        let cli = Cli::try_parse_from(["x", "--internal-token", hyphen]).unwrap();
+        assert_eq!(cli.token.get(), Some(hyphen));
         let both = [
             "x",
             "--internal-token",
@@ -377,12 +318,14 @@ mod tests {
             ),
             (vec!["x", "--internal-token", ""], "is set but empty"),
             (vec!["x", "--internal-token", "a b"], "visible ASCII"),
+            (vec!["x", "--internal-token", "sh0rt-t0ken"], "128 bits"),
         ] {
             let err = Cli::try_parse_from(&args).unwrap_err().to_string();
             assert!(
                 err.contains("IDENTITY_INTERNAL_TOKEN") && err.contains(says),
                 "{err}"
             );
+            assert!(!err.contains("sh0rt"), "{err}");
         }
         let shown = format!("{:?}", Secret::<InternalTokenSpec>::from_value("s3cr3t"));
         assert!(!shown.contains("s3cr3t"), "{shown}");
@@ -402,22 +345,5 @@ mod tests {
         assert_eq!(cli.optional.get(), Some("the-default"));
         let cli = Defaulted::try_parse_from(["x", "--optional-file", "/nonexistent/x"]).unwrap();
         assert_eq!(cli.optional.get(), None);
-    }
-
-    #[test]
-    fn the_internal_token_is_visible_ascii_and_compared_whole() {
-        let token = InternalToken::new("tok-1").unwrap();
-        assert!(token.matches(b"tok-1"));
-        for other in [&b"tok-1\n"[..], b"tok-", b"tok-11", b""] {
-            assert!(!token.matches(other));
-        }
-        for bad in ["", " ", "a b", "tab\t", "é"] {
-            assert_eq!(
-                InternalToken::new(bad).unwrap_err(),
-                BadInternalToken,
-                "{bad:?}"
-            );
-        }
-        assert_eq!(format!("{token:?}"), "InternalToken(<redacted>)");
     }
 }

@@ -64,7 +64,8 @@ pub struct Config {
     pub publish_key_files: Vec<PathBuf>,
 
     /// Development mode: without --signing-key-file, use ./sidecar-dev-signing-key.pem, generating
-    /// it if missing. Never in production.
+    /// it if missing; without an internal token, forward without one (with a warning). Never in
+    /// production.
     #[arg(long, env = "SIDECAR_DEV")]
     pub dev: bool,
 
@@ -72,6 +73,13 @@ pub struct Config {
     // IDENTITY_INTERNAL_TOKEN_FILE, as the identity API reads them.
     #[command(flatten)]
     pub internal_token: Secret<InternalTokenSpec>,
+
+    /// Forward requests without an internal token (a warning says so at start): only for an
+    /// identity API that requires none. Without a token, the sidecar refuses to start unless this
+    /// or --dev is given. Ignored when a token is given.
+    #[arg(long, env = "SIDECAR_INSECURE_NO_INTERNAL_TOKEN", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_no_internal_token: bool,
 
     /// Lifetime of an anonymous session, in seconds (at most a year).
     #[arg(long, env = "SIDECAR_ANONYMOUS_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]

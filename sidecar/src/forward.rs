@@ -96,10 +96,14 @@ impl Upstream {
         Ok(Self {
             client,
             base: config.upstream_base(),
-            internal_token: InternalToken::from_secret(&config.internal_token)
-                .map_err(|e| e.to_string())?
-                .map(internal_token_header)
-                .transpose()?,
+            internal_token: InternalToken::configured(
+                &config.internal_token,
+                config.dev || config.insecure_no_internal_token,
+                "SIDECAR",
+            )
+            .map_err(|e| e.to_string())?
+            .map(internal_token_header)
+            .transpose()?,
             timeout: config.upstream_timeout(),
             max_body: config.max_upstream_body_bytes,
         })
@@ -283,11 +287,12 @@ mod tests {
         let mut config =
             Config::try_parse_from(["identity-sidecar", "--upstream", "http://127.0.0.1:1"])
                 .unwrap();
-        config.internal_token = identity_runtime::Secret::from_value("s3cr3t-internal-token");
+        config.internal_token =
+            identity_runtime::Secret::from_value("s3cr3t-internal-token-9f2b7c41e0a8");
         let upstream = Upstream::new(&config).unwrap();
         let header = upstream.internal_token.as_ref().unwrap();
         assert!(header.is_sensitive());
-        assert_eq!(header.as_bytes(), b"s3cr3t-internal-token");
+        assert_eq!(header.as_bytes(), b"s3cr3t-internal-token-9f2b7c41e0a8");
         let shown = format!("{upstream:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
     }

@@ -63,8 +63,11 @@ fn flag_and_file_flag_conflict() {
 #[test]
 fn a_token_that_starts_with_a_hyphen_is_a_value() {
     // One base64url secret in 64 starts with '-'.
-    let config = parse(&["--internal-token", "-Z9_token"]).unwrap();
-    assert_eq!(config.internal_token.get().unwrap(), "-Z9_token");
+    let config = parse(&["--internal-token", "-Z9_token-Qm4xV7pL2sK8wR3n"]).unwrap();
+    assert_eq!(
+        config.internal_token.get().unwrap(),
+        "-Z9_token-Qm4xV7pL2sK8wR3n"
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-pub const INTERNAL_TOKEN: &str = "test-internal-token";
+pub const INTERNAL_TOKEN: &str = "test-internal-token-5d1e8b3a9c07f264";
 /// Bearer tokens the stub knows as active, with their subject.
 pub const ALICE_TOKEN: &str = "alice-access-token";
 pub const BOB_TOKEN: &str = "bob-access-token";
