@@ -8,6 +8,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     BadUrl,
+    #[error("cannot create the SQLite database file {path}: {source}")]
+    CreateFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("already exists")]
     Conflict,
     /// The batch task has stopped: `Db::close` was called, or its runtime is shutting down.

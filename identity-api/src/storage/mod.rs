@@ -4,6 +4,7 @@
 //! - `error`: what the storage fails with ([`StoreError`]);
 //! - [`rows`]: every table's row, declared once (struct, columns, mapper, binding);
 //! - `pool`: the pools of either database, migrations, and the macros that pick a pool;
+//!   `sqlite_file`: SQLite's files, owner-only;
 //! - `sql`: SQL text sized to a batch's bucket, in both databases' forms;
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
@@ -26,6 +27,7 @@ mod purge;
 mod reads;
 pub mod rows;
 mod sql;
+mod sqlite_file;
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 //! SQLite gets a single-connection write pool (writers queue in the pool instead of failing with
 //! SQLITE_BUSY) and a read pool in WAL mode; every write transaction starts with BEGIN IMMEDIATE
 //! so that another process holding the file makes us wait (busy_timeout), never fail half-way.
+//! Its files are created owner-only (`sqlite_file`).
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 };
 
 use super::error::StoreError;
+use super::sqlite_file;
 
 /// The connection pools. SQLite has a single-connection write pool and a read pool.
 #[derive(Clone, Debug)]
@@ -72,6 +74,8 @@ impl Pools {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            // Owner-only, before SQLite would create the file 0644.
+            sqlite_file::prepare(url, opts.get_filename())?;
             // No ping before each acquire: an embedded SQLite connection cannot go stale, and
             // the ping is one more round-trip to sqlx's connection thread on every query.
             let write = SqlitePoolOptions::new()
