@@ -1,0 +1,101 @@
+//! `client ...`: the operator's commands on clients.
+
+use super::{CommandError, open};
+use crate::clients::{self, ClientError};
+use crate::clock::now;
+use crate::config::{ClientCommand, DbArgs, KekArgs};
+use crate::kek;
+use crate::secret::Key32;
+use crate::storage::Db;
+
+pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
+    match cmd {
+        ClientCommand::Create {
+            client_id,
+            scope,
+            audience,
+            json,
+            db,
+            kek,
+        } => {
+            let audience = audience.join(" ");
+            let secret = with_verifier_key(&db, &kek, async |db, key| {
+                clients::create(db, key, &client_id, &scope, &audience, now()).await
+            })
+            .await?;
+            print_secret(&client_id, secret.expose(), json);
+        }
+        ClientCommand::List { json, db } => {
+            let db = open(&db).await?;
+            let rows = db.clients().await;
+            db.close().await;
+            for c in rows? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "client_id": c.client_id, "scope": c.scopes, "audience": c.audiences,
+                            "enabled": c.enabled, "created_at": c.created_at, "rotated_at": c.rotated_at,
+                        })
+                    );
+                } else {
+                    println!(
+                        "{}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"",
+                        c.client_id, c.enabled, c.scopes, c.audiences
+                    );
+                }
+            }
+        }
+        ClientCommand::RotateSecret {
+            client_id,
+            json,
+            db,
+            kek,
+        } => {
+            let secret = with_verifier_key(&db, &kek, async |db, key| {
+                clients::rotate_secret(db, key, &client_id, now()).await
+            })
+            .await?;
+            print_secret(&client_id, secret.expose(), json);
+        }
+        ClientCommand::Disable { client_id, db } => {
+            let db = open(&db).await?;
+            let disabled = clients::set_enabled(&db, &client_id, false).await;
+            db.close().await;
+            disabled?;
+            println!("client {client_id} disabled");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` with the database and the client-secret verifier key (which the key-encryption key
+/// opens), then closes the database whatever `f` answered.
+async fn with_verifier_key<T>(
+    db: &DbArgs,
+    kek: &KekArgs,
+    f: impl AsyncFnOnce(&Db, &Key32) -> Result<T, ClientError>,
+) -> Result<T, CommandError> {
+    let keks = kek.resolve(db.dev)?;
+    let db = open(db).await?;
+    let result = match kek::verifier_key(&db, &keks).await {
+        Ok(key) => f(&db, &key).await.map_err(CommandError::from),
+        Err(e) => Err(e.into()),
+    };
+    db.close().await;
+    result
+}
+
+/// The secret is shown once: on stdout, never in a log.
+fn print_secret(client_id: &str, secret: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "client_id": client_id, "client_secret": secret })
+        );
+    } else {
+        println!("client_id:     {client_id}");
+        println!("client_secret: {secret}");
+        println!("(the secret is shown once; store it now)");
+    }
+}

@@ -1,0 +1,132 @@
+//! What each command of `identity-api` does, once its arguments are parsed (`config`): `serve`
+//! (`serve`), the operator's commands on clients (`client`), and here those on signing keys and
+//! the key-encryption key.
+
+mod client;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use identity_runtime::secret::BadInternalToken;
+
+use crate::clients::ClientError;
+use crate::clock::now;
+use crate::config::{Command, DbArgs, KekCommand, KeysCommand};
+use crate::kek::{self, Kek, KeyError};
+use crate::keys;
+use crate::purge;
+use crate::service::StartError;
+use crate::storage::{Db, StoreError};
+
+/// Why a command failed; every text is safe to print (no secret is in any of them).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot open the database: {0}")]
+    Open(StoreError),
+    #[error("migrations failed: {0}")]
+    Migrate(StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start: {0}")]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    InternalToken(#[from] BadInternalToken),
+    #[error("kek rewrap changed nothing: {0}")]
+    Rewrap(KeyError),
+    #[error("cannot listen on {addr}{what}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {} (--listen-unix): {source}", path.display())]
+    ListenUnix {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs a parsed command to its end.
+pub async fn run(command: Command) -> Result<(), CommandError> {
+    match command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Migrate(db) => {
+            open(&db).await?.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Client(cmd) => client::run(cmd).await,
+        Command::Keys(KeysCommand::Rotate { db, kek }) => {
+            let keks = kek.resolve(db.dev)?;
+            let db = open(&db).await?;
+            let kid = keys::rotate(&db, &keks.current, now()).await;
+            db.close().await;
+            println!(
+                "new signing key {}; running servers use it within a second",
+                kid?
+            );
+            Ok(())
+        }
+        Command::Kek(KekCommand::Generate) => {
+            let (kek, text) = Kek::generate();
+            println!("{}", text.as_str());
+            eprintln!(
+                "key-encryption key id {} (stored next to the rows it encrypts)",
+                kek.id()
+            );
+            Ok(())
+        }
+        Command::Purge {
+            db,
+            retention,
+            json,
+        } => {
+            let db = open(&db).await?;
+            let purged = purge::run(&db, retention.retention(), now(), Duration::ZERO).await;
+            db.close().await;
+            match purged? {
+                None => println!("another instance is purging; nothing done"),
+                Some(p) if json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "families": p.families,
+                        "refresh_tokens": p.refresh_tokens,
+                        "audit_events": p.audit_events,
+                    })
+                ),
+                Some(p) => println!(
+                    "purged {} token families, {} refresh tokens, {} audit events",
+                    p.families, p.refresh_tokens, p.audit_events
+                ),
+            }
+            Ok(())
+        }
+        Command::Kek(KekCommand::Rewrap { db, kek }) => {
+            let keks = kek.resolve(db.dev)?;
+            let db = open(&db).await?;
+            let result = kek::rewrap(&db, &keks).await;
+            db.close().await;
+            let n = result.map_err(CommandError::Rewrap)?;
+            println!(
+                "rewrapped {n} rows under key-encryption key id {}",
+                keks.current.id()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Connects and runs the migrations.
+async fn open(args: &DbArgs) -> Result<Db, CommandError> {
+    let db = Db::connect(args.url()).await.map_err(CommandError::Open)?;
+    db.migrate().await.map_err(CommandError::Migrate)?;
+    Ok(db)
+}
