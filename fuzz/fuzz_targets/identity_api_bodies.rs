@@ -51,6 +51,7 @@ fn fixture() -> &'static Fixture {
                 "c1",
                 "orders.read orders.write",
                 "orders-api",
+                &identity_api::operator::Operator::new("fuzz", None),
                 identity_api::now(),
             )
             .await

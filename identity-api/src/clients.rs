@@ -15,8 +15,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::clock::now;
+use crate::operator::Operator;
 use crate::secret::{ClientSecret, Key32, random_token};
-use crate::storage::{ClientRow, Db, StoreError};
+use crate::storage::{AdminEvent, AuditRow, ClientRow, Db, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -141,13 +142,14 @@ fn normalize(list: &str, what: fn(String) -> ClientError) -> Result<String, Clie
     Ok(items.join(" "))
 }
 
-/// Creates a client and returns its secret (shown once).
+/// Creates a client and returns its secret (shown once); audited as `client_create` by `by`.
 pub async fn create(
     db: &Db,
     key: &Key32,
     client_id: &str,
     scopes: &str,
     audiences: &str,
+    by: &Operator,
     now: i64,
 ) -> Result<ClientSecret, ClientError> {
     if !valid_client_id(client_id) {
@@ -156,6 +158,13 @@ pub async fn create(
     let scopes = normalize(scopes, ClientError::InvalidScope)?;
     let audiences = normalize(audiences, ClientError::InvalidAudience)?;
     let secret = ClientSecret::new(random_token().to_string());
+    let audit = AuditRow::admin(
+        now,
+        AdminEvent::ClientCreate,
+        by.as_str(),
+        Some(client_id),
+        serde_json::json!({ "scope": scopes, "audience": audiences }),
+    );
     let row = ClientRow {
         client_id: client_id.to_owned(),
         secret_verifier: verifier(key, client_id, secret.expose()).to_vec(),
@@ -165,32 +174,61 @@ pub async fn create(
         created_at: now,
         rotated_at: now,
     };
-    match db.insert_client(&row).await {
+    match db.insert_client(&row, &audit).await {
         Ok(()) => Ok(secret),
         Err(StoreError::Conflict) => Err(ClientError::Exists(client_id.to_owned())),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Replaces the secret; the old one stops working at once.
+/// Replaces the secret; the old one stops working at once. Audited as `client_rotate_secret`.
 pub async fn rotate_secret(
     db: &Db,
     key: &Key32,
     client_id: &str,
+    by: &Operator,
     now: i64,
 ) -> Result<ClientSecret, ClientError> {
     let secret = ClientSecret::new(random_token().to_string());
     let v = verifier(key, client_id, secret.expose());
-    if db.set_client_verifier(client_id, &v, now).await? {
+    let audit = AuditRow::admin(
+        now,
+        AdminEvent::ClientRotateSecret,
+        by.as_str(),
+        Some(client_id),
+        serde_json::json!({ "overlap_secs": 0 }),
+    );
+    if db.set_client_verifier(client_id, &v, now, &audit).await? {
         Ok(secret)
     } else {
         Err(ClientError::NotFound(client_id.to_owned()))
     }
 }
 
-/// Disabling revokes the client's token families too (see `Db::set_client_enabled`).
-pub async fn set_enabled(db: &Db, client_id: &str, enabled: bool) -> Result<(), ClientError> {
-    if db.set_client_enabled(client_id, enabled, now()).await? {
+/// Disabling revokes the client's token families too (see `Db::set_client_enabled`); enabling
+/// leaves them revoked. Audited as `client_disable` (with the number of families revoked) or
+/// `client_enable`.
+pub async fn set_enabled(
+    db: &Db,
+    client_id: &str,
+    enabled: bool,
+    by: &Operator,
+) -> Result<(), ClientError> {
+    let now = now();
+    let audit = |revoked: u64| {
+        let (event, detail) = match enabled {
+            true => (AdminEvent::ClientEnable, serde_json::json!({})),
+            false => (
+                AdminEvent::ClientDisable,
+                serde_json::json!({ "families_revoked": revoked }),
+            ),
+        };
+        AuditRow::admin(now, event, by.as_str(), Some(client_id), detail)
+    };
+    if db
+        .set_client_enabled(client_id, enabled, now, audit)
+        .await?
+    {
         Ok(())
     } else {
         Err(ClientError::NotFound(client_id.to_owned()))

@@ -10,8 +10,9 @@ use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::clock::now;
+use crate::operator::Operator;
 use crate::secret::{Key32, b64u, b64u_decode, sha256};
-use crate::storage::{Db, StoreError, WrappedKeyRow, WrappedTable};
+use crate::storage::{AdminEvent, AuditRow, Db, StoreError, WrappedKeyRow, WrappedTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -232,20 +233,33 @@ fn open_verifier_key(keks: &Keks, row: &WrappedKeyRow) -> Result<Key32, KeyError
 
 /// Re-seals every row not sealed under the current key-encryption key, in one transaction.
 /// Idempotent; returns how many rows it changed. Refuses (changing nothing) when a row opens
-/// with neither key.
-pub async fn rewrap(db: &Db, keks: &Keks) -> Result<usize, KeyError> {
+/// with neither key. Audited as `kek_rewrap` by `by`, with the count and the key's public id.
+pub async fn rewrap(db: &Db, keks: &Keks, by: &Operator) -> Result<usize, KeyError> {
     let current = keks.current.id().to_owned();
-    db.rewrap(|row| {
-        if row.kek_id == current {
-            return Ok(None);
-        }
-        let what = match row.table {
-            WrappedTable::SigningKeys => format!("signing key {}", row.name),
-            WrappedTable::WrappedKeys => format!("wrapped key {}", row.name),
-        };
-        let plain = keks.open(&what, &row.name, &row.kek_id, &row.sealed)?;
-        let sealed = keks.current.seal(&row.name, &plain)?;
-        Ok(Some((current.clone(), sealed)))
-    })
+    let now = now();
+    let audit = |rows: usize| {
+        AuditRow::admin(
+            now,
+            AdminEvent::KekRewrap,
+            by.as_str(),
+            None,
+            serde_json::json!({ "rows": rows, "kek_id": keks.current.id() }),
+        )
+    };
+    db.rewrap(
+        |row| {
+            if row.kek_id == current {
+                return Ok(None);
+            }
+            let what = match row.table {
+                WrappedTable::SigningKeys => format!("signing key {}", row.name),
+                WrappedTable::WrappedKeys => format!("wrapped key {}", row.name),
+            };
+            let plain = keks.open(&what, &row.name, &row.kek_id, &row.sealed)?;
+            let sealed = keks.current.seal(&row.name, &plain)?;
+            Ok(Some((current.clone(), sealed)))
+        },
+        audit,
+    )
     .await?
 }

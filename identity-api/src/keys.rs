@@ -12,8 +12,9 @@ use p256::pkcs8::EncodePrivateKey;
 use rand_core::OsRng;
 
 use crate::kek::{Kek, Keks, KeyError};
+use crate::operator::Operator;
 use crate::secret::{b64u, sha256};
-use crate::storage::{Db, SigningKeyRow};
+use crate::storage::{AdminEvent, AuditRow, Db, SigningKeyRow};
 
 /// The active signing key: the aws-lc-rs key pair, parsed once (aws-lc cleanses the private
 /// scalar when it frees it), and the encoded JWT header, the same for every token it signs.
@@ -89,8 +90,23 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-/// Generates a new P-256 key and stores it (encrypted) as the active key; older keys are retired.
-pub async fn rotate(db: &Db, kek: &Kek, now: i64) -> Result<String, KeyError> {
+/// Generates a new P-256 key and stores it (encrypted) as the active key; older keys are
+/// retired. Audited as `keys_rotate` by `by`, with the new key's id.
+pub async fn rotate(db: &Db, kek: &Kek, now: i64, by: &Operator) -> Result<String, KeyError> {
+    let row = new_key(kek, now)?;
+    let audit = AuditRow::admin(
+        now,
+        AdminEvent::KeysRotate,
+        by.as_str(),
+        None,
+        serde_json::json!({ "kid": row.kid, "kek_id": row.kek_id }),
+    );
+    db.insert_signing_key(&row, true, Some(&audit)).await?;
+    Ok(row.kid)
+}
+
+/// A new P-256 signing key sealed under `kek`, as its row (not yet stored).
+fn new_key(kek: &Kek, now: i64) -> Result<SigningKeyRow, KeyError> {
     let secret = p256::SecretKey::random(&mut OsRng);
     let point = secret.public_key().to_encoded_point(false);
     let (x, y) = match (point.x(), point.y()) {
@@ -100,20 +116,15 @@ pub async fn rotate(db: &Db, kek: &Kek, now: i64) -> Result<String, KeyError> {
     let kid = b64u(&sha256(point.as_bytes())[..12]);
     let der = secret.to_pkcs8_der().map_err(|_| KeyError::Generate)?;
     let sealed = kek.seal(&kid, der.as_bytes())?;
-    db.insert_signing_key(
-        &SigningKeyRow {
-            kid: kid.clone(),
-            public_x: x,
-            public_y: y,
-            private_key_enc: sealed,
-            kek_id: kek.id().to_owned(),
-            created_at: now,
-            retired_at: None,
-        },
-        true,
-    )
-    .await?;
-    Ok(kid)
+    Ok(SigningKeyRow {
+        kid,
+        public_x: x,
+        public_y: y,
+        private_key_enc: sealed,
+        kek_id: kek.id().to_owned(),
+        created_at: now,
+        retired_at: None,
+    })
 }
 
 /// The key ring as stored, plus the KEK to open private keys.
@@ -158,7 +169,10 @@ impl KeyStore {
     pub async fn reload(&self, db: &Db, now: i64) -> Result<bool, KeyError> {
         let mut rows = db.signing_keys(now - self.verify_window).await?;
         if !rows.iter().any(|r| r.retired_at.is_none()) {
-            rotate(db, &self.keks.current, now).await?;
+            // The server's own first key (or one after every key was retired by hand): not an
+            // operator's change, so not audited.
+            let row = new_key(&self.keks.current, now)?;
+            db.insert_signing_key(&row, true, None).await?;
             rows = db.signing_keys(now - self.verify_window).await?;
         }
         let current = self.ring();

@@ -3,7 +3,8 @@
 //! JWKS, over SQLite or PostgreSQL. Implements PROTOCOL.md section 5 behind the sidecar.
 //!
 //! From the bottom up (each module uses only those above it in this list):
-//! - [`clock`], [`secret`]: the time; secrets, random values, refresh-token lookup keys;
+//! - [`clock`], [`secret`], [`operator`]: the time; secrets, random values, refresh-token
+//!   lookup keys; who runs an operator command;
 //! - [`storage`]: the database ([`Db`]); [`purge`]: retention, what has ended deleted;
 //! - [`kek`], [`keys`]: the key-encryption key and the verifier key; the signing keys;
 //! - [`clients`], [`tokens`]: clients and their secrets; access tokens (JWT);
@@ -21,6 +22,7 @@ pub mod http;
 pub mod kek;
 pub mod keys;
 pub mod metrics;
+pub mod operator;
 pub mod purge;
 pub mod secret;
 pub mod server;

@@ -152,11 +152,11 @@ async fn issue_errors(b: Backend) {
         401,
         "invalid_client",
     );
-    identity_api::clients::set_enabled(env.state.db(), "c1", false)
+    identity_api::clients::set_enabled(env.state.db(), "c1", false, &common::operator())
         .await
         .unwrap();
     assert_error(&issue(ok_auth.clone(), body).await, 401, "invalid_client");
-    identity_api::clients::set_enabled(env.state.db(), "c1", true)
+    identity_api::clients::set_enabled(env.state.db(), "c1", true, &common::operator())
         .await
         .unwrap();
     assert_eq!(issue(ok_auth.clone(), body).await.0, StatusCode::OK);
@@ -210,6 +210,7 @@ async fn issue_errors(b: Backend) {
         env.state.db(),
         env.state.verifier_key(),
         "multi",
+        &common::operator(),
         identity_api::now(),
     )
     .await
@@ -837,7 +838,7 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
     let other_bearer = s(&other, "access_token");
     assert_eq!(env.introspect(&a1, &a1).await.1["active"], true);
 
-    identity_api::clients::set_enabled(env.state.db(), "c1", false)
+    identity_api::clients::set_enabled(env.state.db(), "c1", false, &common::operator())
         .await
         .unwrap();
     // Its bearer belongs to a revoked family now: refused as a bearer, inactive as a token.
@@ -878,7 +879,7 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
     assert_eq!(disabled, expected, "{events:?}");
 
     // Enabling it again does not bring the old families back.
-    identity_api::clients::set_enabled(env.state.db(), "c1", true)
+    identity_api::clients::set_enabled(env.state.db(), "c1", true, &common::operator())
         .await
         .unwrap();
     assert_error(&env.refresh(&a1, &r1).await, 401, "invalid_token");
@@ -917,14 +918,20 @@ async fn client_changes_act_at_once_on_issue(b: Backend) {
         events.iter().filter(|e| e.0 == "issue").count()
     };
     let rotate = || async {
-        identity_api::clients::rotate_secret(db, key, "c1", identity_api::now())
-            .await
-            .unwrap()
-            .expose()
-            .to_owned()
+        identity_api::clients::rotate_secret(
+            db,
+            key,
+            "c1",
+            &common::operator(),
+            identity_api::now(),
+        )
+        .await
+        .unwrap()
+        .expose()
+        .to_owned()
     };
     let set_enabled = |enabled: bool| async move {
-        identity_api::clients::set_enabled(db, "c1", enabled)
+        identity_api::clients::set_enabled(db, "c1", enabled, &common::operator())
             .await
             .unwrap()
     };
@@ -990,8 +997,9 @@ async fn storage_holds_hashes_and_audit_holds_no_secret(b: Backend) {
     assert_eq!(env.revoke(&a2, &r2).await.1, json!({"revoked": true}));
 
     let hashes_sql = "SELECT token_hash FROM refresh_tokens";
-    let audit_sql =
-        "SELECT at, event, client_id, subject, family_id, outcome FROM audit_events ORDER BY id";
+    // The events of requests (administrative changes, with an actor: tests/admin_audit.rs).
+    let audit_sql = "SELECT at, event, client_id, subject, family_id, outcome FROM audit_events \
+                     WHERE actor IS NULL ORDER BY id";
     /// at, event, client_id, subject, family_id, outcome
     type AuditRow = (
         i64,

@@ -196,13 +196,19 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
     };
     let db = env.state.db().clone();
     let old_c2 = db.client("c2").await.unwrap().unwrap().secret_verifier;
-    identity_api::clients::set_enabled(&db, "c2", false)
+    identity_api::clients::set_enabled(&db, "c2", false, &common::operator())
         .await
         .unwrap();
     let old_c1 = db.client("c1").await.unwrap().unwrap().secret_verifier;
-    identity_api::clients::rotate_secret(&db, env.state.verifier_key(), "c1", identity_api::now())
-        .await
-        .unwrap();
+    identity_api::clients::rotate_secret(
+        &db,
+        env.state.verifier_key(),
+        "c1",
+        &common::operator(),
+        identity_api::now(),
+    )
+    .await
+    .unwrap();
     let start = write_batches(&db, [0; 4]);
     let (fam, old_hash, held) = stored_family_then_held_writes(&db).await;
     let cases: [(&str, Option<&[u8]>, Opened); 6] = [

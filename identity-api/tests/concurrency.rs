@@ -279,7 +279,7 @@ async fn disabling_a_client_while_it_issues(b: Backend) {
     tokio::time::timeout(Duration::from_secs(60), started)
         .await
         .expect("100 issues within a minute");
-    identity_api::clients::set_enabled(env.state.db(), "c1", false)
+    identity_api::clients::set_enabled(env.state.db(), "c1", false, &common::operator())
         .await
         .unwrap();
     disabled.store(true, Ordering::SeqCst);

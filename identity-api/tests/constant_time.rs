@@ -79,7 +79,7 @@ async fn unknown_client_wrong_secret_and_disabled_client_answer_identically() {
         assert_eq!(got, reference, "{what}");
     }
     // A disabled client with its right secret: the same answer too.
-    identity_api::clients::set_enabled(env.state.db(), "c2", false)
+    identity_api::clients::set_enabled(env.state.db(), "c2", false, &common::operator())
         .await
         .unwrap();
     let got = raw(

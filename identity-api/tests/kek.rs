@@ -96,15 +96,21 @@ async fn kek_rotation_end_to_end(b: Backend) {
         StatusCode::OK
     );
     // New keys are sealed under the new key.
-    let new_kid = keys::rotate(during.db(), &kek(&new_kek), identity_api::now())
-        .await
-        .unwrap();
+    let new_kid = keys::rotate(
+        during.db(),
+        &kek(&new_kek),
+        identity_api::now(),
+        &common::operator(),
+    )
+    .await
+    .unwrap();
     let secret3 = clients::create(
         during.db(),
         during.verifier_key(),
         "c3",
         "orders.read",
         "orders-api",
+        &common::operator(),
         identity_api::now(),
     )
     .await
@@ -194,7 +200,7 @@ async fn rewrap_refuses_rows_under_an_unknown_key(b: Backend) {
         return;
     };
     let (a, c) = (new_kek_text(), new_kek_text());
-    let err = kek::rewrap(env.state.db(), &keks(&a, Some(&c)))
+    let err = kek::rewrap(env.state.db(), &keks(&a, Some(&c)), &common::operator())
         .await
         .unwrap_err()
         .to_string();

@@ -36,6 +36,7 @@ async fn key_rotation_keeps_old_tokens_valid(b: Backend) {
         env.state.db(),
         &Kek::parse(&env.kek).unwrap(),
         identity_api::now(),
+        &common::operator(),
     )
     .await
     .unwrap();

@@ -5,10 +5,13 @@ use crate::clients::{self, ClientError};
 use crate::clock::now;
 use crate::config::{ClientCommand, DbArgs, KekArgs};
 use crate::kek;
+use crate::operator::Operator;
 use crate::secret::Key32;
 use crate::storage::Db;
 
 pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
+    // Who runs the command, for the audit row each change writes.
+    let by = Operator::current();
     match cmd {
         ClientCommand::Create {
             client_id,
@@ -20,7 +23,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
         } => {
             let audience = audience.join(" ");
             let secret = with_verifier_key(&db, &kek, async |db, key| {
-                clients::create(db, key, &client_id, &scope, &audience, now()).await
+                clients::create(db, key, &client_id, &scope, &audience, &by, now()).await
             })
             .await?;
             print_secret(&client_id, secret.expose(), json);
@@ -53,14 +56,14 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             kek,
         } => {
             let secret = with_verifier_key(&db, &kek, async |db, key| {
-                clients::rotate_secret(db, key, &client_id, now()).await
+                clients::rotate_secret(db, key, &client_id, &by, now()).await
             })
             .await?;
             print_secret(&client_id, secret.expose(), json);
         }
         ClientCommand::Disable { client_id, db } => {
             let db = open(&db).await?;
-            let disabled = clients::set_enabled(&db, &client_id, false).await;
+            let disabled = clients::set_enabled(&db, &client_id, false, &by).await;
             db.close().await;
             disabled?;
             println!("client {client_id} disabled");

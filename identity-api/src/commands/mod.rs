@@ -16,6 +16,7 @@ use crate::clock::now;
 use crate::config::{Command, DbArgs, KekCommand, KeysCommand};
 use crate::kek::{self, Kek, KeyError};
 use crate::keys;
+use crate::operator::Operator;
 use crate::purge;
 use crate::service::StartError;
 use crate::storage::{Db, StoreError};
@@ -67,7 +68,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Keys(KeysCommand::Rotate { db, kek }) => {
             let keks = kek.resolve(db.dev)?;
             let db = open(&db).await?;
-            let kid = keys::rotate(&db, &keks.current, now()).await;
+            let kid = keys::rotate(&db, &keks.current, now(), &Operator::current()).await;
             db.close().await;
             println!(
                 "new signing key {}; running servers use it within a second",
@@ -112,7 +113,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Kek(KekCommand::Rewrap { db, kek }) => {
             let keks = kek.resolve(db.dev)?;
             let db = open(&db).await?;
-            let result = kek::rewrap(&db, &keks).await;
+            let result = kek::rewrap(&db, &keks, &Operator::current()).await;
             db.close().await;
             let n = result.map_err(CommandError::Rewrap)?;
             println!(

@@ -9,6 +9,7 @@ use crate::clock::{now, now_millis};
 use crate::kek::{self, Keks, KeyError};
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::operator::Operator;
 use crate::secret::{ClientSecret, Key32};
 use crate::storage::{Db, StoreError};
 use crate::tokens::VerifiedCache;
@@ -139,6 +140,7 @@ impl AppState {
             "dev-client",
             "orders.read orders.write",
             "orders-api",
+            &Operator::current(),
             now(),
         )
         .await

@@ -1,11 +1,13 @@
 //! Client rows outside the hot path: create, list, rotate the secret's verifier, enable or
-//! disable (the read of one client by id is a batched read, `reads::Clients`).
+//! disable (the read of one client by id is a batched read, `reads::Clients`). Every change
+//! writes its audit row in its own transaction: no change without its row, no row without it.
 
 use std::sync::LazyLock;
 
+use super::audit::INSERT as INSERT_AUDIT;
 use super::error::StoreError;
 use super::pool::Pools;
-use super::rows::ClientRow;
+use super::rows::{AuditRow, ClientRow};
 use super::sql::placeholders;
 
 static INSERT: LazyLock<String> = LazyLock::new(|| {
@@ -23,14 +25,17 @@ static ALL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`StoreError::Conflict`] when a client of that id exists.
-pub async fn insert(pools: &Pools, row: &ClientRow) -> Result<(), StoreError> {
-    let inserted =
-        writer!(pools, p => row.bind(sqlx::query(&INSERT)).execute(p).await?.rows_affected());
-    match inserted {
-        1 => Ok(()),
-        _ => Err(StoreError::Conflict),
-    }
+/// [`StoreError::Conflict`] (and nothing written) when a client of that id exists.
+pub async fn insert(pools: &Pools, row: &ClientRow, audit: &AuditRow) -> Result<(), StoreError> {
+    transaction!(pools, tx => {
+        let inserted = row.bind(sqlx::query(&INSERT)).execute(&mut *tx).await?.rows_affected();
+        if inserted != 1 {
+            return Err(StoreError::Conflict);
+        }
+        audit.bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 pub async fn all(pools: &Pools) -> Result<Vec<ClientRow>, StoreError> {
@@ -43,28 +48,38 @@ pub async fn all(pools: &Pools) -> Result<Vec<ClientRow>, StoreError> {
     })
 }
 
-/// Returns false when the client does not exist.
+/// Returns false (and writes nothing) when the client does not exist.
 pub async fn set_verifier(
     pools: &Pools,
     client_id: &str,
     verifier: &[u8],
     now: i64,
+    audit: &AuditRow,
 ) -> Result<bool, StoreError> {
-    let n = writer!(pools, p => sqlx::query(
-        "UPDATE clients SET secret_verifier = $1, rotated_at = $2 WHERE client_id = $3",
-    )
-    .bind(verifier)
-    .bind(now)
-    .bind(client_id)
-    .execute(p)
-    .await?
-    .rows_affected());
-    Ok(n == 1)
+    transaction!(pools, tx => {
+        let n = sqlx::query(
+            "UPDATE clients SET secret_verifier = $1, rotated_at = $2 WHERE client_id = $3",
+        )
+        .bind(verifier)
+        .bind(now)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        audit.bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    })
 }
 
 /// Enables or disables a client. Disabling also revokes every live token family of the client
 /// in the same transaction, so that its refresh tokens stop working and its access tokens
-/// become inactive at once, not only its Basic logins (one audit row per family).
+/// become inactive at once, not only its Basic logins (one audit row per family). `audit(n)`
+/// is the change's own audit row, given how many families it revoked. Returns false (and
+/// writes nothing) when the client does not exist.
 ///
 /// The revocation and its audit rows are set-based, never a statement per family: the
 /// transaction holds SQLite's write lock (and, on PostgreSQL, the client's row, which a group
@@ -76,6 +91,7 @@ pub async fn set_enabled(
     client_id: &str,
     enabled: bool,
     now: i64,
+    audit: impl FnOnce(u64) -> AuditRow,
 ) -> Result<bool, StoreError> {
     // PostgreSQL audits exactly the rows its UPDATE revoked. SQLite cannot feed an INSERT from
     // an UPDATE's RETURNING, but its transaction holds the database's write lock from BEGIN
@@ -103,16 +119,24 @@ pub async fn set_enabled(
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if n == 1 && !enabled {
+        if n != 1 {
+            return Ok(false);
+        }
+        // The last statement's count is the families revoked: SQLite's UPDATE, PostgreSQL's
+        // INSERT of one audit row per family its CTE revoked.
+        let mut revoked = 0;
+        if !enabled {
             for sql in revoke {
-                sqlx::query(sql)
+                revoked = sqlx::query(sql)
                     .bind(now)
                     .bind(client_id)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
             }
         }
+        audit(revoked).bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(true)
     })
 }

@@ -1,27 +1,18 @@
-//! Token families and the audit trail outside the hot path: a family by id, its revocation, an
-//! audit row of its own, and the trail as operators read it.
+//! Token families outside the hot path: a family by id, and its revocation.
 
 use std::sync::LazyLock;
 
 use sqlx::Row as _;
 
+use super::audit::INSERT;
 use super::error::StoreError;
 use super::pool::Pools;
 use super::rows::{AuditRow, FamilyRow};
-use super::sql::placeholders;
 
 static FAMILY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM token_families WHERE family_id = $1",
         FamilyRow::column_list("")
-    )
-});
-
-static INSERT_AUDIT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO audit_events ({}) VALUES ({})",
-        AuditRow::column_list(""),
-        placeholders(AuditRow::WIDTH, 1)
     )
 });
 
@@ -53,18 +44,11 @@ pub async fn revoke(
         .await?
         .rows_affected();
         if n == 1 {
-            audit.bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
+            audit.bind(sqlx::query(&INSERT)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
     })
-}
-
-pub async fn audit(pools: &Pools, audit: &AuditRow) -> Result<(), StoreError> {
-    writer!(pools, p => {
-        audit.bind(sqlx::query(&INSERT_AUDIT)).execute(p).await?;
-    });
-    Ok(())
 }
 
 /// The newest `limit` audit events, oldest first: event, client, family, outcome.

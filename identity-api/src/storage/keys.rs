@@ -5,9 +5,10 @@ use std::sync::LazyLock;
 
 use sqlx::Row as _;
 
+use super::audit::INSERT as INSERT_AUDIT;
 use super::error::StoreError;
 use super::pool::Pools;
-use super::rows::{SigningKeyRow, WrappedKeyRow};
+use super::rows::{AuditRow, SigningKeyRow, WrappedKeyRow};
 use super::sql::placeholders;
 
 /// Keys that are active or were retired after `$1`.
@@ -58,11 +59,13 @@ pub async fn signing_keys(
 }
 
 /// Stores a new signing key; with `retire_others`, every other active key retires as it is
-/// created, in the same transaction.
+/// created, in the same transaction, as does `audit` (an operator's rotation; none for the
+/// first key a server makes itself).
 pub async fn insert_signing_key(
     pools: &Pools,
     key: &SigningKeyRow,
     retire_others: bool,
+    audit: Option<&AuditRow>,
 ) -> Result<(), StoreError> {
     transaction!(pools, tx => {
         if retire_others {
@@ -74,6 +77,9 @@ pub async fn insert_signing_key(
         key.bind(sqlx::query(&INSERT_SIGNING_KEY))
             .execute(&mut *tx)
             .await?;
+        if let Some(audit) = audit {
+            audit.bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
     });
     Ok(())
@@ -123,10 +129,12 @@ impl std::fmt::Debug for SealedRow {
 
 /// Every sealed row (signing keys and wrapped keys) passes through `f` inside one write
 /// transaction; `Some((kek_id, sealed))` replaces the row. The first `Err` of `f` rolls
-/// everything back and is returned as the inner error. Returns how many rows changed.
+/// everything back and is returned as the inner error. Otherwise `audit(changed)` is written
+/// in the same transaction. Returns how many rows changed.
 pub async fn rewrap<E>(
     pools: &Pools,
     mut f: impl FnMut(&SealedRow) -> Result<Option<(String, Vec<u8>)>, E>,
+    audit: impl FnOnce(usize) -> AuditRow,
 ) -> Result<Result<usize, E>, StoreError> {
     const SEALED: [(WrappedTable, &str); 2] = [
         (
@@ -176,6 +184,7 @@ pub async fn rewrap<E>(
                 .await?;
             changed += 1;
         }
+        audit(changed).bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Ok(changed))
     })

@@ -9,13 +9,14 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `clients`, `keys`, `families`: the cold queries; `purge`: what has ended, deleted.
+//! - `audit`, `clients`, `keys`, `families`: the cold queries; `purge`: what has ended, deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
 
 #[macro_use]
 mod pool;
 
+mod audit;
 pub mod batch;
 mod clients;
 mod commit;
@@ -38,7 +39,8 @@ pub use self::keys::{SealedRow, WrappedTable};
 pub use self::pool::Pools;
 pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
-    AuditRow, ClientRow, FamilyRow, RefreshRow, RefreshView, SigningKeyRow, WrappedKeyRow,
+    AdminEvent, AuditRow, ClientRow, FamilyRow, RefreshRow, RefreshView, SigningKeyRow,
+    WrappedKeyRow,
 };
 
 use self::batch::Batcher;
@@ -125,9 +127,10 @@ impl Db {
 
     // ---- clients ----
 
-    /// [`StoreError::Conflict`] when a client of that id exists.
-    pub async fn insert_client(&self, row: &ClientRow) -> Result<(), StoreError> {
-        clients::insert(&self.pools, row).await
+    /// Creates a client and writes `audit`, in one transaction; [`StoreError::Conflict`] (and
+    /// nothing written) when a client of that id exists.
+    pub async fn insert_client(&self, row: &ClientRow, audit: &AuditRow) -> Result<(), StoreError> {
+        clients::insert(&self.pools, row, audit).await
     }
 
     /// One client by id (batched with concurrent lookups).
@@ -139,25 +142,29 @@ impl Db {
         clients::all(&self.pools).await
     }
 
-    /// Returns false when the client does not exist.
+    /// Replaces the secret's verifier and writes `audit`, in one transaction; returns false
+    /// (nothing written) when the client does not exist.
     pub async fn set_client_verifier(
         &self,
         client_id: &str,
         verifier: &[u8],
         now: i64,
+        audit: &AuditRow,
     ) -> Result<bool, StoreError> {
-        clients::set_verifier(&self.pools, client_id, verifier, now).await
+        clients::set_verifier(&self.pools, client_id, verifier, now, audit).await
     }
 
-    /// Disabling revokes the client's live families in the same transaction; returns false when
-    /// the client does not exist.
+    /// Disabling revokes the client's live families in the same transaction, which writes
+    /// `audit(families revoked)` too; returns false (nothing written) when the client does not
+    /// exist.
     pub async fn set_client_enabled(
         &self,
         client_id: &str,
         enabled: bool,
         now: i64,
+        audit: impl FnOnce(u64) -> AuditRow,
     ) -> Result<bool, StoreError> {
-        clients::set_enabled(&self.pools, client_id, enabled, now).await
+        clients::set_enabled(&self.pools, client_id, enabled, now, audit).await
     }
 
     // ---- keys ----
@@ -167,12 +174,14 @@ impl Db {
         keys::signing_keys(&self.pools, retired_after).await
     }
 
+    /// See [`keys::insert_signing_key`].
     pub async fn insert_signing_key(
         &self,
         key: &SigningKeyRow,
         retire_others: bool,
+        audit: Option<&AuditRow>,
     ) -> Result<(), StoreError> {
-        keys::insert_signing_key(&self.pools, key, retire_others).await
+        keys::insert_signing_key(&self.pools, key, retire_others, audit).await
     }
 
     pub async fn wrapped_key(&self, name: &str) -> Result<Option<WrappedKeyRow>, StoreError> {
@@ -188,8 +197,9 @@ impl Db {
     pub async fn rewrap<E>(
         &self,
         f: impl FnMut(&SealedRow) -> Result<Option<(String, Vec<u8>)>, E>,
+        audit: impl FnOnce(usize) -> AuditRow,
     ) -> Result<Result<usize, E>, StoreError> {
-        keys::rewrap(&self.pools, f).await
+        keys::rewrap(&self.pools, f, audit).await
     }
 
     // ---- families and refresh tokens ----
@@ -266,7 +276,7 @@ impl Db {
     }
 
     pub async fn audit(&self, audit: &AuditRow) -> Result<(), StoreError> {
-        families::audit(&self.pools, audit).await
+        audit::insert(&self.pools, audit).await
     }
 
     // ---- retention ----

@@ -133,38 +133,8 @@ impl Pools {
     /// Runs the embedded migrations (`identity-api/migrations/<dialect>`).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite { write, .. } => {
-                migrator(&[
-                    (
-                        1,
-                        "init",
-                        include_str!("../../migrations/sqlite/0001_init.sql"),
-                    ),
-                    (
-                        3,
-                        "purge",
-                        include_str!("../../migrations/sqlite/0003_purge.sql"),
-                    ),
-                ])
-                .run(write)
-                .await?;
-            }
-            Self::Postgres(pool) => {
-                migrator(&[
-                    (
-                        1,
-                        "init",
-                        include_str!("../../migrations/postgres/0001_init.sql"),
-                    ),
-                    (
-                        3,
-                        "purge",
-                        include_str!("../../migrations/postgres/0003_purge.sql"),
-                    ),
-                ])
-                .run(pool)
-                .await?;
-            }
+            Self::Sqlite { write, .. } => migrator(SQLITE_MIGRATIONS).run(write).await?,
+            Self::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await?,
         }
         Ok(())
     }
@@ -187,14 +157,53 @@ impl Pools {
     }
 }
 
-/// The migrations of one dialect: (version, name, SQL), in order.
-fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
-    let migrations = migrations
+/// A migration as embedded: its version, its description (the file name's, as sqlx writes it)
+/// and its SQL. Applied migrations are never edited: a change is a new file.
+type Embedded = (i64, &'static str, &'static str);
+
+const SQLITE_MIGRATIONS: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "operator changes",
+        include_str!("../../migrations/sqlite/0002_operator_changes.sql"),
+    ),
+    (
+        3,
+        "purge",
+        include_str!("../../migrations/sqlite/0003_purge.sql"),
+    ),
+];
+
+const POSTGRES_MIGRATIONS: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "operator changes",
+        include_str!("../../migrations/postgres/0002_operator_changes.sql"),
+    ),
+    (
+        3,
+        "purge",
+        include_str!("../../migrations/postgres/0003_purge.sql"),
+    ),
+];
+
+fn migrator(embedded: &'static [Embedded]) -> Migrator {
+    let migrations = embedded
         .iter()
-        .map(|&(version, name, sql)| {
+        .map(|&(version, description, sql)| {
             Migration::new(
                 version,
-                Cow::Borrowed(name),
+                Cow::Borrowed(description),
                 MigrationType::Simple,
                 Cow::Borrowed(sql),
                 false,

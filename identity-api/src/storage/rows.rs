@@ -164,7 +164,7 @@ table! {
 
 table! {
     /// An audit event: never a token or a secret. `id` is the database's.
-    #[derive(Debug, Clone)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct AuditRow in "audit_events", columns AuditColumn {
         pub at: i64,
         pub event: String,
@@ -172,6 +172,11 @@ table! {
         pub subject: Option<String>,
         pub family_id: Option<String>,
         pub outcome: String,
+        /// Who made an administrative change, as they claim it (`operator::Operator`); `None`
+        /// on the events of requests.
+        pub actor: Option<String>,
+        /// What an administrative change changed: a JSON object, never a secret.
+        pub detail: Option<String>,
     }
 }
 
@@ -196,6 +201,46 @@ impl RefreshRow {
     }
 }
 
+/// The administrative changes the audit trail records, each written in the transaction of the
+/// change it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminEvent {
+    ClientCreate,
+    ClientRotateSecret,
+    ClientDisable,
+    ClientEnable,
+    ClientUpdate,
+    KeysRotate,
+    KekRewrap,
+}
+
+impl AdminEvent {
+    /// The `event` column: the command, in one word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClientCreate => "client_create",
+            Self::ClientRotateSecret => "client_rotate_secret",
+            Self::ClientDisable => "client_disable",
+            Self::ClientEnable => "client_enable",
+            Self::ClientUpdate => "client_update",
+            Self::KeysRotate => "keys_rotate",
+            Self::KekRewrap => "kek_rewrap",
+        }
+    }
+
+    /// The `outcome` column: a change is audited only when it is made.
+    fn outcome(self) -> &'static str {
+        match self {
+            Self::ClientCreate => "created",
+            Self::ClientRotateSecret | Self::KeysRotate => "rotated",
+            Self::ClientDisable => "disabled",
+            Self::ClientEnable => "enabled",
+            Self::ClientUpdate => "updated",
+            Self::KekRewrap => "rewrapped",
+        }
+    }
+}
+
 impl AuditRow {
     /// An event about a token family, on behalf of its client and subject.
     pub fn family(at: i64, event: &str, family: &FamilyRow, outcome: &str) -> Self {
@@ -206,6 +251,29 @@ impl AuditRow {
             subject: Some(family.subject.clone()),
             family_id: Some(family.family_id.clone()),
             outcome: outcome.to_owned(),
+            actor: None,
+            detail: None,
+        }
+    }
+
+    /// An administrative change by `actor`, of `client_id` when it is about a client; `detail`
+    /// says what changed (a JSON object: never give it a secret).
+    pub fn admin(
+        at: i64,
+        event: AdminEvent,
+        actor: &str,
+        client_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Self {
+        Self {
+            at,
+            event: event.name().to_owned(),
+            client_id: client_id.map(str::to_owned),
+            subject: None,
+            family_id: None,
+            outcome: event.outcome().to_owned(),
+            actor: Some(actor.to_owned()),
+            detail: Some(detail.to_string()),
         }
     }
 }

@@ -88,6 +88,11 @@ pub async fn pg_schema_url(base: &str) -> String {
     format!("{base}{sep}options[search_path]={schema}")
 }
 
+/// The operator the tests' administrative changes are audited as.
+pub fn operator() -> identity_api::operator::Operator {
+    identity_api::operator::Operator::new("test-operator", Some("test-host"))
+}
+
 pub fn new_kek_text() -> String {
     let (_, text) = Kek::generate();
     text.to_string()
@@ -146,18 +151,36 @@ impl TestEnv {
         let now = identity_api::now();
         let key = state.verifier_key();
         let db = state.db();
-        let secret = clients::create(db, key, "c1", "orders.read orders.write", "orders-api", now)
-            .await
-            .unwrap();
-        let secret2 = clients::create(db, key, "c2", "orders.read orders.write", "orders-api", now)
-            .await
-            .unwrap();
+        let by = operator();
+        let secret = clients::create(
+            db,
+            key,
+            "c1",
+            "orders.read orders.write",
+            "orders-api",
+            &by,
+            now,
+        )
+        .await
+        .unwrap();
+        let secret2 = clients::create(
+            db,
+            key,
+            "c2",
+            "orders.read orders.write",
+            "orders-api",
+            &by,
+            now,
+        )
+        .await
+        .unwrap();
         clients::create(
             db,
             key,
             "multi",
             "orders.read",
             "orders-api billing-api",
+            &by,
             now,
         )
         .await
@@ -294,6 +317,54 @@ pub async fn exec(db: &identity_api::Db, sql: &str) {
             sqlx::query(sql).execute(pool).await.unwrap();
         }
     }
+}
+
+/// Every audit row in the order written, read with SQL of its own (not with the reader the
+/// tests check).
+pub async fn audit_rows(db: &identity_api::Db) -> Vec<identity_api::storage::AuditRow> {
+    const SQL: &str = "SELECT at, event, client_id, subject, family_id, outcome, actor, detail \
+                       FROM audit_events ORDER BY id";
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = match db.pools() {
+        identity_api::storage::Pools::Sqlite { write, .. } => {
+            sqlx::query_as(SQL).fetch_all(write).await.unwrap()
+        }
+        identity_api::storage::Pools::Postgres(pool) => {
+            sqlx::query_as(SQL).fetch_all(pool).await.unwrap()
+        }
+    };
+    rows.into_iter()
+        .map(
+            |(at, event, client_id, subject, family_id, outcome, actor, detail)| {
+                identity_api::storage::AuditRow {
+                    at,
+                    event,
+                    client_id,
+                    subject,
+                    family_id,
+                    outcome,
+                    actor,
+                    detail,
+                }
+            },
+        )
+        .collect()
+}
+
+/// The audit rows of administrative changes (those with an actor), in the order written.
+pub async fn admin_rows(db: &identity_api::Db) -> Vec<identity_api::storage::AuditRow> {
+    let mut rows = audit_rows(db).await;
+    rows.retain(|r| r.actor.is_some());
+    rows
 }
 
 /// Signs arbitrary claims with the state's active key (expired or wrong-issuer tokens).

@@ -126,6 +126,8 @@ impl<'a> Rows<'a> {
                         subject: Some(subject.clone()),
                         family_id: Some(new.family_id.clone()),
                         outcome: "rotated".to_owned(),
+                        actor: None,
+                        detail: None,
                     });
                     written.push(Written::Rotation(Rotation::Rotated));
                 }
