@@ -9,6 +9,7 @@ use identity_runtime::secret::BadInternalToken;
 use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalToken, InternalTokenSpec, LogFormat, Secret, SecretSpec};
 
+use crate::audit::{self, DEFAULT_LIST, MAX_LIST};
 use crate::kek::{Kek, Keks, KeyError};
 use crate::purge::{
     DEFAULT_AUDIT_RETENTION_SECS, DEFAULT_FAMILY_RETENTION_SECS, DEFAULT_PURGE_INTERVAL_SECS,
@@ -54,6 +55,9 @@ pub enum Command {
     /// Key-encryption key: generate one, re-encrypt the stored keys under the current one.
     #[command(subcommand)]
     Kek(KekCommand),
+    /// Read the audit trail: issues, refreshes, revocations, and operators' changes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Delete what has ended, as `serve` does every --purge-interval-secs: token families
     /// expired or revoked longer ago than the family retention, with their refresh tokens, and
     /// audit events older than the audit retention.
@@ -311,6 +315,71 @@ pub enum KekCommand {
         #[command(flatten)]
         kek: KekArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest events that match, as a table (oldest first).
+    List {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// How many of the newest events that match to show (at most 10000; `audit export`
+        /// has no limit).
+        #[arg(long, default_value_t = DEFAULT_LIST,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIST)))]
+        limit: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Every event that matches, oldest first, as JSON lines on stdout (all columns), read a
+    /// page at a time.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Only events with a larger id: resumes an export from the last id it wrote.
+        #[arg(long, value_name = "ID")]
+        after_id: Option<i64>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// The filters of `audit list` and `audit export`; each one given narrows the events.
+#[derive(Debug, Args)]
+pub struct AuditFilterArgs {
+    /// Events at or after this time: RFC 3339 (2025-01-31T12:00:00Z) or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = audit::parse_time)]
+    pub since: Option<i64>,
+    /// Events before this time: RFC 3339 or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = audit::parse_time)]
+    pub until: Option<i64>,
+    /// Events of this type: issue, refresh, reuse_detected, revoke, client_create,
+    /// client_rotate_secret, client_disable, client_enable, client_update, keys_rotate,
+    /// kek_rewrap.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Events of this client.
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub client: Option<String>,
+    /// Events of this subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Events of this token family.
+    #[arg(long, value_name = "FAMILY_ID")]
+    pub family: Option<String>,
+}
+
+impl AuditFilterArgs {
+    pub fn filter(self) -> audit::Filter {
+        audit::Filter {
+            since: self.since,
+            until: self.until,
+            event: self.event,
+            client_id: self.client,
+            subject: self.subject,
+            family_id: self.family,
+        }
+    }
 }
 
 impl ServeArgs {

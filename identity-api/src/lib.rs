@@ -5,7 +5,8 @@
 //! From the bottom up (each module uses only those above it in this list):
 //! - [`clock`], [`secret`], [`operator`]: the time; secrets, random values, refresh-token
 //!   lookup keys; who runs an operator command;
-//! - [`storage`]: the database ([`Db`]); [`purge`]: retention, what has ended deleted;
+//! - [`storage`]: the database ([`Db`]); [`audit`]: the audit trail as operators read it;
+//!   [`purge`]: retention, what has ended deleted;
 //! - [`kek`], [`keys`]: the key-encryption key and the verifier key; the signing keys;
 //! - [`clients`], [`tokens`]: clients and their secrets; access tokens (JWT);
 //! - [`metrics`], [`error`]: Prometheus metrics; the one error type of the HTTP API;
@@ -13,6 +14,7 @@
 //! - [`http`]: the routes; [`server`]: the servers that serve them;
 //! - [`config`], [`commands`]: the command line, and what each command does.
 
+pub mod audit;
 pub mod clients;
 pub mod clock;
 pub mod commands;

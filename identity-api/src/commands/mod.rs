@@ -1,7 +1,8 @@
 //! What each command of `identity-api` does, once its arguments are parsed (`config`): `serve`
-//! (`serve`), the operator's commands on clients (`client`), and here those on signing keys and
-//! the key-encryption key.
+//! (`serve`), the operator's commands on clients (`client`) and on the audit trail (`audit`),
+//! and here those on signing keys and the key-encryption key.
 
+mod audit;
 mod client;
 mod serve;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use identity_runtime::secret::BadInternalToken;
 
+use crate::audit::AuditError;
 use crate::clients::ClientError;
 use crate::clock::now;
 use crate::config::{Command, DbArgs, KekCommand, KeysCommand};
@@ -32,6 +34,8 @@ pub enum CommandError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot start: {0}")]
@@ -65,6 +69,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
             Ok(())
         }
         Command::Client(cmd) => client::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
         Command::Keys(KeysCommand::Rotate { db, kek }) => {
             let keks = kek.resolve(db.dev)?;
             let db = open(&db).await?;

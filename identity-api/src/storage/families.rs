@@ -2,8 +2,6 @@
 
 use std::sync::LazyLock;
 
-use sqlx::Row as _;
-
 use super::audit::INSERT;
 use super::error::StoreError;
 use super::pool::Pools;
@@ -48,25 +46,5 @@ pub async fn revoke(
         }
         tx.commit().await?;
         Ok(n == 1)
-    })
-}
-
-/// The newest `limit` audit events, oldest first: event, client, family, outcome.
-pub async fn audit_events(
-    pools: &Pools,
-    limit: i64,
-) -> Result<Vec<(String, Option<String>, Option<String>, String)>, StoreError> {
-    reader!(pools, p => {
-        let rows = sqlx::query(
-            "SELECT event, client_id, family_id, outcome FROM audit_events ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(p)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows.iter().rev() {
-            out.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
-        }
-        Ok(out)
     })
 }

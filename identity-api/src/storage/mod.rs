@@ -32,6 +32,7 @@ mod sqlite_file;
 
 use std::sync::Arc;
 
+pub use self::audit::{AuditEvent, AuditQuery, Order};
 pub use self::batch::{BatchMetrics, Counts};
 pub use self::commit::{Opened, Rotation};
 pub use self::error::StoreError;
@@ -303,11 +304,43 @@ impl Db {
         purge::lock(&self.pools).await
     }
 
-    /// The newest `limit` audit events, oldest first (for tests and operators).
+    // ---- the audit trail ----
+
+    /// At most `n` events of `query`, from either end of its id range (see [`audit::page`]).
+    pub async fn audit_page(
+        &self,
+        query: &AuditQuery<'_>,
+        order: Order,
+        n: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        audit::page(&self.pools, query, order, n).await
+    }
+
+    /// The lowest and highest audit event id; `None` when there is none.
+    pub async fn audit_id_span(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        audit::id_span(&self.pools).await
+    }
+
+    /// See [`audit::first_id_at`].
+    pub async fn audit_first_id_at(&self, at: i64, span: (i64, i64)) -> Result<i64, StoreError> {
+        audit::first_id_at(&self.pools, at, span).await
+    }
+
+    /// The newest `limit` audit events, oldest first: event, client, family, outcome (for
+    /// tests).
     pub async fn audit_events(
         &self,
         limit: i64,
     ) -> Result<Vec<(String, Option<String>, Option<String>, String)>, StoreError> {
-        families::audit_events(&self.pools, limit).await
+        let all = AuditQuery {
+            ids: i64::MIN..i64::MAX,
+            ..AuditQuery::default()
+        };
+        let events = audit::page(&self.pools, &all, Order::NewestFirst, limit).await?;
+        Ok(events
+            .into_iter()
+            .rev()
+            .map(|e| (e.row.event, e.row.client_id, e.row.family_id, e.row.outcome))
+            .collect())
     }
 }
