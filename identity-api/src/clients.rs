@@ -31,6 +31,8 @@ pub enum ClientError {
     Exists(String),
     #[error("no client {0}")]
     NotFound(String),
+    #[error("nothing to change: give the new scopes, the new audiences or both")]
+    NoChange,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -58,11 +60,12 @@ pub fn verifier_matches(computed: &[u8; 32], stored: &[u8]) -> bool {
 }
 
 /// Client rows read recently, so that most issues skip the read of their client. Only a
-/// successful authentication is answered from here; every refusal is decided on a fresh read,
-/// so that an unknown id and a wrong secret still cost the same, and a new secret (after
-/// `rotate-secret`) works at once. A stale row can authenticate but not issue: the write that
-/// stores the family checks, in the same statement, that the client is still enabled with the
-/// verifier it authenticated by (`Db::create_family`).
+/// success is answered from here; every refusal is decided on a fresh read, so that an unknown
+/// id and a wrong secret still cost the same, a new secret (after `rotate-secret`) works at
+/// once, and so does a grant added by `client update`. A stale row can authenticate but not
+/// issue: the write that stores the family checks, in the same statement, that the client is
+/// still enabled with the verifier it authenticated by and the scopes and audiences it was
+/// judged by (`Db::create_family`); an issue it refuses is judged again on a fresh read.
 #[derive(Debug, Default)]
 pub struct ClientCache {
     rows: RwLock<HashMap<String, Cached>>,
@@ -75,8 +78,8 @@ struct Cached {
 }
 
 impl ClientCache {
-    /// Seconds a row is used for: bounds how long a change the write does not check (scopes
-    /// edited in the database by hand, say) takes to show.
+    /// Seconds a row is used for. Every change an operator can make is checked by the write
+    /// (above), so this bounds only how long a row is kept without being read again.
     pub const TTL_SECS: i64 = 10;
     /// Rows held at most; emptied when full. One per client that authenticated lately.
     pub const CAPACITY: usize = 4096;
@@ -179,6 +182,51 @@ pub async fn create(
         Err(StoreError::Conflict) => Err(ClientError::Exists(client_id.to_owned())),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Replaces the scopes, the audiences or both (at least one), with the rules of [`create`];
+/// returns the client as it is now. New issues are judged by the new grants at once, on every
+/// instance (the cached rows included: see [`ClientCache`]); families issued before keep the
+/// scope and audience they were issued with. Audited as `client_update`, with the old and the
+/// new values of what it changed.
+pub async fn update(
+    db: &Db,
+    client_id: &str,
+    scopes: Option<&str>,
+    audiences: Option<&str>,
+    by: &Operator,
+    now: i64,
+) -> Result<ClientRow, ClientError> {
+    if scopes.is_none() && audiences.is_none() {
+        return Err(ClientError::NoChange);
+    }
+    let scopes = scopes
+        .map(|s| normalize(s, ClientError::InvalidScope))
+        .transpose()?;
+    let audiences = audiences
+        .map(|a| normalize(a, ClientError::InvalidAudience))
+        .transpose()?;
+    let audit = |before: &ClientRow| {
+        let mut detail = serde_json::Map::new();
+        if let Some(scopes) = &scopes {
+            detail.insert("scope".into(), scopes.as_str().into());
+            detail.insert("previous_scope".into(), before.scopes.as_str().into());
+        }
+        if let Some(audiences) = &audiences {
+            detail.insert("audience".into(), audiences.as_str().into());
+            detail.insert("previous_audience".into(), before.audiences.as_str().into());
+        }
+        AuditRow::admin(
+            now,
+            AdminEvent::ClientUpdate,
+            by.as_str(),
+            Some(client_id),
+            detail.into(),
+        )
+    };
+    db.update_client_grants(client_id, scopes.as_deref(), audiences.as_deref(), audit)
+        .await?
+        .ok_or_else(|| ClientError::NotFound(client_id.to_owned()))
 }
 
 /// Replaces the secret; the old one stops working at once. Audited as `client_rotate_secret`.

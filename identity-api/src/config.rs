@@ -283,9 +283,30 @@ pub enum ClientCommand {
         #[command(flatten)]
         kek: KekArgs,
     },
-    /// Disable a client: it can no longer obtain tokens.
+    /// Disable a client: it can no longer obtain tokens, and its token families are revoked.
     Disable {
         client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Enable a disabled client: it can obtain tokens again (the families revoked when it was
+    /// disabled stay revoked).
+    Enable {
+        client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace a client's allowed scopes, audiences or both (at least one), at once on every
+    /// running server; tokens issued before keep what they were issued with.
+    #[command(group(clap::ArgGroup::new("grants").required(true).multiple(true).args(["scope", "audience"])))]
+    Update {
+        client_id: String,
+        /// The new allowed scopes, space-separated.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The new allowed audiences, space-separated (or repeat the flag).
+        #[arg(long)]
+        audience: Vec<String>,
         #[command(flatten)]
         db: DbArgs,
     },

@@ -15,7 +15,9 @@ use std::time::Duration;
 use common::{Backend, TestEnv};
 use identity_api::Db;
 use identity_api::secret::{random_id, sha256};
-use identity_api::storage::{FamilyRow, Opened, Pools, RefreshRow, Rotation, StoreError};
+use identity_api::storage::{
+    ClientSeen, FamilyRow, Opened, Pools, RefreshRow, Rotation, StoreError,
+};
 
 both!(
     a_failing_call_fails_alone,
@@ -89,12 +91,28 @@ async fn stored_family_then_held_writes(db: &Db) -> (FamilyRow, [u8; 32], Held) 
     (family, hash, Held { hold, first })
 }
 
-/// `Db::create_family` with the verifier of the family's client as stored (none for an unknown
-/// client), as an issue that authenticated just now passes it.
+/// `Db::create_family` with the family's client as stored (nothing for an unknown client), as
+/// an issue that authenticated just now saw it.
 async fn open(db: &Db, family: FamilyRow, refresh: RefreshRow) -> Result<Opened, StoreError> {
     let client = db.client(&family.client_id).await?;
-    let verifier = client.map(|c| c.secret_verifier).unwrap_or_default();
-    db.create_family(family, refresh, &verifier).await
+    let seen = match client {
+        Some(c) => ClientSeen {
+            verifier: c.secret_verifier,
+            scopes: c.scopes,
+            audiences: c.audiences,
+        },
+        None => seen(&[]),
+    };
+    db.create_family(family, refresh, seen).await
+}
+
+/// A client of the test environment as an issue saw it: its grants, and `verifier`.
+fn seen(verifier: &[u8]) -> ClientSeen {
+    ClientSeen {
+        verifier: verifier.to_vec(),
+        scopes: "orders.read orders.write".into(),
+        audiences: "orders-api".into(),
+    }
 }
 
 /// A rotation of `old_hash` (a token of `family`), spawned: its task and the new token's hash.
@@ -187,9 +205,10 @@ async fn a_failing_call_fails_alone(b: Backend) {
 }
 
 /// Issues in one batch whose client was disabled, whose secret was rotated after they
-/// authenticated (they carry the old verifier), or which name no client: each is refused and
-/// stores nothing (no family, no refresh token, no audit row); the good issues and a rotation
-/// beside them are stored, and the batch is answered as a whole, not split.
+/// authenticated (they carry the old verifier), whose client's grants are no longer those they
+/// were judged by, or which name no client: each is refused and stores nothing (no family, no
+/// refresh token, no audit row); the good issues and a rotation beside them are stored, and the
+/// batch is answered as a whole, not split.
 async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
     let Some(env) = TestEnv::new(b).await else {
         return;
@@ -209,24 +228,34 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
     )
     .await
     .unwrap();
+    let new_c1 = db.client("c1").await.unwrap().unwrap().secret_verifier;
+    let narrower = ClientSeen {
+        scopes: "orders.read".into(),
+        ..seen(&new_c1)
+    };
     let start = write_batches(&db, [0; 4]);
     let (fam, old_hash, held) = stored_family_then_held_writes(&db).await;
-    let cases: [(&str, Option<&[u8]>, Opened); 6] = [
+    let cases: [(&str, Option<ClientSeen>, Opened); 7] = [
         ("c1", None, Opened::Stored),
-        ("c1", Some(&old_c1), Opened::ClientChanged),
-        ("c2", Some(&old_c2), Opened::ClientChanged),
+        ("c1", Some(seen(&old_c1)), Opened::ClientChanged),
+        ("c2", Some(seen(&old_c2)), Opened::ClientChanged),
         ("multi", None, Opened::Stored),
-        ("no-such-client", Some(&[7; 32]), Opened::ClientChanged),
+        (
+            "no-such-client",
+            Some(seen(&[7; 32])),
+            Opened::ClientChanged,
+        ),
+        ("c1", Some(narrower), Opened::ClientChanged),
         ("c1", None, Opened::Stored),
     ];
     let mut calls = Vec::new();
-    for (client, verifier, expected) in cases {
+    for (client, seen, expected) in cases {
         let (family, refresh, hash) = new_family(client);
         let family_id = family.family_id.clone();
-        let (db, verifier) = (db.clone(), verifier.map(<[u8]>::to_vec));
+        let db = db.clone();
         let call = tokio::spawn(async move {
-            match verifier {
-                Some(v) => db.create_family(family, refresh, &v).await,
+            match seen {
+                Some(seen) => db.create_family(family, refresh, seen).await,
                 None => open(&db, family, refresh).await,
             }
         });
@@ -251,9 +280,9 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
             .any(|e| e.0 == "issue" && e.2.as_deref() == Some(family_id.as_str()));
         assert_eq!(audited, stored, "{events:?}");
     }
-    // The stored family, the first held call, then the six issues and the rotation in one
+    // The stored family, the first held call, then the seven issues and the rotation in one
     // batch, answered.
-    assert_eq!(write_batches(&db, start), [3, 0, 0, 9]);
+    assert_eq!(write_batches(&db, start), [3, 0, 0, 10]);
 }
 
 /// Two refreshes presenting the same token land in one batch: the first wins, the second is

@@ -274,6 +274,10 @@ fn dev_is_accepted_by_every_command_that_touches_the_database() {
         &["client", "list", "--dev"],
         &["client", "rotate-secret", "c1", "--dev"],
         &["client", "disable", "c1", "--dev"],
+        &["client", "enable", "c1", "--dev"],
+        &["client", "update", "c1", "--scope", "b", "--dev"],
+        &["audit", "list", "--dev"],
+        &["audit", "export", "--dev"],
         &["keys", "rotate", "--dev"],
         &["kek", "rewrap", "--dev"],
     ] {

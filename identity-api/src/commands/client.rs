@@ -68,6 +68,40 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             disabled?;
             println!("client {client_id} disabled");
         }
+        ClientCommand::Enable { client_id, db } => {
+            let db = open(&db).await?;
+            let enabled = clients::set_enabled(&db, &client_id, true, &by).await;
+            db.close().await;
+            enabled?;
+            println!(
+                "client {client_id} enabled (token families revoked while it was disabled stay \
+                 revoked)"
+            );
+        }
+        ClientCommand::Update {
+            client_id,
+            scope,
+            audience,
+            db,
+        } => {
+            let audience = (!audience.is_empty()).then(|| audience.join(" "));
+            let db = open(&db).await?;
+            let updated = clients::update(
+                &db,
+                &client_id,
+                scope.as_deref(),
+                audience.as_deref(),
+                &by,
+                now(),
+            )
+            .await;
+            db.close().await;
+            let c = updated?;
+            println!(
+                "client {client_id} updated: scope=\"{}\" audience=\"{}\"",
+                c.scopes, c.audiences
+            );
+        }
     }
     Ok(())
 }

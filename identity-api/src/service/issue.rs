@@ -11,7 +11,7 @@ use crate::clients::{split_list, valid_scope_token};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::Fresh;
-use crate::storage::{ClientRow, FamilyRow, Opened, RefreshRow};
+use crate::storage::{ClientRow, ClientSeen, FamilyRow, Opened, RefreshRow};
 use crate::tokens::{self, Claims, VerifiedCache};
 
 use super::answers::TokenResponse;
@@ -20,9 +20,10 @@ use super::state::AppState;
 
 impl AppState {
     /// Authenticates the client first, then judges the request. A client row from the cache
-    /// answers only a success: before any other 4xx the client is read afresh, so that a client
-    /// disabled or rotated since it was read gets `invalid_client` for a bad request too, as it
-    /// would without the cache. (Not before a server error, which is answered as it is.)
+    /// answers only a success: a refusal (4xx) it led to is decided again on the client read
+    /// afresh, so that a client disabled, rotated or updated since the row was read gets the
+    /// answer it would get without the cache: `invalid_client`, or the new grants' answer.
+    /// (Not a server error, which is answered as it is.)
     pub async fn issue(
         &self,
         authorization: Option<&[u8]>,
@@ -32,20 +33,22 @@ impl AppState {
         let client = self
             .authenticate_client(authorization, ClientSource::CacheOrDatabase)
             .await?;
-        let answer = async {
-            self.issue_for(&client.row, session_subject?, request?)
-                .await
-        }
-        .await;
-        match answer {
-            Err(e)
-                if client.cached
-                    && e.status().is_client_error()
-                    && !matches!(e, ApiError::InvalidClient) =>
-            {
-                self.authenticate_client(authorization, ClientSource::Database)
+        let (subject, request) = match session_subject.and_then(|s| Ok((s, request?))) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                if client.cached {
+                    self.authenticate_client(authorization, ClientSource::Database)
+                        .await?;
+                }
+                return Err(e);
+            }
+        };
+        match self.issue_for(&client.row, subject, &request).await {
+            Err(e) if client.cached && e.status().is_client_error() => {
+                let fresh = self
+                    .authenticate_client(authorization, ClientSource::Database)
                     .await?;
-                Err(e)
+                self.issue_for(&fresh.row, subject, &request).await
             }
             answer => answer,
         }
@@ -55,7 +58,7 @@ impl AppState {
         &self,
         client: &ClientRow,
         session_subject: Option<&str>,
-        req: IssueRequest<'_>,
+        req: &IssueRequest<'_>,
     ) -> Result<TokenResponse, ApiError> {
         check_subject_rule(&req.subject).map_err(|e| ApiError::invalid_request(e.to_string()))?;
         check_subject(session_subject, &req.subject)?;
@@ -68,7 +71,7 @@ impl AppState {
         let family = FamilyRow {
             family_id: fresh.time_ordered_id(),
             client_id: client.client_id.clone(),
-            subject: req.subject.into_owned(),
+            subject: req.subject.clone().into_owned(),
             scope,
             audience,
             created_at: now,
@@ -82,17 +85,18 @@ impl AppState {
         let refresh_exp = row.expires_at;
         let scope = family.scope.clone();
         let client_id = &client.client_id;
-        match inner
-            .db
-            .create_family(family, row, &client.secret_verifier)
-            .await?
-        {
+        let seen = ClientSeen {
+            verifier: client.secret_verifier.clone(),
+            scopes: client.scopes.clone(),
+            audiences: client.audiences.clone(),
+        };
+        match inner.db.create_family(family, row, seen).await? {
             Opened::Stored => {}
             Opened::ClientChanged => {
                 inner.clients.remove(client_id);
                 tracing::info!(
                     client_id,
-                    "issue refused: the client was disabled or its secret rotated meanwhile"
+                    "issue refused: the client was disabled, rotated or updated meanwhile"
                 );
                 return Err(ApiError::InvalidClient);
             }

@@ -1,5 +1,5 @@
-//! Client rows outside the hot path: create, list, rotate the secret's verifier, enable or
-//! disable (the read of one client by id is a batched read, `reads::Clients`). Every change
+//! Client rows outside the hot path: create, list, rotate the secret's verifier, change the
+//! grants, enable or disable (the read of one client by id is a batched read, `reads::Clients`). Every change
 //! writes its audit row in its own transaction: no change without its row, no row without it.
 
 use std::sync::LazyLock;
@@ -16,6 +16,16 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
         ClientRow::column_list(""),
         placeholders(ClientRow::WIDTH, 1)
     )
+});
+
+/// One client, its row locked until the transaction ends (PostgreSQL; SQLite's write
+/// transaction holds the whole database).
+static FOR_UPDATE: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let select = format!(
+        "SELECT {} FROM clients WHERE client_id = $1",
+        ClientRow::column_list("")
+    );
+    [select.clone(), format!("{select} FOR UPDATE")]
 });
 
 static ALL: LazyLock<String> = LazyLock::new(|| {
@@ -72,6 +82,42 @@ pub async fn set_verifier(
         audit.bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
+    })
+}
+
+/// Replaces the scopes, the audiences or both (`None` keeps what the client has) and writes
+/// `audit(row before)`, in one transaction. Returns the row after, or `None` (nothing written)
+/// when the client does not exist.
+pub async fn update_grants(
+    pools: &Pools,
+    client_id: &str,
+    scopes: Option<&str>,
+    audiences: Option<&str>,
+    audit: impl FnOnce(&ClientRow) -> AuditRow,
+) -> Result<Option<ClientRow>, StoreError> {
+    let select = match pools {
+        Pools::Sqlite { .. } => &FOR_UPDATE[0],
+        Pools::Postgres(_) => &FOR_UPDATE[1],
+    };
+    transaction!(pools, tx => {
+        let row = sqlx::query(select).bind(client_id).fetch_optional(&mut *tx).await?;
+        let Some(before) = row.map(|row| ClientRow::decode_at(&row, 0)).transpose()? else {
+            return Ok(None);
+        };
+        let after = ClientRow {
+            scopes: scopes.map_or_else(|| before.scopes.clone(), str::to_owned),
+            audiences: audiences.map_or_else(|| before.audiences.clone(), str::to_owned),
+            ..before.clone()
+        };
+        sqlx::query("UPDATE clients SET scopes = $1, audiences = $2 WHERE client_id = $3")
+            .bind(&after.scopes)
+            .bind(&after.audiences)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        audit(&before).bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(after))
     })
 }
 

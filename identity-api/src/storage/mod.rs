@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 pub use self::audit::{AuditEvent, AuditQuery, Order};
 pub use self::batch::{BatchMetrics, Counts};
-pub use self::commit::{Opened, Rotation};
+pub use self::commit::{ClientSeen, Opened, Rotation};
 pub use self::error::StoreError;
 pub use self::keys::{SealedRow, WrappedTable};
 pub use self::pool::Pools;
@@ -155,6 +155,19 @@ impl Db {
         clients::set_verifier(&self.pools, client_id, verifier, now, audit).await
     }
 
+    /// Replaces the client's scopes, audiences or both (`None` keeps them) and writes
+    /// `audit(row before)`, in one transaction; the row after, or `None` (nothing written) when
+    /// the client does not exist.
+    pub async fn update_client_grants(
+        &self,
+        client_id: &str,
+        scopes: Option<&str>,
+        audiences: Option<&str>,
+        audit: impl FnOnce(&ClientRow) -> AuditRow,
+    ) -> Result<Option<ClientRow>, StoreError> {
+        clients::update_grants(&self.pools, client_id, scopes, audiences, audit).await
+    }
+
     /// Disabling revokes the client's live families in the same transaction, which writes
     /// `audit(families revoked)` too; returns false (nothing written) when the client does not
     /// exist.
@@ -207,19 +220,20 @@ impl Db {
 
     /// Opens a family with its first refresh token (and its audit row), in one transaction:
     /// the group commit of concurrent issues and rotations. Stored only if the family's client
-    /// is still enabled and still has `verifier`, the secret verifier it authenticated with:
-    /// a `client disable` or `rotate-secret` that commits first refuses the issue; a disable
-    /// that commits after it revokes the new family with the others.
+    /// is still as the issue saw it (`client`: enabled, with the verifier it authenticated by,
+    /// the scopes and audiences it was judged by): a `client disable`, `rotate-secret` or
+    /// `update` that commits first refuses the issue; a disable that commits after it revokes
+    /// the new family with the others.
     pub async fn create_family(
         &self,
         family: FamilyRow,
         refresh: RefreshRow,
-        verifier: &[u8],
+        client: ClientSeen,
     ) -> Result<Opened, StoreError> {
         let write = Write::Open {
             family,
             refresh,
-            verifier: verifier.to_vec(),
+            client,
         };
         match self.hot.writes.call(write).await? {
             Written::Open(outcome) => Ok(outcome),

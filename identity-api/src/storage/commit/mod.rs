@@ -11,7 +11,7 @@ mod sqlite;
 mod texts;
 mod writes;
 
-pub use writes::{Opened, Rotation, Write, Written};
+pub use writes::{ClientSeen, Opened, Rotation, Write, Written};
 
 use crate::storage::batch::{Batch, Failure};
 use crate::storage::kept::{Conn, Kept, Side};

@@ -4,7 +4,7 @@
 use sqlx::{Connection as _, Postgres, Row as _};
 
 use super::texts::{Dialect, FAMILY_WIDTH, SPEND, writes};
-use super::writes::{Rows, Write, bind_writes};
+use super::writes::{ClientSeen, Rows, Write, bind_writes};
 use super::{postgres, sqlite};
 use crate::storage::pool::Pools;
 use crate::storage::reads::all_texts;
@@ -230,7 +230,11 @@ async fn postgres_finds_every_row_by_key() {
             revoke_reason: None,
         },
         refresh: refresh(&format!("family-new-{i}"), i),
-        verifier: vec![0; 32],
+        client: ClientSeen {
+            verifier: vec![0; 32],
+            scopes: "s".into(),
+            audiences: "a".into(),
+        },
     };
     let rotation = |i: usize| Write::Rotate {
         old_hash: hash(i + 1_000_000),

@@ -25,9 +25,9 @@ pub static SPEND: LazyLock<Dialects> = LazyLock::new(|| {
     })
 });
 
-/// Parameters an issue binds for its family: the row, then the verifier its client
-/// authenticated by.
-pub const FAMILY_WIDTH: usize = FamilyRow::WIDTH + 1;
+/// Parameters an issue binds for its family: the row, then its client as it saw it
+/// (`ClientSeen`: the verifier it authenticated by, the scopes and the audiences).
+pub const FAMILY_WIDTH: usize = FamilyRow::WIDTH + 3;
 
 /// The two databases' forms of the writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +49,10 @@ fn all_values(width: usize) -> String {
         .join(", ")
 }
 
-/// A family is stored only while its client is enabled with the verifier it authenticated by
-/// (the column after the row's): the join drops the row of an issue whose client was disabled or
-/// rotated since, and RETURNING names the families stored. On PostgreSQL the client rows are
+/// A family is stored only while its client is enabled with the verifier it authenticated by and
+/// the scopes and audiences it was judged by (the columns after the row's): the join drops the
+/// row of an issue whose client was disabled, rotated or updated since, and RETURNING names the
+/// families stored. On PostgreSQL the client rows are
 /// locked (shared) until the commit, so that a `client disable` running at the same time either
 /// commits first (and the join sees it) or waits and then revokes the new families; on SQLite
 /// the write transaction excludes it. `CROSS JOIN`: SQLite then keeps the VALUES as the outer
@@ -66,14 +67,17 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
         "INSERT INTO token_families ({columns}) SELECT {row} \
          FROM (VALUES {values}) AS v CROSS JOIN clients c \
          WHERE {id} IS NOT NULL AND c.client_id = {client} \
-         AND c.enabled = TRUE AND c.secret_verifier = v.column{verifier}{lock} \
+         AND c.enabled = TRUE AND c.secret_verifier = v.column{verifier} \
+         AND c.scopes = v.column{scopes} AND c.audiences = v.column{audiences}{lock} \
          RETURNING family_id",
         columns = FamilyRow::column_list(""),
         row = all_values(FamilyRow::WIDTH),
         values = values(n, FAMILY_WIDTH, first),
         id = v(FamilyColumn::family_id.value_column()),
         client = v(FamilyColumn::client_id.value_column()),
-        verifier = FAMILY_WIDTH,
+        verifier = FamilyRow::WIDTH + 1,
+        scopes = FamilyRow::WIDTH + 2,
+        audiences = FamilyRow::WIDTH + 3,
     )
 }
 

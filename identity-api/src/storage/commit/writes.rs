@@ -8,15 +8,36 @@ use sqlx::Row;
 use crate::storage::batch::Failure;
 use crate::storage::rows::{AuditRow, FamilyRow, RefreshRow};
 
+/// The client as an issue saw it: the verifier of the secret it authenticated by, and the
+/// scopes and audiences it was judged by. The write stores the family only while the client is
+/// enabled and its row still says so, checked in the statement that stores it: a
+/// `client disable`, `rotate-secret` or `update` that commits first refuses the issue, however
+/// old the row it was judged by (the client cache's).
+#[derive(Clone)]
+pub struct ClientSeen {
+    pub verifier: Vec<u8>,
+    pub scopes: String,
+    pub audiences: String,
+}
+
+impl std::fmt::Debug for ClientSeen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSeen")
+            .field("scopes", &self.scopes)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A write of the hot path.
 #[derive(Debug)]
 pub enum Write {
-    /// Token issue: a new family with its first refresh token, if its client is still enabled
-    /// with `verifier`.
+    /// Token issue: a new family with its first refresh token, if its client is still as
+    /// `client` saw it.
     Open {
         family: FamilyRow,
         refresh: RefreshRow,
-        verifier: Vec<u8>,
+        client: ClientSeen,
     },
     /// Refresh: spend `old_hash` (unless spent already or the family is revoked) and store `new`.
     Rotate {
@@ -33,8 +54,8 @@ pub enum Write {
 pub enum Opened {
     /// The family and its first refresh token are stored.
     Stored,
-    /// Nothing stored: the client was disabled, its secret rotated or the client removed after
-    /// it authenticated (checked in the statement that stores the family).
+    /// Nothing stored: the client was disabled, its secret rotated, its grants changed or the
+    /// client removed after it authenticated (checked in the statement that stores the family).
     ClientChanged,
 }
 
@@ -73,8 +94,8 @@ pub fn spends(calls: &[Write]) -> (Vec<&[u8]>, i64) {
 /// What a batch writes once the spend has decided which rotations won.
 #[derive(Default)]
 pub struct Rows<'a> {
-    /// Each with the client's verifier its issue authenticated by.
-    pub families: Vec<(&'a FamilyRow, &'a [u8])>,
+    /// Each with its client as the issue saw it.
+    pub families: Vec<(&'a FamilyRow, &'a ClientSeen)>,
     pub refreshes: Vec<&'a RefreshRow>,
     /// Families of the winning rotations, and the latest time of the batch's rotations.
     pub last_used: Vec<&'a str>,
@@ -93,9 +114,9 @@ impl<'a> Rows<'a> {
                 Write::Open {
                     family,
                     refresh,
-                    verifier,
+                    client,
                 } => {
-                    rows.families.push((family, verifier.as_slice()));
+                    rows.families.push((family, client));
                     rows.refreshes.push(refresh);
                     rows.audits.push(AuditRow::family(
                         family.created_at,
@@ -142,11 +163,18 @@ impl<'a> Rows<'a> {
 /// binds the concrete query of whichever driver it is expanded for.
 macro_rules! bind_writes {
     ($q:ident, $rows:expr, $n:expr) => {
-        for (family, verifier) in &$rows.families {
-            $q = family.bind($q).bind(*verifier);
+        for (family, client) in &$rows.families {
+            $q = family
+                .bind($q)
+                .bind(client.verifier.as_slice())
+                .bind(client.scopes.as_str())
+                .bind(client.audiences.as_str());
         }
         for _ in $rows.families.len()..$n {
-            $q = $crate::storage::rows::FamilyRow::bind_nulls($q).bind(None::<&[u8]>);
+            $q = $crate::storage::rows::FamilyRow::bind_nulls($q)
+                .bind(None::<&[u8]>)
+                .bind(None::<&str>)
+                .bind(None::<&str>);
         }
         bind_writes!($q, $rows, $n, rotations_only);
     };
