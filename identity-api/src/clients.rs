@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::clock::now;
 use crate::operator::Operator;
@@ -33,6 +33,8 @@ pub enum ClientError {
     NotFound(String),
     #[error("nothing to change: give the new scopes, the new audiences or both")]
     NoChange,
+    #[error("invalid overlap: {0}")]
+    Overlap(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -59,13 +61,96 @@ pub fn verifier_matches(computed: &[u8; 32], stored: &[u8]) -> bool {
     computed.as_slice().ct_eq(stored).into()
 }
 
+/// Whether `row` accepts the secret whose verifier is `computed` at `now`: as its current
+/// secret, or as the previous one until its overlap ends (`rotate-secret --overlap`). Both are
+/// compared every time, in constant time, against `dummy` where there is no row or no previous
+/// verifier, so that an unknown client, a client without an overlap and one within it cost the
+/// same and take one path. Whether the client is enabled is the caller's to check. The group
+/// commit applies the same rule in SQL to the row as it commits (`storage/commit/texts.rs`).
+pub fn accepts(row: Option<&ClientRow>, computed: &[u8; 32], dummy: &[u8; 32], now: i64) -> bool {
+    let (current, previous, in_overlap) = match row {
+        Some(r) => match (&r.previous_secret_verifier, r.previous_verifier_expires_at) {
+            (Some(previous), Some(until)) => (&r.secret_verifier[..], &previous[..], now < until),
+            _ => (&r.secret_verifier[..], &dummy[..], false),
+        },
+        None => (&dummy[..], &dummy[..], false),
+    };
+    let current = computed.as_slice().ct_eq(current);
+    let previous = computed.as_slice().ct_eq(previous) & Choice::from(u8::from(in_overlap));
+    let known = Choice::from(u8::from(row.is_some()));
+    ((current | previous) & known).into()
+}
+
+/// How long the secret replaced by `rotate-secret --overlap` keeps working: at least a second,
+/// at most [`Overlap::MAX_SECS`]. Written as seconds (`600`, `600s`) or with a unit (`10m`,
+/// `1h`, `2d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overlap {
+    secs: i64,
+}
+
+impl Overlap {
+    /// Seven days: long enough for any rollout, short enough that a forgotten overlap does not
+    /// leave a leaked secret working for long.
+    pub const MAX_SECS: i64 = 7 * 86_400;
+
+    pub fn from_secs(secs: i64) -> Result<Self, ClientError> {
+        match secs {
+            ..1 => Err(ClientError::Overlap(
+                "it must be at least 1 second (leave --overlap out for none)".into(),
+            )),
+            s if s > Self::MAX_SECS => Err(ClientError::Overlap(format!(
+                "it must be at most 7 days ({} seconds)",
+                Self::MAX_SECS
+            ))),
+            secs => Ok(Self { secs }),
+        }
+    }
+
+    pub fn secs(self) -> i64 {
+        self.secs
+    }
+}
+
+impl std::str::FromStr for Overlap {
+    type Err = ClientError;
+
+    fn from_str(text: &str) -> Result<Self, ClientError> {
+        let text = text.trim();
+        let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+            Some(i) => text.split_at(i),
+            None => (text, "s"),
+        };
+        let multiplier = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            _ => 0,
+        };
+        let secs = number
+            .parse::<i64>()
+            .ok()
+            .filter(|_| multiplier > 0)
+            .ok_or_else(|| {
+                ClientError::Overlap(
+                    "expected seconds, or a number with s, m, h or d (600, 10m, 1h)".into(),
+                )
+            })?;
+        Self::from_secs(secs.saturating_mul(multiplier))
+    }
+}
+
 /// Client rows read recently, so that most issues skip the read of their client. Only a
 /// success is answered from here; every refusal is decided on a fresh read, so that an unknown
 /// id and a wrong secret still cost the same, a new secret (after `rotate-secret`) works at
 /// once, and so does a grant added by `client update`. A stale row can authenticate but not
 /// issue: the write that stores the family checks, in the same statement, that the client is
-/// still enabled with the verifier it authenticated by and the scopes and audiences it was
-/// judged by (`Db::create_family`); an issue it refuses is judged again on a fresh read.
+/// still enabled, still accepts the secret it authenticated by (as its current one, or as the
+/// previous one within the overlap, at the issue's time) and still has the scopes and audiences
+/// it was judged by (`Db::create_family`); an issue it refuses is judged again on a fresh read.
+/// So a rotation (with or without an overlap, or an overlap's end), an update and a disable act
+/// at once on every instance, and so does an enable (a disabled client is never cached).
 #[derive(Debug, Default)]
 pub struct ClientCache {
     rows: RwLock<HashMap<String, Cached>>,
@@ -176,6 +261,8 @@ pub async fn create(
         enabled: true,
         created_at: now,
         rotated_at: now,
+        previous_secret_verifier: None,
+        previous_verifier_expires_at: None,
     };
     match db.insert_client(&row, &audit).await {
         Ok(()) => Ok(secret),
@@ -229,24 +316,35 @@ pub async fn update(
         .ok_or_else(|| ClientError::NotFound(client_id.to_owned()))
 }
 
-/// Replaces the secret; the old one stops working at once. Audited as `client_rotate_secret`.
+/// Replaces the secret. With an `overlap`, the secret replaced keeps working until
+/// `now + overlap` (so that instances can roll over to the new one); without, it stops at once.
+/// Either way an earlier overlap ends: only the secret replaced can still work. Every server
+/// sees it at once (see [`ClientCache`]). Audited as `client_rotate_secret` with the overlap.
 pub async fn rotate_secret(
     db: &Db,
     key: &Key32,
     client_id: &str,
+    overlap: Option<Overlap>,
     by: &Operator,
     now: i64,
 ) -> Result<ClientSecret, ClientError> {
     let secret = ClientSecret::new(random_token().to_string());
     let v = verifier(key, client_id, secret.expose());
+    let previous_until = overlap.map(|o| now.saturating_add(o.secs()));
     let audit = AuditRow::admin(
         now,
         AdminEvent::ClientRotateSecret,
         by.as_str(),
         Some(client_id),
-        serde_json::json!({ "overlap_secs": 0 }),
+        serde_json::json!({
+            "overlap_secs": overlap.map_or(0, Overlap::secs),
+            "previous_secret_expires_at": previous_until,
+        }),
     );
-    if db.set_client_verifier(client_id, &v, now, &audit).await? {
+    if db
+        .set_client_verifier(client_id, &v, now, previous_until, &audit)
+        .await?
+    {
         Ok(secret)
     } else {
         Err(ClientError::NotFound(client_id.to_owned()))
@@ -296,7 +394,66 @@ mod tests {
             enabled: true,
             created_at: 0,
             rotated_at: 0,
+            previous_secret_verifier: None,
+            previous_verifier_expires_at: None,
         })
+    }
+
+    #[test]
+    fn the_previous_secret_is_accepted_only_within_its_overlap() {
+        let key = Key32::random();
+        let dummy = verifier(&key, "", "");
+        let (old, new) = (verifier(&key, "c1", "old"), verifier(&key, "c1", "new"));
+        let mut r = ClientRow {
+            secret_verifier: new.to_vec(),
+            ..(*row("c1")).clone()
+        };
+        assert!(accepts(Some(&r), &new, &dummy, 100));
+        assert!(!accepts(Some(&r), &old, &dummy, 100), "no overlap");
+        r.previous_secret_verifier = Some(old.to_vec());
+        r.previous_verifier_expires_at = Some(200);
+        assert!(accepts(Some(&r), &old, &dummy, 199));
+        assert!(
+            !accepts(Some(&r), &old, &dummy, 200),
+            "the overlap has ended"
+        );
+        assert!(accepts(Some(&r), &new, &dummy, 200));
+        assert!(!accepts(
+            Some(&r),
+            &verifier(&key, "c1", "other"),
+            &dummy,
+            100
+        ));
+        // No previous verifier without its expiry, nor the other way round.
+        r.previous_verifier_expires_at = None;
+        assert!(!accepts(Some(&r), &old, &dummy, 100));
+        // An unknown client is compared against the dummy and refused, even by the dummy.
+        assert!(!accepts(None, &dummy, &dummy, 100));
+    }
+
+    #[test]
+    fn overlaps_in_seconds_or_with_a_unit_up_to_seven_days() {
+        let secs = |text: &str| text.parse::<Overlap>().map(Overlap::secs);
+        assert_eq!(secs("600").unwrap(), 600);
+        assert_eq!(secs("600s").unwrap(), 600);
+        assert_eq!(secs("10m").unwrap(), 600);
+        assert_eq!(secs("1h").unwrap(), 3600);
+        assert_eq!(secs("7d").unwrap(), Overlap::MAX_SECS);
+        for (bad, says) in [
+            ("0", "at least 1 second"),
+            ("0m", "at least 1 second"),
+            ("8d", "at most 7 days"),
+            ("604801", "at most 7 days"),
+            ("99999999999999999d", "at most 7 days"),
+            ("", "expected seconds"),
+            ("10x", "expected seconds"),
+            ("m", "expected seconds"),
+            ("1h30m", "expected seconds"),
+            ("-5", "expected seconds"),
+        ] {
+            let err = secs(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 
     #[test]

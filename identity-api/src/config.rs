@@ -10,6 +10,7 @@ use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalToken, InternalTokenSpec, LogFormat, Secret, SecretSpec};
 
 use crate::audit::{self, DEFAULT_LIST, MAX_LIST};
+use crate::clients::Overlap;
 use crate::kek::{Kek, Keks, KeyError};
 use crate::purge::{
     DEFAULT_AUDIT_RETENTION_SECS, DEFAULT_FAMILY_RETENTION_SECS, DEFAULT_PURGE_INTERVAL_SECS,
@@ -272,9 +273,15 @@ pub enum ClientCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Replace a client's secret and print the new one (the old one stops working at once).
+    /// Replace a client's secret and print the new one. The old one stops working at once, or
+    /// with --overlap when the overlap ends.
     RotateSecret {
         client_id: String,
+        /// Keep the old secret working this long, so that instances can move to the new one
+        /// without an outage: seconds (600) or with a unit (10m, 1h, 2d), at most 7 days. Any
+        /// earlier overlap ends either way.
+        #[arg(long, value_name = "DURATION")]
+        overlap: Option<Overlap>,
         /// Print one JSON object {"client_id", "client_secret"}.
         #[arg(long)]
         json: bool,

@@ -173,7 +173,10 @@ async fn cli_changes_are_audited_with_their_operator(b: Backend) {
         detail(&rows[0]),
         json!({"scope": "orders.read orders.write", "audience": "orders-api"})
     );
-    assert_eq!(detail(&rows[1]), json!({"overlap_secs": 0}));
+    assert_eq!(
+        detail(&rows[1]),
+        json!({"overlap_secs": 0, "previous_secret_expires_at": null})
+    );
     assert_eq!(detail(&rows[2]), json!({"families_revoked": 2}));
     assert_eq!(
         detail(&rows[3]),
@@ -232,7 +235,7 @@ async fn a_change_commits_with_its_audit_row_or_not_at_all(b: Backend) {
     );
     assert!(db.client("c9").await.unwrap().is_none(), "created anyway");
     assert!(
-        clients::rotate_secret(db, key, "c1", &by, now)
+        clients::rotate_secret(db, key, "c1", None, &by, now)
             .await
             .is_err()
     );
@@ -257,7 +260,7 @@ async fn a_change_commits_with_its_audit_row_or_not_at_all(b: Backend) {
     clients::create(db, key, "c9", "a", "b", &by, now)
         .await
         .unwrap();
-    clients::rotate_secret(db, key, "c1", &by, now)
+    clients::rotate_secret(db, key, "c1", None, &by, now)
         .await
         .unwrap();
     clients::set_enabled(db, "c1", false, &by).await.unwrap();

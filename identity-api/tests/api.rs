@@ -210,6 +210,7 @@ async fn issue_errors(b: Backend) {
         env.state.db(),
         env.state.verifier_key(),
         "multi",
+        None,
         &common::operator(),
         identity_api::now(),
     )
@@ -922,6 +923,7 @@ async fn client_changes_act_at_once_on_issue(b: Backend) {
             db,
             key,
             "c1",
+            None,
             &common::operator(),
             identity_api::now(),
         )

@@ -223,6 +223,7 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
         &db,
         env.state.verifier_key(),
         "c1",
+        None,
         &common::operator(),
         identity_api::now(),
     )

@@ -102,7 +102,8 @@ async fn client_commands(b: Backend) {
     assert_eq!(listed["client_id"], "cli-client");
     assert_eq!(listed["scope"], "orders.read orders.write");
     assert_eq!(listed["enabled"], true);
-    assert!(!out.contains(&secret) && !out.contains("secret"));
+    assert!(!out.contains(&secret) && !out.contains("client_secret"));
+    assert_eq!(listed["previous_secret_expires_at"], Value::Null);
 
     let (ok, out, err) = run(&mut with_kek(&[
         "client",

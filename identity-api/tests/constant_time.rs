@@ -1,5 +1,6 @@
 //! Timing-relevant paths, without timing assertions (no test here measures a duration):
-//! an unknown client, a wrong secret and a disabled client get byte-identical answers (status,
+//! an unknown client, a wrong secret, a disabled client, a secret replaced without an overlap
+//! and one whose overlap has ended get byte-identical answers (status,
 //! headers, body), as do a missing, wrong, shorter and longer internal token; the comparisons
 //! themselves (`clients::verifier_matches`, `InternalToken::matches`) are exact whatever the
 //! lengths. That the unknown-client path computes the same HMAC verifier as the known-client path
@@ -99,6 +100,47 @@ async fn unknown_client_wrong_secret_and_disabled_client_answer_identically() {
     )
     .await;
     assert_eq!(ok.0, 200);
+    // A secret replaced with an overlap that has ended, and one replaced without an overlap
+    // (the first read from the cache, which still takes it: the write refuses the issue).
+    let (db, key, by) = (env.state.db(), env.state.verifier_key(), common::operator());
+    let overlap = Some(identity_api::clients::Overlap::from_secs(600).unwrap());
+    let now = identity_api::now();
+    let second = identity_api::clients::rotate_secret(db, key, "c1", overlap, &by, now)
+        .await
+        .unwrap();
+    common::exec(
+        db,
+        &format!("UPDATE clients SET previous_verifier_expires_at = {now} WHERE client_id = 'c1'"),
+    )
+    .await;
+    let got = raw(
+        &env.app,
+        issue,
+        &[("authorization", &basic("c1", &env.secret))],
+        body,
+    )
+    .await;
+    assert_eq!(got, reference, "a previous secret after its overlap");
+    let second = second.expose().to_owned();
+    let ok = raw(
+        &env.app,
+        issue,
+        &[("authorization", &basic("c1", &second))],
+        body,
+    )
+    .await;
+    assert_eq!(ok.0, 200);
+    identity_api::clients::rotate_secret(db, key, "c1", None, &by, now)
+        .await
+        .unwrap();
+    let got = raw(
+        &env.app,
+        issue,
+        &[("authorization", &basic("c1", &second))],
+        body,
+    )
+    .await;
+    assert_eq!(got, reference, "a secret replaced without an overlap");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `client ...`: the operator's commands on clients.
 
 use super::{CommandError, open};
+use crate::audit::format_time;
 use crate::clients::{self, ClientError};
 use crate::clock::now;
 use crate::config::{ClientCommand, DbArgs, KekArgs};
@@ -26,24 +27,33 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                 clients::create(db, key, &client_id, &scope, &audience, &by, now()).await
             })
             .await?;
-            print_secret(&client_id, secret.expose(), json);
+            print_secret(&client_id, secret.expose(), json, None);
         }
         ClientCommand::List { json, db } => {
             let db = open(&db).await?;
             let rows = db.clients().await;
             db.close().await;
+            let now = now();
             for c in rows? {
+                // Until when the secret replaced by `rotate-secret --overlap` still works.
+                let overlap = c
+                    .previous_verifier_expires_at
+                    .filter(|&until| until > now && c.previous_secret_verifier.is_some());
                 if json {
                     println!(
                         "{}",
                         serde_json::json!({
                             "client_id": c.client_id, "scope": c.scopes, "audience": c.audiences,
                             "enabled": c.enabled, "created_at": c.created_at, "rotated_at": c.rotated_at,
+                            "previous_secret_expires_at": overlap,
                         })
                     );
                 } else {
+                    let overlap = overlap
+                        .map(|until| format!("\tprevious_secret_until={}", format_time(until)))
+                        .unwrap_or_default();
                     println!(
-                        "{}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"",
+                        "{}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"{overlap}",
                         c.client_id, c.enabled, c.scopes, c.audiences
                     );
                 }
@@ -51,15 +61,18 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
         }
         ClientCommand::RotateSecret {
             client_id,
+            overlap,
             json,
             db,
             kek,
         } => {
+            let now = now();
             let secret = with_verifier_key(&db, &kek, async |db, key| {
-                clients::rotate_secret(db, key, &client_id, &by, now()).await
+                clients::rotate_secret(db, key, &client_id, overlap, &by, now).await
             })
             .await?;
-            print_secret(&client_id, secret.expose(), json);
+            let previous_until = overlap.map(|o| now.saturating_add(o.secs()));
+            print_secret(&client_id, secret.expose(), json, previous_until);
         }
         ClientCommand::Disable { client_id, db } => {
             let db = open(&db).await?;
@@ -123,16 +136,24 @@ async fn with_verifier_key<T>(
     result
 }
 
-/// The secret is shown once: on stdout, never in a log.
-fn print_secret(client_id: &str, secret: &str, json: bool) {
+/// The secret is shown once: on stdout, never in a log. After `rotate-secret --overlap`, with
+/// when the previous secret stops working.
+fn print_secret(client_id: &str, secret: &str, json: bool, previous_until: Option<i64>) {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "client_id": client_id, "client_secret": secret })
-        );
+        let mut object = serde_json::json!({ "client_id": client_id, "client_secret": secret });
+        if let Some(until) = previous_until {
+            object["previous_secret_expires_at"] = until.into();
+        }
+        println!("{object}");
     } else {
         println!("client_id:     {client_id}");
         println!("client_secret: {secret}");
+        if let Some(until) = previous_until {
+            println!(
+                "the previous secret works until {} (then only this one)",
+                format_time(until)
+            );
+        }
         println!("(the secret is shown once; store it now)");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use identity_protocol::identity::{TokenRequest, basic_credentials, bearer_token};
 use zeroize::Zeroizing;
 
-use crate::clients::{self, verifier_matches};
+use crate::clients;
 use crate::clock::{now, now_millis};
 use crate::error::ApiError;
 use crate::storage::ClientRow;
@@ -28,11 +28,22 @@ pub enum ClientSource {
 }
 
 /// A client that authenticated.
-#[derive(Debug)]
 pub struct Authenticated {
     pub row: Arc<ClientRow>,
     /// The row came from the cache (read from the database up to `ClientCache::TTL_SECS` ago).
     pub cached: bool,
+    /// The verifier of the secret presented: the client's current one, or its previous one
+    /// within an overlap. An issue's write checks the client still accepts it.
+    pub verifier: [u8; 32],
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("row", &self.row)
+            .field("cached", &self.cached)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Bearer checks: introspection needs an active token; refresh and revoke accept an expired one.
@@ -64,13 +75,14 @@ pub(super) fn presented_token(req: TokenRequest<'_>) -> Result<Zeroizing<String>
 }
 
 impl AppState {
-    /// `Authorization: Basic b64(client_id:client_secret)`. Unknown client, wrong secret and
-    /// disabled client take the same path and give the same answer: a read of the client (a
-    /// success may come from the client cache instead, with `from` allowing it) and a comparison
-    /// with its verifier. A row cached before a `client disable` or `rotate-secret` still
-    /// authenticates here; the issue's write refuses it, and the issue asks again with
-    /// [`ClientSource::Database`] before it answers any other 4xx, so a stale row answers
-    /// nothing but a success.
+    /// `Authorization: Basic b64(client_id:client_secret)`. Unknown client, wrong secret,
+    /// disabled client and a previous secret past its overlap take the same path and give the
+    /// same answer: a read of the client (a success may come from the client cache instead,
+    /// with `from` allowing it) and the comparisons of `clients::accepts` (the current and the
+    /// previous verifier, or the dummy in their place). A row cached before a `client disable`,
+    /// `rotate-secret` or `update` still authenticates here; the issue's write refuses it, and
+    /// the issue asks again with [`ClientSource::Database`] before it answers any 4xx, so a
+    /// stale row answers nothing but a success.
     pub async fn authenticate_client(
         &self,
         authorization: Option<&[u8]>,
@@ -82,12 +94,17 @@ impl AppState {
         let inner = &self.inner;
         let computed = clients::verifier(&inner.verifier_key, &id, &secret);
         let now = now();
+        let dummy = &inner.dummy_verifier;
         if from == ClientSource::CacheOrDatabase
             && let Some(row) = inner.clients.get(&id, now)
             && row.enabled
-            && verifier_matches(&computed, &row.secret_verifier)
+            && clients::accepts(Some(&row), &computed, dummy, now)
         {
-            return Ok(Authenticated { row, cached: true });
+            return Ok(Authenticated {
+                row,
+                cached: true,
+                verifier: computed,
+            });
         }
         // An id no client can have (PostgreSQL refuses a NUL in text, for one) is not looked
         // up, but still takes the verifier comparison below, as an unknown client does.
@@ -96,17 +113,14 @@ impl AppState {
         } else {
             None
         };
-        let stored: &[u8] = match &row {
-            Some(r) => &r.secret_verifier,
-            None => &inner.dummy_verifier,
-        };
-        let matches = verifier_matches(&computed, stored);
+        let accepted = clients::accepts(row.as_deref(), &computed, dummy, now);
         match row {
-            Some(r) if matches && r.enabled => {
+            Some(r) if accepted && r.enabled => {
                 inner.clients.insert(Arc::clone(&r), now);
                 Ok(Authenticated {
                     row: r,
                     cached: false,
+                    verifier: computed,
                 })
             }
             _ => {

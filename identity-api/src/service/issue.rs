@@ -15,7 +15,7 @@ use crate::storage::{ClientRow, ClientSeen, FamilyRow, Opened, RefreshRow};
 use crate::tokens::{self, Claims, VerifiedCache};
 
 use super::answers::TokenResponse;
-use super::callers::{ClientSource, Parsed, check_subject};
+use super::callers::{Authenticated, ClientSource, Parsed, check_subject};
 use super::state::AppState;
 
 impl AppState {
@@ -43,12 +43,12 @@ impl AppState {
                 return Err(e);
             }
         };
-        match self.issue_for(&client.row, subject, &request).await {
+        match self.issue_for(&client, subject, &request).await {
             Err(e) if client.cached && e.status().is_client_error() => {
                 let fresh = self
                     .authenticate_client(authorization, ClientSource::Database)
                     .await?;
-                self.issue_for(&fresh.row, subject, &request).await
+                self.issue_for(&fresh, subject, &request).await
             }
             answer => answer,
         }
@@ -56,10 +56,11 @@ impl AppState {
 
     async fn issue_for(
         &self,
-        client: &ClientRow,
+        authenticated: &Authenticated,
         session_subject: Option<&str>,
         req: &IssueRequest<'_>,
     ) -> Result<TokenResponse, ApiError> {
+        let client = &*authenticated.row;
         check_subject_rule(&req.subject).map_err(|e| ApiError::invalid_request(e.to_string()))?;
         check_subject(session_subject, &req.subject)?;
         let scope = allowed_scope(client, req.scope.as_deref())?;
@@ -86,7 +87,7 @@ impl AppState {
         let scope = family.scope.clone();
         let client_id = &client.client_id;
         let seen = ClientSeen {
-            verifier: client.secret_verifier.clone(),
+            verifier: authenticated.verifier.to_vec(),
             scopes: client.scopes.clone(),
             audiences: client.audiences.clone(),
         };

@@ -58,24 +58,37 @@ pub async fn all(pools: &Pools) -> Result<Vec<ClientRow>, StoreError> {
     })
 }
 
-/// Returns false (and writes nothing) when the client does not exist.
+/// Replaces the secret's verifier. With `previous_until`, the verifier replaced stays accepted
+/// until then; without, it is forgotten, and so is the previous one of an earlier overlap (only
+/// the secret replaced gets an overlap: there are never more than two). Returns false (and
+/// writes nothing) when the client does not exist.
 pub async fn set_verifier(
     pools: &Pools,
     client_id: &str,
     verifier: &[u8],
     now: i64,
+    previous_until: Option<i64>,
     audit: &AuditRow,
 ) -> Result<bool, StoreError> {
+    // The right-hand sides read the row as it was: `secret_verifier` is the one replaced.
+    const KEEP_PREVIOUS: &str = "UPDATE clients SET secret_verifier = $1, rotated_at = $2, \
+        previous_secret_verifier = secret_verifier, previous_verifier_expires_at = $3 \
+        WHERE client_id = $4";
+    const FORGET_PREVIOUS: &str = "UPDATE clients SET secret_verifier = $1, rotated_at = $2, \
+        previous_secret_verifier = NULL, previous_verifier_expires_at = $3 WHERE client_id = $4";
+    let sql = match previous_until {
+        Some(_) => KEEP_PREVIOUS,
+        None => FORGET_PREVIOUS,
+    };
     transaction!(pools, tx => {
-        let n = sqlx::query(
-            "UPDATE clients SET secret_verifier = $1, rotated_at = $2 WHERE client_id = $3",
-        )
-        .bind(verifier)
-        .bind(now)
-        .bind(client_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let n = sqlx::query(sql)
+            .bind(verifier)
+            .bind(now)
+            .bind(previous_until)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if n != 1 {
             return Ok(false);
         }

@@ -143,16 +143,18 @@ impl Db {
         clients::all(&self.pools).await
     }
 
-    /// Replaces the secret's verifier and writes `audit`, in one transaction; returns false
-    /// (nothing written) when the client does not exist.
+    /// Replaces the secret's verifier (the one replaced stays accepted until `previous_until`,
+    /// if given) and writes `audit`, in one transaction; returns false (nothing written) when
+    /// the client does not exist.
     pub async fn set_client_verifier(
         &self,
         client_id: &str,
         verifier: &[u8],
         now: i64,
+        previous_until: Option<i64>,
         audit: &AuditRow,
     ) -> Result<bool, StoreError> {
-        clients::set_verifier(&self.pools, client_id, verifier, now, audit).await
+        clients::set_verifier(&self.pools, client_id, verifier, now, previous_until, audit).await
     }
 
     /// Replaces the client's scopes, audiences or both (`None` keeps them) and writes

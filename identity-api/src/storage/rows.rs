@@ -102,6 +102,10 @@ table! {
         pub enabled: bool,
         pub created_at: i64,
         pub rotated_at: i64,
+        /// During the overlap of `rotate-secret --overlap`: the verifier of the secret replaced,
+        /// accepted until `previous_verifier_expires_at` (Unix seconds, exclusive).
+        pub previous_secret_verifier: Option<Vec<u8>>,
+        pub previous_verifier_expires_at: Option<i64>,
     }
 }
 
@@ -314,6 +318,10 @@ impl std::fmt::Debug for ClientRow {
             .field("scopes", &self.scopes)
             .field("audiences", &self.audiences)
             .field("enabled", &self.enabled)
+            .field(
+                "previous_verifier_expires_at",
+                &self.previous_verifier_expires_at,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -371,7 +379,7 @@ mod tests {
         assert_eq!(
             ClientRow::column_list("c"),
             "c.client_id, c.secret_verifier, c.scopes, c.audiences, c.enabled, c.created_at, \
-             c.rotated_at"
+             c.rotated_at, c.previous_secret_verifier, c.previous_verifier_expires_at"
         );
         assert_eq!(
             WrappedKeyRow::column_list(""),

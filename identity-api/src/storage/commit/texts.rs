@@ -49,10 +49,11 @@ fn all_values(width: usize) -> String {
         .join(", ")
 }
 
-/// A family is stored only while its client is enabled with the verifier it authenticated by and
-/// the scopes and audiences it was judged by (the columns after the row's): the join drops the
-/// row of an issue whose client was disabled, rotated or updated since, and RETURNING names the
-/// families stored. On PostgreSQL the client rows are
+/// A family is stored only while its client is enabled, still accepts the verifier it
+/// authenticated by (as its current one, or as the previous one until its overlap ends at the
+/// issue's time: the rule of `clients::accepts`) and still has the scopes and audiences it was
+/// judged by (the columns after the row's): the join drops the row of an issue whose client was
+/// disabled, rotated or updated since, and RETURNING names the families stored. On PostgreSQL the client rows are
 /// locked (shared) until the commit, so that a `client disable` running at the same time either
 /// commits first (and the join sees it) or waits and then revokes the new families; on SQLite
 /// the write transaction excludes it. `CROSS JOIN`: SQLite then keeps the VALUES as the outer
@@ -67,7 +68,9 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
         "INSERT INTO token_families ({columns}) SELECT {row} \
          FROM (VALUES {values}) AS v CROSS JOIN clients c \
          WHERE {id} IS NOT NULL AND c.client_id = {client} \
-         AND c.enabled = TRUE AND c.secret_verifier = v.column{verifier} \
+         AND c.enabled = TRUE AND (c.secret_verifier = v.column{verifier} \
+         OR (c.previous_secret_verifier = v.column{verifier} \
+         AND c.previous_verifier_expires_at > {created_at})) \
          AND c.scopes = v.column{scopes} AND c.audiences = v.column{audiences}{lock} \
          RETURNING family_id",
         columns = FamilyRow::column_list(""),
@@ -75,6 +78,7 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
         values = values(n, FAMILY_WIDTH, first),
         id = v(FamilyColumn::family_id.value_column()),
         client = v(FamilyColumn::client_id.value_column()),
+        created_at = v(FamilyColumn::created_at.value_column()),
         verifier = FamilyRow::WIDTH + 1,
         scopes = FamilyRow::WIDTH + 2,
         audiences = FamilyRow::WIDTH + 3,
