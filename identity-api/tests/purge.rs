@@ -232,32 +232,7 @@ async fn purging_beside_the_hot_path(b: Backend) {
         let app = env.app.clone();
         let auth = common::basic("c1", &env.secret);
         calls.spawn(async move {
-            let body = format!(r#"{{"subject": "hot-{i}"}}"#).into_bytes();
-            let (status, pair) = common::send(
-                &app,
-                "POST",
-                "/api/v1/token/issue",
-                &[("authorization", &auth)],
-                body,
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "{pair}");
-            let body = serde_json::json!({
-                "grant_type": "refresh_token",
-                "refresh_token": s(&pair, "refresh_token"),
-            })
-            .to_string()
-            .into_bytes();
-            let bearer = format!("Bearer {}", s(&pair, "access_token"));
-            let (status, answer) = common::send(
-                &app,
-                "POST",
-                "/api/v1/token",
-                &[("authorization", &bearer)],
-                body,
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "{answer}");
+            common::issue_and_refresh(&app, &auth, &format!("hot-{i}")).await;
         });
     }
     while let Some(call) = calls.join_next().await {

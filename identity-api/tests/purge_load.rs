@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use common::{Backend, TestEnv, basic, s};
+use common::{Backend, TestEnv, basic};
 use identity_api::purge;
 use identity_api::storage::{Db, Pools};
 
@@ -84,32 +83,7 @@ fn hot_path(
         let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
         callers.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let body = format!(r#"{{"subject": "hot-{i}"}}"#).into_bytes();
-                let (status, pair) = common::send(
-                    &app,
-                    "POST",
-                    "/api/v1/token/issue",
-                    &[("authorization", &auth)],
-                    body,
-                )
-                .await;
-                assert_eq!(status, StatusCode::OK, "{pair}");
-                let body = serde_json::json!({
-                    "grant_type": "refresh_token",
-                    "refresh_token": s(&pair, "refresh_token"),
-                })
-                .to_string()
-                .into_bytes();
-                let bearer = format!("Bearer {}", s(&pair, "access_token"));
-                let (status, answer) = common::send(
-                    &app,
-                    "POST",
-                    "/api/v1/token",
-                    &[("authorization", &bearer)],
-                    body,
-                )
-                .await;
-                assert_eq!(status, StatusCode::OK, "{answer}");
+                common::issue_and_refresh(&app, &auth, &format!("hot-{i}")).await;
                 calls.fetch_add(2, Ordering::Relaxed);
             }
         });

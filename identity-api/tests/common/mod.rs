@@ -295,6 +295,39 @@ pub async fn send(
     (status, value)
 }
 
+/// Issues a pair for `subject` on /api/v1/token/issue and rotates it once on /api/v1/token, as
+/// a caller of the hot path does; panics unless both answer 200.
+pub async fn issue_and_refresh(app: &Router, auth: &str, subject: &str) {
+    let body = serde_json::json!({ "subject": subject })
+        .to_string()
+        .into_bytes();
+    let (status, pair) = send(
+        app,
+        "POST",
+        "/api/v1/token/issue",
+        &[("authorization", auth)],
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let body = serde_json::json!({
+        "grant_type": "refresh_token",
+        "refresh_token": s(&pair, "refresh_token"),
+    })
+    .to_string()
+    .into_bytes();
+    let bearer = format!("Bearer {}", s(&pair, "access_token"));
+    let (status, answer) = send(
+        app,
+        "POST",
+        "/api/v1/token",
+        &[("authorization", &bearer)],
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
 /// Asserts an RFC 6749 §5.2 error body with the given status and code.
 #[track_caller]
 pub fn assert_error(result: &(StatusCode, Value), status: u16, code: &str) {
