@@ -71,6 +71,17 @@ pub struct Cli {
     /// SQLite database and a freshly seeded client, walk the journey, stop both.
     #[arg(long)]
     pub local: bool,
+
+    /// With --local: do not walk the journey; print the sidecar's URL and public key and the
+    /// seeded client's credentials as .env lines on stdout (for another client, such as
+    /// examples/python-internal), and keep both binaries running until Ctrl-C or SIGTERM.
+    #[arg(long, requires = "local", conflicts_with = "json")]
+    pub keep_running: bool,
+
+    /// With --local: take identity-api and identity-sidecar from this directory (such as
+    /// target/debug) instead of building them.
+    #[arg(long, requires = "local", value_name = "DIR")]
+    pub bin_dir: Option<std::path::PathBuf>,
 }
 
 /// Loads `.env` (without overriding the environment), parses the command line, runs.
@@ -182,16 +193,21 @@ pub async fn walk(cli: &Cli, settings: &Settings) -> ExitCode {
 async fn run_local(cli: &Cli) -> ExitCode {
     let style = Style::stderr();
     let say = |text: &str| eprintln!("{} {text}", style.bold("local:"));
-    say(
-        "building identity-api and identity-sidecar (cargo build -p identity-api -p identity-sidecar \
-         --bins; cargo's progress follows): on a new machine the first build takes minutes, later \
-         ones seconds",
-    );
-    let binaries = match Binaries::build() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{} {e:#}", style.red("local: FAILED:"));
-            return ExitCode::FAILURE;
+    let binaries = match &cli.bin_dir {
+        Some(dir) => Binaries::in_dir(dir),
+        None => {
+            say(
+                "building identity-api and identity-sidecar (cargo build -p identity-api -p \
+                 identity-sidecar --bins; cargo's progress follows): on a new machine the first \
+                 build takes minutes, later ones seconds",
+            );
+            match Binaries::build() {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("{} {e:#}", style.red("local: FAILED:"));
+                    return ExitCode::FAILURE;
+                }
+            }
         }
     };
     let config = StackConfig {
@@ -221,6 +237,9 @@ async fn run_local(cli: &Cli) -> ExitCode {
             stack.dir().join(SIDECAR_DEV_KEY_FILE).display()
         ));
     }
+    if cli.keep_running {
+        return keep_running(stack, &cli.subject, style).await;
+    }
     let settings = Settings {
         sidecar_url: stack.sidecar_url(),
         client_id: stack.client.client_id.clone(),
@@ -234,13 +253,92 @@ async fn run_local(cli: &Cli) -> ExitCode {
         println!();
     }
     let code = walk(cli, &settings).await;
-    say("stopping identity-sidecar and identity-api (SIGTERM)");
-    for (name, status) in stack.shutdown() {
-        match status {
-            Some(status) if status.success() => say(&format!("{name} stopped cleanly")),
-            Some(status) => say(&format!("{name} exited with {status}")),
-            None => say(&format!("{name} did not stop in time and was killed")),
-        }
-    }
+    stop(stack, style);
     code
+}
+
+/// Stops both and says how each ended.
+fn stop(stack: Stack, style: Style) {
+    eprintln!(
+        "{} stopping identity-sidecar and identity-api (SIGTERM)",
+        style.bold("local:")
+    );
+    for (name, status) in stack.shutdown() {
+        let how = match status {
+            Some(status) if status.success() => "stopped cleanly".to_owned(),
+            Some(status) => format!("exited with {status}"),
+            None => "did not stop in time and was killed".to_owned(),
+        };
+        eprintln!("{} {name} {how}", style.bold("local:"));
+    }
+}
+
+/// `--keep-running`: the settings another client needs, as .env lines on stdout (progress stays
+/// on stderr, so `> .env` captures exactly them), then both binaries stay up until Ctrl-C or
+/// SIGTERM, or until one of them exits on its own (a failure).
+async fn keep_running(mut stack: Stack, subject: &str, style: Style) -> ExitCode {
+    let signal = identity_runtime::shutdown_signal();
+    tokio::pin!(signal);
+    // Polled once before the lines go out, so that its handlers are in place when whoever reads
+    // them sends SIGTERM.
+    let early = tokio::select! {
+        biased;
+        () = &mut signal => true,
+        () = std::future::ready(()) => false,
+    };
+    let died = if early {
+        None
+    } else {
+        println!("{}", env_lines(&stack, subject));
+        let _ = std::io::stdout().flush();
+        eprintln!(
+            "{} both are running; the lines above are the settings of a client's .env (the \
+             secret is this throwaway stack's). Ctrl-C or SIGTERM stops both.",
+            style.bold("local:")
+        );
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                () = &mut signal => break None,
+                _ = poll.tick() => {
+                    if let Some(ended) = stack.exited() {
+                        break Some(ended);
+                    }
+                }
+            }
+        }
+    };
+    let code = match died {
+        None => ExitCode::SUCCESS,
+        Some((name, status)) => {
+            eprintln!(
+                "{} {name} exited on its own ({status}); its log is in {}",
+                style.red("local: FAILED:"),
+                stack.dir().display()
+            );
+            ExitCode::FAILURE
+        }
+    };
+    stop(stack, style);
+    code
+}
+
+/// The stack's settings in the form a `.env` file (and python-dotenv) reads.
+fn env_lines(stack: &Stack, subject: &str) -> String {
+    let mut lines = vec![
+        "# identity-api and identity-sidecar started by `journey --local --keep-running`;"
+            .to_owned(),
+        "# valid while it runs.".to_owned(),
+        format!("SIDECAR_URL={}", stack.sidecar_url()),
+    ];
+    match &stack.pinned_key {
+        Some(key) => lines.push(format!("SIDECAR_PUBLIC_KEY={key}")),
+        None => lines.push(
+            "# SIDECAR_PUBLIC_KEY unknown: the client will trust the key on first use".to_owned(),
+        ),
+    }
+    lines.push(format!("CLIENT_ID={}", stack.client.client_id));
+    lines.push(format!("CLIENT_SECRET={}", stack.client.client_secret));
+    lines.push(format!("SUBJECT={subject}"));
+    lines.join("\n")
 }

@@ -16,8 +16,10 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// The binaries in a Cargo profile directory such as `target/debug`.
+    /// The binaries in a Cargo profile directory such as `target/debug`. A relative `dir` is
+    /// taken from the current directory now: the processes start in a directory of their own.
     pub fn in_dir(dir: &Path) -> Self {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
         let exe = std::env::consts::EXE_SUFFIX;
         Self {
             identity_api: dir.join(format!("identity-api{exe}")),

@@ -413,6 +413,14 @@ impl Stack {
             .map_err(|(Ready::Exited(e) | Ready::TimedOut(e))| e)
     }
 
+    /// The first of the two that has exited, and how: `None` while both run.
+    pub fn exited(&mut self) -> Option<(&'static str, ExitStatus)> {
+        [self.sidecar.as_mut(), self.api.as_mut()]
+            .into_iter()
+            .flatten()
+            .find_map(|p| p.exited().map(|status| (p.name(), status)))
+    }
+
     /// Stops the sidecar, then the identity API; says how each ended.
     pub fn shutdown(mut self) -> Vec<(&'static str, Option<ExitStatus>)> {
         let mut ended = Vec::new();
