@@ -283,10 +283,11 @@ impl AppState {
         Ok(answer)
     }
 
-    /// RFC 7009: revoking a token revokes its family, whichever kind it is. An unknown,
-    /// expired or revoked token is answered as a success; so is another client's token, which
-    /// stays as it was ("the authorization server [...] must verify whether the token was
-    /// issued to the client making the revocation request", section 2.1), with an audit row.
+    /// RFC 7009: revoking a token revokes its family, whichever kind it is (for an access
+    /// token, the stricter choice). An unknown, expired or revoked token is answered as a
+    /// success (section 2.2); so is another client's token, which stays as it was: section 2.1
+    /// would refuse it, but an error would tell the caller that the token exists and whose it
+    /// is. The attempt is audited.
     pub async fn revoke_standard(
         &self,
         credentials: &ClientCredentials,
