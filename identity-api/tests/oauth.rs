@@ -800,6 +800,31 @@ async fn introspection_errors(b: Backend) {
         .await;
     assert_oauth_error(&answer, 400, "invalid_request");
 
+    // The header is the operator's to name: then only that one carries the token.
+    let Some(named) = TestEnv::with(b, |s| {
+        s.service_token = Some(SharedToken::new(SERVICE_TOKEN).unwrap());
+        s.service_token_header = axum::http::HeaderName::from_static("x-gateway-token");
+    })
+    .await
+    else {
+        return;
+    };
+    let introspect = async |header: &'static str| {
+        let headers = [("content-type", FORM), (header, SERVICE_TOKEN)];
+        send_raw(
+            &named.app,
+            "POST",
+            "/oauth/introspect",
+            &headers,
+            b"token=abc".to_vec(),
+        )
+        .await
+    };
+    let answer = introspect("X-Gateway-Token").await;
+    assert_eq!(answer.0, StatusCode::OK, "{}", answer.2);
+    assert_eq!(answer.2, json!({"active": false}));
+    assert_basic_challenge(&introspect("x-service-token").await);
+
     // Without a service token configured, the header is no credential.
     let Some(plain) = TestEnv::new(b).await else {
         return;
