@@ -98,20 +98,13 @@ impl Target {
         body: &impl Serialize,
     ) -> Result<Answer, String> {
         let token = self.internal_token().map_err(|e| e.to_string())?;
-        let answer = self
+        let request = self
             .http
             .post(self.api.url(path).map_err(|e| e.to_string())?)
             .header(reqwest::header::AUTHORIZATION, authorization)
             .header(headers::INTERNAL_TOKEN, token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| transport(&e))?;
-        let status = answer.status().as_u16();
-        let bytes = answer.bytes().await.map_err(|e| transport(&e))?;
-        let body = serde_json::from_slice(&bytes)
-            .map_err(|_| format!("HTTP {status}: body is not JSON"))?;
-        Ok(Answer { status, body })
+            .json(body);
+        answer_of(request).await
     }
 
     /// `GET /.well-known/jwks.json` from `routes`, which the sidecar passes through in
@@ -139,22 +132,15 @@ impl Target {
     /// A form `POST` of a standard endpoint straight to the identity API, the client
     /// authenticating with Basic (no internal token: these routes do not take one).
     async fn standard(&self, path: &str, form: &[(&str, &str)]) -> Result<Answer, String> {
-        let answer = self
+        let request = self
             .http
             .post(self.api.url(path).map_err(|e| e.to_string())?)
             .header(
                 reqwest::header::AUTHORIZATION,
                 basic_header(&self.client_id, &self.client_secret).as_str(),
             )
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| transport(&e))?;
-        let status = answer.status().as_u16();
-        let bytes = answer.bytes().await.map_err(|e| transport(&e))?;
-        let body = serde_json::from_slice(&bytes)
-            .map_err(|_| format!("HTTP {status}: body is not JSON"))?;
-        Ok(Answer { status, body })
+            .form(form);
+        answer_of(request).await
     }
 
     /// client_credentials at /oauth/token: the access token.
@@ -185,6 +171,16 @@ impl Target {
         )
         .await
     }
+}
+
+/// Sends `request`: its status and JSON body.
+async fn answer_of(request: reqwest::RequestBuilder) -> Result<Answer, String> {
+    let answer = request.send().await.map_err(|e| transport(&e))?;
+    let status = answer.status().as_u16();
+    let bytes = answer.bytes().await.map_err(|e| transport(&e))?;
+    let body =
+        serde_json::from_slice(&bytes).map_err(|_| format!("HTTP {status}: body is not JSON"))?;
+    Ok(Answer { status, body })
 }
 
 fn transport(e: &reqwest::Error) -> String {
