@@ -274,24 +274,12 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(path);
+    let mut all = Vec::new();
     if !body.is_empty() {
-        req = req.header("content-type", "application/json");
+        all.push(("content-type", "application/json"));
     }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = app
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 10 << 20)
-        .await
-        .unwrap();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    all.extend_from_slice(headers);
+    let (status, _, value) = send_raw(app, method, path, &all, body).await;
     (status, value)
 }
 
