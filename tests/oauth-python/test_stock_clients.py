@@ -231,6 +231,17 @@ def test_errors_as_authlib_reads_them(server, metadata):
     assert answer.headers["www-authenticate"].startswith("Basic ")
     assert answer.headers["cache-control"] == "no-store"
     assert answer.headers["pragma"] == "no-cache"
+    # Over the real socket: an oversized form (refused from its Content-Length) and one that is
+    # not UTF-8 are each a 400 invalid_request that says so.
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    for body, says in [
+        (b"grant_type=client_credentials&pad=" + b"a" * 70_000, "over the limit"),
+        (b"grant_type=client_credentials&scope=%FF", "not UTF-8"),
+    ]:
+        answer = requests.post(endpoint, data=body, headers=form, auth=("svc", "x"), timeout=10)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_request"
+        assert says in answer.json()["error_description"]
 
 
 def test_metadata_lists_exactly_the_endpoints(server, metadata):
