@@ -4,9 +4,10 @@
 #   1. criterion: the protocol and the raw crates, ES256 as the identity API signs (one core);
 #   2. the sidecar's overhead on a core of its own: at a fixed offered load, and closed-loop;
 #   3. loadgen on SQLite, C = 16 (every scenario) and C = 64 (the identity API direct), rounds;
+#   3b. the standard endpoints beside their /api/v1 equivalents, direct, C = 64, rounds;
 #   4. the oidc-provider baseline and our identity API alternating, C = 64 (when node exists);
 #   5. the sidecar's RSS idle and with 100,000 live sessions.
-# Loopback only; every load is bounded in time and count. About 12 minutes on 2 vCPUs.
+# Loopback only; every load is bounded in time and count. About 14 minutes on 2 vCPUs.
 #   bench/targets.sh [OUT_DIR]      (ROUNDS=3 by default; needs taskset for step 4)
 # With BASELINE_BIN_DIR (the release binaries of another commit), step 3 alternates those and
 # these, round by round, driven by this loadgen: a before/after in the same minutes.
@@ -58,6 +59,14 @@ else
         --scenarios issue-direct,refresh-direct,introspect-direct > "$OUT/3-c64.txt"
 fi
 
+# Each round runs the four in turn: /oauth/token's client_credentials right after
+# /api/v1/token/issue, /oauth/introspect right after /api/v1/introspect.
+step "3b. the standard endpoints beside /api/v1, C = 64"
+"$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 64 \
+    --scenarios issue-direct,oauth-token-direct,introspect-direct,oauth-introspect-direct \
+    > "$OUT/3b-oauth-c64.txt"
+awk -f bench/oauth-over-api.awk "$OUT/3b-oauth-c64.txt" > "$OUT/3b-oauth-over-api.txt"
+
 if command -v node > /dev/null; then
     step "4. oidc-provider and ours, alternating, C = 64"
     # ours ÷ theirs for one scenario of this round: req/s is the 5th field of loadgen's table
@@ -69,10 +78,12 @@ if command -v node > /dev/null; then
     }
     for round in $(seq "$ROUNDS"); do
         theirs=$(bench/oidc-provider/run.sh 64 5)
-        ours=$("$LG" "${BOUND[@]}" -c 64 --scenarios issue-direct,introspect-direct)
+        ours=$("$LG" "${BOUND[@]}" -c 64 \
+            --scenarios issue-direct,introspect-direct,oauth-token-direct,oauth-introspect-direct)
         printf 'round %s\n%s\n' "$round" "$theirs" >> "$OUT/4-oidc-provider.txt"
         printf 'round %s\n%s\n' "$round" "$ours" >> "$OUT/4-ours.txt"
-        echo "round $round: issue $(times issue-direct issue), introspect $(times introspect-direct introspect)" \
+        echo "round $round: issue $(times issue-direct issue), introspect $(times introspect-direct introspect)," \
+            "oauth token $(times oauth-token-direct issue), oauth introspect $(times oauth-introspect-direct introspect)" \
             >> "$OUT/4-ours-over-oidc-provider.txt"
     done
 else
@@ -84,6 +95,7 @@ step "5. sidecar RSS"
 
 step "done: $OUT"
 # The figures the targets are read from.
-grep -h -A12 '^median of' "$OUT"/2-*.txt "$OUT"/3-*.txt
+grep -h -A12 '^median of' "$OUT"/2-*.txt "$OUT"/3-*.txt "$OUT"/3b-*.txt
+cat "$OUT/3b-oauth-over-api.txt"
 cat "$OUT/4-ours-over-oidc-provider.txt" 2> /dev/null || true
 cat "$OUT/5-memory.txt"

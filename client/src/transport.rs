@@ -110,6 +110,7 @@ impl Routes {
             paths::JWKS,
         ]
         .into_iter()
+        .chain(paths::STANDARD)
         .map(|path| Ok((path, parse_url(&base, path)?)))
         .collect::<Result<_, ClientError>>()?;
         Ok(Self { base, parsed })

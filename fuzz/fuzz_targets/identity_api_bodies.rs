@@ -1,8 +1,9 @@
-//! The identity API's request bodies (PROTOCOL.md section 5): the request structs'
-//! deserialisation, then the whole router (`identity_api::app`, through `tower::ServiceExt::oneshot`)
-//! on a SQLite database in a temporary directory, with valid credentials so that the body is
-//! parsed and validated. The first input byte picks the route and the credential; the rest is the
-//! body. Whatever the input: no panic, never a 5xx, and every answer is JSON.
+//! The identity API's request bodies (PROTOCOL.md section 5, and the form bodies of the standard
+//! endpoints, docs/OAUTH.md): the request structs' deserialisation, then the whole router
+//! (`identity_api::app`, through `tower::ServiceExt::oneshot`) on a SQLite database in a
+//! temporary directory, with valid credentials so that the body is parsed and validated. The
+//! first input byte picks the route and the credential; the rest is the body. Whatever the
+//! input: no panic, never a 5xx, and every answer is JSON.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -45,12 +46,18 @@ fn fixture() -> &'static Fixture {
                 ..Settings::new("https://identity.fuzz")
             };
             let state = AppState::open(&url, kek, settings).await.expect("state");
-            let secret = clients::create(
+            // Both grants, so that /oauth/token's refresh_token grant reaches its parameters.
+            let new = clients::NewClient {
+                scopes: "orders.read orders.write",
+                audiences: "orders-api",
+                grant_types: Some("client_credentials refresh_token"),
+                may_introspect: false,
+            };
+            let secret = clients::create_with(
                 state.db(),
                 state.verifier_key(),
                 "c1",
-                "orders.read orders.write",
-                "orders-api",
+                new,
                 &identity_api::operator::Operator::new("fuzz", None),
                 identity_api::now(),
             )
@@ -61,6 +68,7 @@ fn fixture() -> &'static Fixture {
             let answer = send(
                 &app,
                 paths::TOKEN_ISSUE,
+                "application/json",
                 &basic,
                 br#"{"subject":"fuzz"}"#.to_vec(),
             )
@@ -80,11 +88,17 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-async fn send(app: &Router, path: &str, authorization: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+async fn send(
+    app: &Router,
+    path: &str,
+    content_type: &str,
+    authorization: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
     let request = Request::builder()
         .method("POST")
         .uri(path)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("authorization", authorization)
         .body(Body::from(body))
         .expect("request");
@@ -106,23 +120,29 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<TokenRequest<'_>>(body);
 
     let fixture = fixture();
-    let path = match selector % 4 {
-        0 => paths::TOKEN_ISSUE,
-        1 => paths::INTROSPECT,
-        2 => paths::TOKEN,
-        _ => paths::REVOKE,
+    let (path, content_type) = match selector % 7 {
+        0 => (paths::TOKEN_ISSUE, "application/json"),
+        1 => (paths::INTROSPECT, "application/json"),
+        2 => (paths::TOKEN, "application/json"),
+        3 => (paths::REVOKE, "application/json"),
+        4 => (paths::OAUTH_TOKEN, "application/x-www-form-urlencoded"),
+        5 => (paths::OAUTH_INTROSPECT, "application/x-www-form-urlencoded"),
+        _ => (paths::OAUTH_REVOKE, "application/x-www-form-urlencoded"),
     };
     // Mostly the credential the route takes, so that the body is reached; sometimes the other.
-    let (right, other) = if selector % 4 == 0 {
-        (&fixture.basic, &fixture.bearer)
-    } else {
+    let (right, other) = if matches!(selector % 7, 1..=3) {
         (&fixture.bearer, &fixture.basic)
+    } else {
+        (&fixture.basic, &fixture.bearer)
     };
     let authorization = if selector & 0x80 != 0 { other } else { right };
-    let (status, answer) =
-        fixture
-            .runtime
-            .block_on(send(&fixture.app, path, authorization, body.to_vec()));
+    let (status, answer) = fixture.runtime.block_on(send(
+        &fixture.app,
+        path,
+        content_type,
+        authorization,
+        body.to_vec(),
+    ));
     assert!(status < 500, "{path} answered {status}");
     assert!(
         serde_json::from_slice::<serde_json::Value>(&answer).is_ok(),

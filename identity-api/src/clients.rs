@@ -17,7 +17,17 @@ use subtle::{Choice, ConstantTimeEq};
 use crate::clock::now;
 use crate::operator::Operator;
 use crate::secret::{ClientSecret, Key32, random_token};
-use crate::storage::{AdminEvent, AuditRow, ClientRow, Db, StoreError};
+use crate::storage::{AdminEvent, AuditRow, ClientChange, ClientRow, Db, StoreError};
+
+/// `grant_type=client_credentials` (RFC 6749 section 4.4) at /oauth/token.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// `grant_type=refresh_token` (RFC 6749 section 6) at /oauth/token; in a client's grant types it
+/// also makes client_credentials answer with a refresh token.
+pub use identity_protocol::identity::REFRESH_TOKEN_GRANT as REFRESH_TOKEN;
+/// The grants a client may be given for /oauth/token, as discovery lists them.
+pub const GRANT_TYPES: [&str; 2] = [CLIENT_CREDENTIALS, REFRESH_TOKEN];
+/// What a client created without `--grant-types` may use (the migration's default too).
+pub const DEFAULT_GRANT_TYPES: &str = CLIENT_CREDENTIALS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -27,11 +37,16 @@ pub enum ClientError {
     InvalidScope(String),
     #[error("invalid audience list: {0}")]
     InvalidAudience(String),
+    #[error("invalid grant types: {0}")]
+    InvalidGrantTypes(String),
     #[error("client {0} already exists")]
     Exists(String),
     #[error("no client {0}")]
     NotFound(String),
-    #[error("nothing to change: give the new scopes, the new audiences or both")]
+    #[error(
+        "nothing to change: give the new scopes, audiences or grant types, or whether the client \
+         may introspect every token"
+    )]
     NoChange,
     #[error("invalid overlap: {0}")]
     Overlap(String),
@@ -230,7 +245,58 @@ fn normalize(list: &str, what: fn(String) -> ClientError) -> Result<String, Clie
     Ok(items.join(" "))
 }
 
-/// Creates a client and returns its secret (shown once); audited as `client_create` by `by`.
+/// The grant types of a client: `client_credentials` and `refresh_token`, separated by spaces
+/// or commas, at least one; duplicates dropped.
+pub fn normalize_grant_types(list: &str) -> Result<String, ClientError> {
+    let mut out: Vec<&str> = Vec::new();
+    for item in list.split([' ', ',']).filter(|s| !s.is_empty()) {
+        match item {
+            _ if GRANT_TYPES.contains(&item) => {
+                if !out.contains(&item) {
+                    out.push(item);
+                }
+            }
+            "password" => {
+                return Err(ClientError::InvalidGrantTypes(
+                    "password is not supported: the identity API has no users to check a \
+                     password against"
+                        .into(),
+                ));
+            }
+            other => {
+                return Err(ClientError::InvalidGrantTypes(format!(
+                    "{other:?} is not one of {}",
+                    GRANT_TYPES.join(", ")
+                )));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ClientError::InvalidGrantTypes("empty".into()));
+    }
+    Ok(out.join(" "))
+}
+
+/// Whether a client's grant types (as stored) include `grant`.
+pub fn has_grant(grant_types: &str, grant: &str) -> bool {
+    grant_types.split(' ').any(|g| g == grant)
+}
+
+/// What a new client may do.
+#[derive(Debug, Clone, Copy)]
+pub struct NewClient<'a> {
+    /// Allowed scopes, space-separated.
+    pub scopes: &'a str,
+    /// Allowed audiences, space-separated.
+    pub audiences: &'a str,
+    /// The grants of /oauth/token ([`normalize_grant_types`]); `None`: [`DEFAULT_GRANT_TYPES`].
+    pub grant_types: Option<&'a str>,
+    /// May introspect every client's tokens at /oauth/introspect, not only its own.
+    pub may_introspect: bool,
+}
+
+/// Creates a client with the default grant types, which may not introspect others' tokens: see
+/// [`create_with`].
 pub async fn create(
     db: &Db,
     key: &Key32,
@@ -240,18 +306,40 @@ pub async fn create(
     by: &Operator,
     now: i64,
 ) -> Result<ClientSecret, ClientError> {
+    let new = NewClient {
+        scopes,
+        audiences,
+        grant_types: None,
+        may_introspect: false,
+    };
+    create_with(db, key, client_id, new, by, now).await
+}
+
+/// Creates a client and returns its secret (shown once); audited as `client_create` by `by`.
+pub async fn create_with(
+    db: &Db,
+    key: &Key32,
+    client_id: &str,
+    new: NewClient<'_>,
+    by: &Operator,
+    now: i64,
+) -> Result<ClientSecret, ClientError> {
     if !valid_client_id(client_id) {
         return Err(ClientError::InvalidId);
     }
-    let scopes = normalize(scopes, ClientError::InvalidScope)?;
-    let audiences = normalize(audiences, ClientError::InvalidAudience)?;
+    let scopes = normalize(new.scopes, ClientError::InvalidScope)?;
+    let audiences = normalize(new.audiences, ClientError::InvalidAudience)?;
+    let grant_types = normalize_grant_types(new.grant_types.unwrap_or(DEFAULT_GRANT_TYPES))?;
     let secret = ClientSecret::new(random_token().to_string());
     let audit = AuditRow::admin(
         now,
         AdminEvent::ClientCreate,
         by.as_str(),
         Some(client_id),
-        serde_json::json!({ "scope": scopes, "audience": audiences }),
+        serde_json::json!({
+            "scope": scopes, "audience": audiences, "grant_types": grant_types,
+            "may_introspect": new.may_introspect,
+        }),
     );
     let row = ClientRow {
         client_id: client_id.to_owned(),
@@ -263,6 +351,8 @@ pub async fn create(
         rotated_at: now,
         previous_secret_verifier: None,
         previous_verifier_expires_at: None,
+        grant_types,
+        may_introspect: new.may_introspect,
     };
     match db.insert_client(&row, &audit).await {
         Ok(()) => Ok(secret),
@@ -271,7 +361,7 @@ pub async fn create(
     }
 }
 
-/// Replaces the scopes, the audiences or both (at least one), with the rules of [`create`];
+/// Replaces what `change` gives (at least one thing), with the rules of [`create_with`];
 /// returns the client as it is now. New issues are judged by the new grants at once, on every
 /// instance (the cached rows included: see [`ClientCache`]); families issued before keep the
 /// scope and audience they were issued with. Audited as `client_update`, with the old and the
@@ -279,20 +369,22 @@ pub async fn create(
 pub async fn update(
     db: &Db,
     client_id: &str,
-    scopes: Option<&str>,
-    audiences: Option<&str>,
+    change: ClientChange<'_>,
     by: &Operator,
     now: i64,
 ) -> Result<ClientRow, ClientError> {
-    if scopes.is_none() && audiences.is_none() {
+    if change == ClientChange::default() {
         return Err(ClientError::NoChange);
     }
-    let scopes = scopes
+    let scopes = change
+        .scopes
         .map(|s| normalize(s, ClientError::InvalidScope))
         .transpose()?;
-    let audiences = audiences
+    let audiences = change
+        .audiences
         .map(|a| normalize(a, ClientError::InvalidAudience))
         .transpose()?;
+    let grant_types = change.grant_types.map(normalize_grant_types).transpose()?;
     let audit = |before: &ClientRow| {
         let mut detail = serde_json::Map::new();
         if let Some(scopes) = &scopes {
@@ -303,6 +395,20 @@ pub async fn update(
             detail.insert("audience".into(), audiences.as_str().into());
             detail.insert("previous_audience".into(), before.audiences.as_str().into());
         }
+        if let Some(grant_types) = &grant_types {
+            detail.insert("grant_types".into(), grant_types.as_str().into());
+            detail.insert(
+                "previous_grant_types".into(),
+                before.grant_types.as_str().into(),
+            );
+        }
+        if let Some(may) = change.may_introspect {
+            detail.insert("may_introspect".into(), may.into());
+            detail.insert(
+                "previous_may_introspect".into(),
+                before.may_introspect.into(),
+            );
+        }
         AuditRow::admin(
             now,
             AdminEvent::ClientUpdate,
@@ -311,7 +417,13 @@ pub async fn update(
             detail.into(),
         )
     };
-    db.update_client_grants(client_id, scopes.as_deref(), audiences.as_deref(), audit)
+    let normalized = ClientChange {
+        scopes: scopes.as_deref(),
+        audiences: audiences.as_deref(),
+        grant_types: grant_types.as_deref(),
+        may_introspect: change.may_introspect,
+    };
+    db.update_client(client_id, normalized, audit)
         .await?
         .ok_or_else(|| ClientError::NotFound(client_id.to_owned()))
 }
@@ -396,7 +508,35 @@ mod tests {
             rotated_at: 0,
             previous_secret_verifier: None,
             previous_verifier_expires_at: None,
+            grant_types: DEFAULT_GRANT_TYPES.into(),
+            may_introspect: false,
         })
+    }
+
+    #[test]
+    fn grant_types_are_the_two_grants_of_the_token_endpoint() {
+        let ok = |text: &str| normalize_grant_types(text).unwrap();
+        assert_eq!(ok("client_credentials"), "client_credentials");
+        assert_eq!(
+            ok("refresh_token, client_credentials refresh_token"),
+            "refresh_token client_credentials"
+        );
+        for (bad, says) in [
+            ("", "empty"),
+            (" , ", "empty"),
+            ("password", "no users"),
+            (
+                "authorization_code",
+                "not one of client_credentials, refresh_token",
+            ),
+            ("Client_Credentials", "not one of"),
+        ] {
+            let err = normalize_grant_types(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+        assert!(has_grant("client_credentials refresh_token", REFRESH_TOKEN));
+        assert!(!has_grant("client_credentials", REFRESH_TOKEN));
+        assert!(!has_grant("refresh_tokens", REFRESH_TOKEN));
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! secret comes from a flag, its variable or its `_FILE` variant ([`identity_runtime::secret`]).
 
 use std::net::SocketAddr;
+
+use http::HeaderName;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use identity_runtime::secret::BadInternalToken;
+use identity_runtime::secret::{BadInternalToken, SharedToken, TokenProblem};
 use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalToken, InternalTokenSpec, LogFormat, Secret, SecretSpec};
 
 use crate::audit::{self, DEFAULT_LIST, MAX_LIST};
-use crate::clients::Overlap;
+use crate::clients::{DEFAULT_GRANT_TYPES, Overlap};
 use crate::kek::{Kek, Keks, KeyError};
 use crate::purge::{
     DEFAULT_AUDIT_RETENTION_SECS, DEFAULT_FAMILY_RETENTION_SECS, DEFAULT_PURGE_INTERVAL_SECS,
@@ -18,8 +20,8 @@ use crate::purge::{
 };
 use crate::service::Settings;
 use crate::service::settings::{
-    DEFAULT_ACCESS_TTL_SECS, DEFAULT_FAMILY_TTL_SECS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_REFRESH_TTL_SECS,
+    DEFAULT_ACCESS_TTL_SECS, DEFAULT_FAMILY_TTL_SECS, DEFAULT_JWKS_CACHE_SECS,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_REFRESH_TTL_SECS, DEFAULT_SERVICE_TOKEN_HEADER,
 };
 
 /// Where `--dev` keeps its generated key-encryption key when none is configured.
@@ -44,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (runs the migrations first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the embedded database migrations and exit.
     Migrate(DbArgs),
     /// Manage clients.
@@ -147,6 +149,30 @@ impl SecretSpec for PreviousKekSpec {
     const ABSENT_FILE_IS_NONE: bool = true;
 }
 
+/// `IDENTITY_SERVICE_TOKEN`: lets a gateway introspect every token at /oauth/introspect.
+#[derive(Debug)]
+pub enum ServiceTokenSpec {}
+
+impl SecretSpec for ServiceTokenSpec {
+    const FLAG: &'static str = "service-token";
+    const FILE_FLAG: &'static str = "service-token-file";
+    const ENV: &'static str = "IDENTITY_SERVICE_TOKEN";
+    const FILE_ENV: &'static str = "IDENTITY_SERVICE_TOKEN_FILE";
+    const HELP: &'static str = "A token that lets its holder introspect every token at \
+        /oauth/introspect, presented in the header --service-token-header (for a gateway that \
+        has no client of its own). Visible ASCII, no spaces, at least 128 bits of entropy by \
+        length and alphabet (`openssl rand -base64 32`). None by default: only clients \
+        introspect. Prefer --service-token-file (or the variable) to the flag";
+    const FILE_HELP: &'static str =
+        "File holding the service token (one trailing newline is ignored)";
+
+    fn check(value: &str) -> Result<(), &'static str> {
+        SharedToken::new(value)
+            .map(drop)
+            .map_err(TokenProblem::problem)
+    }
+}
+
 /// What every command that touches the database takes.
 #[derive(Debug, Args)]
 pub struct DbArgs {
@@ -214,6 +240,21 @@ pub struct ServeArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_internal_token: bool,
 
+    #[command(flatten)]
+    pub service_token: Secret<ServiceTokenSpec>,
+
+    /// The header that carries the service token to /oauth/introspect.
+    #[arg(long, env = "IDENTITY_SERVICE_TOKEN_HEADER", default_value = DEFAULT_SERVICE_TOKEN_HEADER,
+          value_parser = parse_header_name)]
+    pub service_token_header: HeaderName,
+
+    /// Seconds a client may cache the JWKS (its Cache-Control max-age). A new signing key is
+    /// published when it starts signing: verifiers that cache longer must fetch the JWKS again
+    /// on a `kid` they do not know, as common libraries do.
+    #[arg(long, env = "IDENTITY_JWKS_CACHE_SECONDS", default_value_t = DEFAULT_JWKS_CACHE_SECS,
+          value_parser = clap::value_parser!(u32).range(0..=86_400))]
+    pub jwks_cache_seconds: u32,
+
     /// Access-token lifetime in seconds.
     #[arg(long, env = "IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = DEFAULT_ACCESS_TTL_SECS, value_parser = clap::value_parser!(i64).range(1..))]
     pub access_token_ttl_secs: i64,
@@ -257,6 +298,15 @@ pub enum ClientCommand {
         /// Allowed audiences, space-separated (or repeat the flag).
         #[arg(long, required = true)]
         audience: Vec<String>,
+        /// The grants the client may use at /oauth/token, separated by spaces or commas:
+        /// client_credentials, refresh_token (with refresh_token, client_credentials also
+        /// answers with a refresh token). /api/v1 ignores them.
+        #[arg(long, value_name = "GRANTS", default_value = DEFAULT_GRANT_TYPES)]
+        grant_types: String,
+        /// The client may introspect the tokens of every client at /oauth/introspect (a
+        /// gateway, a resource server), not only its own.
+        #[arg(long)]
+        may_introspect: bool,
         /// Print one JSON object {"client_id", "client_secret"}.
         #[arg(long)]
         json: bool,
@@ -303,9 +353,10 @@ pub enum ClientCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Replace a client's allowed scopes, audiences or both (at least one), at once on every
-    /// running server; tokens issued before keep what they were issued with.
-    #[command(group(clap::ArgGroup::new("grants").required(true).multiple(true).args(["scope", "audience"])))]
+    /// Replace a client's allowed scopes, audiences, grant types or introspection right (at
+    /// least one), at once on every running server; tokens issued before keep what they were
+    /// issued with.
+    #[command(group(clap::ArgGroup::new("grants").required(true).multiple(true).args(["scope", "audience", "grant_types", "may_introspect"])))]
     Update {
         client_id: String,
         /// The new allowed scopes, space-separated.
@@ -314,6 +365,12 @@ pub enum ClientCommand {
         /// The new allowed audiences, space-separated (or repeat the flag).
         #[arg(long)]
         audience: Vec<String>,
+        /// The new grants of /oauth/token (see `client create --grant-types`).
+        #[arg(long, value_name = "GRANTS")]
+        grant_types: Option<String>,
+        /// Whether the client may introspect the tokens of every client at /oauth/introspect.
+        #[arg(long, value_name = "true|false")]
+        may_introspect: Option<bool>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -429,8 +486,21 @@ impl ServeArgs {
             family_ttl: self.family_ttl_secs,
             internal_token: self.internal_token()?,
             max_body_bytes: self.max_body_bytes,
+            // Checked while parsing (`ServiceTokenSpec::check`).
+            service_token: self
+                .service_token
+                .get()
+                .and_then(|text| SharedToken::new(text).ok()),
+            service_token_header: self.service_token_header.clone(),
+            jwks_cache_secs: self.jwks_cache_seconds,
         })
     }
+}
+
+/// A header name as HTTP/1.1 allows it (a token), lower-cased.
+fn parse_header_name(text: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(text.trim().to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{text:?} is not a valid header name"))
 }
 
 impl KekArgs {

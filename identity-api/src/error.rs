@@ -14,16 +14,26 @@ use crate::storage::StoreError;
 pub enum ApiError {
     #[error("invalid_request: {0}")]
     InvalidRequest(String),
+    /// Client authentication by `Authorization: Basic`, or none: 401 with
+    /// `WWW-Authenticate: Basic` (RFC 6749 section 5.2).
     #[error("invalid_client")]
     InvalidClient,
+    /// Client authentication by `client_secret` in a form body (`client_secret_post`): 401
+    /// without a challenge, since no HTTP authentication scheme was used.
+    #[error("invalid_client (client_secret_post)")]
+    InvalidClientInBody,
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
     #[error("invalid_target: {0}")]
     InvalidTarget(String),
     #[error("invalid_grant: {0}")]
     InvalidGrant(&'static str),
-    #[error("unsupported_grant_type")]
-    UnsupportedGrantType,
+    #[error("unsupported_grant_type: {0}")]
+    UnsupportedGrantType(String),
+    /// RFC 6749 section 5.2: "The authenticated client is not authorized to use this
+    /// authorization grant type" (400, unlike [`ApiError::UnauthorizedClient`] of /api/v1/revoke).
+    #[error("unauthorized_client: {0}")]
+    GrantNotAllowed(String),
     #[error("invalid_token: {0}")]
     InvalidToken(&'static str),
     #[error("subject_mismatch")]
@@ -63,8 +73,11 @@ impl ApiError {
             | ApiError::InvalidScope(_)
             | ApiError::InvalidTarget(_)
             | ApiError::InvalidGrant(_)
-            | ApiError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
-            ApiError::InvalidClient | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            | ApiError::UnsupportedGrantType(_)
+            | ApiError::GrantNotAllowed(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidClient | ApiError::InvalidClientInBody | ApiError::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::SubjectMismatch
             | ApiError::UnauthorizedClient
             | ApiError::InternalTokenRequired => StatusCode::FORBIDDEN,
@@ -82,11 +95,12 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
-            ApiError::InvalidClient => "invalid_client",
+            ApiError::InvalidClient | ApiError::InvalidClientInBody => "invalid_client",
             ApiError::InvalidScope(_) => "invalid_scope",
             ApiError::InvalidTarget(_) => "invalid_target",
             ApiError::InvalidGrant(_) => "invalid_grant",
-            ApiError::UnsupportedGrantType => "unsupported_grant_type",
+            ApiError::UnsupportedGrantType(_) => "unsupported_grant_type",
+            ApiError::GrantNotAllowed(_) => "unauthorized_client",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::SubjectMismatch => "subject_mismatch",
             ApiError::UnauthorizedClient => "unauthorized_client",
@@ -102,10 +116,13 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(text)
             | ApiError::InvalidScope(text)
-            | ApiError::InvalidTarget(text) => text.clone(),
-            ApiError::InvalidClient => "client authentication failed".into(),
+            | ApiError::InvalidTarget(text)
+            | ApiError::UnsupportedGrantType(text)
+            | ApiError::GrantNotAllowed(text) => text.clone(),
+            ApiError::InvalidClient | ApiError::InvalidClientInBody => {
+                "client authentication failed".into()
+            }
             ApiError::InvalidGrant(text) | ApiError::InvalidToken(text) => (*text).into(),
-            ApiError::UnsupportedGrantType => "grant_type must be refresh_token".into(),
             ApiError::SubjectMismatch => {
                 "the token or request is for another subject than the session".into()
             }

@@ -171,7 +171,10 @@ async fn cli_changes_are_audited_with_their_operator(b: Backend) {
     // new key's id, the rows re-sealed and under which key.
     assert_eq!(
         detail(&rows[0]),
-        json!({"scope": "orders.read orders.write", "audience": "orders-api"})
+        json!({
+            "scope": "orders.read orders.write", "audience": "orders-api",
+            "grant_types": "client_credentials", "may_introspect": false,
+        })
     );
     assert_eq!(
         detail(&rows[1]),

@@ -740,18 +740,22 @@ async fn discovery_and_operations(b: Backend) {
         config["jwks_uri"],
         format!("{}/.well-known/jwks.json", common::ISSUER)
     );
+    // The standard endpoints (their metadata in full: tests/oauth.rs); nothing of /api/v1,
+    // which only the sealed channel reaches.
     assert_eq!(
         config["introspection_endpoint"],
-        format!("{}/api/v1/introspect", common::ISSUER)
+        format!("{}/oauth/introspect", common::ISSUER)
     );
     assert_eq!(
         config["revocation_endpoint"],
-        format!("{}/api/v1/revoke", common::ISSUER)
+        format!("{}/oauth/revoke", common::ISSUER)
     );
     assert_eq!(
         config["token_endpoint"],
-        format!("{}/api/v1/token", common::ISSUER)
+        format!("{}/oauth/token", common::ISSUER)
     );
+    assert!(!config.to_string().contains("/api/v1"), "{config}");
+    assert!(!config.to_string().contains("\"bearer\""), "{config}");
     let (_, jwks) = env.get("/.well-known/jwks.json").await;
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);

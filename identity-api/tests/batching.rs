@@ -100,10 +100,11 @@ async fn open(db: &Db, family: FamilyRow, refresh: RefreshRow) -> Result<Opened,
             verifier: c.secret_verifier,
             scopes: c.scopes,
             audiences: c.audiences,
+            grant_types: c.grant_types,
         },
         None => seen(&[]),
     };
-    db.create_family(family, refresh, seen).await
+    db.create_family(family, Some(refresh), seen).await
 }
 
 /// A client of the test environment as an issue saw it: its grants, and `verifier`.
@@ -112,6 +113,7 @@ fn seen(verifier: &[u8]) -> ClientSeen {
         verifier: verifier.to_vec(),
         scopes: "orders.read orders.write".into(),
         audiences: "orders-api".into(),
+        grant_types: "client_credentials".into(),
     }
 }
 
@@ -256,7 +258,7 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
         let db = db.clone();
         let call = tokio::spawn(async move {
             match seen {
-                Some(seen) => db.create_family(family, refresh, seen).await,
+                Some(seen) => db.create_family(family, Some(refresh), seen).await,
                 None => open(&db, family, refresh).await,
             }
         });

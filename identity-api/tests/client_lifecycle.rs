@@ -2,7 +2,8 @@
 //! client's row cached: `client enable` lets a disabled client in again at once while the
 //! families revoked by the disable stay revoked; `client update` changes what new issues may
 //! ask for at once (a grant removed is refused, one added is allowed, the default scope follows),
-//! validated as `client create` validates; each change is audited with what it changed, and a
+//! validated as `client create` validates (grant types and the introspection right of the
+//! standard endpoints too); each change is audited with what it changed, and a
 //! refused command changes and audits nothing. Both databases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,7 +16,8 @@ use serde_json::{Value, json};
 both!(
     enable_lets_a_client_in_again_and_its_families_stay_revoked,
     update_changes_what_new_issues_may_ask_for_at_once,
-    refused_updates_change_nothing
+    refused_updates_change_nothing,
+    grant_types_and_the_introspection_right_from_the_command_line
 );
 
 /// `identity-api client <args>` on the environment's database, as operator alice.
@@ -199,6 +201,18 @@ async fn refused_updates_change_nothing(b: Backend) {
             "invalid audience list: empty",
         ),
         (&["update", "nobody", "--scope", "a"], "no client nobody"),
+        (
+            &["update", "c1", "--grant-types", "password"],
+            "invalid grant types: password is not supported",
+        ),
+        (
+            &["update", "c1", "--grant-types", "implicit"],
+            "invalid grant types: \"implicit\" is not one of client_credentials, refresh_token",
+        ),
+        (
+            &["update", "c1", "--may-introspect", "maybe"],
+            "invalid value 'maybe'",
+        ),
     ] {
         let (ok, out, err) = client_cli(&env, args);
         assert!(!ok, "{args:?}: {out}");
@@ -208,8 +222,7 @@ async fn refused_updates_change_nothing(b: Backend) {
     let err = identity_api::clients::update(
         db,
         "c1",
-        None,
-        None,
+        identity_api::storage::ClientChange::default(),
         &common::operator(),
         identity_api::now(),
     )
@@ -219,4 +232,81 @@ async fn refused_updates_change_nothing(b: Backend) {
     let after = db.client("c1").await.unwrap().unwrap();
     assert_eq!((after.scopes, after.audiences), (c1.scopes, c1.audiences));
     assert_eq!(admin_rows(db).await.len(), rows);
+}
+
+/// `client create --grant-types --may-introspect`, `client update` of both, `client list`: what
+/// the standard endpoints read (tests/oauth.rs has what they do with it).
+async fn grant_types_and_the_introspection_right_from_the_command_line(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db();
+    client_ok(
+        &env,
+        &[
+            "create",
+            "gw",
+            "--scope",
+            "a",
+            "--audience",
+            "x",
+            "--grant-types",
+            "refresh_token,client_credentials",
+            "--may-introspect",
+            "--json",
+        ],
+    );
+    let gw = db.client("gw").await.unwrap().unwrap();
+    assert_eq!(gw.grant_types, "refresh_token client_credentials");
+    assert!(gw.may_introspect);
+    // The defaults, for a client made without them and for one made before the migration.
+    let c1 = db.client("c1").await.unwrap().unwrap();
+    assert_eq!(
+        (c1.grant_types.as_str(), c1.may_introspect),
+        ("client_credentials", false)
+    );
+    let (ok, _, err) = client_cli(
+        &env,
+        &[
+            "create",
+            "bad",
+            "--scope",
+            "a",
+            "--audience",
+            "x",
+            "--grant-types",
+            "password",
+        ],
+    );
+    assert!(!ok && err.contains("password is not supported"), "{err}");
+    assert!(db.client("bad").await.unwrap().is_none());
+
+    let out = client_ok(
+        &env,
+        &[
+            "update",
+            "gw",
+            "--grant-types",
+            "client_credentials",
+            "--may-introspect",
+            "false",
+        ],
+    );
+    assert!(
+        out.contains(r#"grant_types="client_credentials" may_introspect=false"#),
+        "{out}"
+    );
+    let out = client_ok(&env, &["list", "--json"]);
+    let gw: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|c| c["client_id"] == "gw")
+        .unwrap();
+    assert_eq!(gw["grant_types"], "client_credentials");
+    assert_eq!(gw["may_introspect"], false);
+    let out = client_ok(&env, &["list"]);
+    assert!(
+        out.contains("grant_types=\"client_credentials\"\tmay_introspect=false"),
+        "{out}"
+    );
 }

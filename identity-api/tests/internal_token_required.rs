@@ -1,7 +1,8 @@
 //! `identity-api serve` and its internal token at start: none is refused unless
 //! `--insecure-no-internal-token` (`IDENTITY_INSECURE_NO_INTERNAL_TOKEN`) or `--dev`, both of
 //! which start with a warning; a token under 128 bits of entropy (by length and alphabet) is
-//! refused; no refusal echoes the token.
+//! refused; no refusal echoes the token. The service token of /oauth/introspect
+//! (`IDENTITY_SERVICE_TOKEN[_FILE]`) meets the same rule, and its header must be a header name.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -153,4 +154,38 @@ fn serve_help_describes_the_token_and_the_way_out() {
     ] {
         assert!(help.contains(says), "{says:?} not in {help}");
     }
+}
+
+#[test]
+fn the_service_token_meets_the_internal_tokens_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let strong = "3f9a0c5be17d4286a9c0f1e2d3b4a596";
+    let weak = "3f9a0c5be17d4286a9c0f1e2d3b4a59";
+    let path = dir.path().join("service-token");
+    std::fs::write(&path, format!("{weak}\n")).unwrap();
+    for (var, value) in [
+        ("IDENTITY_SERVICE_TOKEN", weak),
+        ("IDENTITY_SERVICE_TOKEN_FILE", path.to_str().unwrap()),
+    ] {
+        let err = refusal(
+            serve(&dir)
+                .env("IDENTITY_INTERNAL_TOKEN", strong)
+                .env(var, value),
+        );
+        assert!(err.contains(var) && err.contains("128 bits"), "{err}");
+        assert!(!err.contains(weak), "the token is echoed: {err}");
+    }
+    let err = refusal(
+        serve(&dir)
+            .env("IDENTITY_INTERNAL_TOKEN", strong)
+            .env("IDENTITY_SERVICE_TOKEN_HEADER", "x service"),
+    );
+    assert!(err.contains("not a valid header name"), "{err}");
+    // A strong one, in a header of the operator's naming, starts.
+    started(
+        serve(&tempfile::tempdir().unwrap())
+            .env("IDENTITY_INTERNAL_TOKEN", strong)
+            .env("IDENTITY_SERVICE_TOKEN", "Aa0-Bb1_Cc2Dd3Ee4Ff5Gg6Hh7")
+            .env("IDENTITY_SERVICE_TOKEN_HEADER", "X-Gateway-Token"),
+    );
 }

@@ -199,10 +199,11 @@ async fn the_write_accepts_the_previous_verifier_only_within_its_overlap(b: Back
         verifier: verifier.to_vec(),
         scopes: "orders.read orders.write".into(),
         audiences: "orders-api".into(),
+        grant_types: "client_credentials".into(),
     };
     let store = async |verifier: &[u8], at: i64| {
         let (family, refresh) = family_at(at);
-        db.create_family(family, refresh, seen(verifier))
+        db.create_family(family, Some(refresh), seen(verifier))
             .await
             .unwrap()
     };

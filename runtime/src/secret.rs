@@ -18,7 +18,9 @@ use zeroize::Zeroizing;
 
 mod internal_token;
 
-pub use internal_token::{BadInternalToken, InternalToken, InternalTokenSpec};
+pub use internal_token::{
+    BadInternalToken, InternalToken, InternalTokenSpec, SharedToken, TokenProblem,
+};
 
 /// The names and help of one secret's two arguments.
 pub trait SecretSpec {

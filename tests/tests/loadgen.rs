@@ -71,3 +71,18 @@ fn a_refused_request_is_an_error_not_a_success() {
     let kinds = init["error_kinds"].as_object().unwrap();
     assert!(kinds.keys().all(|k| k.contains("429")), "{kinds:?}");
 }
+
+#[test]
+fn the_standard_endpoints_scenarios_answer() {
+    let (code, doc) = loadgen(&[
+        "--scenarios",
+        "issue-direct,oauth-token-direct,introspect-direct,oauth-introspect-direct",
+    ]);
+    assert_eq!(code, Some(0), "{doc:#}");
+    let scenarios = doc["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 4);
+    for s in scenarios {
+        assert!(s["ok"].as_u64().unwrap() > 0, "{s}");
+        assert_eq!(s["errors"], 0, "{s}");
+    }
+}

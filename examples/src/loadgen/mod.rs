@@ -11,7 +11,12 @@
 //! - `issue` / `issue-direct`: `POST /api/v1/token/issue`, through the sidecar / direct;
 //! - `refresh` / `refresh-direct`: `POST /api/v1/token`, rotating the pair each time;
 //! - `jwks` / `jwks-direct`: `GET /.well-known/jwks.json`, which the sidecar passes through in
-//!   plaintext: what the extra hop costs without the protocol (not in the default list).
+//!   plaintext: what the extra hop costs without the protocol (not in the default list);
+//! - `oauth-token-direct` / `oauth-introspect-direct`: the standard endpoints (docs/OAUTH.md)
+//!   straight to the identity API, form bodies and Basic: `POST /oauth/token` with
+//!   client_credentials, `POST /oauth/introspect` of the client's own access token; beside
+//!   `issue-direct` and `introspect-direct`, what the standard surface costs (not in the
+//!   default list).
 //!
 //! An answer counts as a success only when its status is 200 and its body is what the route
 //! promises (an active introspection, a token pair); a 4xx/5xx, a failed decrypt, a malformed

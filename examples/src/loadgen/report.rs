@@ -48,7 +48,7 @@ pub(super) fn table(reports: &[Report]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<18} {:>4} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "{:<24} {:>4} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
         "scenario",
         "C",
         "ok",
@@ -63,13 +63,13 @@ pub(super) fn table(reports: &[Report]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<18} {:>4} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "{:<24} {:>4} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
         "", "", "", "", "", "", "", "", "CPU µs/req", "CPU µs/req", "CPU µs/req"
     );
     for r in reports {
         let _ = writeln!(
             out,
-            "{:<18} {:>4} {:>8} {:>6} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>10} {:>10} {:>10}",
+            "{:<24} {:>4} {:>8} {:>6} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>10} {:>10} {:>10}",
             r.scenario,
             r.concurrency,
             r.ok,
@@ -100,13 +100,13 @@ pub(super) fn summary_table(summaries: &[Summary], overheads: &Overheads, cli: &
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "median of {} rounds\n{:<18} {:>6} {:>9} {:>17} {:>8} {:>8}",
+        "median of {} rounds\n{:<24} {:>6} {:>9} {:>17} {:>8} {:>8}",
         cli.rounds, "scenario", "errors", "req/s", "(lowest-highest)", "p50 ms", "p99 ms"
     );
     for s in summaries {
         let _ = writeln!(
             out,
-            "{:<18} {:>6} {:>9.0} {:>17} {:>8.3} {:>8.3}",
+            "{:<24} {:>6} {:>9.0} {:>17} {:>8.3} {:>8.3}",
             s.scenario,
             s.errors,
             s.req_per_sec_median,

@@ -22,6 +22,10 @@ pub(super) enum Scenario {
     RefreshDirect,
     Jwks,
     JwksDirect,
+    /// `POST /oauth/token`, client_credentials, straight to the identity API.
+    OauthTokenDirect,
+    /// `POST /oauth/introspect` of the client's own access token, straight to the identity API.
+    OauthIntrospectDirect,
 }
 
 impl Scenario {
@@ -36,6 +40,8 @@ impl Scenario {
             "refresh-direct" => Self::RefreshDirect,
             "jwks" => Self::Jwks,
             "jwks-direct" => Self::JwksDirect,
+            "oauth-token-direct" => Self::OauthTokenDirect,
+            "oauth-introspect-direct" => Self::OauthIntrospectDirect,
             other => bail!("unknown scenario {other}"),
         })
     }
@@ -51,6 +57,8 @@ impl Scenario {
             Self::RefreshDirect => "refresh-direct",
             Self::Jwks => "jwks",
             Self::JwksDirect => "jwks-direct",
+            Self::OauthTokenDirect => "oauth-token-direct",
+            Self::OauthIntrospectDirect => "oauth-introspect-direct",
         }
     }
 
@@ -90,20 +98,13 @@ impl Target {
         body: &impl Serialize,
     ) -> Result<Answer, String> {
         let token = self.internal_token().map_err(|e| e.to_string())?;
-        let answer = self
+        let request = self
             .http
             .post(self.api.url(path).map_err(|e| e.to_string())?)
             .header(reqwest::header::AUTHORIZATION, authorization)
             .header(headers::INTERNAL_TOKEN, token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| transport(&e))?;
-        let status = answer.status().as_u16();
-        let bytes = answer.bytes().await.map_err(|e| transport(&e))?;
-        let body = serde_json::from_slice(&bytes)
-            .map_err(|_| format!("HTTP {status}: body is not JSON"))?;
-        Ok(Answer { status, body })
+            .json(body);
+        answer_of(request).await
     }
 
     /// `GET /.well-known/jwks.json` from `routes`, which the sidecar passes through in
@@ -128,6 +129,36 @@ impl Target {
         }
     }
 
+    /// A form `POST` of a standard endpoint straight to the identity API, the client
+    /// authenticating with Basic (no internal token: these routes do not take one).
+    async fn standard(&self, path: &str, form: &[(&str, &str)]) -> Result<Answer, String> {
+        let request = self
+            .http
+            .post(self.api.url(path).map_err(|e| e.to_string())?)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                basic_header(&self.client_id, &self.client_secret).as_str(),
+            )
+            .form(form);
+        answer_of(request).await
+    }
+
+    /// client_credentials at /oauth/token: the access token.
+    async fn client_credentials(&self) -> Result<String, String> {
+        let answer = self
+            .standard(paths::OAUTH_TOKEN, &[("grant_type", "client_credentials")])
+            .await?;
+        if !answer.is_ok() {
+            return Err(not_ok(&answer));
+        }
+        answer
+            .body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "HTTP 200 without an access token".to_owned())
+    }
+
     async fn issue_direct(&self) -> Result<Answer, String> {
         self.direct(
             paths::TOKEN_ISSUE,
@@ -140,6 +171,16 @@ impl Target {
         )
         .await
     }
+}
+
+/// Sends `request`: its status and JSON body.
+async fn answer_of(request: reqwest::RequestBuilder) -> Result<Answer, String> {
+    let answer = request.send().await.map_err(|e| transport(&e))?;
+    let status = answer.status().as_u16();
+    let bytes = answer.bytes().await.map_err(|e| transport(&e))?;
+    let body =
+        serde_json::from_slice(&bytes).map_err(|_| format!("HTTP {status}: body is not JSON"))?;
+    Ok(Answer { status, body })
 }
 
 fn transport(e: &reqwest::Error) -> String {
@@ -203,6 +244,10 @@ pub(super) enum Worker {
     Direct {
         pair: TokenPair,
     },
+    /// A client of the standard endpoints: its access token.
+    Standard {
+        access_token: String,
+    },
 }
 
 impl Worker {
@@ -212,6 +257,16 @@ impl Worker {
             Scenario::Init | Scenario::Jwks | Scenario::JwksDirect
         ) {
             return Ok(Self::Stateless);
+        }
+        if matches!(
+            scenario,
+            Scenario::OauthTokenDirect | Scenario::OauthIntrospectDirect
+        ) {
+            let access_token = target
+                .client_credentials()
+                .await
+                .map_err(|e| anyhow!("setup: client_credentials at /oauth/token failed: {e}"))?;
+            return Ok(Self::Standard { access_token });
         }
         if scenario.direct() {
             target.internal_token()?;
@@ -306,6 +361,15 @@ impl Worker {
                     .await?;
                 *pair = expect_pair(answer)?;
                 Ok(())
+            }
+            (Scenario::OauthTokenDirect, Self::Standard { .. }) => {
+                target.client_credentials().await.map(drop)
+            }
+            (Scenario::OauthIntrospectDirect, Self::Standard { access_token }) => {
+                let answer = target
+                    .standard(paths::OAUTH_INTROSPECT, &[("token", access_token)])
+                    .await?;
+                expect_active(&answer)
             }
             (Scenario::Jwks, _) => target.jwks(target.client.routes()).await,
             (Scenario::JwksDirect, _) => target.jwks(&target.api).await,

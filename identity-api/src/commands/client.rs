@@ -2,13 +2,13 @@
 
 use super::{CommandError, open};
 use crate::audit::format_time;
-use crate::clients::{self, ClientError};
+use crate::clients::{self, ClientError, NewClient};
 use crate::clock::now;
 use crate::config::{ClientCommand, DbArgs, KekArgs};
 use crate::kek;
 use crate::operator::Operator;
 use crate::secret::Key32;
-use crate::storage::Db;
+use crate::storage::{ClientChange, Db};
 
 pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
     // Who runs the command, for the audit row each change writes.
@@ -18,13 +18,21 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             client_id,
             scope,
             audience,
+            grant_types,
+            may_introspect,
             json,
             db,
             kek,
         } => {
             let audience = audience.join(" ");
+            let new = NewClient {
+                scopes: &scope,
+                audiences: &audience,
+                grant_types: Some(&grant_types),
+                may_introspect,
+            };
             let secret = with_verifier_key(&db, &kek, async |db, key| {
-                clients::create(db, key, &client_id, &scope, &audience, &by, now()).await
+                clients::create_with(db, key, &client_id, new, &by, now()).await
             })
             .await?;
             print_secret(&client_id, secret.expose(), json, None);
@@ -44,6 +52,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                         "{}",
                         serde_json::json!({
                             "client_id": c.client_id, "scope": c.scopes, "audience": c.audiences,
+                            "grant_types": c.grant_types, "may_introspect": c.may_introspect,
                             "enabled": c.enabled, "created_at": c.created_at, "rotated_at": c.rotated_at,
                             "previous_secret_expires_at": overlap,
                         })
@@ -53,8 +62,14 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                         .map(|until| format!("\tprevious_secret_until={}", format_time(until)))
                         .unwrap_or_default();
                     println!(
-                        "{}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"{overlap}",
-                        c.client_id, c.enabled, c.scopes, c.audiences
+                        "{}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"\tgrant_types=\"{}\"\
+                         \tmay_introspect={}{overlap}",
+                        c.client_id,
+                        c.enabled,
+                        c.scopes,
+                        c.audiences,
+                        c.grant_types,
+                        c.may_introspect
                     );
                 }
             }
@@ -95,24 +110,25 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             client_id,
             scope,
             audience,
+            grant_types,
+            may_introspect,
             db,
         } => {
             let audience = (!audience.is_empty()).then(|| audience.join(" "));
+            let change = ClientChange {
+                scopes: scope.as_deref(),
+                audiences: audience.as_deref(),
+                grant_types: grant_types.as_deref(),
+                may_introspect,
+            };
             let db = open(&db).await?;
-            let updated = clients::update(
-                &db,
-                &client_id,
-                scope.as_deref(),
-                audience.as_deref(),
-                &by,
-                now(),
-            )
-            .await;
+            let updated = clients::update(&db, &client_id, change, &by, now()).await;
             db.close().await;
             let c = updated?;
             println!(
-                "client {client_id} updated: scope=\"{}\" audience=\"{}\"",
-                c.scopes, c.audiences
+                "client {client_id} updated: scope=\"{}\" audience=\"{}\" grant_types=\"{}\" \
+                 may_introspect={}",
+                c.scopes, c.audiences, c.grant_types, c.may_introspect
             );
         }
     }

@@ -62,7 +62,7 @@ pub enum CommandError {
 /// Runs a parsed command to its end.
 pub async fn run(command: Command) -> Result<(), CommandError> {
     match command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(*args).await,
         Command::Migrate(db) => {
             open(&db).await?.close().await;
             println!("migrations applied");

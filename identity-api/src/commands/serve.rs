@@ -30,6 +30,13 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CommandError> {
             "IDENTITY_INTERNAL_TOKEN is not set: /api/v1/* accept requests from anyone who can reach this port"
         );
     }
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            listen = %local,
+            "the API listens beyond loopback: /oauth/* carry client secrets in plaintext; let \
+             clients reach them only through TLS (the sidecar's, or a terminator in front)"
+        );
+    }
     if let Some(previous) = &keks.previous {
         tracing::warn!(
             current = keks.current.id(),

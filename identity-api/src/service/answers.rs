@@ -21,6 +21,17 @@ pub enum Introspection {
     },
 }
 
+impl Introspection {
+    /// The client of an active token.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::Inactive => None,
+            Self::Access(claims) => Some(&claims.client_id),
+            Self::Refresh { view, .. } => Some(&view.family.client_id),
+        }
+    }
+}
+
 impl Serialize for Introspection {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -79,32 +90,35 @@ impl Serialize for Introspection {
     }
 }
 
-/// The answer of token issue and refresh.
+/// The answer of token issue and refresh (PROTOCOL.md section 5, and RFC 6749 section 5.1 at
+/// /oauth/token, where a client_credentials grant may come without a refresh token).
 #[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: i64,
-    pub refresh_token: String,
-    pub refresh_expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<i64>,
     pub scope: String,
 }
 
 impl TokenResponse {
-    /// A Bearer access token and the refresh token issued with it; lifetimes in seconds.
+    /// A Bearer access token and the refresh token issued with it, if any (and its lifetime);
+    /// lifetimes in seconds.
     pub fn new(
         access_token: String,
         expires_in: i64,
-        refresh_token: &str,
-        refresh_expires_in: i64,
+        refresh: Option<(&str, i64)>,
         scope: String,
     ) -> Self {
         Self {
             access_token,
             token_type: "Bearer",
             expires_in,
-            refresh_token: refresh_token.to_owned(),
-            refresh_expires_in,
+            refresh_token: refresh.map(|(token, _)| token.to_owned()),
+            refresh_expires_in: refresh.map(|(_, expires_in)| expires_in),
             scope,
         }
     }

@@ -91,12 +91,23 @@ impl AppState {
         let (id, secret) = authorization
             .and_then(basic_credentials)
             .ok_or(ApiError::InvalidClient)?;
+        self.authenticate_credentials(&id, &secret, from).await
+    }
+
+    /// A client id and secret, however they came: the one path of [`Self::authenticate_client`]
+    /// (which see), answering [`ApiError::InvalidClient`] for any refusal.
+    pub async fn authenticate_credentials(
+        &self,
+        id: &str,
+        secret: &str,
+        from: ClientSource,
+    ) -> Result<Authenticated, ApiError> {
         let inner = &self.inner;
-        let computed = clients::verifier(&inner.verifier_key, &id, &secret);
+        let computed = clients::verifier(&inner.verifier_key, id, secret);
         let now = now();
         let dummy = &inner.dummy_verifier;
         if from == ClientSource::CacheOrDatabase
-            && let Some(row) = inner.clients.get(&id, now)
+            && let Some(row) = inner.clients.get(id, now)
             && row.enabled
             && clients::accepts(Some(&row), &computed, dummy, now)
         {
@@ -108,8 +119,8 @@ impl AppState {
         }
         // An id no client can have (PostgreSQL refuses a NUL in text, for one) is not looked
         // up, but still takes the verifier comparison below, as an unknown client does.
-        let row = if clients::valid_client_id(&id) {
-            inner.db.client(&id).await?.map(Arc::new)
+        let row = if clients::valid_client_id(id) {
+            inner.db.client(id).await?.map(Arc::new)
         } else {
             None
         };
@@ -127,7 +138,7 @@ impl AppState {
                 // Reached with `Database` only by a caller the cached row let in: it is stale.
                 // (Not on the first read: a wrong secret must not evict a client's row.)
                 if from == ClientSource::Database {
-                    inner.clients.remove(&id);
+                    inner.clients.remove(id);
                 }
                 Err(ApiError::InvalidClient)
             }

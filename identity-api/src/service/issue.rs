@@ -65,32 +65,58 @@ impl AppState {
         check_subject(session_subject, &req.subject)?;
         let scope = allowed_scope(client, req.scope.as_deref())?;
         let audience = allowed_audience(client, req.audience.as_deref())?;
+        self.open_family(authenticated, &req.subject, scope, audience, true)
+            .await
+    }
 
+    /// Opens a family of the client for `subject`, with the scope and the audience judged
+    /// already, and answers its first access token, with a refresh token when `with_refresh`.
+    /// A family without one (client_credentials) ends with its access token.
+    pub(super) async fn open_family(
+        &self,
+        authenticated: &Authenticated,
+        subject: &str,
+        scope: String,
+        audience: String,
+        with_refresh: bool,
+    ) -> Result<TokenResponse, ApiError> {
+        let client = &*authenticated.row;
         let inner = &self.inner;
+        let s = &inner.settings;
         let now = now();
+        let lifetime = if with_refresh {
+            s.family_ttl
+        } else {
+            s.access_ttl.min(s.family_ttl)
+        };
         let mut fresh = Fresh::draw();
         let family = FamilyRow {
             family_id: fresh.time_ordered_id(),
             client_id: client.client_id.clone(),
-            subject: req.subject.clone().into_owned(),
+            subject: subject.to_owned(),
             scope,
             audience,
             created_at: now,
-            expires_at: now.saturating_add(inner.settings.family_ttl),
+            expires_at: now.saturating_add(lifetime),
             last_used_at: now,
             revoked_at: None,
             revoke_reason: None,
         };
         let (access_token, expires_in) = self.sign_access(&family, now, &mut fresh)?;
-        let (refresh, row) = self.new_refresh(&family, now, &mut fresh);
-        let refresh_exp = row.expires_at;
+        let refresh = with_refresh.then(|| self.new_refresh(&family, now, &mut fresh));
         let scope = family.scope.clone();
         let client_id = &client.client_id;
         let seen = ClientSeen {
             verifier: authenticated.verifier.to_vec(),
             scopes: client.scopes.clone(),
             audiences: client.audiences.clone(),
+            grant_types: client.grant_types.clone(),
         };
+        let (refresh, row) = match refresh {
+            Some((token, row)) => (Some(token), Some(row)),
+            None => (None, None),
+        };
+        let refresh_exp = row.as_ref().map(|r| r.expires_at);
         match inner.db.create_family(family, row, seen).await? {
             Opened::Stored => {}
             Opened::ClientChanged => {
@@ -103,13 +129,11 @@ impl AppState {
             }
         }
         inner.metrics.tokens_issued.inc();
-        Ok(TokenResponse::new(
-            access_token,
-            expires_in,
-            &refresh,
-            refresh_exp - now,
-            scope,
-        ))
+        let refresh = refresh
+            .as_deref()
+            .zip(refresh_exp)
+            .map(|(token, exp)| (token.as_str(), exp - now));
+        Ok(TokenResponse::new(access_token, expires_in, refresh, scope))
     }
 
     /// A new refresh token of `family`: the token, shown once, and its row (which stores only
@@ -160,7 +184,10 @@ impl AppState {
 }
 
 /// "`scope` defaults to the client's allowed scopes"; asked for, every scope must be allowed.
-fn allowed_scope(client: &ClientRow, requested: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn allowed_scope(
+    client: &ClientRow,
+    requested: Option<&str>,
+) -> Result<String, ApiError> {
     let allowed = split_list(&client.scopes);
     let Some(requested) = requested else {
         return Ok(allowed.join(" "));
@@ -183,7 +210,10 @@ fn allowed_scope(client: &ClientRow, requested: Option<&str>) -> Result<String, 
 }
 
 /// "`audience` [defaults] to its single allowed audience"; a client with several must name one.
-fn allowed_audience(client: &ClientRow, requested: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn allowed_audience(
+    client: &ClientRow,
+    requested: Option<&str>,
+) -> Result<String, ApiError> {
     let audiences = split_list(&client.audiences);
     match requested {
         Some(a) if audiences.contains(&a) => Ok(a.to_owned()),

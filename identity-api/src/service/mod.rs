@@ -5,12 +5,14 @@
 //! - [`callers`]: who is calling: a client's credentials, a bearer token, the session's subject;
 //! - one module per operation: [`issue`] (step 2), [`introspect`] (step 3), [`refresh`]
 //!   (step 5), [`revoke`] (step 6);
+//! - [`oauth`]: the standard endpoints (docs/OAUTH.md) over the same operations;
 //! - [`answers`]: what they answer.
 
 pub mod answers;
 pub mod callers;
 mod introspect;
 mod issue;
+pub mod oauth;
 mod refresh;
 mod revoke;
 pub mod settings;
@@ -18,5 +20,6 @@ pub mod state;
 
 pub use answers::{Introspection, Revoked, TokenResponse};
 pub use callers::{Authenticated, BearerUse, ClientSource, Parsed};
+pub use oauth::{AuthMethod, ClientCredentials, GrantRequest, Introspector, TokenParams};
 pub use settings::Settings;
 pub use state::{AppState, StartError};

@@ -1,9 +1,11 @@
 //! Step 5 of PROTOCOL.md section 5, `POST /api/v1/token`: a refresh token is spent for a new
-//! pair in its family. "Presenting a spent refresh token revokes its whole family."
+//! pair in its family. "Presenting a spent refresh token revokes its whole family." The
+//! rotation is also /oauth/token's refresh_token grant (`oauth`).
 
 use identity_protocol::identity::{REFRESH_TOKEN_GRANT, RefreshRequest};
 use zeroize::Zeroizing;
 
+use crate::clients::{split_list, valid_scope_token};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::{Fresh, refresh_token_key};
@@ -12,6 +14,45 @@ use crate::tokens::Claims;
 
 use super::answers::TokenResponse;
 use super::state::AppState;
+
+/// Who presents a refresh token, and must hold it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Holder<'a> {
+    /// /api/v1/token: the bearer's client and subject.
+    Bearer(&'a Claims),
+    /// /oauth/token: the authenticated client, whatever the subject.
+    Client(&'a str),
+}
+
+impl Holder<'_> {
+    fn holds(self, family: &FamilyRow) -> bool {
+        match self {
+            Self::Bearer(bearer) => {
+                family.client_id == bearer.client_id && family.subject == bearer.sub
+            }
+            Self::Client(client_id) => family.client_id == client_id,
+        }
+    }
+
+    fn refusal(self) -> ApiError {
+        match self {
+            Self::Bearer(_) => {
+                ApiError::InvalidGrant("the refresh token belongs to another client or subject")
+            }
+            Self::Client(_) => {
+                ApiError::InvalidGrant("the refresh token was issued to another client")
+            }
+        }
+    }
+}
+
+/// What a refresh at /oauth/token may narrow (RFC 6749 section 6, RFC 8707 section 2.2): the
+/// access token's scope, within the family's; its audience, which must be the family's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Narrowing<'a> {
+    pub scope: Option<&'a str>,
+    pub audience: Option<&'a str>,
+}
 
 impl AppState {
     /// The bearer must belong to the refresh token's client and subject (it may have expired).
@@ -23,15 +64,31 @@ impl AppState {
         match req.grant_type.as_deref() {
             None => return Err(ApiError::invalid_request("grant_type is required")),
             Some(REFRESH_TOKEN_GRANT) => {}
-            Some(_) => return Err(ApiError::UnsupportedGrantType),
+            Some(_) => {
+                return Err(ApiError::UnsupportedGrantType(
+                    "grant_type must be refresh_token".into(),
+                ));
+            }
         }
         let presented = Zeroizing::new(req.refresh_token.unwrap_or_default().into_owned());
         if presented.is_empty() {
             return Err(ApiError::invalid_request("refresh_token is required"));
         }
+        self.rotate(&presented, Holder::Bearer(bearer), Narrowing::default())
+            .await
+    }
+
+    /// Spends `presented` for a new pair of its family: "Presenting a spent refresh token
+    /// revokes its whole family"; another holder's token is refused and nothing is revoked.
+    pub(super) async fn rotate(
+        &self,
+        presented: &str,
+        holder: Holder<'_>,
+        narrowing: Narrowing<'_>,
+    ) -> Result<TokenResponse, ApiError> {
         let inner = &self.inner;
         let m = &inner.metrics;
-        let found = match refresh_token_key(&presented) {
+        let found = match refresh_token_key(presented) {
             Some(key) => inner.db.refresh_token(&key).await?.map(|view| (key, view)),
             None => None,
         };
@@ -41,13 +98,11 @@ impl AppState {
         };
         let family = &view.family;
         // Another client's or subject's token: refused, and nothing is revoked.
-        if family.client_id != bearer.client_id || family.subject != bearer.sub {
+        if !holder.holds(family) {
             m.refresh("mismatch");
             self.audit_refresh(family, "refused_other_client_or_subject")
                 .await;
-            return Err(ApiError::InvalidGrant(
-                "the refresh token belongs to another client or subject",
-            ));
+            return Err(holder.refusal());
         }
         if family.revoked_at.is_some() {
             m.refresh("revoked");
@@ -63,9 +118,11 @@ impl AppState {
             self.audit_refresh(family, "refused_expired").await;
             return Err(ApiError::InvalidGrant("the refresh token has expired"));
         }
+        let narrowed = narrowed(family, narrowing)?;
 
         let mut fresh = Fresh::draw();
-        let (access_token, expires_in) = self.sign_access(family, now, &mut fresh)?;
+        let (access_token, expires_in) =
+            self.sign_access(narrowed.as_ref().unwrap_or(family), now, &mut fresh)?;
         let (refresh, new) = self.new_refresh(family, now, &mut fresh);
         let refresh_exp = new.expires_at;
         let outcome = inner.db.rotate_refresh(old_key, new, now, family).await?;
@@ -74,12 +131,12 @@ impl AppState {
             return Err(self.reuse_detected(family).await);
         }
         m.refresh("rotated");
+        let scope = narrowed.map_or_else(|| family.scope.clone(), |n| n.scope);
         Ok(TokenResponse::new(
             access_token,
             expires_in,
-            &refresh,
-            refresh_exp - now,
-            family.scope.clone(),
+            Some((&refresh, refresh_exp - now)),
+            scope,
         ))
     }
 
@@ -115,4 +172,35 @@ impl AppState {
         }
         ApiError::InvalidGrant("the refresh token was already used; its family is revoked")
     }
+}
+
+/// The family as the new access token shows it, when a refresh narrows it: "The requested scope
+/// MUST NOT include any scope not originally granted" (RFC 6749 section 6); the audience may
+/// only be the family's. `None`: the token is the family's, as it was granted.
+fn narrowed(family: &FamilyRow, narrowing: Narrowing<'_>) -> Result<Option<FamilyRow>, ApiError> {
+    if narrowing
+        .audience
+        .is_some_and(|audience| audience != family.audience)
+    {
+        return Err(ApiError::InvalidTarget(
+            "the refresh token was not granted for this resource".into(),
+        ));
+    }
+    let Some(requested) = narrowing.scope else {
+        return Ok(None);
+    };
+    let granted = split_list(&family.scope);
+    let items = split_list(requested);
+    if items.is_empty() || !items.iter().all(|s| valid_scope_token(s)) {
+        return Err(ApiError::InvalidScope("scope is malformed".into()));
+    }
+    if let Some(extra) = items.iter().find(|s| !granted.contains(s)) {
+        return Err(ApiError::InvalidScope(format!(
+            "scope {extra} was not granted with this refresh token"
+        )));
+    }
+    Ok(Some(FamilyRow {
+        scope: items.join(" "),
+        ..family.clone()
+    }))
 }

@@ -1,12 +1,13 @@
 //! Step 6 of PROTOCOL.md section 5, `POST /api/v1/revoke`: "Revoking any token of a family
-//! revokes the whole family, also when the token is spent or already revoked."
+//! revokes the whole family, also when the token is spent or already revoked." /oauth/revoke
+//! (`oauth`) finds and revokes families the same way.
 
 use identity_protocol::identity::TokenRequest;
 
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::refresh_token_key;
-use crate::storage::AuditRow;
+use crate::storage::{AuditRow, FamilyRow};
 use crate::tokens::Claims;
 
 use super::answers::Revoked;
@@ -21,33 +22,45 @@ impl AppState {
         req: TokenRequest<'_>,
     ) -> Result<Revoked, ApiError> {
         let token = presented_token(req)?;
-        let now = now();
-        let db = &self.inner.db;
-        // Any token of a family, also spent, expired or already revoked, names the family.
-        let family = if looks_like_jwt(&token) {
-            match self.verify_access_token(&token, now).await {
-                Ok(claims) => db.family(&claims.fid).await?,
-                Err(_) => None,
-            }
-        } else {
-            match refresh_token_key(&token) {
-                Some(key) => db.refresh_token(&key).await?.map(|v| v.family),
-                None => None,
-            }
-        };
-        let Some(family) = family else {
+        let Some(family) = self.family_of(&token).await? else {
             return Ok(Revoked { revoked: false });
         };
         if family.client_id != bearer.client_id || family.subject != bearer.sub {
             return Err(ApiError::UnauthorizedClient);
         }
-        let audit = AuditRow::family(now, "revoke", &family, "family_revoked");
-        if db
+        self.revoke_family(&family).await?;
+        Ok(Revoked { revoked: true })
+    }
+
+    /// The family a token names: any token of a family, also spent, expired or already
+    /// revoked, names it. `None` for a token that is not one of ours.
+    pub(super) async fn family_of(&self, token: &str) -> Result<Option<FamilyRow>, ApiError> {
+        let db = &self.inner.db;
+        Ok(if looks_like_jwt(token) {
+            match self.verify_access_token(token, now()).await {
+                Ok(claims) => db.family(&claims.fid).await?,
+                Err(_) => None,
+            }
+        } else {
+            match refresh_token_key(token) {
+                Some(key) => db.refresh_token(&key).await?.map(|v| v.family),
+                None => None,
+            }
+        })
+    }
+
+    /// Revokes `family` (nothing when it is revoked already), with its audit row.
+    pub(super) async fn revoke_family(&self, family: &FamilyRow) -> Result<(), ApiError> {
+        let now = now();
+        let audit = AuditRow::family(now, "revoke", family, "family_revoked");
+        if self
+            .inner
+            .db
             .revoke_family(&family.family_id, now, "revoked", &audit)
             .await?
         {
             self.inner.metrics.revocations.inc();
         }
-        Ok(Revoked { revoked: true })
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! The identity API's runtime settings, and the one place each of their defaults is written
 //! (the command line's defaults are these constants).
 
+use http::HeaderName;
 use identity_runtime::InternalToken;
+use identity_runtime::secret::SharedToken;
 
 /// Access-token lifetime, seconds.
 pub const DEFAULT_ACCESS_TTL_SECS: i64 = 900;
@@ -11,6 +13,11 @@ pub const DEFAULT_REFRESH_TTL_SECS: i64 = 86_400;
 pub const DEFAULT_FAMILY_TTL_SECS: i64 = 2_592_000;
 /// Largest request body, bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
+/// The header of the service token at /oauth/introspect (as the service this one replaces
+/// named it).
+pub const DEFAULT_SERVICE_TOKEN_HEADER: &str = "x-service-token";
+/// The JWKS's Cache-Control max-age, seconds.
+pub const DEFAULT_JWKS_CACHE_SECS: u32 = 300;
 
 /// What the operations and the routes read (see `config` for the flags and variables).
 #[derive(Debug)]
@@ -23,6 +30,12 @@ pub struct Settings {
     /// When set, /api/v1/* require `X-Internal-Token` equal to it.
     pub internal_token: Option<InternalToken>,
     pub max_body_bytes: usize,
+    /// When set, its holder may introspect every token at /oauth/introspect, presenting it in
+    /// `service_token_header`.
+    pub service_token: Option<SharedToken>,
+    pub service_token_header: HeaderName,
+    /// The JWKS's Cache-Control max-age.
+    pub jwks_cache_secs: u32,
 }
 
 impl Settings {
@@ -35,6 +48,9 @@ impl Settings {
             family_ttl: DEFAULT_FAMILY_TTL_SECS,
             internal_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            service_token: None,
+            service_token_header: HeaderName::from_static(DEFAULT_SERVICE_TOKEN_HEADER),
+            jwks_cache_secs: DEFAULT_JWKS_CACHE_SECS,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The application state every operation shares: the database, the settings, the keys, the
 //! caches and the metrics.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::clients::{self, ClientCache};
 use crate::clock::{now, now_millis};
@@ -46,6 +46,8 @@ pub(super) struct Inner {
     pub(super) clients: ClientCache,
     pub(super) metrics: Metrics,
     pub(super) last_key_reload: AtomicI64,
+    /// The scopes of the enabled clients as the metadata lists them, and when they were read.
+    scopes: Mutex<Option<(i64, Arc<Vec<String>>)>>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
                 clients: ClientCache::default(),
                 metrics,
                 last_key_reload: AtomicI64::new(0),
+                scopes: Mutex::new(None),
             }),
         };
         state.reload_keys().await?;
@@ -127,6 +130,35 @@ impl AppState {
     /// When the keys were last reloaded, in Unix milliseconds.
     pub(super) fn last_key_reload(&self) -> i64 {
         self.inner.last_key_reload.load(Ordering::Relaxed)
+    }
+
+    /// Every scope an enabled client may ask for, sorted: the metadata's `scopes_supported`.
+    /// Read at most every `ClientCache::TTL_SECS`, since anyone may fetch the metadata.
+    pub async fn scopes_supported(&self) -> Result<Arc<Vec<String>>, StoreError> {
+        let now = now();
+        if let Ok(kept) = self.inner.scopes.lock()
+            && let Some((read_at, scopes)) = &*kept
+            && now.saturating_sub(*read_at) < ClientCache::TTL_SECS
+        {
+            return Ok(Arc::clone(scopes));
+        }
+        let mut scopes: Vec<String> = Vec::new();
+        for client in self.inner.db.clients().await? {
+            if client.enabled {
+                scopes.extend(
+                    clients::split_list(&client.scopes)
+                        .into_iter()
+                        .map(str::to_owned),
+                );
+            }
+        }
+        scopes.sort_unstable();
+        scopes.dedup();
+        let scopes = Arc::new(scopes);
+        if let Ok(mut kept) = self.inner.scopes.lock() {
+            *kept = Some((now, Arc::clone(&scopes)));
+        }
+        Ok(scopes)
     }
 
     /// Seeds `dev-client` for the quick start; returns its secret when it was created now.

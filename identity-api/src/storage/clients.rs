@@ -1,5 +1,5 @@
-//! Client rows outside the hot path: create, list, rotate the secret's verifier, change the
-//! grants, enable or disable (the read of one client by id is a batched read, `reads::Clients`). Every change
+//! Client rows outside the hot path: create, list, rotate the secret's verifier, change what
+//! the client may do, enable or disable (the read of one client by id is a batched read, `reads::Clients`). Every change
 //! writes its audit row in its own transaction: no change without its row, no row without it.
 
 use std::sync::LazyLock;
@@ -98,36 +98,51 @@ pub async fn set_verifier(
     })
 }
 
-/// Replaces the scopes, the audiences or both (`None` keeps what the client has) and writes
-/// `audit(row before)`, in one transaction. Returns the row after, or `None` (nothing written)
-/// when the client does not exist.
-pub async fn update_grants(
+/// What `client update` changes; `None` keeps what the client has.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClientChange<'a> {
+    pub scopes: Option<&'a str>,
+    pub audiences: Option<&'a str>,
+    pub grant_types: Option<&'a str>,
+    pub may_introspect: Option<bool>,
+}
+
+/// Applies `change` and writes `audit(row before)`, in one transaction. Returns the row after,
+/// or `None` (nothing written) when the client does not exist.
+pub async fn update(
     pools: &Pools,
     client_id: &str,
-    scopes: Option<&str>,
-    audiences: Option<&str>,
+    change: ClientChange<'_>,
     audit: impl FnOnce(&ClientRow) -> AuditRow,
 ) -> Result<Option<ClientRow>, StoreError> {
     let select = match pools {
         Pools::Sqlite { .. } => &FOR_UPDATE[0],
         Pools::Postgres(_) => &FOR_UPDATE[1],
     };
+    let replace = |new: Option<&str>, old: &String| new.map_or_else(|| old.clone(), str::to_owned);
     transaction!(pools, tx => {
         let row = sqlx::query(select).bind(client_id).fetch_optional(&mut *tx).await?;
         let Some(before) = row.map(|row| ClientRow::decode_at(&row, 0)).transpose()? else {
             return Ok(None);
         };
         let after = ClientRow {
-            scopes: scopes.map_or_else(|| before.scopes.clone(), str::to_owned),
-            audiences: audiences.map_or_else(|| before.audiences.clone(), str::to_owned),
+            scopes: replace(change.scopes, &before.scopes),
+            audiences: replace(change.audiences, &before.audiences),
+            grant_types: replace(change.grant_types, &before.grant_types),
+            may_introspect: change.may_introspect.unwrap_or(before.may_introspect),
             ..before.clone()
         };
-        sqlx::query("UPDATE clients SET scopes = $1, audiences = $2 WHERE client_id = $3")
-            .bind(&after.scopes)
-            .bind(&after.audiences)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE clients SET scopes = $1, audiences = $2, grant_types = $3, \
+             may_introspect = $4 WHERE client_id = $5",
+        )
+        .bind(&after.scopes)
+        .bind(&after.audiences)
+        .bind(&after.grant_types)
+        .bind(after.may_introspect)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
         audit(&before).bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(after))

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 pub use self::audit::{AuditEvent, AuditQuery, Order};
 pub use self::batch::{BatchMetrics, Counts};
+pub use self::clients::ClientChange;
 pub use self::commit::{ClientSeen, Opened, Rotation};
 pub use self::error::StoreError;
 pub use self::keys::{SealedRow, WrappedTable};
@@ -157,17 +158,16 @@ impl Db {
         clients::set_verifier(&self.pools, client_id, verifier, now, previous_until, audit).await
     }
 
-    /// Replaces the client's scopes, audiences or both (`None` keeps them) and writes
+    /// Changes what the client may do (`change`: `None` keeps a value) and writes
     /// `audit(row before)`, in one transaction; the row after, or `None` (nothing written) when
     /// the client does not exist.
-    pub async fn update_client_grants(
+    pub async fn update_client(
         &self,
         client_id: &str,
-        scopes: Option<&str>,
-        audiences: Option<&str>,
+        change: ClientChange<'_>,
         audit: impl FnOnce(&ClientRow) -> AuditRow,
     ) -> Result<Option<ClientRow>, StoreError> {
-        clients::update_grants(&self.pools, client_id, scopes, audiences, audit).await
+        clients::update(&self.pools, client_id, change, audit).await
     }
 
     /// Disabling revokes the client's live families in the same transaction, which writes
@@ -220,16 +220,17 @@ impl Db {
 
     // ---- families and refresh tokens ----
 
-    /// Opens a family with its first refresh token (and its audit row), in one transaction:
-    /// the group commit of concurrent issues and rotations. Stored only if the family's client
-    /// is still as the issue saw it (`client`: enabled, with the verifier it authenticated by,
-    /// the scopes and audiences it was judged by): a `client disable`, `rotate-secret` or
-    /// `update` that commits first refuses the issue; a disable that commits after it revokes
-    /// the new family with the others.
+    /// Opens a family with its first refresh token, if any (a client_credentials grant may
+    /// have none), and its audit row, in one transaction: the group commit of concurrent issues
+    /// and rotations. Stored only if the family's client is still as the issue saw it
+    /// (`client`: enabled, with the verifier it authenticated by, the scopes, audiences and
+    /// grant types it was judged by): a `client disable`, `rotate-secret` or `update` that
+    /// commits first refuses the issue; a disable that commits after it revokes the new family
+    /// with the others.
     pub async fn create_family(
         &self,
         family: FamilyRow,
-        refresh: RefreshRow,
+        refresh: Option<RefreshRow>,
         client: ClientSeen,
     ) -> Result<Opened, StoreError> {
         let write = Write::Open {

@@ -177,6 +177,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "purge",
         include_str!("../../migrations/sqlite/0003_purge.sql"),
     ),
+    (
+        4,
+        "standard endpoints",
+        include_str!("../../migrations/sqlite/0004_standard_endpoints.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
@@ -194,6 +199,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         3,
         "purge",
         include_str!("../../migrations/postgres/0003_purge.sql"),
+    ),
+    (
+        4,
+        "standard endpoints",
+        include_str!("../../migrations/postgres/0004_standard_endpoints.sql"),
     ),
 ];
 

@@ -106,6 +106,10 @@ table! {
         /// accepted until `previous_verifier_expires_at` (Unix seconds, exclusive).
         pub previous_secret_verifier: Option<Vec<u8>>,
         pub previous_verifier_expires_at: Option<i64>,
+        /// The grants of /oauth/token the client may use, space-separated (`clients::GRANT_TYPES`).
+        pub grant_types: String,
+        /// May introspect every client's tokens at /oauth/introspect, not only its own.
+        pub may_introspect: bool,
     }
 }
 
@@ -318,6 +322,8 @@ impl std::fmt::Debug for ClientRow {
             .field("scopes", &self.scopes)
             .field("audiences", &self.audiences)
             .field("enabled", &self.enabled)
+            .field("grant_types", &self.grant_types)
+            .field("may_introspect", &self.may_introspect)
             .field(
                 "previous_verifier_expires_at",
                 &self.previous_verifier_expires_at,
@@ -379,7 +385,8 @@ mod tests {
         assert_eq!(
             ClientRow::column_list("c"),
             "c.client_id, c.secret_verifier, c.scopes, c.audiences, c.enabled, c.created_at, \
-             c.rotated_at, c.previous_secret_verifier, c.previous_verifier_expires_at"
+             c.rotated_at, c.previous_secret_verifier, c.previous_verifier_expires_at, \
+             c.grant_types, c.may_introspect"
         );
         assert_eq!(
             WrappedKeyRow::column_list(""),

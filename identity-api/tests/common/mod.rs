@@ -274,10 +274,24 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(path);
+    let mut all = Vec::new();
     if !body.is_empty() {
-        req = req.header("content-type", "application/json");
+        all.push(("content-type", "application/json"));
     }
+    all.extend_from_slice(headers);
+    let (status, _, value) = send_raw(app, method, path, &all, body).await;
+    (status, value)
+}
+
+/// A request with a body as it is (no Content-Type added), answered with its headers.
+pub async fn send_raw(
+    app: &Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -287,12 +301,13 @@ pub async fn send(
         .await
         .unwrap();
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), 10 << 20)
         .await
         .unwrap();
     let value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
+    (status, headers, value)
 }
 
 /// Issues a pair for `subject` on /api/v1/token/issue and rotates it once on /api/v1/token, as

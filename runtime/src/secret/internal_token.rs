@@ -1,7 +1,8 @@
 //! The internal token (`IDENTITY_INTERNAL_TOKEN`): the secret the sidecar sends as
 //! `X-Internal-Token` and the identity API requires on `/api/v1/*`. Both binaries read it through
 //! [`InternalTokenSpec`] and start by [`InternalToken::configured`], so one rule decides what a
-//! token must be and when a binary may run without one.
+//! token must be and when a binary may run without one. That rule is [`SharedToken`]'s: every
+//! secret presented in a header (the identity API's service token too) meets it.
 
 use std::fmt;
 
@@ -20,6 +21,58 @@ const TOO_WEAK: &str = "is too weak: it must hold at least 128 bits of entropy, 
     length and alphabet (length * log2(alphabet size) >= 128): at least 22 characters of \
     base64 or base64url, 32 hex digits, 39 decimal digits. Make one with \
     `openssl rand -base64 32`";
+
+/// Why a text cannot be a [`SharedToken`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    NotVisibleAscii,
+    TooWeak,
+}
+
+impl TokenProblem {
+    /// What is wrong, as [`SecretSpec::check`] reports it (after the variable's name).
+    pub fn problem(self) -> &'static str {
+        match self {
+            Self::NotVisibleAscii => NOT_VISIBLE_ASCII,
+            Self::TooWeak => TOO_WEAK,
+        }
+    }
+}
+
+/// A secret shared with the callers that present it in a header, checked: visible ASCII (it
+/// travels as a header value) and strong enough (at least 128 bits by `entropy_bits`). Wiped
+/// on drop; compared in constant time; `Debug` shows nothing.
+pub struct SharedToken(Zeroizing<String>);
+
+impl SharedToken {
+    pub fn new(text: &str) -> Result<Self, TokenProblem> {
+        if text.is_empty() || !text.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(TokenProblem::NotVisibleAscii);
+        }
+        if entropy_bits(text) < MIN_ENTROPY_BITS {
+            return Err(TokenProblem::TooWeak);
+        }
+        Ok(Self(Zeroizing::new(text.to_owned())))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with a presented header value. Fixed-size digests are
+    /// compared, so that the token's length does not show either.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let expected: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        expected.ct_eq(&presented).into()
+    }
+}
+
+impl fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedToken(<redacted>)")
+    }
+}
 
 /// `IDENTITY_INTERNAL_TOKEN`: both binaries read the same variables.
 #[derive(Debug)]
@@ -76,20 +129,15 @@ impl BadInternalToken {
     }
 }
 
-/// The internal token, checked: visible ASCII (it travels as a header value) and strong enough
-/// (at least 128 bits by `entropy_bits`). Wiped on drop; compared in constant time; `Debug`
-/// shows nothing.
-pub struct InternalToken(Zeroizing<String>);
+/// The internal token: a [`SharedToken`]. `Debug` shows nothing.
+pub struct InternalToken(SharedToken);
 
 impl InternalToken {
     pub fn new(text: &str) -> Result<Self, BadInternalToken> {
-        if text.is_empty() || !text.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-            return Err(BadInternalToken::NotVisibleAscii);
-        }
-        if entropy_bits(text) < MIN_ENTROPY_BITS {
-            return Err(BadInternalToken::TooWeak);
-        }
-        Ok(Self(Zeroizing::new(text.to_owned())))
+        SharedToken::new(text).map(Self).map_err(|e| match e {
+            TokenProblem::NotVisibleAscii => BadInternalToken::NotVisibleAscii,
+            TokenProblem::TooWeak => BadInternalToken::TooWeak,
+        })
     }
 
     /// The token a binary starts with. A token that was given is checked (again, for one given
@@ -109,15 +157,12 @@ impl InternalToken {
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
-    /// Constant-time comparison with a presented header value. Fixed-size digests are
-    /// compared, so that the token's length does not show either.
+    /// Constant-time comparison with a presented header value ([`SharedToken::matches`]).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let expected: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
-        let presented: [u8; 32] = Sha256::digest(presented).into();
-        expected.ct_eq(&presented).into()
+        self.0.matches(presented)
     }
 }
 

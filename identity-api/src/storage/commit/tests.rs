@@ -229,11 +229,12 @@ async fn postgres_finds_every_row_by_key() {
             revoked_at: None,
             revoke_reason: None,
         },
-        refresh: refresh(&format!("family-new-{i}"), i),
+        refresh: Some(refresh(&format!("family-new-{i}"), i)),
         client: ClientSeen {
             verifier: vec![0; 32],
             scopes: "s".into(),
             audiences: "a".into(),
+            grant_types: "client_credentials".into(),
         },
     };
     let rotation = |i: usize| Write::Rotate {

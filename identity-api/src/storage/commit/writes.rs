@@ -9,7 +9,7 @@ use crate::storage::batch::Failure;
 use crate::storage::rows::{AuditRow, FamilyRow, RefreshRow};
 
 /// The client as an issue saw it: the verifier of the secret it authenticated by, and the
-/// scopes and audiences it was judged by. The write stores the family only while the client is
+/// scopes, audiences and grant types it was judged by. The write stores the family only while the client is
 /// enabled and its row still says so, checked in the statement that stores it: a
 /// `client disable`, `rotate-secret` or `update` that commits first refuses the issue, however
 /// old the row it was judged by (the client cache's).
@@ -18,6 +18,7 @@ pub struct ClientSeen {
     pub verifier: Vec<u8>,
     pub scopes: String,
     pub audiences: String,
+    pub grant_types: String,
 }
 
 impl std::fmt::Debug for ClientSeen {
@@ -25,6 +26,7 @@ impl std::fmt::Debug for ClientSeen {
         f.debug_struct("ClientSeen")
             .field("scopes", &self.scopes)
             .field("audiences", &self.audiences)
+            .field("grant_types", &self.grant_types)
             .finish_non_exhaustive()
     }
 }
@@ -32,11 +34,11 @@ impl std::fmt::Debug for ClientSeen {
 /// A write of the hot path.
 #[derive(Debug)]
 pub enum Write {
-    /// Token issue: a new family with its first refresh token, if its client is still as
-    /// `client` saw it.
+    /// Token issue: a new family with its first refresh token (none for a client_credentials
+    /// grant without one), if its client is still as `client` saw it.
     Open {
         family: FamilyRow,
-        refresh: RefreshRow,
+        refresh: Option<RefreshRow>,
         client: ClientSeen,
     },
     /// Refresh: spend `old_hash` (unless spent already or the family is revoked) and store `new`.
@@ -117,7 +119,7 @@ impl<'a> Rows<'a> {
                     client,
                 } => {
                     rows.families.push((family, client));
-                    rows.refreshes.push(refresh);
+                    rows.refreshes.extend(refresh);
                     rows.audits.push(AuditRow::family(
                         family.created_at,
                         "issue",
@@ -168,11 +170,13 @@ macro_rules! bind_writes {
                 .bind($q)
                 .bind(client.verifier.as_slice())
                 .bind(client.scopes.as_str())
-                .bind(client.audiences.as_str());
+                .bind(client.audiences.as_str())
+                .bind(client.grant_types.as_str());
         }
         for _ in $rows.families.len()..$n {
             $q = $crate::storage::rows::FamilyRow::bind_nulls($q)
                 .bind(None::<&[u8]>)
+                .bind(None::<&str>)
                 .bind(None::<&str>)
                 .bind(None::<&str>);
         }

@@ -1,4 +1,9 @@
-//! Routes: PROTOCOL.md section 5 under /api/v1, plus health, version, metrics and discovery.
+//! Routes: PROTOCOL.md section 5 under /api/v1 (behind the internal token), the standard OAuth
+//! 2.0 endpoints under /oauth ([`oauth`]: they authenticate their clients themselves), health,
+//! version, metrics, the JWKS and discovery.
+
+mod form;
+mod oauth;
 
 use std::time::Instant;
 
@@ -34,8 +39,15 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops_routes())
+        .route(paths::OAUTH_TOKEN, post(oauth::token))
+        .route(paths::OAUTH_INTROSPECT, post(oauth::introspect))
+        .route(paths::OAUTH_REVOKE, post(oauth::revoke))
         .route(paths::JWKS, get(jwks))
-        .route(paths::OPENID_CONFIGURATION, get(openid_configuration))
+        .route(
+            paths::OAUTH_AUTHORIZATION_SERVER_METADATA,
+            get(oauth::metadata),
+        )
+        .route(paths::OPENID_CONFIGURATION, get(oauth::metadata))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -271,31 +283,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys().ring().jwks.to_vec();
+    let max_age = format!("max-age={}", state.settings().jwks_cache_secs);
     (
         [
             (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "max-age=60"),
+            (header::CACHE_CONTROL, max_age.as_str()),
         ],
         body,
     )
         .into_response()
-}
-
-/// RFC 8414 fields that apply: there is no authorization endpoint, so no response types.
-async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let iss = state.settings().issuer.trim_end_matches('/').to_owned();
-    Json(json!({
-        "issuer": state.settings().issuer,
-        "jwks_uri": format!("{iss}{}", paths::JWKS),
-        "token_endpoint": format!("{iss}{}", paths::TOKEN),
-        "introspection_endpoint": format!("{iss}{}", paths::INTROSPECT),
-        "revocation_endpoint": format!("{iss}{}", paths::REVOKE),
-        "token_issue_endpoint": format!("{iss}{}", paths::TOKEN_ISSUE),
-        "grant_types_supported": ["refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
-        "revocation_endpoint_auth_methods_supported": ["bearer"],
-        "access_token_signing_alg_values_supported": ["ES256"],
-        "response_types_supported": [],
-    }))
 }
