@@ -21,6 +21,25 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     /// The encrypted routes forwarded by default (section 3).
     pub const DEFAULT_ENCRYPTED: [&str; 4] = [TOKEN_ISSUE, INTROSPECT, TOKEN, REVOKE];
+
+    /// The standard OAuth 2.0 endpoints the identity API serves beside the sealed routes
+    /// (docs/OAUTH.md): form bodies in the clear, each request authenticating its client, so
+    /// they must only be reached over TLS. Token endpoint, RFC 6749 section 3.2.
+    pub const OAUTH_TOKEN: &str = "/oauth/token";
+    /// Token introspection, RFC 7662.
+    pub const OAUTH_INTROSPECT: &str = "/oauth/introspect";
+    /// Token revocation, RFC 7009.
+    pub const OAUTH_REVOKE: &str = "/oauth/revoke";
+    /// Authorization server metadata, RFC 8414 section 3 (a GET; the same document as
+    /// [`OPENID_CONFIGURATION`]).
+    pub const OAUTH_AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
+    /// The standard routes: the three POST endpoints and their metadata.
+    pub const STANDARD: [&str; 4] = [
+        OAUTH_TOKEN,
+        OAUTH_INTROSPECT,
+        OAUTH_REVOKE,
+        OAUTH_AUTHORIZATION_SERVER_METADATA,
+    ];
 }
 
 /// Header names of the protocol, lower-case as HTTP/2 and `http::HeaderName` want them.
