@@ -27,6 +27,23 @@ fn start_dev_with(
     grace_secs: &str,
     args: &[&str],
 ) -> (Child, String) {
+    let (child, line) = spawn_dev(dir, upstream, grace_secs, args, Stdio::null());
+    let addr = line
+        .trim()
+        .strip_prefix("identity-sidecar listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+/// The `--dev` binary with `args` and its stderr to `stderr`: the child and its first stdout line.
+fn spawn_dev(
+    dir: &std::path::Path,
+    upstream: &str,
+    grace_secs: &str,
+    args: &[&str],
+    stderr: Stdio,
+) -> (Child, String) {
     let mut child = Command::new(BIN)
         .current_dir(dir)
         .env_clear()
@@ -34,19 +51,14 @@ fn start_dev_with(
         .args(["--shutdown-grace-secs", grace_secs])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("identity-sidecar listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, addr)
+    (child, line)
 }
 
 fn sigterm(child: &Child) {
@@ -108,27 +120,9 @@ fn help_names_every_flag_with_its_environment_variable() {
     );
 }
 
-/// The binary with `args`, until its first stdout line: that line, then its log once stopped.
+/// The binary with `args`: its first stdout line, then its log once stopped.
 fn first_line_and_log(dir: &std::path::Path, args: &[&str]) -> (String, String) {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .env_clear()
-        .args([
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "http://127.0.0.1:9",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = spawn_dev(dir, "http://127.0.0.1:9", "1", args, Stdio::piped());
     sigterm(&child);
     let out = child.wait_with_output().unwrap();
     (line, String::from_utf8_lossy(&out.stderr).into_owned())
