@@ -155,9 +155,10 @@ pub struct Config {
 #[derive(Debug, Clone, clap::Args)]
 pub struct TlsArgs {
     /// PEM certificate chain (the server's certificate first) to serve TLS on --listen, with
-    /// --tls-key-file. Both files are read again when they change (cert-manager's rotation):
-    /// new connections get the new pair; a broken new pair keeps the old one, logged and counted
-    /// in sidecar_tls_reloads_total{outcome="error"}.
+    /// --tls-key-file; with TLS the standard OAuth routes are passed to the identity API too.
+    /// Both files are read again when they change (cert-manager's rotation): new connections get
+    /// the new pair; a broken new pair keeps the old one, logged and counted in
+    /// sidecar_tls_reloads_total{outcome="error"}.
     #[arg(long, env = "SIDECAR_TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
 
