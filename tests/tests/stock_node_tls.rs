@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! (cd tests/stock-clients/node && npm ci)
-//! cargo test -p e2e-tests --test stock_node_tls -- --ignored
+//! cargo build --workspace && cargo test --workspace --test stock_node_tls -- --ignored
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
