@@ -80,9 +80,16 @@ test('a wrong secret is refused with invalid_client', async () => {
     undefined,
     client.ClientSecretBasic('not-the-secret'),
   );
-  await assert.rejects(client.clientCredentialsGrant(config, { scope }), (error) => {
-    assert.equal(error.error, 'invalid_client');
-    assert.equal(error.status, 401);
-    return true;
-  });
+  // RFC 6749 section 5.2: 401 with a Basic challenge, which openid-client reports as such,
+  // with the answer's invalid_client body.
+  const error = await client.clientCredentialsGrant(config, { scope }).then(
+    () => assert.fail('a wrong secret was accepted'),
+    (error) => error,
+  );
+  assert.ok(error instanceof client.WWWAuthenticateChallengeError, String(error));
+  assert.equal(error.status, 401);
+  assert.equal(error.cause[0].scheme, 'basic');
+  assert.equal(error.response.headers.get('cache-control'), 'no-store');
+  const body = await error.response.json();
+  assert.equal(body.error, 'invalid_client');
 });
