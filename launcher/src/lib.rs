@@ -8,12 +8,15 @@
 //!
 //! - [`binaries`]: where the two binaries are, or building them;
 //! - [`process`]: one child process, its log, its readiness;
-//! - [`stack`]: both started together, with a seeded client.
+//! - [`stack`]: both started together, with a seeded client;
+//! - `test_ca` (feature `test-ca`): a test certificate authority for the TLS tests.
 #![forbid(unsafe_code)]
 
 pub mod binaries;
 pub mod process;
 pub mod stack;
+#[cfg(feature = "test-ca")]
+pub mod test_ca;
 
 pub use binaries::{Binaries, cargo};
 pub use process::{Process, READY_TIMEOUT, STOP_TIMEOUT, free_port, log_tail};

@@ -44,6 +44,8 @@ pub struct StackConfig {
     pub client_id: String,
     pub scope: String,
     pub audience: String,
+    /// Further arguments of the seeded client's `client create` (e.g. `--grant-types`).
+    pub client_args: Vec<String>,
     /// `None`: SQLite in the temporary directory.
     pub database_url: Option<String>,
     pub signing: Signing,
@@ -58,6 +60,10 @@ pub struct StackConfig {
     /// --tool=callgrind`), with the binary and its arguments appended; empty: none.
     pub sidecar_wrapper: Vec<String>,
     pub api_wrapper: Vec<String>,
+    /// TLS on the sidecar's listener, from these PEM files (certificate chain, key). The sidecar
+    /// URL is then `https://127.0.0.1:<port>` and the identity API's issuer; readiness is read
+    /// from an ops listener, in plain HTTP.
+    pub sidecar_tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for StackConfig {
@@ -66,6 +72,7 @@ impl Default for StackConfig {
             client_id: "journey-client".into(),
             scope: "orders.read orders.write".into(),
             audience: "orders-api".into(),
+            client_args: Vec::new(),
             database_url: None,
             signing: Signing::Dev,
             sidecar_env: Vec::new(),
@@ -73,6 +80,7 @@ impl Default for StackConfig {
             unix_socket: false,
             sidecar_wrapper: Vec::new(),
             api_wrapper: Vec::new(),
+            sidecar_tls: None,
         }
     }
 }
@@ -117,6 +125,8 @@ pub struct Stack {
     internal_token: String,
     api_port: u16,
     sidecar_port: u16,
+    /// The sidecar's ops listener, with TLS (readiness in plain HTTP).
+    sidecar_ops_port: u16,
     /// The client seeded at start.
     pub client: SeededClient,
     /// b64u of the sidecar's public signing key, when known (always with [`Signing::KeyFile`]).
@@ -162,6 +172,7 @@ impl Stack {
             internal_token: random_b64u_32(),
             api_port: 0,
             sidecar_port: 0,
+            sidecar_ops_port: 0,
             client: SeededClient {
                 client_id: String::new(),
                 client_secret: String::new(),
@@ -184,6 +195,11 @@ impl Stack {
             stack.config.audience.clone(),
         );
         stack.client = stack.create_client(&id, &scope, &audience).await?;
+        if stack.config.sidecar_tls.is_some() {
+            // Known before the API starts, since its URL is the API's issuer.
+            stack.sidecar_port = free_port()?;
+            stack.sidecar_ops_port = free_port()?;
+        }
         stack.start_api_on_free_port().await?;
         stack.start_sidecar_on_free_port().await?;
         if stack.config.signing == Signing::Dev {
@@ -196,7 +212,19 @@ impl Stack {
     }
 
     pub fn sidecar_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.sidecar_port)
+        let scheme = match self.config.sidecar_tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        format!("{scheme}://127.0.0.1:{}", self.sidecar_port)
+    }
+
+    /// Where the sidecar's readiness is read: its own URL, or with TLS its ops listener.
+    fn sidecar_ready_url(&self) -> String {
+        match self.config.sidecar_tls {
+            Some(_) => format!("http://127.0.0.1:{}", self.sidecar_ops_port),
+            None => self.sidecar_url(),
+        }
     }
 
     pub fn api_url(&self) -> String {
@@ -266,6 +294,7 @@ impl Stack {
             .args(["client", "create", client_id, "--scope", scope])
             .args(["--audience", audience, "--json", "--database-url"])
             .arg(&self.database_url)
+            .args(&self.config.client_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -309,6 +338,10 @@ impl Stack {
             .arg(&self.database_url)
             .env("IDENTITY_INTERNAL_TOKEN", &self.internal_token)
             .envs(self.config.api_env.iter().map(|(k, v)| (k, v)));
+        if self.config.sidecar_tls.is_some() {
+            // Clients discover the API through the sidecar: its https URL is the issuer.
+            command.env("IDENTITY_ISSUER", self.sidecar_url());
+        }
         if self.config.unix_socket {
             command.arg("--listen-unix").arg(self.api_socket());
         }
@@ -338,6 +371,15 @@ impl Stack {
             Signing::Dev => command.arg("--dev"),
             Signing::KeyFile => command.arg("--signing-key-file").arg(self.key_file()),
         };
+        if let Some((cert, key)) = &self.config.sidecar_tls {
+            command
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--ops-listen")
+                .arg(format!("127.0.0.1:{}", self.sidecar_ops_port));
+        }
         Process::spawn("identity-sidecar", command, &self.sidecar_log())
     }
 
@@ -360,10 +402,17 @@ impl Stack {
 
     async fn start_sidecar_on_free_port(&mut self) -> anyhow::Result<()> {
         let mut last = None;
-        for _ in 0..PORT_ATTEMPTS {
-            self.sidecar_port = free_port()?;
+        // With TLS the port is the issuer's already: one attempt.
+        let attempts = match self.config.sidecar_tls {
+            Some(_) => 1,
+            None => PORT_ATTEMPTS,
+        };
+        for _ in 0..attempts {
+            if self.config.sidecar_tls.is_none() {
+                self.sidecar_port = free_port()?;
+            }
             let mut process = self.spawn_sidecar()?;
-            match wait_ready(&self.http, &mut process, &self.sidecar_url()).await {
+            match wait_ready(&self.http, &mut process, &self.sidecar_ready_url()).await {
                 Ok(()) => {
                     self.sidecar = Some(process);
                     return Ok(());
@@ -403,7 +452,7 @@ impl Stack {
 
     /// Waits until the sidecar reports ready again (after the identity API came back).
     pub async fn wait_sidecar_ready(&mut self) -> anyhow::Result<()> {
-        let url = self.sidecar_url();
+        let url = self.sidecar_ready_url();
         let process = self
             .sidecar
             .as_mut()

@@ -4,7 +4,8 @@
 //! - [`LogFormat`] and [`init_tracing`]: logs on stderr, text or JSON, filtered by `RUST_LOG`;
 //!   [`print_line`] and [`print_error`] for the lines a process writes itself, in the same format;
 //! - [`shutdown_signal`]: SIGTERM or Ctrl-C;
-//! - [`serve`]: the HTTP/1.1 server, with deadlines for slow clients and a connection cap.
+//! - [`serve`]: the HTTP/1.1 server, with deadlines for slow clients and a connection cap, in
+//!   plain HTTP or over TLS with certificate files reloaded when they change.
 #![forbid(unsafe_code)]
 
 pub mod secret;

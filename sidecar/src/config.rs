@@ -142,6 +142,60 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "SIDECAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// TLS on --listen, and the standard OAuth routes it lets through.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS on the public listener (the ops listener stays plain HTTP, for probes and Prometheus),
+/// and the standard OAuth 2.0 routes (/oauth/token, /oauth/introspect, /oauth/revoke,
+/// /.well-known/oauth-authorization-server), which carry client secrets and tokens in the clear
+/// and so are served only over TLS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain (the server's certificate first) to serve TLS on --listen, with
+    /// --tls-key-file; with TLS the standard OAuth routes are passed to the identity API too.
+    /// Both files are read again when they change (cert-manager's rotation): new connections get
+    /// the new pair; a broken new pair keeps the old one, logged and counted in
+    /// sidecar_tls_reloads_total{outcome="error"}.
+    #[arg(long, env = "SIDECAR_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert-file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SIDECAR_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Seconds between two checks of the TLS files for a change.
+    #[arg(long, env = "SIDECAR_TLS_RELOAD_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tls_reload_interval_secs: u64,
+
+    /// Seconds a client has to complete the TLS handshake; then the connection is closed.
+    #[arg(long, env = "SIDECAR_TLS_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tls_handshake_timeout_secs: u64,
+
+    /// Serve the standard OAuth routes without TLS on --listen, because TLS is terminated in
+    /// front of the sidecar (an ingress, a service mesh) and nothing reaches --listen otherwise
+    /// (a warning says so at start). Without TLS and without this flag they answer 404.
+    #[arg(long, env = "SIDECAR_STANDARD_ROUTES_BEHIND_TLS_PROXY", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub standard_routes_behind_tls_proxy: bool,
+}
+
+impl TlsArgs {
+    /// The certificate files, when TLS is on.
+    pub fn files(&self) -> Option<identity_runtime::serve::TlsFiles> {
+        let (cert, key) = (self.tls_cert_file.as_ref()?, self.tls_key_file.as_ref()?);
+        let mut files = identity_runtime::serve::TlsFiles::new(cert, key);
+        files.reload_interval = Duration::from_secs(self.tls_reload_interval_secs);
+        files.handshake_timeout = Duration::from_secs(self.tls_handshake_timeout_secs);
+        Some(files)
+    }
+
+    /// Whether the standard OAuth routes are served: over TLS, or behind a TLS proxy.
+    pub fn standard_routes(&self) -> bool {
+        self.tls_cert_file.is_some() || self.standard_routes_behind_tls_proxy
+    }
 }
 
 impl Config {
@@ -177,7 +231,7 @@ impl Config {
             if !route.starts_with('/') || route.contains('?') || route.contains('#') {
                 return Err(format!("--routes: {route:?} is not a path"));
             }
-            if reserved.contains(&route.as_str()) {
+            if reserved.contains(&route.as_str()) || paths::STANDARD.contains(&route.as_str()) {
                 return Err(format!(
                     "--routes: {route:?} is a route of the sidecar itself"
                 ));

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -45,12 +45,12 @@ impl From<UpstreamError> for ApiError {
 #[derive(Debug)]
 pub struct UpstreamAnswer {
     pub status: u16,
-    pub content_type: Option<HeaderValue>,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
-/// A request to forward. Client-sent `X-Session-Subject` and `X-Internal-Token` never get here:
-/// the upstream request is built from these fields only.
+/// A sealed request to forward. Client-sent `X-Session-Subject` and `X-Internal-Token` never
+/// get here: the upstream request is built from these fields only.
 #[derive(Debug)]
 pub struct Forward<'a> {
     pub path: &'a str,
@@ -178,6 +178,38 @@ impl Upstream {
         Ok(introspected.sub.unwrap_or_default())
     }
 
+    /// A standard OAuth request, passed through as a reverse proxy passes it: the method, the
+    /// path and query, the body and every header as the client sent them, less those of the
+    /// hop ([`end_to_end`]) and the sidecar's own (`X-Internal-Token`, `X-Session-Subject` and
+    /// `X-Forwarded-For`, which are set here only). The answer may be anything, empty included.
+    pub async fn pass(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        mut headers: HeaderMap,
+        forwarded_for: Option<IpAddr>,
+        body: Bytes,
+    ) -> Result<UpstreamAnswer, UpstreamError> {
+        end_to_end(&mut headers);
+        for name in [
+            headers::INTERNAL_TOKEN,
+            headers::SESSION_SUBJECT,
+            "x-forwarded-for",
+            // The body has been read whole: nothing is left to continue.
+            "expect",
+        ] {
+            headers.remove(name);
+        }
+        let mut request = self.request(method, path_and_query);
+        if let Some(request_headers) = request.headers_mut() {
+            request_headers.extend(headers);
+        }
+        if let Some(ip) = forwarded_for {
+            request = request.header("x-forwarded-for", ip.to_string());
+        }
+        self.send(request, Full::from(body)).await
+    }
+
     /// `GET {upstream}{path}`, for the pass-throughs: the answer must be JSON.
     pub async fn get(&self, path: &str) -> Result<UpstreamAnswer, UpstreamError> {
         json(self.get_any(path).await?)
@@ -247,9 +279,40 @@ impl Upstream {
         };
         Ok(UpstreamAnswer {
             status: parts.status.as_u16(),
-            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            headers: parts.headers,
             body,
         })
+    }
+}
+
+/// Drops the hop-by-hop headers (RFC 9110 section 7.6.1: `Connection`, those it names, and the
+/// classic list), `Host` and `Content-Length`: they describe one connection, and the next hop
+/// sets its own.
+pub fn end_to_end(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::HOST,
+        header::CONTENT_LENGTH,
+    ] {
+        headers.remove(name);
     }
 }
 

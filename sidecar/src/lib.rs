@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
-use identity_runtime::serve::{Limits, Shutdown};
+use identity_runtime::serve::{Limits, Shutdown, Tls};
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
 
@@ -46,6 +46,8 @@ pub struct Server {
     /// `--ops-listen`, bound.
     ops: Option<(TcpListener, SocketAddr)>,
     limits: Limits,
+    /// `--tls-cert-file`, loaded.
+    tls: Option<Tls>,
 }
 
 /// Loads the keys the configuration names and binds `--listen`.
@@ -65,6 +67,22 @@ pub async fn bind_with_keys(config: &Config, keys: Keys) -> Result<Server, Start
              are forwarded without X-Internal-Token, which an identity API that requires one refuses"
         );
     }
+    let tls = match config.tls.files() {
+        Some(files) => {
+            let metrics = state.clone();
+            Some(Tls::load(files)?.on_reload(move |reload| metrics.metrics.tls_reload(reload)))
+        }
+        None if config.tls.standard_routes_behind_tls_proxy => {
+            tracing::warn!(
+                "the standard OAuth routes are served in plain HTTP on --listen \
+                 (--standard-routes-behind-tls-proxy): client secrets and tokens cross the \
+                 network in the clear unless TLS ends in front of the sidecar and nothing else \
+                 reaches this port"
+            );
+            None
+        }
+        None => None,
+    };
     let (listener, local_addr) = listen(config.listen).await?;
     let ops = match config.ops_listen {
         Some(addr) => Some(listen(addr).await?),
@@ -76,6 +94,7 @@ pub async fn bind_with_keys(config: &Config, keys: Keys) -> Result<Server, Start
         local_addr,
         ops,
         limits: config.server.limits,
+        tls,
     })
 }
 
@@ -100,12 +119,20 @@ impl Server {
         &self.state
     }
 
+    /// The public listener's URL: `https://` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests
     /// for at most the shutdown grace. The expired-session sweep runs in the background meanwhile.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let sweeper = tokio::spawn(sweep(self.state.clone()));
         tracing::info!(
             listen = %self.local_addr,
+            tls = self.tls.is_some(),
+            standard_routes = self.state.settings.standard_routes,
             key_id = self.state.keys.signing.key_id(),
             "identity-sidecar listening"
         );
@@ -118,13 +145,27 @@ impl Server {
                 shutdown.wait(),
             ))
         });
-        identity_runtime::serve::serve(
-            self.listener,
-            app(self.state),
-            self.limits,
-            shutdown.wait(),
-        )
-        .await;
+        match self.tls {
+            Some(tls) => {
+                identity_runtime::serve::serve_tls(
+                    self.listener,
+                    app(self.state),
+                    self.limits,
+                    tls,
+                    shutdown.wait(),
+                )
+                .await;
+            }
+            None => {
+                identity_runtime::serve::serve(
+                    self.listener,
+                    app(self.state),
+                    self.limits,
+                    shutdown.wait(),
+                )
+                .await;
+            }
+        }
         if let Some(ops) = ops {
             let _ = ops.await;
         }

@@ -27,7 +27,7 @@ async fn run(config: Config) -> ExitCode {
         }
     };
     // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
-    let url = format!("http://{}", server.local_addr());
+    let url = server.url();
     identity_runtime::print_line(
         &format!("identity-sidecar listening on {url}"),
         &[("url", &url)],

@@ -5,7 +5,9 @@
 //!   `ok` or the section 4 error code;
 //! - `sidecar_requests_total{route, status}`: every answer, by route (`other` off the route list);
 //! - `sidecar_decryption_failures_total`, `sidecar_replays_refused_total`;
-//! - `sidecar_upstream_latency_seconds{route}`: time to the identity API's full answer.
+//! - `sidecar_upstream_latency_seconds{route}`: time to the identity API's full answer;
+//! - `sidecar_tls_reloads_total{outcome}`: changes of the TLS files, `ok` (served from then on)
+//!   or `error` (the previous pair kept).
 
 use std::sync::atomic::AtomicU64;
 
@@ -29,6 +31,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: String,
 }
@@ -44,6 +51,7 @@ pub struct Metrics {
     pub decryption_failures: Counter<u64, AtomicU64>,
     pub replays_refused: Counter<u64, AtomicU64>,
     pub upstream_latency: LatencyFamily,
+    pub tls_reloads: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -66,6 +74,7 @@ impl Metrics {
         let decryption_failures = Counter::default();
         let replays_refused = Counter::default();
         let upstream_latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        let tls_reloads = Family::default();
         registry.register("sessions_live", "Live sessions", sessions_live.clone());
         registry.register(
             "session_inits",
@@ -88,6 +97,11 @@ impl Metrics {
             "Time for the identity API to answer",
             upstream_latency.clone(),
         );
+        registry.register(
+            "tls_reloads",
+            "Changes of the TLS certificate files, by outcome: ok (served) or error (previous kept)",
+            tls_reloads.clone(),
+        );
         Self {
             registry,
             sessions_live,
@@ -96,7 +110,18 @@ impl Metrics {
             decryption_failures,
             replays_refused,
             upstream_latency,
+            tls_reloads,
         }
+    }
+
+    pub fn tls_reload(&self, reload: identity_runtime::serve::Reload) {
+        let outcome = match reload {
+            identity_runtime::serve::Reload::Loaded => "ok",
+            identity_runtime::serve::Reload::Failed => "error",
+        };
+        self.tls_reloads
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn session_init(&self, authenticated: bool, outcome: &'static str) {

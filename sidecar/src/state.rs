@@ -42,6 +42,8 @@ pub enum StartError {
         path: PathBuf,
         source: identity_protocol::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] identity_runtime::serve::TlsError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -161,6 +163,8 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Whether the public listener serves /metrics: only without an ops listener.
     pub public_metrics: bool,
+    /// Whether the standard OAuth routes are passed through: with TLS, or behind a TLS proxy.
+    pub standard_routes: bool,
 }
 
 #[derive(Debug)]
@@ -198,6 +202,7 @@ impl AppState {
                 routes: config.routes.iter().cloned().collect(),
                 sweep_interval: config.sweep_interval(),
                 public_metrics: config.ops_listen.is_none(),
+                standard_routes: config.tls.standard_routes(),
             },
             keys,
             sessions: SessionTable::new(config.max_sessions),

@@ -27,6 +27,23 @@ fn start_dev_with(
     grace_secs: &str,
     args: &[&str],
 ) -> (Child, String) {
+    let (child, line) = spawn_dev(dir, upstream, grace_secs, args, Stdio::null());
+    let addr = line
+        .trim()
+        .strip_prefix("identity-sidecar listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+/// The `--dev` binary with `args` and its stderr to `stderr`: the child and its first stdout line.
+fn spawn_dev(
+    dir: &std::path::Path,
+    upstream: &str,
+    grace_secs: &str,
+    args: &[&str],
+    stderr: Stdio,
+) -> (Child, String) {
     let mut child = Command::new(BIN)
         .current_dir(dir)
         .env_clear()
@@ -34,19 +51,14 @@ fn start_dev_with(
         .args(["--shutdown-grace-secs", grace_secs])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("identity-sidecar listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, addr)
+    (child, line)
 }
 
 fn sigterm(child: &Child) {
@@ -89,6 +101,11 @@ fn help_names_every_flag_with_its_environment_variable() {
         "SIDECAR_IDLE_TIMEOUT_SECS",
         "SIDECAR_MAX_CONNECTIONS",
         "SIDECAR_OPS_LISTEN",
+        "SIDECAR_TLS_CERT_FILE",
+        "SIDECAR_TLS_KEY_FILE",
+        "SIDECAR_TLS_RELOAD_INTERVAL_SECS",
+        "SIDECAR_TLS_HANDSHAKE_TIMEOUT_SECS",
+        "SIDECAR_STANDARD_ROUTES_BEHIND_TLS_PROXY",
     ] {
         assert!(
             help.contains(name),
@@ -100,6 +117,41 @@ fn help_names_every_flag_with_its_environment_variable() {
     assert!(
         help.contains(&format!("[default: {routes}]")),
         "--routes' default is not shown as {routes}:\n{help}"
+    );
+}
+
+/// The binary with `args`: its first stdout line, then its log once stopped.
+fn first_line_and_log(dir: &std::path::Path, args: &[&str]) -> (String, String) {
+    let (child, line) = spawn_dev(dir, "http://127.0.0.1:9", "1", args, Stdio::piped());
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    (line, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn tls_and_the_tls_proxy_flag_say_so_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = identity_launcher::test_ca::TestCa::new("test CA").unwrap();
+    let (cert, key) = ca.leaf().unwrap().write(dir.path()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (line, log) = first_line_and_log(
+        dir.path(),
+        &["--tls-cert-file", cert, "--tls-key-file", key],
+    );
+    assert!(
+        line.starts_with("identity-sidecar listening on https://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(!log.contains("in the clear"), "{log}");
+
+    let (line, log) = first_line_and_log(dir.path(), &["--standard-routes-behind-tls-proxy"]);
+    assert!(
+        line.starts_with("identity-sidecar listening on http://"),
+        "{line}"
+    );
+    assert!(
+        log.contains("standard OAuth routes are served in plain HTTP"),
+        "no warning at start:\n{log}"
     );
 }
 

@@ -5,12 +5,15 @@
 //!
 //! - [`Limits`] and the flags that set them ([`ServerArgs`]);
 //! - [`serve`]: the accept loop and the drain; [`Shutdown`], one signal for several servers;
+//! - [`serve_tls`]: the same over TLS ([`tls`]: the certificate files, reloaded when they
+//!   change, and the handshake deadline);
 //! - `connection`: one connection and its deadlines;
 //! - [`body`]: the body deadline and [`read_body`], the one way a route reads a body.
 
 mod args;
 pub mod body;
 mod connection;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::pin;
@@ -24,6 +27,7 @@ use tokio::task::JoinSet;
 
 pub use args::{ServerArgs, ServerEnv};
 pub use body::{BodyError, read_body};
+pub use tls::{Reload, Tls, TlsError, TlsFiles};
 
 /// What a server allows its clients. The defaults are the flags' defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +84,41 @@ impl Default for Limits {
 /// connections still open after [`Limits::shutdown_grace`]. Each request carries its peer as
 /// `axum::extract::ConnectInfo<L::Addr>`.
 pub async fn serve<L>(
+    listener: L,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    L: Listener,
+    L::Addr: Clone + Send + Sync + 'static,
+{
+    run(listener, app, limits, None, shutdown).await;
+}
+
+/// [`serve`] over TLS: each connection first completes its handshake within
+/// [`TlsFiles::handshake_timeout`] (holding one of [`Limits::max_connections`] meanwhile), then
+/// is served as [`serve`] serves it. The certificate files are checked for a change every
+/// [`TlsFiles::reload_interval`] while the server runs.
+pub async fn serve_tls<L>(
+    listener: L,
+    app: Router,
+    limits: Limits,
+    tls: Tls,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    L: Listener,
+    L::Addr: Clone + Send + Sync + 'static,
+{
+    let watcher = tls.watch();
+    run(listener, app, limits, Some(tls), shutdown).await;
+    watcher.abort();
+}
+
+async fn run<L>(
     mut listener: L,
     app: Router,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) where
     L: Listener,
@@ -114,11 +150,25 @@ pub async fn serve<L>(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let connection = connection::serve(io, peer, app.clone(), limits, stopping.clone());
-        connections.spawn(async move {
-            connection.await;
-            drop(permit);
-        });
+        let (app, stopping) = (app.clone(), stopping.clone());
+        match tls.clone() {
+            None => {
+                let connection = connection::serve(io, peer, app, limits, stopping);
+                connections.spawn(async move {
+                    connection.await;
+                    drop(permit);
+                });
+            }
+            // The handshake runs in the connection's task, so a slow one holds up no other.
+            Some(tls) => {
+                connections.spawn(async move {
+                    if let Some(io) = tls.handshake(io).await {
+                        connection::serve(io, peer, app, limits, stopping).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     let _ = stop.send(true);

@@ -1,6 +1,7 @@
 //! The sidecar's routes, dispatched by exact path, one module per section of PROTOCOL.md:
 //! [`init`] (sections 1 and 2), [`sealed`] (section 3), [`plain`] (section 4's unencrypted
-//! routes); [`message`] holds what they all read and write of an HTTP message.
+//! routes); [`standard`], the identity API's standard OAuth routes, over TLS only; [`message`]
+//! holds what they all read and write of an HTTP message.
 //!
 //! "`path` is the raw path as received, matched exactly (a trailing slash is another path)": one
 //! table maps the raw path to a route; an unknown path is `404`, a known path with another method
@@ -10,6 +11,7 @@ mod init;
 mod message;
 mod plain;
 mod sealed;
+mod standard;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -33,6 +35,9 @@ enum Route {
     Metrics,
     KeyDocument,
     PassThrough,
+    /// The standard OAuth routes: the POST endpoints, and the GET metadata.
+    Standard,
+    StandardMetadata,
 }
 
 impl Route {
@@ -44,6 +49,8 @@ impl Route {
             paths::METRICS if state.settings.public_metrics => Self::Metrics,
             paths::KEY_DOCUMENT => Self::KeyDocument,
             paths::OPENID_CONFIGURATION | paths::JWKS => Self::PassThrough,
+            paths::OAUTH_AUTHORIZATION_SERVER_METADATA => Self::StandardMetadata,
+            _ if standard::is_standard(path) => Self::Standard,
             _ if state.settings.routes.contains(path) => Self::Encrypted,
             _ => return None,
         })
@@ -51,16 +58,20 @@ impl Route {
 
     fn method(self) -> Method {
         match self {
-            Self::SessionInit | Self::Encrypted => Method::POST,
+            Self::SessionInit | Self::Encrypted | Self::Standard => Method::POST,
             _ => Method::GET,
         }
     }
 
     fn allow(self) -> &'static str {
         match self {
-            Self::SessionInit | Self::Encrypted => "POST",
+            Self::SessionInit | Self::Encrypted | Self::Standard => "POST",
             _ => "GET",
         }
+    }
+
+    fn is_standard(self) -> bool {
+        matches!(self, Self::Standard | Self::StandardMetadata)
     }
 }
 
@@ -94,6 +105,9 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let route = Route::of(&state, &path);
     let response = match route {
         None => ApiError::not_found().into_response(),
+        Some(route) if route.is_standard() && !state.settings.standard_routes => {
+            standard::refused().into_response()
+        }
         Some(route) if method != route.method() => {
             ApiError::method_not_allowed(route.allow()).into_response()
         }
@@ -133,6 +147,9 @@ async fn handle(state: &AppState, route: Route, path: &str, request: Request) ->
         Route::Metrics => plain::metrics(state),
         Route::KeyDocument => plain::key_document(state),
         Route::PassThrough => plain::pass_through(state, path)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Route::Standard | Route::StandardMetadata => standard::pass(state, path, request, peer)
             .await
             .unwrap_or_else(IntoResponse::into_response),
     }

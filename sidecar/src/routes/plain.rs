@@ -66,10 +66,10 @@ pub async fn pass_through(state: &AppState, path: &str) -> Result<Response, ApiE
     let status = StatusCode::from_u16(answer.status)
         .map_err(|_| ApiError::upstream_unavailable("the identity API answered a bad status"))?;
     let mut response = json_response(status, answer.body);
-    if let Some(content_type) = answer.content_type {
+    if let Some(content_type) = answer.headers.get(header::CONTENT_TYPE) {
         response
             .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
+            .insert(header::CONTENT_TYPE, content_type.clone());
     }
     Ok(response)
 }

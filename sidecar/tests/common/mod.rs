@@ -3,6 +3,8 @@
 //! requests).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -85,6 +87,10 @@ impl Stub {
                 "/.well-known/openid-configuration",
                 get(|| async { axum::Json(json!({"issuer": "http://stub.test"})) }),
             )
+            .route("/oauth/token", post(oauth))
+            .route("/oauth/introspect", post(oauth))
+            .route("/oauth/revoke", post(oauth))
+            .route("/.well-known/oauth-authorization-server", get(oauth))
             .fallback(echo)
             .with_state(Arc::clone(&state));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -243,6 +249,44 @@ async fn echo(State(state): State<Arc<StubState>>, request: Request) -> Response
     (status, axum::Json(answer)).into_response()
 }
 
+/// The standard OAuth routes as the identity API answers them, as far as a pass-through can
+/// tell: `Authorization: Basic bad` gets RFC 6749's 401 with `WWW-Authenticate`; `/oauth/revoke`
+/// RFC 7009's empty 200; anything else a JSON echo of the method, the path and query, the
+/// headers and the body (as text), with `Cache-Control: no-store` and `Pragma: no-cache`.
+async fn oauth(State(state): State<Arc<StubState>>, request: Request) -> Response {
+    let method = request.method().to_string();
+    let target = request.uri().to_string();
+    let recorded = record(&state, request).await;
+    let no_store = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ];
+    if recorded
+        .header("authorization")
+        .and_then(|v| v.first())
+        .map(String::as_str)
+        == Some("Basic bad")
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, r#"Basic realm="identity-api""#)],
+            no_store,
+            axum::Json(json!({"error": "invalid_client", "error_description": "bad client"})),
+        )
+            .into_response();
+    }
+    if recorded.path == "/oauth/revoke" {
+        return (StatusCode::OK, no_store).into_response();
+    }
+    let answer = json!({
+        "method": method,
+        "target": target,
+        "headers": recorded.headers,
+        "body": String::from_utf8_lossy(&recorded.body),
+    });
+    (StatusCode::OK, no_store, axum::Json(answer)).into_response()
+}
+
 /// The real sidecar on 127.0.0.1:0.
 pub struct Sidecar {
     pub addr: SocketAddr,
@@ -303,6 +347,7 @@ impl Sidecar {
     /// Runs a bound server until [`Sidecar::shutdown`].
     pub fn run(server: identity_sidecar::Server) -> Self {
         let addr = server.local_addr();
+        let url = server.url();
         let ops_url = server.ops_addr().map(|ops| format!("http://{ops}"));
         let state = server.state().clone();
         let public_key = state.keys.signing.public_key().to_b64u();
@@ -313,7 +358,7 @@ impl Sidecar {
         }));
         Self {
             addr,
-            url: format!("http://{addr}"),
+            url,
             ops_url,
             public_key,
             key_id,
