@@ -1,11 +1,14 @@
 //! Prometheus metrics, served as text at `GET /metrics`.
 //!
-//! - `sidecar_sessions_live`: live sessions (gauge);
+//! - `sidecar_sessions_live`: sessions whose keys this process holds (gauge): every live session
+//!   of the memory store; with Redis, those cached here;
 //! - `sidecar_session_inits_total{kind, outcome}`: kind `anonymous` | `authenticated`, outcome
 //!   `ok` or the section 4 error code;
 //! - `sidecar_requests_total{route, status}`: every answer, by route (`other` off the route list);
 //! - `sidecar_decryption_failures_total`, `sidecar_replays_refused_total`;
-//! - `sidecar_upstream_latency_seconds{route}`: time to the identity API's full answer.
+//! - `sidecar_upstream_latency_seconds{route}`: time to the identity API's full answer;
+//! - `sidecar_session_store_errors_total{operation}`: Redis store operations that failed or
+//!   timed out (each answered 503), by operation `create`, `get`, `accept` or `end`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -33,6 +36,11 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Debug)]
@@ -44,6 +52,7 @@ pub struct Metrics {
     pub decryption_failures: Counter<u64, AtomicU64>,
     pub replays_refused: Counter<u64, AtomicU64>,
     pub upstream_latency: LatencyFamily,
+    pub session_store_errors: Family<OperationLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -66,6 +75,7 @@ impl Metrics {
         let decryption_failures = Counter::default();
         let replays_refused = Counter::default();
         let upstream_latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        let session_store_errors = Family::default();
         registry.register("sessions_live", "Live sessions", sessions_live.clone());
         registry.register(
             "session_inits",
@@ -88,6 +98,11 @@ impl Metrics {
             "Time for the identity API to answer",
             upstream_latency.clone(),
         );
+        registry.register(
+            "session_store_errors",
+            "Session store operations that failed or timed out, by operation",
+            session_store_errors.clone(),
+        );
         Self {
             registry,
             sessions_live,
@@ -96,6 +111,7 @@ impl Metrics {
             decryption_failures,
             replays_refused,
             upstream_latency,
+            session_store_errors,
         }
     }
 
