@@ -30,18 +30,21 @@ const AAD_LABEL: &[u8] = b"identity-sidecar/v1 session-store\n";
 
 /// The store keys: the first seals, all open. Wiped on drop; `Debug` shows only how many.
 pub struct StoreKeys {
-    keys: Vec<Box<Zeroizing<[u8; 32]>>>,
+    keys: Vec<Zeroizing<[u8; 32]>>,
 }
 
 impl StoreKeys {
     /// Keys of 64 hex digits each, separated by newlines (or other white space).
     pub fn parse(text: &str) -> Result<Self, &'static str> {
-        let mut keys = Vec::new();
-        for word in text.split_whitespace() {
-            let mut key = Box::new(Zeroizing::new([0u8; 32]));
-            hex::decode_to_slice(word, &mut key[..])
-                .map_err(|_| "must hold keys of 64 hex digits (32 bytes), one per line")?;
-            keys.push(key);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        // Sized once and filled in place: no reallocation leaves a stale copy of a key behind.
+        let mut keys = Vec::with_capacity(words.len());
+        for word in words {
+            keys.push(Zeroizing::new([0u8; 32]));
+            if let Some(key) = keys.last_mut() {
+                hex::decode_to_slice(word, &mut key[..])
+                    .map_err(|_| "must hold keys of 64 hex digits (32 bytes), one per line")?;
+            }
         }
         if keys.is_empty() {
             return Err("must hold at least one key of 64 hex digits");
