@@ -23,20 +23,29 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     cluster: bool,
+    /// Further `redis-server` arguments (TLS, a password).
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// A standalone server, its files and log in `dir`.
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
-        Self::start_with(dir, false).await
+        Self::start_with(dir, false, &[]).await
     }
 
-    async fn start_with(dir: &Path, cluster: bool) -> anyhow::Result<Self> {
+    /// A standalone server with further arguments, e.g. `--tls-port` and `--requirepass`
+    /// (its plain port stays open on loopback for the readiness check).
+    pub async fn start_with_args(dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(dir, false, args).await
+    }
+
+    async fn start_with(dir: &Path, cluster: bool, args: &[&str]) -> anyhow::Result<Self> {
         let mut server = Self {
             process: None,
             port: free_port()?,
             dir: dir.to_owned(),
             cluster,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.resume().await?;
         Ok(server)
@@ -72,7 +81,8 @@ impl RedisServer {
         command
             .current_dir(&self.dir)
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--protected-mode", "no"]);
+            .args(["--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.args);
         if self.cluster {
             command
                 .args(["--cluster-enabled", "yes"])
@@ -93,11 +103,11 @@ impl RedisServer {
         Ok(())
     }
 
-    /// Whether it answers PING.
+    /// Whether it answers PING (or refuses it for want of the password).
     pub async fn answers(&self) -> bool {
         command(self.port, "PING")
             .await
-            .is_ok_and(|answer| answer.starts_with("+PONG"))
+            .is_ok_and(|answer| answer.starts_with("+PONG") || answer.starts_with("-NOAUTH"))
     }
 
     /// `INFO <section>`, as text.
@@ -117,7 +127,7 @@ impl Drop for RedisServer {
 pub async fn cluster(dir: &Path, masters: usize) -> anyhow::Result<Vec<RedisServer>> {
     let mut nodes = Vec::with_capacity(masters);
     for _ in 0..masters {
-        nodes.push(RedisServer::start_with(dir, true).await?);
+        nodes.push(RedisServer::start_with(dir, true, &[]).await?);
     }
     let addresses: Vec<String> = nodes
         .iter()

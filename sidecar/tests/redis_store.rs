@@ -1,8 +1,9 @@
 //! The Redis session store against a real Redis: the script's replay window against the
 //! protocol's own `ReplayWindow`, the request limit, what Redis holds (read back: no key
 //! material, every key with its expiry), session end and expiry seen by another replica's
-//! store, a Redis that stops answering (503 within the timeout, then recovery), and a Redis
-//! Cluster of three redis-server processes (a session's keys in one slot).
+//! store, a Redis that stops answering (503 within the timeout, then recovery), a Redis
+//! Cluster of three redis-server processes (a session's keys in one slot), and `rediss://` with
+//! a private CA and a password.
 //!
 //! The shared Redis of SIDECAR_TEST_REDIS_URL, each test under its own key prefix; private
 //! redis-server processes for the tests that stop Redis or need a cluster. Ignored, visibly,
@@ -439,4 +440,135 @@ async fn a_redis_cluster_keeps_each_session_in_one_slot() {
     }
     // The sessions spread over the cluster (12 random ids in one slot do not happen).
     assert!(slots.len() > 1);
+}
+
+#[tokio::test]
+#[cfg_attr(not(redis_tests), ignore = "needs Redis: set SIDECAR_TEST_REDIS_URL")]
+async fn rediss_verifies_the_server_against_the_ca_file_and_sends_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // A CA and a certificate for 127.0.0.1 that it signed.
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.path().join("san"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san",
+    ]);
+    let tls_port = identity_launcher::free_port().unwrap().to_string();
+    let (cert, key, ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let _redis = RedisServer::start_with_args(
+        dir.path(),
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret-pw",
+        ],
+    )
+    .await
+    .unwrap();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca_args = ["--session-store-ca-file", ca.as_str()];
+
+    let (served, _) = store(
+        &url,
+        "tls:",
+        &[&ca_args[..], &["--session-store-password", "s3cret-pw"]].concat(),
+    );
+    let (id, live) = create(&served, 41, Some("alice"), 60).await;
+    assert_eq!(served.accept(&id, &live, 1, 1 << 24).await, Ok(()));
+    assert_eq!(
+        served.accept(&id, &live, 1, 1 << 24).await,
+        Err(Refusal::Replayed)
+    );
+
+    // A wrong password, or a server the system's roots do not vouch for: nothing stored.
+    for more in [
+        [&ca_args[..], &["--session-store-password", "wrong"]].concat(),
+        vec!["--session-store-password", "s3cret-pw"],
+    ] {
+        let (refused, _) = store(&url, "tls:", &more);
+        let slot = refused.reserve().unwrap();
+        let created = refused
+            .insert(
+                slot,
+                new_session_id(),
+                session(42, None),
+                60,
+                unix_now() + 60,
+            )
+            .await;
+        assert_eq!(created, Err(StoreUnavailable), "{more:?}");
+    }
 }
