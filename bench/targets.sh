@@ -6,9 +6,13 @@
 #   3. loadgen on SQLite, C = 16 (every scenario) and C = 64 (the identity API direct), rounds;
 #   3b. the standard endpoints beside their /api/v1 equivalents, direct, C = 64, rounds;
 #   4. the oidc-provider baseline and our identity API alternating, C = 64 (when node exists);
-#   5. the sidecar's RSS idle and with 100,000 live sessions.
+#   5. the sidecar's RSS idle and with 100,000 live sessions;
+#   6. Redis-backed sidecars (--session-store) beside memory-backed ones, alternating round by
+#      round: session init and sealed introspection, C = 16; then the sidecar's RSS with
+#      100,000 sessions in Redis, and Redis' own memory per session (a private redis-server).
 # Loopback only; every load is bounded in time and count. About 14 minutes on 2 vCPUs.
-#   bench/targets.sh [OUT_DIR]      (ROUNDS=3 by default; needs taskset for step 4)
+#   bench/targets.sh [OUT_DIR]      (ROUNDS=3 by default; needs taskset for step 4, redis-server
+#                                    and redis-cli for step 6; STEPS="6" runs only the steps named)
 # With BASELINE_BIN_DIR (the release binaries of another commit), step 3 alternates those and
 # these, round by round, driven by this loadgen: a before/after in the same minutes.
 set -euo pipefail
@@ -19,27 +23,34 @@ ROUNDS=${ROUNDS:-3}
 mkdir -p "$OUT"
 
 step() { echo "== $* ($(date -u +%T) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/steps.log"; }
+STEPS=${STEPS:-1 2 3 3b 4 5 6}
+run() { [[ " $STEPS " == *" $1 "* ]]; }
 
 cargo build --release --workspace --bins
 LG="$CARGO_TARGET_DIR/release/loadgen"
 BOUND=(--local --duration-secs 5 --warmup-secs 1 --requests 400000)
 { lscpu; uname -r; rustc -V; } > "$OUT/machine.txt"
 
+if run 1; then
 step "1. criterion"
 cargo bench -p identity-protocol --bench protocol -- --warm-up-time 1 --measurement-time 3 --noplot \
     > "$OUT/1-protocol.txt"
 cargo bench -p identity-api --bench tokens -- --warm-up-time 1 --measurement-time 3 --noplot \
     > "$OUT/1-tokens.txt"
+fi
 
 # First: in the seconds after the node baseline exits the sidecar's CPU per request doubled
 # (three tries of three).
+if run 2; then
 step "2. the sidecar on a core of its own"
 PINNED=(--unix-socket --sidecar-cpus 1 --other-cpus 0 --rounds "$ROUNDS")
 "$LG" "${BOUND[@]}" "${PINNED[@]}" -c 16 --rate 2000 \
     --scenarios introspect,introspect-direct,jwks,jwks-direct > "$OUT/2-rate-2000.txt"
 "$LG" "${BOUND[@]}" "${PINNED[@]}" -c 16 \
     --scenarios introspect,introspect-direct,jwks,jwks-direct > "$OUT/2-closed-c16.txt"
+fi
 
+if run 3; then
 step "3. loadgen, C = 16 and 64"
 if [[ -n "${BASELINE_BIN_DIR:-}" ]]; then
     C64=(-c 64 --scenarios issue-direct,refresh-direct,introspect-direct)
@@ -58,16 +69,21 @@ else
     "$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 64 \
         --scenarios issue-direct,refresh-direct,introspect-direct > "$OUT/3-c64.txt"
 fi
+fi
 
 # Each round runs the four in turn: /oauth/token's client_credentials right after
 # /api/v1/token/issue, /oauth/introspect right after /api/v1/introspect.
+if run 3b; then
 step "3b. the standard endpoints beside /api/v1, C = 64"
 "$LG" "${BOUND[@]}" --rounds "$ROUNDS" -c 64 \
     --scenarios issue-direct,oauth-token-direct,introspect-direct,oauth-introspect-direct \
     > "$OUT/3b-oauth-c64.txt"
 awk -f bench/oauth-over-api.awk "$OUT/3b-oauth-c64.txt" > "$OUT/3b-oauth-over-api.txt"
+fi
 
-if command -v node > /dev/null; then
+if ! run 4; then
+    :
+elif command -v node > /dev/null; then
     step "4. oidc-provider and ours, alternating, C = 64"
     # ours ÷ theirs for one scenario of this round: req/s is the 5th field of loadgen's table
     # and the 3rd of run.sh's lines.
@@ -90,12 +106,50 @@ else
     step "4. skipped: no node for the oidc-provider baseline"
 fi
 
+if run 5; then
 step "5. sidecar RSS"
 "$LG" --local -c 16 --memory-sessions 100000 > "$OUT/5-memory.txt"
+fi
+
+if run 6; then
+step "6. Redis-backed sidecars beside memory-backed ones"
+# A private, empty redis-server without persistence: nothing else's keys in its memory figures.
+REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no > "$OUT/6-redis-server.log" 2>&1 &
+REDIS_PID=$!
+trap 'kill "$REDIS_PID" 2> /dev/null || true' EXIT
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+for _ in $(seq 50); do [[ "$(rcli ping 2> /dev/null)" == PONG ]] && break; sleep 0.1; done
+REDIS=(--sidecar-env "SIDECAR_SESSION_STORE=redis://127.0.0.1:$REDIS_PORT"
+       --sidecar-env "SIDECAR_SESSION_STORE_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')")
+# redis ÷ memory for one scenario of this round (req/s: the 5th field of loadgen's table).
+ratio() {
+    awk -v r="$(awk -v s="$1" '$1 == s { print $5 }' <<< "$redis")" \
+        -v m="$(awk -v s="$1" '$1 == s { print $5 }' <<< "$memory")" \
+        'BEGIN { printf "%.0f / %.0f = %.2f", r, m, r / m }'
+}
+for round in $(seq "$ROUNDS"); do
+    memory=$("$LG" "${BOUND[@]}" -c 16 --scenarios init,introspect)
+    redis=$("$LG" "${BOUND[@]}" -c 16 --scenarios init,introspect "${REDIS[@]}")
+    printf 'round %s\n%s\n' "$round" "$memory" >> "$OUT/6-memory.txt"
+    printf 'round %s\n%s\n' "$round" "$redis" >> "$OUT/6-redis.txt"
+    echo "round $round: init $(ratio init), introspect $(ratio introspect)" >> "$OUT/6-redis-over-memory.txt"
+done
+rcli flushall > /dev/null
+used() { rcli info memory | awk -F: '/^used_memory:/ { print $2 + 0 }'; }
+before=$(used)
+"$LG" --local -c 16 --memory-sessions 100000 "${REDIS[@]}" > "$OUT/6-redis-rss.txt"
+after=$(used)
+keys=$(rcli dbsize)
+awk -v b="$before" -v a="$after" -v k="$keys" 'BEGIN { printf "redis: %d sessions, used_memory %d -> %d bytes, %.0f bytes per session\n", k, b, a, (a - b) / k }' \
+    >> "$OUT/6-redis-rss.txt"
+kill "$REDIS_PID"
+fi
 
 step "done: $OUT"
 # The figures the targets are read from.
-grep -h -A12 '^median of' "$OUT"/2-*.txt "$OUT"/3-*.txt "$OUT"/3b-*.txt
-cat "$OUT/3b-oauth-over-api.txt"
+grep -h -A12 '^median of' "$OUT"/2-*.txt "$OUT"/3-*.txt "$OUT"/3b-*.txt 2> /dev/null || true
+cat "$OUT/3b-oauth-over-api.txt" 2> /dev/null || true
 cat "$OUT/4-ours-over-oidc-provider.txt" 2> /dev/null || true
-cat "$OUT/5-memory.txt"
+cat "$OUT/5-memory.txt" 2> /dev/null || true
+cat "$OUT/6-redis-over-memory.txt" "$OUT/6-redis-rss.txt" 2> /dev/null || true

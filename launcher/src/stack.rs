@@ -118,6 +118,8 @@ pub struct Stack {
     // Declared first so that the processes stop before the directory is removed.
     api: Option<Process>,
     sidecar: Option<Process>,
+    /// Further sidecars on the same identity API ([`Stack::start_replica`]).
+    replicas: Vec<Process>,
     binaries: Binaries,
     config: StackConfig,
     database_url: String,
@@ -165,6 +167,7 @@ impl Stack {
         let mut stack = Self {
             api: None,
             sidecar: None,
+            replicas: Vec::new(),
             binaries,
             config,
             database_url,
@@ -349,12 +352,16 @@ impl Stack {
     }
 
     fn spawn_sidecar(&self) -> anyhow::Result<Process> {
+        self.spawn_sidecar_on(self.sidecar_port, &self.sidecar_log())
+    }
+
+    fn spawn_sidecar_on(&self, port: u16, log: &Path) -> anyhow::Result<Process> {
         let mut command = wrapped(&self.config.sidecar_wrapper, &self.binaries.sidecar);
         clean_env(&mut command);
         command
             .current_dir(self.dir.path())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.sidecar_port))
+            .arg(format!("127.0.0.1:{port}"))
             .env("IDENTITY_INTERNAL_TOKEN", &self.internal_token)
             .envs(self.config.sidecar_env.iter().map(|(k, v)| (k, v)));
         if self.config.unix_socket {
@@ -376,11 +383,47 @@ impl Stack {
                 .arg("--tls-cert-file")
                 .arg(cert)
                 .arg("--tls-key-file")
-                .arg(key)
-                .arg("--ops-listen")
-                .arg(format!("127.0.0.1:{}", self.sidecar_ops_port));
+                .arg(key);
+            // Replicas leave the probes on their public port: one ops port, one process.
+            if port == self.sidecar_port {
+                command
+                    .arg("--ops-listen")
+                    .arg(format!("127.0.0.1:{}", self.sidecar_ops_port));
+            }
         }
-        Process::spawn("identity-sidecar", command, &self.sidecar_log())
+        Process::spawn("identity-sidecar", command, log)
+    }
+
+    /// Starts one more sidecar, configured as the first (same signing key, identity API and
+    /// environment: a replica), on a free port; returns its URL once it is ready.
+    pub async fn start_replica(&mut self) -> anyhow::Result<String> {
+        let log = self
+            .dir
+            .path()
+            .join(format!("identity-sidecar-{}.log", self.replicas.len() + 2));
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            let url = format!("http://127.0.0.1:{port}");
+            let mut process = self.spawn_sidecar_on(port, &log)?;
+            match wait_ready(&self.http, &mut process, &url).await {
+                Ok(()) => {
+                    self.replicas.push(process);
+                    return Ok(url);
+                }
+                Err(Ready::Exited(e)) => last = Some(e),
+                Err(Ready::TimedOut(e)) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("identity-sidecar did not start")))
+    }
+
+    /// The logs of the replicas, in the order they started.
+    pub fn replica_logs(&self) -> Vec<PathBuf> {
+        self.replicas
+            .iter()
+            .map(|process| process.log_path().to_owned())
+            .collect()
     }
 
     async fn start_api_on_free_port(&mut self) -> anyhow::Result<()> {
@@ -473,6 +516,9 @@ impl Stack {
     /// Stops the sidecar, then the identity API; says how each ended.
     pub fn shutdown(mut self) -> Vec<(&'static str, Option<ExitStatus>)> {
         let mut ended = Vec::new();
+        for mut process in self.replicas.drain(..) {
+            ended.push((process.name(), process.stop()));
+        }
         for process in [self.sidecar.take(), self.api.take()].into_iter().flatten() {
             let mut process = process;
             ended.push((process.name(), process.stop()));
@@ -500,7 +546,10 @@ impl std::fmt::Debug for Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // Sidecar first: it must not see its upstream vanish mid-request.
+        // Sidecars first: they must not see their upstream vanish mid-request.
+        for mut p in self.replicas.drain(..) {
+            p.stop();
+        }
         if let Some(mut p) = self.sidecar.take() {
             p.stop();
         }

@@ -20,10 +20,11 @@ pub enum ErrorCode {
     TooManyRequests,
     UpstreamUnavailable,
     UpstreamTimeout,
+    SessionStoreUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::InvalidRequest,
         Self::InvalidPublicKey,
         Self::DecryptionFailed,
@@ -39,6 +40,7 @@ impl ErrorCode {
         Self::TooManyRequests,
         Self::UpstreamUnavailable,
         Self::UpstreamTimeout,
+        Self::SessionStoreUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::TooManyRequests => "too_many_requests",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::SessionStoreUnavailable => "session_store_unavailable",
         }
     }
 
@@ -74,6 +77,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => 415,
             Self::TooManyRequests => 429,
             Self::UpstreamUnavailable => 502,
+            Self::SessionStoreUnavailable => 503,
             Self::UpstreamTimeout => 504,
         }
     }

@@ -268,14 +268,31 @@ impl SessionKeys {
     }
 
     pub fn from_okm(okm: &Okm) -> Self {
+        Self::from_halves(okm.k_c2s(), okm.k_s2c())
+    }
+
+    fn from_halves(c2s: &[u8], s2c: &[u8]) -> Self {
         // Allocated zeroed and filled in place, so the keys never sit in a stack temporary.
         let mut keys = Box::new(KeyPair {
             c2s: [0; 32],
             s2c: [0; 32],
         });
-        keys.c2s.copy_from_slice(okm.k_c2s());
-        keys.s2c.copy_from_slice(okm.k_s2c());
+        keys.c2s.copy_from_slice(c2s);
+        keys.s2c.copy_from_slice(s2c);
         Self(keys)
+    }
+
+    /// The 64 key bytes, `k_c2s || k_s2c`, written into `out`: for a store that keeps session
+    /// keys sealed under a key of its own (the sidecar's shared session store). The caller wipes
+    /// `out`.
+    pub fn export(&self, out: &mut [u8; 64]) {
+        out[..32].copy_from_slice(&self.0.c2s);
+        out[32..].copy_from_slice(&self.0.s2c);
+    }
+
+    /// The keys from the 64 bytes [`SessionKeys::export`] wrote. The caller wipes `raw`.
+    pub fn import(raw: &[u8; 64]) -> Self {
+        Self::from_halves(&raw[..32], &raw[32..])
     }
 
     /// The cipher of k_c2s, for one request; wiped when the caller drops it.

@@ -11,6 +11,8 @@ use identity_protocol::paths;
 use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalTokenSpec, LogFormat, Secret};
 
+use crate::sessions::StoreArgs;
+
 /// "A session carries at most 2^24 requests that decrypted successfully" (section 1).
 pub const MAX_REQUESTS_PER_SESSION: u64 = 1 << 24;
 /// `--routes`' default, written as the flag takes it (comma-separated).
@@ -129,6 +131,10 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_SWEEP_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub sweep_interval_ms: u64,
 
+    /// Where sessions live: this process's memory, or Redis shared by the replicas.
+    #[command(flatten)]
+    pub session_store: StoreArgs,
+
     /// Deadlines for slow clients, the connection cap and the shutdown grace.
     #[command(flatten)]
     pub server: ServerArgs<SidecarServer>,
@@ -218,6 +224,7 @@ impl Config {
         if self.max_sessions == 0 || self.max_body_bytes == 0 || self.max_upstream_body_bytes == 0 {
             return Err("--max-sessions and the body limits must be positive".into());
         }
+        self.session_store.validate()?;
         for route in &self.routes {
             let reserved = [
                 paths::SESSION_INIT,

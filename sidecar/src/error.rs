@@ -2,7 +2,7 @@
 //!
 //! "Plaintext JSON `{"error": "<code>", "error_description": "<human text>"}`, without
 //! `X-Session-Id`; nothing secret in it. [...] `405` carries an `Allow` header." `429` carries
-//! `Retry-After`.
+//! `Retry-After`, and so does `503`.
 
 use std::borrow::Cow;
 
@@ -13,6 +13,8 @@ use serde::Serialize;
 use identity_protocol::{self as protocol, ErrorCode};
 use identity_runtime::serve::BodyError;
 
+use crate::sessions::StoreUnavailable;
+
 /// A section 4 error. The description is safe to send: it never holds a key, token or body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -20,7 +22,7 @@ pub struct ApiError {
     pub description: Cow<'static, str>,
     /// `Allow` of a 405.
     pub allow: Option<&'static str>,
-    /// `Retry-After` of a 429, in seconds.
+    /// `Retry-After` of a 429 or 503, in seconds.
     pub retry_after: Option<u64>,
 }
 
@@ -92,11 +94,28 @@ impl ApiError {
         Self::new(ErrorCode::UpstreamUnavailable, description)
     }
 
+    /// The session store does not answer: the client may retry at once.
+    pub fn session_store_unavailable() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                ErrorCode::SessionStoreUnavailable,
+                "the session store does not answer; retry shortly",
+            )
+        }
+    }
+
     pub fn upstream_timeout() -> Self {
         Self::new(
             ErrorCode::UpstreamTimeout,
             "the identity API did not answer in time",
         )
+    }
+}
+
+impl From<StoreUnavailable> for ApiError {
+    fn from(_: StoreUnavailable) -> Self {
+        Self::session_store_unavailable()
     }
 }
 

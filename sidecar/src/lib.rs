@@ -2,8 +2,9 @@
 //! plaintext to the identity API. The protocol itself is [`identity_protocol`]'s.
 //!
 //! - [`config`]: flags and environment variables;
-//! - [`state`]: signing keys, the session table and the rest of the shared state;
-//! - [`sessions`]: live sessions, their replay windows and request counts;
+//! - [`state`]: signing keys, the session store and the rest of the shared state;
+//! - [`sessions`]: live sessions, their replay windows and request counts, in memory or in
+//!   Redis shared by the replicas;
 //! - [`routes`]: the HTTP routes of sections 1 to 4 ([`app`]);
 //! - [`forward`]: the identity API client, over [`connect`]'s TCP or Unix socket;
 //! - [`error`]: the section 4 errors, mapped to HTTP in one place;

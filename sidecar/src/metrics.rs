@@ -1,6 +1,7 @@
 //! Prometheus metrics, served as text at `GET /metrics`.
 //!
-//! - `sidecar_sessions_live`: live sessions (gauge);
+//! - `sidecar_sessions_live`: sessions whose keys this process holds (gauge): every live session
+//!   of the memory store; with Redis, those cached here;
 //! - `sidecar_session_inits_total{kind, outcome}`: kind `anonymous` | `authenticated`, outcome
 //!   `ok` or the section 4 error code;
 //! - `sidecar_requests_total{route, status}`: every answer, by route (`other` off the route list);
@@ -8,6 +9,8 @@
 //! - `sidecar_upstream_latency_seconds{route}`: time to the identity API's full answer;
 //! - `sidecar_tls_reloads_total{outcome}`: changes of the TLS files, `ok` (served from then on)
 //!   or `error` (the previous pair kept).
+//! - `sidecar_session_store_errors_total{operation}`: Redis store operations that failed or
+//!   timed out (each answered 503), by operation `create`, `get`, `accept` or `end`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -40,6 +43,11 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Debug)]
@@ -52,6 +60,7 @@ pub struct Metrics {
     pub replays_refused: Counter<u64, AtomicU64>,
     pub upstream_latency: LatencyFamily,
     pub tls_reloads: Family<OutcomeLabels, Counter>,
+    pub session_store_errors: Family<OperationLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -75,6 +84,7 @@ impl Metrics {
         let replays_refused = Counter::default();
         let upstream_latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let tls_reloads = Family::default();
+        let session_store_errors = Family::default();
         registry.register("sessions_live", "Live sessions", sessions_live.clone());
         registry.register(
             "session_inits",
@@ -102,6 +112,11 @@ impl Metrics {
             "Changes of the TLS certificate files, by outcome: ok (served) or error (previous kept)",
             tls_reloads.clone(),
         );
+        registry.register(
+            "session_store_errors",
+            "Session store operations that failed or timed out, by operation",
+            session_store_errors.clone(),
+        );
         Self {
             registry,
             sessions_live,
@@ -111,6 +126,7 @@ impl Metrics {
             replays_refused,
             upstream_latency,
             tls_reloads,
+            session_store_errors,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The sidecar's shared state: signing keys, the session table, the rate limiter, the upstream
+//! The sidecar's shared state: signing keys, the session store, the rate limiter, the upstream
 //! client and the metrics.
 
 use std::collections::HashSet;
@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::forward::Upstream;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
-use crate::sessions::SessionTable;
+use crate::sessions::SessionStore;
 use identity_protocol::signing::{PublishedKey, published_key_from_pem};
 use identity_protocol::{KeyDocument, SigningKey};
 
@@ -171,7 +171,7 @@ pub struct Settings {
 pub struct Inner {
     pub settings: Settings,
     pub keys: Keys,
-    pub sessions: SessionTable,
+    pub sessions: SessionStore,
     pub limiter: RateLimiter,
     pub upstream: Upstream,
     pub metrics: Metrics,
@@ -193,6 +193,9 @@ impl AppState {
     pub fn new(config: &Config, keys: Keys) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         let upstream = Upstream::new(config).map_err(StartError::Config)?;
+        let metrics = Metrics::new();
+        let sessions = SessionStore::open(&config.session_store, config.max_sessions, &metrics)
+            .map_err(StartError::Config)?;
         Ok(Self(Arc::new(Inner {
             settings: Settings {
                 anonymous_ttl: config.anonymous_ttl_secs,
@@ -205,10 +208,10 @@ impl AppState {
                 standard_routes: config.tls.standard_routes(),
             },
             keys,
-            sessions: SessionTable::new(config.max_sessions),
+            sessions,
             limiter: RateLimiter::new(config.init_rate_per_sec, config.init_burst),
             upstream,
-            metrics: Metrics::new(),
+            metrics,
         })))
     }
 }

@@ -1,6 +1,6 @@
 //! Every error row of PROTOCOL.md section 4, driven over HTTP against the running sidecar (bound
 //! to port 0) in front of an in-process stub of the identity API: status, code, plaintext body
-//! without X-Session-Id, `Allow` on 405 and `Retry-After` on 429. Also the check order of
+//! without X-Session-Id, `Allow` on 405 and `Retry-After` on 429 and 503. Also the check order of
 //! authenticated session init (section 2) and the body limit's exact edge.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -978,4 +978,52 @@ async fn upstream_timeout() {
         .post_sealed(&session, TOKEN, None, sealed.body)
         .await;
     assert_error(&got, 409, "replayed_request");
+}
+
+// ----- 503 session_store_unavailable ------------------------------------------------------------
+
+#[tokio::test]
+async fn session_store_unavailable_when_redis_is_down() {
+    let stub = Stub::start().await;
+    // A Redis URL where nothing listens: the sidecar starts, and answers 503 until it does.
+    let down = closed_port_url().await.replace("http://", "redis://");
+    let sidecar = Sidecar::start_with(&stub.url, |c| {
+        c.session_store.url = down;
+        c.session_store.key = identity_runtime::Secret::from_value("ab".repeat(32));
+        c.session_store.timeout_ms = 300;
+    })
+    .await;
+    let init = sidecar.endpoint(paths::SESSION_INIT);
+    let authenticated = [
+        ("authorization", "Bearer alice-access-token"),
+        (identity_protocol::headers::SUBJECT, "alice"),
+    ];
+    let unknown = identity_sidecar::sessions::new_session_id();
+    let sealed_headers = [(identity_protocol::headers::SESSION_ID, unknown.as_str())];
+    let envelope = r#"{"seq":1,"iv":"AAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
+    for got in [
+        post_raw(&init, &[], init_body()).await,
+        post_raw(&init, &authenticated, init_body()).await,
+        post_raw(&sidecar.endpoint(TOKEN), &sealed_headers, envelope).await,
+    ] {
+        assert_error(&got, 503, "session_store_unavailable");
+        assert_eq!(got.1["retry-after"], "1");
+    }
+    // Counted by operation.
+    let metrics = http()
+        .get(sidecar.endpoint(paths::METRICS))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for operation in ["create", "get"] {
+        assert!(
+            metrics.contains(&format!(
+                "sidecar_session_store_errors_total{{operation=\"{operation}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
-//! The replay window as the sidecar drives it (PROTOCOL.md section 3), through
-//! `sessions::Session`: `check` before decrypting (consumes nothing), `accept` after, requests
-//! that fail decryption in between, two requests with one seq racing, and the per-session
-//! request limit. The oracle is the protocol's own `ReplayWindow`, which
+//! The replay window as the sidecar's memory store drives it (PROTOCOL.md section 3), through
+//! `sessions::LocalSession`: `check` before decrypting (consumes nothing), `accept` after,
+//! requests that fail decryption in between, two requests with one seq racing, and the
+//! per-session request limit. (The Redis store's script: `redis_store.rs`.) The oracle is the protocol's own `ReplayWindow`, which
 //! `protocol/tests/replay_window.rs` checks against a model that remembers every seq.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use identity_protocol::keys::Okm;
 use identity_protocol::{ReplayWindow, SessionKeys};
-use identity_sidecar::sessions::{Refusal, Session};
+use identity_sidecar::sessions::{LocalSession, Refusal};
 use proptest::prelude::*;
 
 /// What happens to one request on the sidecar, after `Envelope::from_json`.
@@ -24,9 +24,9 @@ enum Step {
     Race(u64),
 }
 
-fn session(keys_seed: u8) -> Session {
+fn session(keys_seed: u8) -> LocalSession {
     let okm = Okm::derive(&[keys_seed; 32], b"salt", b"info");
-    Session::new(
+    LocalSession::new(
         SessionKeys::from_okm(&okm),
         None,
         Instant::now() + Duration::from_secs(600),

@@ -2,7 +2,7 @@
 //! subject the session is bound to (journey steps 1 and 4).
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::Request;
@@ -19,7 +19,7 @@ use super::message::{json_response, refuse_query, require_json_content_type, sin
 
 use crate::error::ApiError;
 use crate::forward::Timer;
-use crate::sessions::{Session, new_session_id};
+use crate::sessions::{Session, new_session_id, unix_now};
 use crate::state::AppState;
 
 /// `POST /api/v1/session/init`, counted by kind and outcome.
@@ -61,7 +61,7 @@ async fn accept(
     let client_public_key = InitRequest::parse(&body)?;
     let subject = bound_subject(state, &parts.headers, peer).await?;
 
-    let reservation = state.sessions.reserve().map_err(|_| {
+    let slot = state.sessions.reserve().map_err(|_| {
         ApiError::too_many_requests(
             "the session table is full",
             state.settings.sweep_interval.as_secs().max(1),
@@ -82,9 +82,18 @@ async fn accept(
         subject.as_deref(),
         &state.keys.signing,
     );
-    reservation.insert(session_id, Session::new(keys, subject.clone(), deadline));
+    state
+        .sessions
+        .insert(
+            slot,
+            session_id,
+            Session::new(keys, subject.clone(), deadline),
+            ttl,
+            expires_at,
+        )
+        .await?;
     if let Some(subject) = subject.as_deref() {
-        end_previous(state, &parts.headers, &answer.session_id, subject);
+        end_previous(state, &parts.headers, &answer.session_id, subject).await?;
     }
 
     let body = serde_json::to_vec(&answer)
@@ -138,23 +147,20 @@ async fn bound_subject(
 
 /// "A live previous session named in `X-Session-Id` is ended once the new one exists, if it is
 /// anonymous or bound to the same subject; otherwise, or if it is unknown, it is left alone."
-fn end_previous(state: &AppState, headers: &HeaderMap, new_session_id: &str, subject: &str) {
+/// A store that cannot say fails the init (503): the client retries rather than keep a session
+/// that should have ended.
+async fn end_previous(
+    state: &AppState,
+    headers: &HeaderMap,
+    new_session_id: &str,
+    subject: &str,
+) -> Result<(), ApiError> {
     let previous = headers
         .get(headers::SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| is_valid_session_id(id) && *id != new_session_id);
-    let Some(previous) = previous else {
-        return;
-    };
-    if let Some(old) = state.sessions.get(previous, Instant::now())
-        && old.subject().is_none_or(|s| s == subject)
-    {
-        state.sessions.remove(previous);
+    if let Some(previous) = previous {
+        state.sessions.end_previous(previous, subject).await?;
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    Ok(())
 }

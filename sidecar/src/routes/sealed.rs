@@ -2,7 +2,6 @@
 //! forward the plaintext to the identity API, seal its answer under `k_s2c`, whatever its status.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -17,7 +16,7 @@ use super::message::{json_response, refuse_query, require_json_content_type, sin
 
 use crate::error::ApiError;
 use crate::forward::{Forward, Timer};
-use crate::sessions::{Refusal, Session};
+use crate::sessions::{Live, Refusal};
 use crate::state::AppState;
 
 pub async fn sealed(
@@ -30,20 +29,22 @@ pub async fn sealed(
     refuse_query(&parts)?;
     let authorization = single_header(&parts.headers, &header::AUTHORIZATION)?;
     require_json_content_type(&parts.headers)?;
-    let (session_id, session) = live_session(state, &parts.headers)?;
+    let (session_id, live) = live_session(state, &parts.headers).await?;
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
     let method = parts.method.as_str();
     let envelope = Envelope::from_json(&body)?;
     let seq = envelope.seq;
     let plaintext = open(
         state,
-        &session,
+        &live,
         session_id,
         method,
         path,
         authorization,
         &envelope,
-    )?;
+    )
+    .await?;
+    let session = live.session();
 
     let forward = Forward {
         path,
@@ -78,10 +79,10 @@ pub async fn sealed(
 }
 
 /// `X-Session-Id`, once, naming a live session: else `401 invalid_session`.
-fn live_session<'h>(
+async fn live_session<'h>(
     state: &AppState,
     headers: &'h HeaderMap,
-) -> Result<(&'h str, Arc<Session>), ApiError> {
+) -> Result<(&'h str, Live), ApiError> {
     let session_id = single_header(headers, &HeaderName::from_static(headers::SESSION_ID))?
         .ok_or_else(|| ApiError::invalid_session("X-Session-Id is missing"))?
         .to_str()
@@ -91,15 +92,17 @@ fn live_session<'h>(
     let session = state
         .sessions
         .get(session_id, Instant::now())
+        .await?
         .ok_or_else(|| ApiError::invalid_session("unknown, ended or expired session"))?;
     Ok((session_id, session))
 }
 
 /// "A request consumes its `seq` once it has decrypted successfully, whatever happens after; one
-/// that fails earlier consumes nothing": check, decrypt, then accept.
-fn open(
+/// that fails earlier consumes nothing": check, decrypt, then accept. With the Redis store the
+/// check is part of the accept, one atomic script.
+async fn open(
     state: &AppState,
-    session: &Session,
+    live: &Live,
     session_id: &str,
     method: &str,
     path: &str,
@@ -107,10 +110,12 @@ fn open(
     envelope: &Envelope,
 ) -> Result<Plaintext, ApiError> {
     let limit = state.settings.max_requests_per_session;
-    session
-        .check(envelope.seq, limit)
+    state
+        .sessions
+        .check(live, envelope.seq, limit)
         .map_err(|r| refusal(state, session_id, r))?;
-    let plaintext = session
+    let plaintext = live
+        .session()
         .keys()
         .open_request(
             session_id,
@@ -123,8 +128,10 @@ fn open(
             state.metrics.decryption_failures.inc();
             ApiError::from(err)
         })?;
-    session
-        .accept(envelope.seq, limit)
+    state
+        .sessions
+        .accept(session_id, live, envelope.seq, limit)
+        .await
         .map_err(|r| refusal(state, session_id, r))?;
     Ok(plaintext)
 }
@@ -140,8 +147,13 @@ fn refusal(state: &AppState, session_id: &str, refusal: Refusal) -> ApiError {
         }
         Refusal::Exhausted => {
             // "after that it answers `401 invalid_session` and the client starts a new one."
-            state.sessions.remove(session_id);
+            state.sessions.forget(session_id);
             ApiError::invalid_session("the session has carried its limit of requests")
         }
+        Refusal::Ended => {
+            state.sessions.forget(session_id);
+            ApiError::invalid_session("unknown, ended or expired session")
+        }
+        Refusal::Unavailable(unavailable) => unavailable.into(),
     }
 }
