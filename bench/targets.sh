@@ -39,8 +39,8 @@ cargo bench -p identity-api --bench tokens -- --warm-up-time 1 --measurement-tim
     > "$OUT/1-tokens.txt"
 fi
 
-# First: in the seconds after the node baseline exits the sidecar's CPU per request doubled
-# (three tries of three).
+# Before the node baseline: in the seconds after a Node process exits, the sidecar's CPU per
+# request can double.
 if run 2; then
 step "2. the sidecar on a core of its own"
 PINNED=(--unix-socket --sidecar-cpus 1 --other-cpus 0 --rounds "$ROUNDS")
