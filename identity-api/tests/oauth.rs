@@ -27,6 +27,7 @@ both!(
     revocation_revokes_families_of_the_caller_only,
     revocation_errors,
     grant_changes_act_at_once,
+    wrong_secret_keeps_the_cached_row,
     metadata_lists_what_exists,
 );
 
@@ -1034,6 +1035,56 @@ async fn grant_changes_act_at_once(b: Backend) {
         details[2],
         json!({"may_introspect": true, "previous_may_introspect": false})
     );
+}
+
+/// A wrong secret, at any endpoint and by either method, leaves the client's cached row alone
+/// (else anyone could keep a client off the cache by naming it); the re-check of a request
+/// that the cached row let in evicts the row when the client is refused. The row shows itself
+/// by still authenticating a client disabled meanwhile (as by another instance), which a read
+/// afresh refuses.
+async fn wrong_secret_keeps_the_cached_row(b: Backend) {
+    let Some(t) = setup(b).await else { return };
+    let env = &t.env;
+    let issued = t.c1_token("grant_type=client_credentials").await; // c1's row is cached
+    assert_eq!(issued.0, StatusCode::OK, "{}", issued.2);
+    let own = s(&issued.2, "access_token");
+    let other = t.token("rc", &t.rc, "grant_type=client_credentials").await;
+    let other = s(&other.2, "access_token");
+    clients::set_enabled(env.state.db(), "c1", false, &common::operator())
+        .await
+        .unwrap();
+
+    let about_own = format!("token={}", enc(&own));
+    for (path, body) in [
+        ("/oauth/revoke", about_own.as_str()),
+        ("/oauth/introspect", about_own.as_str()),
+        ("/oauth/token", "grant_type=client_credentials"),
+        ("/oauth/token", "grant_type=refresh_token&refresh_token=x"),
+        ("/oauth/token", "grant_type=password"),
+        ("/oauth/token", ""),
+    ] {
+        assert_basic_challenge(&t.basic(path, "c1", "wrong", body).await);
+        let answer = t.in_body(path, "c1", "wrong", body).await;
+        assert_oauth_error(&answer, 401, "invalid_client");
+    }
+    // Still cached: c1 authenticates, and its own token is inactive (the disable revoked it).
+    let answer = t
+        .basic("/oauth/introspect", "c1", &env.secret, &about_own)
+        .await;
+    assert_eq!(answer.0, StatusCode::OK, "{}", answer.2);
+    assert_eq!(answer.2, json!({"active": false}));
+
+    // Another client's token: whether c1 may see it is decided on its row read afresh, which
+    // refuses c1 and evicts the row; the next request reads afresh too.
+    let about_other = format!("token={}", enc(&other));
+    let answer = t
+        .basic("/oauth/introspect", "c1", &env.secret, &about_other)
+        .await;
+    assert_basic_challenge(&answer);
+    let answer = t
+        .basic("/oauth/introspect", "c1", &env.secret, &about_own)
+        .await;
+    assert_basic_challenge(&answer);
 }
 
 async fn metadata_lists_what_exists(b: Backend) {

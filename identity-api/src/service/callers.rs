@@ -23,8 +23,12 @@ pub type Parsed<T> = Result<T, ApiError>;
 pub enum ClientSource {
     /// The cache of rows that authenticated recently, else the database.
     CacheOrDatabase,
-    /// The database only: before a refusal (4xx) of a request that a cached row let in.
+    /// The database only, as a request's first read. A refusal leaves the cache as it is:
+    /// anyone can present a client's id with a wrong secret.
     Database,
+    /// The database only, again: before a refusal (4xx) of a request that a cached row let in.
+    /// A refusal here shows the cached row is stale, and evicts it.
+    Recheck,
 }
 
 /// A client that authenticated.
@@ -81,7 +85,7 @@ impl AppState {
     /// with `from` allowing it) and the comparisons of `clients::accepts` (the current and the
     /// previous verifier, or the dummy in their place). A row cached before a `client disable`,
     /// `rotate-secret` or `update` still authenticates here; the issue's write refuses it, and
-    /// the issue asks again with [`ClientSource::Database`] before it answers any 4xx, so a
+    /// the issue asks again with [`ClientSource::Recheck`] before it answers any 4xx, so a
     /// stale row answers nothing but a success.
     pub async fn authenticate_client(
         &self,
@@ -135,9 +139,9 @@ impl AppState {
                 })
             }
             _ => {
-                // Reached with `Database` only by a caller the cached row let in: it is stale.
-                // (Not on the first read: a wrong secret must not evict a client's row.)
-                if from == ClientSource::Database {
+                // Only a caller the cached row let in is refused on a `Recheck`: the row is
+                // stale.
+                if from == ClientSource::Recheck {
                     inner.clients.remove(id);
                 }
                 Err(ApiError::InvalidClient)

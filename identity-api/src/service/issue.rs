@@ -37,7 +37,7 @@ impl AppState {
             Ok(parsed) => parsed,
             Err(e) => {
                 if client.cached {
-                    self.authenticate_client(authorization, ClientSource::Database)
+                    self.authenticate_client(authorization, ClientSource::Recheck)
                         .await?;
                 }
                 return Err(e);
@@ -46,7 +46,7 @@ impl AppState {
         match self.issue_for(&client, subject, &request).await {
             Err(e) if client.cached && e.status().is_client_error() => {
                 let fresh = self
-                    .authenticate_client(authorization, ClientSource::Database)
+                    .authenticate_client(authorization, ClientSource::Recheck)
                     .await?;
                 self.issue_for(&fresh, subject, &request).await
             }

@@ -169,7 +169,7 @@ impl AppState {
         match self.client_credentials_for(&client, request).await {
             Err(e) if client.cached && e.status().is_client_error() => {
                 let fresh = self
-                    .authenticate_standard(credentials, ClientSource::Database)
+                    .authenticate_standard(credentials, ClientSource::Recheck)
                     .await?;
                 self.client_credentials_for(&fresh, request).await
             }
@@ -268,7 +268,7 @@ impl AppState {
                 .is_some_and(|id| id != client.row.client_id)
         {
             let may_introspect = if client.cached {
-                self.authenticate_standard(credentials, ClientSource::Database)
+                self.authenticate_standard(credentials, ClientSource::Recheck)
                     .await?
                     .row
                     .may_introspect
