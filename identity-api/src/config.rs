@@ -243,7 +243,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub service_token: Secret<ServiceTokenSpec>,
 
-    /// The header that carries the service token to /oauth/introspect.
+    /// The header that carries the service token to /oauth/introspect. Not one that means
+    /// something else on the way (authorization, cookie, host, content-type, content-length,
+    /// the sidecar's x-internal-token, x-session-subject, x-session-id, x-subject, a hop-by-hop
+    /// one): refused at start.
     #[arg(long, env = "IDENTITY_SERVICE_TOKEN_HEADER", default_value = DEFAULT_SERVICE_TOKEN_HEADER,
           value_parser = parse_header_name)]
     pub service_token_header: HeaderName,
@@ -475,8 +478,8 @@ impl ServeArgs {
     }
 
     /// The settings these arguments give, for a server bound to `local` (the issuer's default).
-    pub fn settings(&self, local: SocketAddr) -> Result<Settings, BadInternalToken> {
-        Ok(Settings {
+    pub fn settings(&self, local: SocketAddr) -> Result<Settings, BadSettings> {
+        let settings = Settings {
             issuer: self
                 .issuer
                 .clone()
@@ -493,14 +496,65 @@ impl ServeArgs {
                 .and_then(|text| SharedToken::new(text).ok()),
             service_token_header: self.service_token_header.clone(),
             jwks_cache_secs: self.jwks_cache_seconds,
-        })
+        };
+        if let (Some(internal), Some(service)) = (&settings.internal_token, &settings.service_token)
+            && service.matches(internal.expose().as_bytes())
+        {
+            return Err(BadSettings::ServiceTokenIsInternalToken);
+        }
+        Ok(settings)
     }
 }
 
-/// A header name as HTTP/1.1 allows it (a token), lower-cased.
+/// Why `serve` has no settings to start with. Names the variables, never a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadSettings {
+    #[error(transparent)]
+    InternalToken(#[from] BadInternalToken),
+    /// The holder of the service token (a gateway) could then pose as the sidecar at /api/v1/*.
+    #[error(
+        "--service-token (IDENTITY_SERVICE_TOKEN) is the internal token \
+         (IDENTITY_INTERNAL_TOKEN): its holder could pose as the sidecar; give each its own secret"
+    )]
+    ServiceTokenIsInternalToken,
+}
+
+/// The header of the service token: a name HTTP/1.1 allows (a token), lower-cased, and none
+/// that already means something on the way to this API ([`reserved_header`]).
 fn parse_header_name(text: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(text.trim().to_ascii_lowercase().as_bytes())
-        .map_err(|_| format!("{text:?} is not a valid header name"))
+    let name = HeaderName::from_bytes(text.trim().to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{text:?} is not a valid header name"))?;
+    match reserved_header(&name) {
+        Some(why) => Err(format!(
+            "{name:?} is reserved: {why}; choose a header of its own ({DEFAULT_SERVICE_TOKEN_HEADER} by default)"
+        )),
+        None => Ok(name),
+    }
+}
+
+/// Why a header cannot carry the service token, if it cannot: it carries something else to
+/// this API (client credentials, the body's framing, the sidecar's own headers), or a proxy
+/// drops or rewrites it on the way.
+fn reserved_header(name: &HeaderName) -> Option<&'static str> {
+    use http::header;
+    use identity_protocol::names::headers;
+    let sidecar = [
+        headers::INTERNAL_TOKEN,
+        headers::SESSION_SUBJECT,
+        headers::SESSION_ID,
+        headers::SUBJECT,
+    ];
+    if [header::AUTHORIZATION, header::COOKIE].contains(name) {
+        Some("it carries the credentials of clients")
+    } else if [header::HOST, header::CONTENT_TYPE, header::CONTENT_LENGTH].contains(name) {
+        Some("it describes the request itself")
+    } else if sidecar.contains(&name.as_str()) {
+        Some("the sidecar sets it, or reads it, for its own use")
+    } else if headers::HOP_BY_HOP.contains(&name.as_str()) {
+        Some("it is hop-by-hop: a proxy drops it")
+    } else {
+        None
+    }
 }
 
 impl KekArgs {

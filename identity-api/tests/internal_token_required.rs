@@ -2,7 +2,8 @@
 //! `--insecure-no-internal-token` (`IDENTITY_INSECURE_NO_INTERNAL_TOKEN`) or `--dev`, both of
 //! which start with a warning; a token under 128 bits of entropy (by length and alphabet) is
 //! refused; no refusal echoes the token. The service token of /oauth/introspect
-//! (`IDENTITY_SERVICE_TOKEN[_FILE]`) meets the same rule, and its header must be a header name.
+//! (`IDENTITY_SERVICE_TOKEN[_FILE]`) meets the same rule and must differ from the internal
+//! token; its header must be a header name that means nothing else on the way to the API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -188,4 +189,51 @@ fn the_service_token_meets_the_internal_tokens_rule() {
             .env("IDENTITY_SERVICE_TOKEN", "Aa0-Bb1_Cc2Dd3Ee4Ff5Gg6Hh7")
             .env("IDENTITY_SERVICE_TOKEN_HEADER", "X-Gateway-Token"),
     );
+}
+
+#[test]
+fn the_service_token_header_is_none_of_the_reserved_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let strong = "3f9a0c5be17d4286a9c0f1e2d3b4a596";
+    for (name, why) in [
+        ("Authorization", "credentials"),
+        ("cookie", "credentials"),
+        ("Host", "the request itself"),
+        ("content-type", "the request itself"),
+        ("content-length", "the request itself"),
+        ("X-Internal-Token", "the sidecar"),
+        ("x-session-subject", "the sidecar"),
+        ("x-session-id", "the sidecar"),
+        ("x-subject", "the sidecar"),
+        ("connection", "hop-by-hop"),
+        ("Transfer-Encoding", "hop-by-hop"),
+        ("proxy-authorization", "hop-by-hop"),
+    ] {
+        let err = refusal(
+            serve(&dir)
+                .env("IDENTITY_INTERNAL_TOKEN", strong)
+                .env("IDENTITY_SERVICE_TOKEN", "Aa0-Bb1_Cc2Dd3Ee4Ff5Gg6Hh7")
+                .env("IDENTITY_SERVICE_TOKEN_HEADER", name),
+        );
+        assert!(
+            err.contains("is reserved") && err.contains(why) && err.contains("x-service-token"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_service_token_is_not_the_internal_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let strong = "3f9a0c5be17d4286a9c0f1e2d3b4a596";
+    let err = refusal(
+        serve(&dir)
+            .env("IDENTITY_INTERNAL_TOKEN", strong)
+            .env("IDENTITY_SERVICE_TOKEN", strong),
+    );
+    assert!(
+        err.contains("IDENTITY_SERVICE_TOKEN") && err.contains("IDENTITY_INTERNAL_TOKEN"),
+        "{err}"
+    );
+    assert!(!err.contains(strong), "the token is echoed: {err}");
 }

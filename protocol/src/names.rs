@@ -52,6 +52,20 @@ pub mod headers {
     /// Set by the sidecar only; client-sent copies are dropped (section 3). Proves to the
     /// identity API that a request came through the sidecar.
     pub const INTERNAL_TOKEN: &str = "x-internal-token";
+
+    /// The hop-by-hop headers (RFC 9110 section 7.6.1, and the classic ones it replaced): they
+    /// describe one connection, and a proxy drops them.
+    pub const HOP_BY_HOP: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
 }
 
 /// `session_id` is opaque: 1 to 512 visible ASCII characters (0x21 to 0x7E), section 1.

@@ -10,12 +10,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use identity_runtime::secret::BadInternalToken;
-
 use crate::audit::AuditError;
 use crate::clients::ClientError;
 use crate::clock::now;
-use crate::config::{Command, DbArgs, KekCommand, KeysCommand};
+use crate::config::{BadSettings, Command, DbArgs, KekCommand, KeysCommand};
 use crate::kek::{self, Kek, KeyError};
 use crate::keys;
 use crate::operator::Operator;
@@ -41,7 +39,7 @@ pub enum CommandError {
     #[error("cannot start: {0}")]
     Start(#[from] StartError),
     #[error(transparent)]
-    InternalToken(#[from] BadInternalToken),
+    Settings(#[from] BadSettings),
     #[error("kek rewrap changed nothing: {0}")]
     Rewrap(KeyError),
     #[error("cannot listen on {addr}{what}: {source}")]
