@@ -22,6 +22,7 @@ both!(
     token_endpoint_errors,
     form_errors,
     refresh_grant_rotates_and_detects_reuse,
+    one_scope_rule_for_grants_and_refreshes,
     introspection_sees_what_the_caller_may_see,
     introspection_errors,
     revocation_revokes_families_of_the_caller_only,
@@ -643,6 +644,44 @@ async fn refresh_grant_rotates_and_detects_reuse(b: Backend) {
         metrics.contains("identity_api_refresh_reuse_detected_total 1"),
         "{metrics}"
     );
+}
+
+/// One scope rule (RFC 6749 section 3.3) for a client_credentials grant, within the client's
+/// scopes, and for a refresh, within the family's (section 6): `scope` without a value is
+/// absent (section 3.1), so all of them; spaces only ask for no scope and are refused, as a
+/// malformed scope is, with the same words.
+async fn one_scope_rule_for_grants_and_refreshes(b: Backend) {
+    let Some(t) = setup(b).await else { return };
+    let t = &t;
+    let grant = |scope: &str| {
+        let body = format!("grant_type=client_credentials&scope={scope}");
+        async move { t.token("rc", &t.rc, &body).await }
+    };
+    let refresh = |token: &str, scope: &str| {
+        let body = format!(
+            "grant_type=refresh_token&refresh_token={}&scope={scope}",
+            enc(token)
+        );
+        async move { t.token("rc", &t.rc, &body).await }
+    };
+    let first = grant("").await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.2);
+    assert_eq!(first.2["scope"], "orders.read orders.write");
+    let second = refresh(&s(&first.2, "refresh_token"), "").await;
+    assert_eq!(second.0, StatusCode::OK, "{}", second.2);
+    assert_eq!(second.2["scope"], "orders.read orders.write");
+    let refresh_token = s(&second.2, "refresh_token");
+    for (scope, description) in [
+        ("+", "scope is empty"),
+        ("%20%20", "scope is empty"),
+        ("orders.read+bad%22scope", "scope is malformed"),
+    ] {
+        for answer in [grant(scope).await, refresh(&refresh_token, scope).await] {
+            assert_oauth_error(&answer, 400, "invalid_scope");
+            assert_eq!(answer.2["error_description"], description, "{scope}");
+        }
+    }
+    assert!(t.active(&refresh_token).await, "refused, so not spent");
 }
 
 async fn introspection_sees_what_the_caller_may_see(b: Backend) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use identity_protocol::identity::{IssueRequest, check_subject as check_subject_rule};
 use zeroize::Zeroizing;
 
-use crate::clients::{split_list, valid_scope_token};
+use crate::clients::split_list;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::Fresh;
@@ -16,6 +16,7 @@ use crate::tokens::{self, Claims, VerifiedCache};
 
 use super::answers::TokenResponse;
 use super::callers::{Authenticated, ClientSource, Parsed, check_subject};
+use super::granted::{self, Grantee};
 use super::state::AppState;
 
 impl AppState {
@@ -63,7 +64,7 @@ impl AppState {
         let client = &*authenticated.row;
         check_subject_rule(&req.subject).map_err(|e| ApiError::invalid_request(e.to_string()))?;
         check_subject(session_subject, &req.subject)?;
-        let scope = allowed_scope(client, req.scope.as_deref())?;
+        let scope = granted::scope(&client.scopes, req.scope.as_deref(), Grantee::Client)?;
         let audience = allowed_audience(client, req.audience.as_deref())?;
         self.open_family(authenticated, &req.subject, scope, audience, true)
             .await
@@ -181,32 +182,6 @@ impl AppState {
             .insert(VerifiedCache::key(&token), Arc::new(claims), now);
         Ok((token, exp - now))
     }
-}
-
-/// "`scope` defaults to the client's allowed scopes"; asked for, every scope must be allowed.
-pub(super) fn allowed_scope(
-    client: &ClientRow,
-    requested: Option<&str>,
-) -> Result<String, ApiError> {
-    let allowed = split_list(&client.scopes);
-    let Some(requested) = requested else {
-        return Ok(allowed.join(" "));
-    };
-    let items = split_list(requested);
-    if items.is_empty() {
-        return Err(ApiError::InvalidScope("scope is empty".into()));
-    }
-    for item in &items {
-        if !valid_scope_token(item) {
-            return Err(ApiError::InvalidScope("scope is malformed".into()));
-        }
-        if !allowed.contains(item) {
-            return Err(ApiError::InvalidScope(format!(
-                "scope {item} is not allowed for this client"
-            )));
-        }
-    }
-    Ok(items.join(" "))
 }
 
 /// "`audience` [defaults] to its single allowed audience"; a client with several must name one.

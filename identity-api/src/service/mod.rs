@@ -6,10 +6,12 @@
 //! - one module per operation: [`issue`] (step 2), [`introspect`] (step 3), [`refresh`]
 //!   (step 5), [`revoke`] (step 6);
 //! - [`oauth`]: the standard endpoints (docs/OAUTH.md) over the same operations;
+//! - [`granted`]: what a token may carry of what its client or family was granted;
 //! - [`answers`]: what they answer.
 
 pub mod answers;
 pub mod callers;
+mod granted;
 mod introspect;
 mod issue;
 pub mod oauth;

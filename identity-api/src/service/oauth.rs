@@ -13,7 +13,8 @@ use crate::storage::AuditRow;
 
 use super::answers::{Introspection, TokenResponse};
 use super::callers::{Authenticated, ClientSource};
-use super::issue::{allowed_audience, allowed_scope};
+use super::granted::{self, Grantee};
+use super::issue::allowed_audience;
 use super::refresh::{Holder, Narrowing};
 use super::state::AppState;
 
@@ -189,7 +190,7 @@ impl AppState {
                 "the client may not use the client_credentials grant".into(),
             ));
         }
-        let scope = allowed_scope(client, request.scope)?;
+        let scope = granted::scope(&client.scopes, request.scope, Grantee::Client)?;
         let audience = match request.audience()? {
             None if clients::split_list(&client.audiences).len() > 1 => {
                 return Err(ApiError::invalid_request(

@@ -5,7 +5,6 @@
 use identity_protocol::identity::{REFRESH_TOKEN_GRANT, RefreshRequest};
 use zeroize::Zeroizing;
 
-use crate::clients::{split_list, valid_scope_token};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::{Fresh, refresh_token_key};
@@ -13,6 +12,7 @@ use crate::storage::{AuditRow, FamilyRow, Rotation};
 use crate::tokens::Claims;
 
 use super::answers::TokenResponse;
+use super::granted::{self, Grantee};
 use super::state::AppState;
 
 /// Who presents a refresh token, and must hold it.
@@ -174,9 +174,9 @@ impl AppState {
     }
 }
 
-/// The family as the new access token shows it, when a refresh narrows it: "The requested scope
-/// MUST NOT include any scope not originally granted" (RFC 6749 section 6); the audience may
-/// only be the family's. `None`: the token is the family's, as it was granted.
+/// The family as the new access token shows it, when a refresh narrows it: its scope within
+/// the family's ([`granted::scope`]); the audience may only be the family's. `None`: the
+/// token is the family's, as it was granted.
 fn narrowed(family: &FamilyRow, narrowing: Narrowing<'_>) -> Result<Option<FamilyRow>, ApiError> {
     if narrowing
         .audience
@@ -189,18 +189,9 @@ fn narrowed(family: &FamilyRow, narrowing: Narrowing<'_>) -> Result<Option<Famil
     let Some(requested) = narrowing.scope else {
         return Ok(None);
     };
-    let granted = split_list(&family.scope);
-    let items = split_list(requested);
-    if items.is_empty() || !items.iter().all(|s| valid_scope_token(s)) {
-        return Err(ApiError::InvalidScope("scope is malformed".into()));
-    }
-    if let Some(extra) = items.iter().find(|s| !granted.contains(s)) {
-        return Err(ApiError::InvalidScope(format!(
-            "scope {extra} was not granted with this refresh token"
-        )));
-    }
+    let scope = granted::scope(&family.scope, Some(requested), Grantee::RefreshToken)?;
     Ok(Some(FamilyRow {
-        scope: items.join(" "),
+        scope,
         ..family.clone()
     }))
 }

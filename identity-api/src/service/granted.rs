@@ -1,0 +1,51 @@
+//! What a token may carry of what was granted: its scope (RFC 6749 section 3.3), the one rule
+//! for an issue, a client_credentials grant and a refresh that narrows its family's scope.
+
+use crate::clients::{split_list, valid_scope_token};
+use crate::error::ApiError;
+
+/// Who holds the grant a requested scope is judged against: a client (an issue, a
+/// client_credentials grant) or a refresh token's family (a refresh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Grantee {
+    Client,
+    RefreshToken,
+}
+
+/// The scope a request asks for, within `granted` (a space-separated list). Not asked for, it
+/// is all of `granted`. Asked for, it is a list of scope tokens separated by spaces (duplicates
+/// dropped), at least one, each of them in `granted`: "The requested scope MUST NOT include any
+/// scope not originally granted" (RFC 6749 section 6). Else `invalid_scope`, naming the first
+/// scope that is not granted.
+///
+/// An empty `scope` form parameter never reaches here: the form counts it as absent (section
+/// 3.1). An empty string in a JSON body (/api/v1), or spaces only, asks for no scope at all,
+/// which is refused.
+pub(super) fn scope(
+    granted: &str,
+    requested: Option<&str>,
+    grantee: Grantee,
+) -> Result<String, ApiError> {
+    let granted = split_list(granted);
+    let Some(requested) = requested else {
+        return Ok(granted.join(" "));
+    };
+    let items = split_list(requested);
+    if items.is_empty() {
+        return Err(ApiError::InvalidScope("scope is empty".into()));
+    }
+    for item in &items {
+        if !valid_scope_token(item) {
+            return Err(ApiError::InvalidScope("scope is malformed".into()));
+        }
+        if !granted.contains(item) {
+            return Err(ApiError::InvalidScope(match grantee {
+                Grantee::Client => format!("scope {item} is not allowed for this client"),
+                Grantee::RefreshToken => {
+                    format!("scope {item} was not granted with this refresh token")
+                }
+            }));
+        }
+    }
+    Ok(items.join(" "))
+}
