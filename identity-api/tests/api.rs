@@ -173,14 +173,15 @@ async fn issue_errors(b: Backend) {
     ] {
         assert_error(&issue(ok_auth.clone(), bad).await, 400, "invalid_scope");
     }
-    assert_error(
-        &issue(
-            ok_auth.clone(),
-            r#"{"subject": "u", "audience": "billing-api"}"#,
-        )
-        .await,
-        400,
-        "invalid_target",
+    let r = issue(
+        ok_auth.clone(),
+        r#"{"subject": "u", "audience": "billing-api"}"#,
+    )
+    .await;
+    assert_error(&r, 400, "invalid_target");
+    assert_eq!(
+        r.1["error_description"],
+        "audience is not allowed for this client"
     );
     // Malformed requests.
     let too_long = format!(r#"{{"subject": "{}"}}"#, "a".repeat(256));
@@ -217,7 +218,13 @@ async fn issue_errors(b: Backend) {
     .await
     .unwrap();
     let auth = basic("multi", multi.expose());
-    assert_error(&issue(auth.clone(), body).await, 400, "invalid_request");
+    let r = issue(auth.clone(), body).await;
+    assert_error(&r, 400, "invalid_request");
+    // The audience rule of /oauth/token's client_credentials grant, in this route's words.
+    assert_eq!(
+        r.1["error_description"],
+        "audience is required: the client has several audiences"
+    );
     let r = env
         .post(
             "/api/v1/token/issue",

@@ -310,11 +310,17 @@ async fn client_credentials_resources_and_scopes(b: Backend) {
     let answer =
         token("grant_type=client_credentials&resource=orders-api&audience=orders-api").await;
     assert_eq!(ok(&answer).aud, "orders-api");
-    // ... and must pick one.
-    assert_oauth_error(
-        &token("grant_type=client_credentials").await,
-        400,
-        "invalid_request",
+    // ... and must pick one: the audience rule of /api/v1, in this endpoint's words.
+    let answer = token("grant_type=client_credentials").await;
+    assert_oauth_error(&answer, 400, "invalid_request");
+    assert_eq!(
+        answer.2["error_description"],
+        "resource (or audience) is required: the client has several audiences"
+    );
+    let answer = token("grant_type=client_credentials&audience=other-api").await;
+    assert_eq!(
+        answer.2["error_description"],
+        "resource (or audience) is not allowed for this client"
     );
     for body in [
         "grant_type=client_credentials&resource=other-api",

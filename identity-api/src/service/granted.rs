@@ -1,5 +1,6 @@
 //! What a token may carry of what was granted: its scope (RFC 6749 section 3.3), the one rule
-//! for an issue, a client_credentials grant and a refresh that narrows its family's scope.
+//! for an issue, a client_credentials grant and a refresh that narrows its family's scope; its
+//! audience (RFC 8707), the one rule for an issue and a client_credentials grant.
 
 use crate::clients::{split_list, valid_scope_token};
 use crate::error::ApiError;
@@ -48,4 +49,28 @@ pub(super) fn scope(
         }
     }
     Ok(items.join(" "))
+}
+
+/// The audience a client asks for: "`audience` [defaults] to its single allowed audience"; a
+/// client with several must name one (`invalid_request`), and may name only one of its own
+/// (`invalid_target`). `named` is how the request names it, for the refusal's words:
+/// `audience` on /api/v1, `resource (or audience)` on /oauth.
+pub(super) fn audience(
+    allowed: &str,
+    requested: Option<&str>,
+    named: &str,
+) -> Result<String, ApiError> {
+    let allowed = split_list(allowed);
+    match requested {
+        Some(a) if allowed.contains(&a) => Ok(a.to_owned()),
+        Some(_) => Err(ApiError::InvalidTarget(format!(
+            "{named} is not allowed for this client"
+        ))),
+        None => match allowed.as_slice() {
+            [only] => Ok((*only).to_owned()),
+            _ => Err(ApiError::invalid_request(format!(
+                "{named} is required: the client has several audiences"
+            ))),
+        },
+    }
 }

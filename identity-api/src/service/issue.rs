@@ -7,11 +7,10 @@ use std::sync::Arc;
 use identity_protocol::identity::{IssueRequest, check_subject as check_subject_rule};
 use zeroize::Zeroizing;
 
-use crate::clients::split_list;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::Fresh;
-use crate::storage::{ClientRow, ClientSeen, FamilyRow, Opened, RefreshRow};
+use crate::storage::{ClientSeen, FamilyRow, Opened, RefreshRow};
 use crate::tokens::{self, Claims, VerifiedCache};
 
 use super::answers::TokenResponse;
@@ -65,7 +64,7 @@ impl AppState {
         check_subject_rule(&req.subject).map_err(|e| ApiError::invalid_request(e.to_string()))?;
         check_subject(session_subject, &req.subject)?;
         let scope = granted::scope(&client.scopes, req.scope.as_deref(), Grantee::Client)?;
-        let audience = allowed_audience(client, req.audience.as_deref())?;
+        let audience = granted::audience(&client.audiences, req.audience.as_deref(), "audience")?;
         self.open_family(authenticated, &req.subject, scope, audience, true)
             .await
     }
@@ -181,25 +180,5 @@ impl AppState {
             .cache
             .insert(VerifiedCache::key(&token), Arc::new(claims), now);
         Ok((token, exp - now))
-    }
-}
-
-/// "`audience` [defaults] to its single allowed audience"; a client with several must name one.
-pub(super) fn allowed_audience(
-    client: &ClientRow,
-    requested: Option<&str>,
-) -> Result<String, ApiError> {
-    let audiences = split_list(&client.audiences);
-    match requested {
-        Some(a) if audiences.contains(&a) => Ok(a.to_owned()),
-        Some(_) => Err(ApiError::InvalidTarget(
-            "audience is not allowed for this client".into(),
-        )),
-        None => match audiences.as_slice() {
-            [only] => Ok((*only).to_owned()),
-            _ => Err(ApiError::invalid_request(
-                "audience is required: the client has several",
-            )),
-        },
     }
 }

@@ -6,7 +6,7 @@
 
 use zeroize::Zeroizing;
 
-use crate::clients::{self, CLIENT_CREDENTIALS, REFRESH_TOKEN, has_grant};
+use crate::clients::{CLIENT_CREDENTIALS, REFRESH_TOKEN, has_grant};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::storage::AuditRow;
@@ -14,7 +14,6 @@ use crate::storage::AuditRow;
 use super::answers::{Introspection, TokenResponse};
 use super::callers::{Authenticated, ClientSource};
 use super::granted::{self, Grantee};
-use super::issue::allowed_audience;
 use super::refresh::{Holder, Narrowing};
 use super::state::AppState;
 
@@ -191,19 +190,11 @@ impl AppState {
             ));
         }
         let scope = granted::scope(&client.scopes, request.scope, Grantee::Client)?;
-        let audience = match request.audience()? {
-            None if clients::split_list(&client.audiences).len() > 1 => {
-                return Err(ApiError::invalid_request(
-                    "resource (or audience) is required: the client has several audiences",
-                ));
-            }
-            asked => allowed_audience(client, asked).map_err(|e| match e {
-                ApiError::InvalidTarget(_) => {
-                    ApiError::InvalidTarget("the resource is not allowed for this client".into())
-                }
-                other => other,
-            })?,
-        };
+        let audience = granted::audience(
+            &client.audiences,
+            request.audience()?,
+            "resource (or audience)",
+        )?;
         let with_refresh = has_grant(&client.grant_types, REFRESH_TOKEN);
         self.open_family(
             authenticated,
