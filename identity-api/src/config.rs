@@ -7,6 +7,7 @@ use http::HeaderName;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use identity_protocol::names::headers;
 use identity_runtime::secret::{BadInternalToken, SharedToken, TokenProblem};
 use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalToken, InternalTokenSpec, LogFormat, Secret, SecretSpec};
@@ -21,7 +22,7 @@ use crate::purge::{
 use crate::service::Settings;
 use crate::service::settings::{
     DEFAULT_ACCESS_TTL_SECS, DEFAULT_FAMILY_TTL_SECS, DEFAULT_JWKS_CACHE_SECS,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_REFRESH_TTL_SECS, DEFAULT_SERVICE_TOKEN_HEADER,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_REFRESH_TTL_SECS,
 };
 
 /// Where `--dev` keeps its generated key-encryption key when none is configured.
@@ -247,7 +248,7 @@ pub struct ServeArgs {
     /// something else on the way (authorization, cookie, host, content-type, content-length,
     /// the sidecar's x-internal-token, x-session-subject, x-session-id, x-subject, a hop-by-hop
     /// one): refused at start.
-    #[arg(long, env = "IDENTITY_SERVICE_TOKEN_HEADER", default_value = DEFAULT_SERVICE_TOKEN_HEADER,
+    #[arg(long, env = "IDENTITY_SERVICE_TOKEN_HEADER", default_value = headers::SERVICE_TOKEN,
           value_parser = parse_header_name)]
     pub service_token_header: HeaderName,
 
@@ -526,7 +527,8 @@ fn parse_header_name(text: &str) -> Result<HeaderName, String> {
         .map_err(|_| format!("{text:?} is not a valid header name"))?;
     match reserved_header(&name) {
         Some(why) => Err(format!(
-            "{name:?} is reserved: {why}; choose a header of its own ({DEFAULT_SERVICE_TOKEN_HEADER} by default)"
+            "{name:?} is reserved: {why}; choose a header of its own ({} by default)",
+            headers::SERVICE_TOKEN
         )),
         None => Ok(name),
     }
@@ -537,7 +539,6 @@ fn parse_header_name(text: &str) -> Result<HeaderName, String> {
 /// drops or rewrites it on the way.
 fn reserved_header(name: &HeaderName) -> Option<&'static str> {
     use http::header;
-    use identity_protocol::names::headers;
     let sidecar = [
         headers::INTERNAL_TOKEN,
         headers::SESSION_SUBJECT,

@@ -44,15 +44,10 @@ pub mod paths {
 
 /// Header names of the protocol, lower-case as HTTP/2 and `http::HeaderName` want them.
 pub mod headers {
-    pub const SESSION_ID: &str = "x-session-id";
-    pub const SUBJECT: &str = "x-subject";
-    /// Set by the sidecar only; client-sent copies are dropped (section 3). The identity API
-    /// refuses anything on such a session for another subject (section 2).
-    pub const SESSION_SUBJECT: &str = "x-session-subject";
-    /// Set by the sidecar only; client-sent copies are dropped (section 3). Proves to the
-    /// identity API that a request came through the sidecar.
-    pub const INTERNAL_TOKEN: &str = "x-internal-token";
-
+    /// The identity API's service token at /oauth/introspect, by default
+    /// (`IDENTITY_SERVICE_TOKEN_HEADER`): not a header of the sealed protocol, but one the
+    /// sidecar passes through on the standard routes.
+    pub const SERVICE_TOKEN: &str = "x-service-token";
     /// The hop-by-hop headers (RFC 9110 section 7.6.1, and the classic ones it replaced): they
     /// describe one connection, and a proxy drops them.
     pub const HOP_BY_HOP: [&str; 9] = [
@@ -66,6 +61,15 @@ pub mod headers {
         "transfer-encoding",
         "upgrade",
     ];
+
+    pub const SESSION_ID: &str = "x-session-id";
+    pub const SUBJECT: &str = "x-subject";
+    /// Set by the sidecar only; client-sent copies are dropped (section 3). The identity API
+    /// refuses anything on such a session for another subject (section 2).
+    pub const SESSION_SUBJECT: &str = "x-session-subject";
+    /// Set by the sidecar only; client-sent copies are dropped (section 3). Proves to the
+    /// identity API that a request came through the sidecar.
+    pub const INTERNAL_TOKEN: &str = "x-internal-token";
 }
 
 /// `session_id` is opaque: 1 to 512 visible ASCII characters (0x21 to 0x7E), section 1.

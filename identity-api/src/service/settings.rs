@@ -2,6 +2,7 @@
 //! (the command line's defaults are these constants).
 
 use http::HeaderName;
+use identity_protocol::names::headers;
 use identity_runtime::InternalToken;
 use identity_runtime::secret::SharedToken;
 
@@ -13,9 +14,6 @@ pub const DEFAULT_REFRESH_TTL_SECS: i64 = 86_400;
 pub const DEFAULT_FAMILY_TTL_SECS: i64 = 2_592_000;
 /// Largest request body, bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
-/// The header of the service token at /oauth/introspect (as the service this one replaces
-/// named it).
-pub const DEFAULT_SERVICE_TOKEN_HEADER: &str = "x-service-token";
 /// The JWKS's Cache-Control max-age, seconds.
 pub const DEFAULT_JWKS_CACHE_SECS: u32 = 300;
 
@@ -49,7 +47,7 @@ impl Settings {
             internal_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             service_token: None,
-            service_token_header: HeaderName::from_static(DEFAULT_SERVICE_TOKEN_HEADER),
+            service_token_header: HeaderName::from_static(headers::SERVICE_TOKEN),
             jwks_cache_secs: DEFAULT_JWKS_CACHE_SECS,
         }
     }
