@@ -27,6 +27,7 @@ both!(
     introspection_errors,
     revocation_revokes_families_of_the_caller_only,
     revocation_errors,
+    server_errors,
     grant_changes_act_at_once,
     wrong_secret_keeps_the_cached_row,
     metadata_lists_what_exists,
@@ -951,6 +952,39 @@ async fn revocation_revokes_families_of_the_caller_only(b: Backend) {
             .await,
     );
     assert!(!t.active(&s(&pair, "access_token")).await);
+}
+
+/// A failure of the server (here a table gone from the database, an error no retry mends) is
+/// `500 server_error` at each endpoint, in the RFC 6749 shape with `no-store`, and says nothing
+/// of its cause.
+async fn server_errors(b: Backend) {
+    let Some(t) = setup(b).await else { return };
+    let env = &t.env;
+    let pair = env.issue_for("rc", &t.rc, "alice").await;
+    let refresh = s(&pair, "refresh_token");
+    let rename = "ALTER TABLE refresh_tokens RENAME TO refresh_tokens_gone";
+    match env.state.db().pools() {
+        identity_api::storage::Pools::Sqlite { write, .. } => {
+            sqlx::query(rename).execute(write).await.unwrap();
+        }
+        identity_api::storage::Pools::Postgres(pool) => {
+            sqlx::query(rename).execute(pool).await.unwrap();
+        }
+    }
+    let token = format!("token={}", enc(&refresh));
+    for answer in [
+        t.token(
+            "rc",
+            &t.rc,
+            &format!("grant_type=refresh_token&refresh_token={}", enc(&refresh)),
+        )
+        .await,
+        t.basic("/oauth/introspect", "rc", &t.rc, &token).await,
+        t.basic("/oauth/revoke", "rc", &t.rc, &token).await,
+    ] {
+        assert_oauth_error(&answer, 500, "server_error");
+        assert_eq!(answer.2["error_description"], "internal error");
+    }
 }
 
 async fn revocation_errors(b: Backend) {
