@@ -747,8 +747,8 @@ async fn discovery_and_operations(b: Backend) {
         config["jwks_uri"],
         format!("{}/.well-known/jwks.json", common::ISSUER)
     );
-    // The standard endpoints (their metadata in full: tests/oauth.rs); nothing of /api/v1,
-    // which only the sealed channel reaches.
+    // The standard endpoints (their metadata in full: tests/oauth_introspect_revoke.rs); nothing
+    // of /api/v1, which only the sealed channel reaches.
     assert_eq!(
         config["introspection_endpoint"],
         format!("{}/oauth/introspect", common::ISSUER)

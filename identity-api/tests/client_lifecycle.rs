@@ -235,7 +235,8 @@ async fn refused_updates_change_nothing(b: Backend) {
 }
 
 /// `client create --grant-types --may-introspect`, `client update` of both, `client list`: what
-/// the standard endpoints read (tests/oauth.rs has what they do with it).
+/// the standard endpoints read (tests/oauth_token.rs and oauth_introspect_revoke.rs have what
+/// they do with it).
 async fn grant_types_and_the_introspection_right_from_the_command_line(b: Backend) {
     let Some(env) = TestEnv::new(b).await else {
         return;

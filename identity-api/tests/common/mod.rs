@@ -11,6 +11,7 @@ use identity_api::{AppState, Settings, clients};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+pub mod oauth;
 mod process;
 #[allow(unused_imports)] // each test file uses some of them
 pub use process::*;
