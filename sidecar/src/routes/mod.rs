@@ -149,8 +149,8 @@ async fn handle(state: &AppState, route: Route, path: &str, request: Request) ->
         Route::PassThrough => plain::pass_through(state, path)
             .await
             .unwrap_or_else(IntoResponse::into_response),
-        Route::Standard | Route::StandardMetadata => standard::pass(state, path, request, peer)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+        Route::Standard | Route::StandardMetadata => {
+            standard::pass(state, path, request, peer).await
+        }
     }
 }
