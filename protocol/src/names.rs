@@ -33,12 +33,14 @@ pub mod paths {
     /// Authorization server metadata, RFC 8414 section 3 (a GET; the same document as
     /// [`OPENID_CONFIGURATION`]).
     pub const OAUTH_AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
-    /// The standard routes: the three POST endpoints and their metadata.
-    pub const STANDARD: [&str; 4] = [
+    /// The standard routes: the three POST endpoints and their metadata, at both its addresses
+    /// (it advertises the three, which are served over TLS only, and so is it).
+    pub const STANDARD: [&str; 5] = [
         OAUTH_TOKEN,
         OAUTH_INTROSPECT,
         OAUTH_REVOKE,
         OAUTH_AUTHORIZATION_SERVER_METADATA,
+        OPENID_CONFIGURATION,
     ];
 }
 

@@ -1,5 +1,5 @@
-//! The standard OAuth routes (/oauth/token, /oauth/introspect, /oauth/revoke,
-//! /.well-known/oauth-authorization-server) passed through to an in-process identity API stub:
+//! The standard OAuth routes (/oauth/token, /oauth/introspect, /oauth/revoke, their metadata at
+//! /.well-known/oauth-authorization-server and /.well-known/openid-configuration) passed through to an in-process identity API stub:
 //! over TLS, a form POST and its headers both ways, unchanged; the internal token added and the
 //! client's internal headers dropped; the body limit and timeout, answered as RFC 6749 errors;
 //! the metrics; without TLS a 404 that says why, unless --standard-routes-behind-tls-proxy.
@@ -156,6 +156,11 @@ async fn a_form_post_and_its_headers_pass_both_ways_unchanged() {
     let echo: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(echo["method"], "GET");
     assert_eq!(header(&echo, "x-internal-token"), [INTERNAL_TOKEN]);
+    // And the same document at OpenID Connect Discovery's address.
+    let (status, _, body) = tls.send("GET", paths::OPENID_CONFIGURATION, &[], "").await;
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(metadata["issuer"], "http://stub.test");
     tls.sidecar.shutdown().await;
 }
 
@@ -262,8 +267,9 @@ async fn a_body_too_large_or_too_late_is_an_oauth_invalid_request() {
 async fn without_tls_they_are_refused_with_a_reason() {
     let stub = Stub::start().await;
     let sidecar = Sidecar::start(&stub.url).await;
+    // The metadata at both its addresses too: it advertises routes that answer 404 here.
     for path in paths::STANDARD {
-        let request = if path == paths::OAUTH_AUTHORIZATION_SERVER_METADATA {
+        let request = if path.starts_with("/.well-known/") {
             common::http().get(sidecar.endpoint(path))
         } else {
             common::http()
@@ -280,7 +286,7 @@ async fn without_tls_they_are_refused_with_a_reason() {
         stub.records().is_empty(),
         "a request reached the identity API"
     );
-    // Discovery and the JWKS stay public documents, as before.
+    // The JWKS stays a public document.
     let (status, _, _) = parts(
         common::http()
             .get(sidecar.endpoint(paths::JWKS))
