@@ -299,13 +299,25 @@ async fn end_and_expiry_in_redis_reach_a_replica_that_holds_the_keys() {
     b.forget(&short);
     assert!(b.get(&short, Instant::now()).await.unwrap().is_none());
 
-    // Another store key cannot open what A sealed: a configuration error, answered 503.
-    let (c, _) = store_with_key(&redis_url(), &prefix, &"00".repeat(32), &[]);
+    // A replica without the store key that sealed a session (removed from its key file) finds
+    // it unknown, its client sent to session init, counted apart from the store's failures.
+    let (c, metrics) = store_with_key(&redis_url(), &prefix, &"00".repeat(32), &[]);
     let (kept, _) = create(&a, 24, None, 60).await;
-    assert_eq!(
-        c.get(&kept, Instant::now()).await.unwrap_err(),
-        StoreUnavailable
+    for _ in 0..2 {
+        assert!(c.get(&kept, Instant::now()).await.unwrap().is_none());
+    }
+    let text = metrics.encode(0).unwrap();
+    assert!(
+        text.contains(r#"sidecar_session_store_refusals_total{reason="unopenable"} 2"#),
+        "{text}"
     );
+    assert!(
+        !text.contains("sidecar_session_store_errors_total{"),
+        "{text}"
+    );
+    // Left in Redis for the replicas that hold the key.
+    let (d, _) = store(&redis_url(), &prefix, &[]);
+    assert!(d.get(&kept, Instant::now()).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,11 @@
 //! unsealed on a replica are cached there ([`SessionTable`]) until the session's deadline, the
 //! next request that finds it ended in Redis, or a sweep; they are wiped when dropped.
 //!
+//! A session whose keys open under no store key (sealed under a key since removed from
+//! `--session-store-key-file`, or altered in Redis) is an unknown session, `401
+//! invalid_session`: its client runs session init again, which no retry of the store mends.
+//! It is counted and warned about, as a key file out of step among replicas would be.
+//!
 //! Every operation is bounded by `--session-store-timeout-ms`. A failure is
 //! [`StoreUnavailable`]: counted, logged when the store goes down and when it answers again,
 //! and answered `503 session_store_unavailable` without forwarding anything. The connection
@@ -35,7 +40,7 @@ use super::args::StoreArgs;
 use super::sealing::StoreKeys;
 use super::table::{Expires, SessionTable};
 use super::{Refusal, Session, StoreUnavailable, unix_now};
-use crate::metrics::OperationLabels;
+use crate::metrics::{OperationLabels, ReasonLabels};
 
 /// The Redis store and this replica's cache of unsealed keys.
 pub struct RedisStore {
@@ -48,6 +53,7 @@ pub struct RedisStore {
     accept: Script,
     end_previous: Script,
     errors: Family<OperationLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
     /// Whether the last operation failed: the log says when the store goes down and comes back.
     down: AtomicBool,
 }
@@ -65,6 +71,7 @@ impl RedisStore {
         args: &StoreArgs,
         cache_max: usize,
         errors: Family<OperationLabels, Counter>,
+        refusals: Family<ReasonLabels, Counter>,
     ) -> Result<Self, String> {
         let key = args.key.require().map_err(|e| e.to_string())?;
         let keys = StoreKeys::parse(key).map_err(|e| format!("--session-store-key-file {e}"))?;
@@ -140,6 +147,7 @@ impl RedisStore {
             accept: Script::new(include_str!("redis/accept.lua")),
             end_previous: Script::new(include_str!("redis/end_previous.lua")),
             errors,
+            refusals,
             down: AtomicBool::new(false),
         })
     }
@@ -198,11 +206,18 @@ impl RedisStore {
             return Ok(None);
         };
         let Some(keys) = self.keys.open(session_id, &sealed) else {
-            return Err(self.failed(
-                "get",
-                "a session's keys open under no key of --session-store-key-file: do all \
-                 replicas have the same key file?",
-            ));
+            self.refusals
+                .get_or_create(&ReasonLabels {
+                    reason: "unopenable",
+                })
+                .inc();
+            // Once per session: its client is told to open a new one.
+            tracing::warn!(
+                "a session's keys open under no key of --session-store-key-file (sealed under a \
+                 key since removed, a key file that differs among replicas, or altered in \
+                 Redis): answered 401 invalid_session"
+            );
+            return Ok(None);
         };
         let left = Duration::from_secs(expires_at.saturating_sub(unix_now()));
         let session = Session::new(keys, subject, now + left);
