@@ -54,6 +54,9 @@ pub mod headers {
     /// Set by the sidecar only; client-sent copies are dropped (section 3). Proves to the
     /// identity API that a request came through the sidecar.
     pub const INTERNAL_TOKEN: &str = "x-internal-token";
+    /// Set by the sidecar only, to the address of its TCP peer; client-sent copies are dropped
+    /// (a client could otherwise name any address).
+    pub const FORWARDED_FOR: &str = "x-forwarded-for";
 }
 
 /// `session_id` is opaque: 1 to 512 visible ASCII characters (0x21 to 0x7E), section 1.
