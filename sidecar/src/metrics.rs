@@ -8,7 +8,7 @@
 //! - `sidecar_decryption_failures_total`, `sidecar_replays_refused_total`;
 //! - `sidecar_upstream_latency_seconds{route}`: time to the identity API's full answer;
 //! - `sidecar_tls_reloads_total{outcome}`: changes of the TLS files, `ok` (served from then on)
-//!   or `error` (the previous pair kept).
+//!   or `error` (the previous pair kept);
 //! - `sidecar_session_store_errors_total{operation}`: Redis store operations that failed or
 //!   timed out (each answered 503), by operation `create`, `get`, `accept` or `end`;
 //! - `sidecar_session_store_refusals_total{reason}`: sessions found in Redis but refused (each
