@@ -106,7 +106,6 @@ impl Routes {
             paths::TOKEN,
             paths::REVOKE,
             paths::KEY_DOCUMENT,
-            paths::OPENID_CONFIGURATION,
             paths::JWKS,
         ]
         .into_iter()

@@ -215,18 +215,28 @@ impl Stack {
     }
 
     pub fn sidecar_url(&self) -> String {
+        self.sidecar_url_on(self.sidecar_port)
+    }
+
+    /// The URL of a sidecar of this stack on `port`: `https` with TLS.
+    fn sidecar_url_on(&self, port: u16) -> String {
         let scheme = match self.config.sidecar_tls {
             Some(_) => "https",
             None => "http",
         };
-        format!("{scheme}://127.0.0.1:{}", self.sidecar_port)
+        format!("{scheme}://127.0.0.1:{port}")
     }
 
     /// Where the sidecar's readiness is read: its own URL, or with TLS its ops listener.
     fn sidecar_ready_url(&self) -> String {
+        self.ready_url(self.sidecar_port, self.sidecar_ops_port)
+    }
+
+    /// Readiness of a sidecar on `port`: there, or with TLS on its plain ops listener `ops_port`.
+    fn ready_url(&self, port: u16, ops_port: u16) -> String {
         match self.config.sidecar_tls {
-            Some(_) => format!("http://127.0.0.1:{}", self.sidecar_ops_port),
-            None => self.sidecar_url(),
+            Some(_) => format!("http://127.0.0.1:{ops_port}"),
+            None => self.sidecar_url_on(port),
         }
     }
 
@@ -352,10 +362,15 @@ impl Stack {
     }
 
     fn spawn_sidecar(&self) -> anyhow::Result<Process> {
-        self.spawn_sidecar_on(self.sidecar_port, &self.sidecar_log())
+        self.spawn_sidecar_on(
+            self.sidecar_port,
+            self.sidecar_ops_port,
+            &self.sidecar_log(),
+        )
     }
 
-    fn spawn_sidecar_on(&self, port: u16, log: &Path) -> anyhow::Result<Process> {
+    /// A sidecar on `port`; with TLS, its probes on the ops listener `ops_port`.
+    fn spawn_sidecar_on(&self, port: u16, ops_port: u16, log: &Path) -> anyhow::Result<Process> {
         let mut command = wrapped(&self.config.sidecar_wrapper, &self.binaries.sidecar);
         clean_env(&mut command);
         command
@@ -383,19 +398,16 @@ impl Stack {
                 .arg("--tls-cert-file")
                 .arg(cert)
                 .arg("--tls-key-file")
-                .arg(key);
-            // Replicas leave the probes on their public port: one ops port, one process.
-            if port == self.sidecar_port {
-                command
-                    .arg("--ops-listen")
-                    .arg(format!("127.0.0.1:{}", self.sidecar_ops_port));
-            }
+                .arg(key)
+                .arg("--ops-listen")
+                .arg(format!("127.0.0.1:{ops_port}"));
         }
         Process::spawn("identity-sidecar", command, log)
     }
 
-    /// Starts one more sidecar, configured as the first (same signing key, identity API and
-    /// environment: a replica), on a free port; returns its URL once it is ready.
+    /// Starts one more sidecar, configured as the first (same signing key, identity API,
+    /// environment and TLS files: a replica), on a free port (and with TLS, its own ops port);
+    /// returns its URL once it is ready.
     pub async fn start_replica(&mut self) -> anyhow::Result<String> {
         let log = self
             .dir
@@ -403,13 +415,12 @@ impl Stack {
             .join(format!("identity-sidecar-{}.log", self.replicas.len() + 2));
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
-            let url = format!("http://127.0.0.1:{port}");
-            let mut process = self.spawn_sidecar_on(port, &log)?;
-            match wait_ready(&self.http, &mut process, &url).await {
+            let (port, ops_port) = (free_port()?, free_port()?);
+            let mut process = self.spawn_sidecar_on(port, ops_port, &log)?;
+            match wait_ready(&self.http, &mut process, &self.ready_url(port, ops_port)).await {
                 Ok(()) => {
                     self.replicas.push(process);
-                    return Ok(url);
+                    return Ok(self.sidecar_url_on(port));
                 }
                 Err(Ready::Exited(e)) => last = Some(e),
                 Err(Ready::TimedOut(e)) => return Err(e),

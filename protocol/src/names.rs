@@ -33,12 +33,14 @@ pub mod paths {
     /// Authorization server metadata, RFC 8414 section 3 (a GET; the same document as
     /// [`OPENID_CONFIGURATION`]).
     pub const OAUTH_AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
-    /// The standard routes: the three POST endpoints and their metadata.
-    pub const STANDARD: [&str; 4] = [
+    /// The standard routes: the three POST endpoints and their metadata, at both its addresses
+    /// (it advertises the three, which are served over TLS only, and so is it).
+    pub const STANDARD: [&str; 5] = [
         OAUTH_TOKEN,
         OAUTH_INTROSPECT,
         OAUTH_REVOKE,
         OAUTH_AUTHORIZATION_SERVER_METADATA,
+        OPENID_CONFIGURATION,
     ];
 }
 
@@ -70,6 +72,9 @@ pub mod headers {
     /// Set by the sidecar only; client-sent copies are dropped (section 3). Proves to the
     /// identity API that a request came through the sidecar.
     pub const INTERNAL_TOKEN: &str = "x-internal-token";
+    /// Set by the sidecar only, to the address of its TCP peer; client-sent copies are dropped
+    /// (a client could otherwise name any address).
+    pub const FORWARDED_FOR: &str = "x-forwarded-for";
 }
 
 /// `session_id` is opaque: 1 to 512 visible ASCII characters (0x21 to 0x7E), section 1.

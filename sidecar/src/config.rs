@@ -229,7 +229,6 @@ impl Config {
             let reserved = [
                 paths::SESSION_INIT,
                 paths::KEY_DOCUMENT,
-                paths::OPENID_CONFIGURATION,
                 paths::JWKS,
                 paths::HEALTH,
                 paths::READY,

@@ -129,7 +129,7 @@ impl Upstream {
             request = request.header(headers::SESSION_SUBJECT, value);
         }
         if let Some(ip) = forward.forwarded_for {
-            request = request.header("x-forwarded-for", ip.to_string());
+            request = request.header(headers::FORWARDED_FOR, ip.to_string());
         }
         json(self.send(request, Full::from(body)).await?)
     }
@@ -194,7 +194,7 @@ impl Upstream {
         for name in [
             headers::INTERNAL_TOKEN,
             headers::SESSION_SUBJECT,
-            "x-forwarded-for",
+            headers::FORWARDED_FOR,
             // The body has been read whole: nothing is left to continue.
             "expect",
         ] {
@@ -205,7 +205,7 @@ impl Upstream {
             request_headers.extend(headers);
         }
         if let Some(ip) = forwarded_for {
-            request = request.header("x-forwarded-for", ip.to_string());
+            request = request.header(headers::FORWARDED_FOR, ip.to_string());
         }
         self.send(request, Full::from(body)).await
     }

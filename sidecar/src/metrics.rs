@@ -8,9 +8,12 @@
 //! - `sidecar_decryption_failures_total`, `sidecar_replays_refused_total`;
 //! - `sidecar_upstream_latency_seconds{route}`: time to the identity API's full answer;
 //! - `sidecar_tls_reloads_total{outcome}`: changes of the TLS files, `ok` (served from then on)
-//!   or `error` (the previous pair kept).
+//!   or `error` (the previous pair kept);
 //! - `sidecar_session_store_errors_total{operation}`: Redis store operations that failed or
-//!   timed out (each answered 503), by operation `create`, `get`, `accept` or `end`.
+//!   timed out (each answered 503), by operation `create`, `get`, `accept` or `end`;
+//! - `sidecar_session_store_refusals_total{reason}`: sessions found in Redis but refused (each
+//!   answered 401 invalid_session), by reason: `unopenable`, their keys open under no key of
+//!   `--session-store-key-file`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -48,6 +51,11 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Debug)]
@@ -61,6 +69,7 @@ pub struct Metrics {
     pub upstream_latency: LatencyFamily,
     pub tls_reloads: Family<OutcomeLabels, Counter>,
     pub session_store_errors: Family<OperationLabels, Counter>,
+    pub session_store_refusals: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -85,6 +94,7 @@ impl Metrics {
         let upstream_latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let tls_reloads = Family::default();
         let session_store_errors = Family::default();
+        let session_store_refusals = Family::default();
         registry.register("sessions_live", "Live sessions", sessions_live.clone());
         registry.register(
             "session_inits",
@@ -117,6 +127,11 @@ impl Metrics {
             "Session store operations that failed or timed out, by operation",
             session_store_errors.clone(),
         );
+        registry.register(
+            "session_store_refusals",
+            "Sessions found in the session store but refused as unknown, by reason",
+            session_store_refusals.clone(),
+        );
         Self {
             registry,
             sessions_live,
@@ -127,6 +142,7 @@ impl Metrics {
             upstream_latency,
             tls_reloads,
             session_store_errors,
+            session_store_refusals,
         }
     }
 

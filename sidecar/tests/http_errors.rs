@@ -11,8 +11,6 @@ use std::time::Duration;
 use common::*;
 use identity_protocol::paths;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const TOKEN: &str = paths::TOKEN;
 
@@ -658,35 +656,6 @@ async fn payload_too_large_edge() {
     assert_eq!(post_raw(&init, &[], body.clone()).await.0, 200);
     body.push(b' ');
     assert_error(&post_raw(&init, &[], body).await, 413, "payload_too_large");
-}
-
-/// Sends request headers and part of a body that never ends, then reads the answer.
-async fn answer_to_unfinished_body(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // The server may stop reading once it has refused: a failed write is fine.
-    let _ = stream.write_all(body).await;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    answer.extend_from_slice(&buf[..n]);
-                    if answer.windows(4).any(|w| w == b"\r\n\r\n")
-                        && String::from_utf8_lossy(&answer).contains("payload_too_large")
-                    {
-                        break;
-                    }
-                }
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("the sidecar answers before the body ends");
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test]

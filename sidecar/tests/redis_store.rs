@@ -299,13 +299,67 @@ async fn end_and_expiry_in_redis_reach_a_replica_that_holds_the_keys() {
     b.forget(&short);
     assert!(b.get(&short, Instant::now()).await.unwrap().is_none());
 
-    // Another store key cannot open what A sealed: a configuration error, answered 503.
-    let (c, _) = store_with_key(&redis_url(), &prefix, &"00".repeat(32), &[]);
+    // A replica without the store key that sealed a session (removed from its key file) finds
+    // it unknown, its client sent to session init, counted apart from the store's failures.
+    let (c, metrics) = store_with_key(&redis_url(), &prefix, &"00".repeat(32), &[]);
     let (kept, _) = create(&a, 24, None, 60).await;
-    assert_eq!(
-        c.get(&kept, Instant::now()).await.unwrap_err(),
-        StoreUnavailable
+    for _ in 0..2 {
+        assert!(c.get(&kept, Instant::now()).await.unwrap().is_none());
+    }
+    let text = metrics.encode(0).unwrap();
+    assert!(
+        text.contains(r#"sidecar_session_store_refusals_total{reason="unopenable"} 2"#),
+        "{text}"
     );
+    assert!(
+        !text.contains("sidecar_session_store_errors_total{"),
+        "{text}"
+    );
+    // Left in Redis for the replicas that hold the key.
+    let (d, _) = store(&redis_url(), &prefix, &[]);
+    assert!(d.get(&kept, Instant::now()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+#[cfg_attr(not(redis_tests), ignore = "needs Redis: set SIDECAR_TEST_REDIS_URL")]
+async fn a_subject_or_expiry_rewritten_in_redis_makes_the_session_unknown() {
+    let prefix = prefix("rewritten");
+    let (a, _) = store(&redis_url(), &prefix, &[]);
+    let (alices, _) = create(&a, 31, Some("alice"), 60).await;
+    let (anonymous, _) = create(&a, 32, None, 60).await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = |id: &str| format!("{prefix}{{{id}}}");
+    let expires_at: u64 = redis.hget(key(&alices), "e").await.unwrap();
+
+    // Each edit, seen by a replica that has not cached the session's keys yet; then undone.
+    let edits: [(&str, &str, Vec<u8>); 5] = [
+        (&alices, "s", b"bob".to_vec()),
+        (&alices, "s", b"\xff".to_vec()),
+        (&alices, "e", (expires_at + 3600).to_string().into_bytes()),
+        (&alices, "e", b"later".to_vec()),
+        (&anonymous, "s", b"alice".to_vec()),
+    ];
+    for (id, field, value) in edits {
+        let before: Option<Vec<u8>> = redis.hget(key(id), field).await.unwrap();
+        let () = redis.hset(key(id), field, &value).await.unwrap();
+        let (replica, metrics) = store(&redis_url(), &prefix, &[]);
+        let got = replica.get(id, Instant::now()).await.unwrap();
+        assert!(got.is_none(), "{field} = {value:?} was accepted");
+        let text = metrics.encode(0).unwrap();
+        assert!(
+            text.contains(r#"sidecar_session_store_refusals_total{reason="unopenable"} 1"#),
+            "{text}"
+        );
+        match before {
+            Some(before) => redis.hset(key(id), field, before).await.unwrap(),
+            None => redis.hdel(key(id), field).await.unwrap(),
+        }
+        let (replica, _) = store(&redis_url(), &prefix, &[]);
+        let live = replica.get(id, Instant::now()).await.unwrap().unwrap();
+        let subject = (id == alices).then_some("alice");
+        assert_eq!(live.session().subject(), subject);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

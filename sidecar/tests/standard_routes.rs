@@ -1,17 +1,21 @@
-//! The standard OAuth routes (/oauth/token, /oauth/introspect, /oauth/revoke,
-//! /.well-known/oauth-authorization-server) passed through to an in-process identity API stub:
+//! The standard OAuth routes (/oauth/token, /oauth/introspect, /oauth/revoke, their metadata at
+//! /.well-known/oauth-authorization-server and /.well-known/openid-configuration) passed through to an in-process identity API stub:
 //! over TLS, a form POST and its headers both ways, unchanged; the internal token added and the
-//! client's internal headers dropped; the body limit; the metrics; without TLS a 404 that says
-//! why, unless --standard-routes-behind-tls-proxy.
+//! client's internal headers dropped; the body limit and timeout, answered as RFC 6749 errors;
+//! the metrics; without TLS a 404 that says why, unless --standard-routes-behind-tls-proxy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a panic here is a failed test
 
 mod common;
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use common::tls::{TestCa, https, request};
-use common::{INTERNAL_TOKEN, Sidecar, Stub, assert_error, parts, scratch_dir};
+use common::{
+    INTERNAL_TOKEN, Sidecar, Stub, answer_to_unfinished_body, assert_error, parts, scratch_dir,
+};
 use identity_protocol::paths;
 use serde_json::Value;
 
@@ -152,6 +156,11 @@ async fn a_form_post_and_its_headers_pass_both_ways_unchanged() {
     let echo: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(echo["method"], "GET");
     assert_eq!(header(&echo, "x-internal-token"), [INTERNAL_TOKEN]);
+    // And the same document at OpenID Connect Discovery's address.
+    let (status, _, body) = tls.send("GET", paths::OPENID_CONFIGURATION, &[], "").await;
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(metadata["issuer"], "http://stub.test");
     tls.sidecar.shutdown().await;
 }
 
@@ -187,10 +196,13 @@ async fn the_body_limit_holds_and_other_methods_get_405() {
         .send("POST", paths::OAUTH_TOKEN, &[FORM_TYPE], &"a".repeat(1000))
         .await;
     assert_eq!(status, 200);
+    // Over the limit: RFC 6749's answer, as the identity API itself gives it (docs/OAUTH.md).
     let got = tls
         .send("POST", paths::OAUTH_TOKEN, &[FORM_TYPE], &"a".repeat(1001))
         .await;
-    assert_error(&got, 413, "payload_too_large");
+    assert_oauth_error(&got, 400, "invalid_request");
+    let text = String::from_utf8_lossy(&got.2);
+    assert!(text.contains("over the limit of 1000 bytes"), "{text}");
     assert_eq!(stub.records_for(paths::OAUTH_TOKEN).len(), 1);
 
     let got = tls.send("GET", paths::OAUTH_TOKEN, &[], "").await;
@@ -204,12 +216,60 @@ async fn the_body_limit_holds_and_other_methods_get_405() {
     tls.sidecar.shutdown().await;
 }
 
+/// An RFC 6749 section 5.2 error with section 5.1's headers.
+fn assert_oauth_error(got: &(u16, HeaderMap, Bytes), status: u16, code: &str) {
+    assert_error(got, status, code);
+    assert_eq!(got.1["cache-control"], "no-store");
+    assert_eq!(got.1["pragma"], "no-cache");
+}
+
+#[tokio::test]
+async fn a_body_too_large_or_too_late_is_an_oauth_invalid_request() {
+    let stub = Stub::start().await;
+    let sidecar = Sidecar::start_with(&stub.url, |config| {
+        config.tls.standard_routes_behind_tls_proxy = true;
+        config.max_body_bytes = 1000;
+        config.server.limits.body_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let head = |length: usize| {
+        format!(
+            "POST {} HTTP/1.1\r\nhost: sidecar\r\n\
+             content-type: application/x-www-form-urlencoded\r\ncontent-length: {length}\r\n\r\n",
+            paths::OAUTH_TOKEN
+        )
+    };
+    // A declared length over the limit is refused before the body is read; a body that stops
+    // arriving, once the body-read timeout has passed.
+    for (length, description) in [
+        (1_000_000_000, "over the limit of 1000 bytes"),
+        (100, "did not arrive in time"),
+    ] {
+        let answer = answer_to_unfinished_body(sidecar.addr, &head(length), b"grant").await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 400"), "{answer}");
+        assert!(head.contains("\r\ncache-control: no-store"), "{answer}");
+        assert!(head.contains("\r\npragma: no-cache"), "{answer}");
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"], "invalid_request", "{answer}");
+        let text = body["error_description"].as_str().unwrap();
+        assert!(text.contains(description), "{answer}");
+    }
+    assert!(
+        stub.records().is_empty(),
+        "a request reached the identity API"
+    );
+    sidecar.shutdown().await;
+}
+
 #[tokio::test]
 async fn without_tls_they_are_refused_with_a_reason() {
     let stub = Stub::start().await;
     let sidecar = Sidecar::start(&stub.url).await;
+    // The metadata at both its addresses too: it advertises routes that answer 404 here.
     for path in paths::STANDARD {
-        let request = if path == paths::OAUTH_AUTHORIZATION_SERVER_METADATA {
+        let request = if path.starts_with("/.well-known/") {
             common::http().get(sidecar.endpoint(path))
         } else {
             common::http()
@@ -226,7 +286,7 @@ async fn without_tls_they_are_refused_with_a_reason() {
         stub.records().is_empty(),
         "a request reached the identity API"
     );
-    // Discovery and the JWKS stay public documents, as before.
+    // The JWKS stays a public document.
     let (status, _, _) = parts(
         common::http()
             .get(sidecar.endpoint(paths::JWKS))

@@ -48,8 +48,10 @@ impl Route {
             paths::READY => Self::Ready,
             paths::METRICS if state.settings.public_metrics => Self::Metrics,
             paths::KEY_DOCUMENT => Self::KeyDocument,
-            paths::OPENID_CONFIGURATION | paths::JWKS => Self::PassThrough,
-            paths::OAUTH_AUTHORIZATION_SERVER_METADATA => Self::StandardMetadata,
+            paths::JWKS => Self::PassThrough,
+            paths::OAUTH_AUTHORIZATION_SERVER_METADATA | paths::OPENID_CONFIGURATION => {
+                Self::StandardMetadata
+            }
             _ if standard::is_standard(path) => Self::Standard,
             _ if state.settings.routes.contains(path) => Self::Encrypted,
             _ => return None,
@@ -149,8 +151,8 @@ async fn handle(state: &AppState, route: Route, path: &str, request: Request) ->
         Route::PassThrough => plain::pass_through(state, path)
             .await
             .unwrap_or_else(IntoResponse::into_response),
-        Route::Standard | Route::StandardMetadata => standard::pass(state, path, request, peer)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+        Route::Standard | Route::StandardMetadata => {
+            standard::pass(state, path, request, peer).await
+        }
     }
 }

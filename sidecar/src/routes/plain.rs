@@ -57,7 +57,7 @@ pub fn key_document(state: &AppState) -> Response {
     response
 }
 
-/// `GET /.well-known/openid-configuration` and `/.well-known/jwks.json`, from the identity API.
+/// `GET /.well-known/jwks.json`, from the identity API: public keys, served with or without TLS.
 pub async fn pass_through(state: &AppState, path: &str) -> Result<Response, ApiError> {
     let timer = Timer::start();
     let answer = state.upstream.get(path).await;

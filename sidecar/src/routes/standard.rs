@@ -3,13 +3,17 @@
 //! the pod. Their clients authenticate on every request, with secrets and tokens in the form
 //! body or the Authorization header, so the sidecar serves them only over TLS, its own or a
 //! proxy's in front of it (`--standard-routes-behind-tls-proxy`).
+//!
+//! What the sidecar answers itself there, it answers as the identity API would: a body over
+//! the limit, late or unreadable is RFC 6749's `400 invalid_request`, as docs/OAUTH.md says of
+//! the API, with the `Cache-Control: no-store` and `Pragma: no-cache` of RFC 6749 section 5.1.
 
 use std::net::IpAddr;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use identity_protocol::{ErrorCode, paths};
 use identity_runtime::serve::read_body;
 
@@ -34,9 +38,32 @@ pub async fn pass(
     path: &str,
     request: Request,
     peer: Option<IpAddr>,
+) -> Response {
+    match forward(state, path, request, peer).await {
+        Ok(response) => response,
+        Err(error) => {
+            // The sidecar's own errors get RFC 6749 section 5.1's headers, as the API's do.
+            let mut response = error.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            response
+        }
+    }
+}
+
+async fn forward(
+    state: &AppState,
+    path: &str,
+    request: Request,
+    peer: Option<IpAddr>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
+    // RFC 6749 section 5.2 has no code for a body over the limit or late: `invalid_request`,
+    // the identity API's own answer to it.
+    let body = read_body(&parts.headers, body, state.settings.max_body_bytes)
+        .await
+        .map_err(|err| ApiError::invalid_request(err.to_string()))?;
     let target = parts
         .uri
         .path_and_query()

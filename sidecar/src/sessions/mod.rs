@@ -140,11 +140,11 @@ impl SessionStore {
         if args.is_memory() {
             return Ok(Self::Memory(SessionTable::new(max_sessions)));
         }
-        let errors = metrics.session_store_errors.clone();
         Ok(Self::Redis(Box::new(RedisStore::connect(
             args,
             max_sessions,
-            errors,
+            metrics.session_store_errors.clone(),
+            metrics.session_store_refusals.clone(),
         )?)))
     }
 

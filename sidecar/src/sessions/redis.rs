@@ -5,7 +5,7 @@
 //!
 //! | field | value |
 //! | --- | --- |
-//! | `k` | the session's keys, sealed under the store key ([`super::sealing`]) |
+//! | `k` | the session's keys, sealed under the store key, bound to its id, `s` and `e` ([`super::sealing`]) |
 //! | `s` | the subject of an authenticated session (absent: anonymous) |
 //! | `e` | `expires_at`, Unix seconds |
 //! | `h`, `w`, `n` | the replay window (highest seq, a ring of 1024 bits) and the request count |
@@ -13,6 +13,11 @@
 //! The window and the count change only in `accept.lua`, one atomic script per request. Keys
 //! unsealed on a replica are cached there ([`SessionTable`]) until the session's deadline, the
 //! next request that finds it ended in Redis, or a sweep; they are wiped when dropped.
+//!
+//! A session whose keys open under no store key (sealed under a key since removed from
+//! `--session-store-key-file`, or altered in Redis) is an unknown session, `401
+//! invalid_session`: its client runs session init again, which no retry of the store mends.
+//! It is counted and warned about, as a key file out of step among replicas would be.
 //!
 //! Every operation is bounded by `--session-store-timeout-ms`. A failure is
 //! [`StoreUnavailable`]: counted, logged when the store goes down and when it answers again,
@@ -32,10 +37,13 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, IntoConnectionInfo, RedisError, Script, ScriptInvocation, TlsCertificates};
 
 use super::args::StoreArgs;
-use super::sealing::StoreKeys;
+use super::sealing::{Binding, StoreKeys};
 use super::table::{Expires, SessionTable};
 use super::{Refusal, Session, StoreUnavailable, unix_now};
-use crate::metrics::OperationLabels;
+use crate::metrics::{OperationLabels, ReasonLabels};
+
+/// `k`, `s` and `e` of a session's hash, as Redis holds them.
+type Fields = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// The Redis store and this replica's cache of unsealed keys.
 pub struct RedisStore {
@@ -48,6 +56,7 @@ pub struct RedisStore {
     accept: Script,
     end_previous: Script,
     errors: Family<OperationLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
     /// Whether the last operation failed: the log says when the store goes down and comes back.
     down: AtomicBool,
 }
@@ -65,6 +74,7 @@ impl RedisStore {
         args: &StoreArgs,
         cache_max: usize,
         errors: Family<OperationLabels, Counter>,
+        refusals: Family<ReasonLabels, Counter>,
     ) -> Result<Self, String> {
         let key = args.key.require().map_err(|e| e.to_string())?;
         let keys = StoreKeys::parse(key).map_err(|e| format!("--session-store-key-file {e}"))?;
@@ -140,6 +150,7 @@ impl RedisStore {
             accept: Script::new(include_str!("redis/accept.lua")),
             end_previous: Script::new(include_str!("redis/end_previous.lua")),
             errors,
+            refusals,
             down: AtomicBool::new(false),
         })
     }
@@ -162,7 +173,12 @@ impl RedisStore {
         ttl: u64,
         expires_at: u64,
     ) -> Result<(), StoreUnavailable> {
-        let sealed = self.keys.seal(&session_id, session.keys());
+        let binding = Binding {
+            session_id: &session_id,
+            subject: session.subject(),
+            expires_at,
+        };
+        let sealed = self.keys.seal(&binding, session.keys());
         let mut invocation = self.create.prepare_invoke();
         invocation
             .key(self.key(&session_id))
@@ -191,18 +207,32 @@ impl RedisStore {
         }
         let mut hmget = redis::cmd("HMGET");
         hmget.arg(self.key(session_id)).arg(&["k", "s", "e"]);
-        let (sealed, subject, expires_at): (Option<Vec<u8>>, Option<String>, Option<u64>) = self
+        // Read as bytes: a value this replica would not have written makes an unknown session,
+        // not a failure of the store.
+        let (sealed, subject, expires_at): Fields = self
             .bounded("get", hmget.query_async(&mut self.connection.clone()))
             .await?;
         let (Some(sealed), Some(expires_at)) = (sealed, expires_at) else {
             return Ok(None);
         };
-        let Some(keys) = self.keys.open(session_id, &sealed) else {
-            return Err(self.failed(
-                "get",
-                "a session's keys open under no key of --session-store-key-file: do all \
-                 replicas have the same key file?",
-            ));
+        let subject = match subject.map(String::from_utf8) {
+            None => None,
+            Some(Ok(subject)) => Some(subject),
+            Some(Err(_)) => return Ok(self.unopenable()),
+        };
+        let Some(expires_at) = std::str::from_utf8(&expires_at)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+        else {
+            return Ok(self.unopenable());
+        };
+        let binding = Binding {
+            session_id,
+            subject: subject.as_deref(),
+            expires_at,
+        };
+        let Some(keys) = self.keys.open(&binding, &sealed) else {
+            return Ok(self.unopenable());
         };
         let left = Duration::from_secs(expires_at.saturating_sub(unix_now()));
         let session = Session::new(keys, subject, now + left);
@@ -213,6 +243,22 @@ impl RedisStore {
             Ok(slot) => slot.insert(session_id.to_owned(), session),
             Err(_) => Arc::new(session),
         }))
+    }
+
+    /// A session found in Redis whose keys open under no store key, or not for what Redis says
+    /// of it: unknown, counted and warned about (once per session: its client opens another).
+    fn unopenable(&self) -> Option<Arc<Session>> {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: "unopenable",
+            })
+            .inc();
+        tracing::warn!(
+            "a session's keys in the store open under no key of --session-store-key-file (sealed \
+             under a key since removed, a key file that differs among replicas, or altered in \
+             Redis): answered 401 invalid_session"
+        );
+        None
     }
 
     /// After decrypting: consumes `seq` and counts the request, atomically in Redis.

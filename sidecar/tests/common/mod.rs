@@ -471,6 +471,39 @@ pub async fn post_raw(
     parts(request.send().await.unwrap()).await
 }
 
+/// Sends request headers and part of a body that never ends, then reads the answer: until its
+/// JSON body is whole, or the connection closes.
+pub async fn answer_to_unfinished_body(addr: SocketAddr, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may stop reading once it has refused: a failed write is fine.
+    let _ = stream.write_all(body).await;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&answer);
+                    if text
+                        .split_once("\r\n\r\n")
+                        .is_some_and(|(_, body)| serde_json::from_str::<Value>(body).is_ok())
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the sidecar answers before the body ends");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// A fresh, valid session init body.
 pub fn init_body() -> String {
     serde_json::to_string(&identity_protocol::ClientHandshake::new().request()).unwrap()
