@@ -299,21 +299,11 @@ pub fn end_to_end(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::HOST,
-        header::CONTENT_LENGTH,
-    ] {
+    for name in headers::HOP_BY_HOP {
         headers.remove(name);
     }
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
 }
 
 fn json(answer: UpstreamAnswer) -> Result<UpstreamAnswer, UpstreamError> {
