@@ -277,10 +277,9 @@ fn stop(stack: Stack, style: Style) {
 /// on stderr, so `> .env` captures exactly them), then both binaries stay up until Ctrl-C or
 /// SIGTERM, or until one of them exits on its own (a failure).
 async fn keep_running(mut stack: Stack, subject: &str, style: Style) -> ExitCode {
+    // Before the lines go out: whoever reads them may send SIGTERM at once.
     let signal = identity_runtime::shutdown_signal();
     tokio::pin!(signal);
-    // Polled once before the lines go out, so that its handlers are in place when whoever reads
-    // them sends SIGTERM.
     let early = tokio::select! {
         biased;
         () = &mut signal => true,

@@ -26,6 +26,8 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the address goes out: whoever reads it may send SIGTERM at once.
+    let signal = identity_runtime::shutdown_signal();
     // One stdout line with the bound address (useful with --listen 127.0.0.1:0).
     let url = server.url();
     identity_runtime::print_line(
@@ -41,6 +43,6 @@ async fn run(config: Config) -> ExitCode {
     }
     // The drain after the signal is bounded by --shutdown-grace-secs, so a client trickling its
     // body cannot hold the process open until the kubelet kills it.
-    server.run(identity_runtime::shutdown_signal()).await;
+    server.run(signal).await;
     ExitCode::SUCCESS
 }
