@@ -1,0 +1,189 @@
+//! The subcommands' arguments: `client`, `keys`, `kek` and `audit`.
+
+use clap::{Args, Subcommand};
+
+use crate::audit::{self, DEFAULT_LIST, MAX_LIST};
+use crate::clients::{DEFAULT_GRANT_TYPES, Overlap};
+
+use super::{DbArgs, KekArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client and print its secret (shown once).
+    Create {
+        /// Client id: 1 to 128 characters of A-Z a-z 0-9 . _ ~ -
+        client_id: String,
+        /// Allowed scopes, space-separated.
+        #[arg(long)]
+        scope: String,
+        /// Allowed audiences, space-separated (or repeat the flag).
+        #[arg(long, required = true)]
+        audience: Vec<String>,
+        /// The grants the client may use at /oauth/token, separated by spaces or commas:
+        /// client_credentials, refresh_token (with refresh_token, client_credentials also
+        /// answers with a refresh token). /api/v1 ignores them.
+        #[arg(long, value_name = "GRANTS", default_value = DEFAULT_GRANT_TYPES)]
+        grant_types: String,
+        /// The client may introspect the tokens of every client at /oauth/introspect (a
+        /// gateway, a resource server), not only its own.
+        #[arg(long)]
+        may_introspect: bool,
+        /// Print one JSON object {"client_id", "client_secret"}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+    /// List clients (never secrets).
+    List {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace a client's secret and print the new one. The old one stops working at once, or
+    /// with --overlap when the overlap ends.
+    RotateSecret {
+        client_id: String,
+        /// Keep the old secret working this long, so that instances can move to the new one
+        /// without an outage: seconds (600) or with a unit (10m, 1h, 2d), at most 7 days. Any
+        /// earlier overlap ends either way.
+        #[arg(long, value_name = "DURATION")]
+        overlap: Option<Overlap>,
+        /// Print one JSON object {"client_id", "client_secret"}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+    /// Disable a client: it can no longer obtain tokens, and its token families are revoked.
+    Disable {
+        client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Enable a disabled client: it can obtain tokens again (the families revoked when it was
+    /// disabled stay revoked).
+    Enable {
+        client_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace a client's allowed scopes, audiences, grant types or introspection right (at
+    /// least one), at once on every running server; tokens issued before keep what they were
+    /// issued with.
+    #[command(group(clap::ArgGroup::new("grants").required(true).multiple(true).args(["scope", "audience", "grant_types", "may_introspect"])))]
+    Update {
+        client_id: String,
+        /// The new allowed scopes, space-separated.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The new allowed audiences, space-separated (or repeat the flag).
+        #[arg(long)]
+        audience: Vec<String>,
+        /// The new grants of /oauth/token (see `client create --grant-types`).
+        #[arg(long, value_name = "GRANTS")]
+        grant_types: Option<String>,
+        /// Whether the client may introspect the tokens of every client at /oauth/introspect.
+        #[arg(long, value_name = "true|false")]
+        may_introspect: Option<bool>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new signing key: new tokens use it at once (running servers pick it up within
+    /// a second); the JWKS keeps the old public keys while their tokens may be valid.
+    Rotate {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KekCommand {
+    /// Print a new random key-encryption key (32 bytes, base64url without padding) on stdout.
+    Generate,
+    /// Re-encrypt every stored key under the current key-encryption key, in one transaction
+    /// (idempotent). Rows under the previous key need --previous-key-encryption-key.
+    Rewrap {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest events that match, as a table (oldest first).
+    List {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// How many of the newest events that match to show (at most 10000; `audit export`
+        /// has no limit).
+        #[arg(long, default_value_t = DEFAULT_LIST,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIST)))]
+        limit: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Every event that matches, oldest first, as JSON lines on stdout (all columns), read a
+    /// page at a time.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Only events with a larger id: resumes an export from the last id it wrote.
+        #[arg(long, value_name = "ID")]
+        after_id: Option<i64>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// The filters of `audit list` and `audit export`; each one given narrows the events.
+#[derive(Debug, Args)]
+pub struct AuditFilterArgs {
+    /// Events at or after this time: RFC 3339 (2025-01-31T12:00:00Z) or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = audit::parse_time)]
+    pub since: Option<i64>,
+    /// Events before this time: RFC 3339 or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = audit::parse_time)]
+    pub until: Option<i64>,
+    /// Events of this type: issue, refresh, reuse_detected, revoke, client_create,
+    /// client_rotate_secret, client_disable, client_enable, client_update, keys_rotate,
+    /// kek_rewrap.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Events of this client.
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub client: Option<String>,
+    /// Events of this subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Events of this token family.
+    #[arg(long, value_name = "FAMILY_ID")]
+    pub family: Option<String>,
+}
+
+impl AuditFilterArgs {
+    pub fn filter(self) -> audit::Filter {
+        audit::Filter {
+            since: self.since,
+            until: self.until,
+            event: self.event,
+            client_id: self.client,
+            subject: self.subject,
+            family_id: self.family,
+        }
+    }
+}
