@@ -32,6 +32,6 @@ pub use error::{Error, ErrorCode};
 pub use handshake::{ClientHandshake, ClientSession, InitAnswer, InitRequest};
 pub use identity::is_valid_subject;
 pub use keys::{EphemeralSecret, PublicKey, Role, SessionKeys};
-pub use names::{PROTOCOL, headers, is_valid_session_id, paths};
+pub use names::{PROTOCOL, headers, is_valid_session_id, is_valid_tenant_slug, paths};
 pub use replay::ReplayWindow;
 pub use signing::{KeyDocument, SigningKey, TrustedKeys};

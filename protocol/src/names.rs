@@ -42,6 +42,20 @@ pub mod paths {
         OAUTH_AUTHORIZATION_SERVER_METADATA,
         OPENID_CONFIGURATION,
     ];
+
+    /// A tenant's own copy of the identity API's public routes: `/t/{tenant}` then the route
+    /// (`/t/acme/.well-known/openid-configuration`), so that a stock client configured with a
+    /// tenant's issuer finds its discovery document, JWKS and endpoints.
+    pub const TENANT_PREFIX: &str = "/t/";
+
+    /// `(tenant, route)` of a path under [`TENANT_PREFIX`] whose tenant is a valid slug
+    /// ([`super::is_valid_tenant_slug`]); `None` for any other path.
+    pub fn split_tenant(path: &str) -> Option<(&str, &str)> {
+        let rest = path.strip_prefix(TENANT_PREFIX)?;
+        let slash = rest.find('/')?;
+        let (tenant, route) = rest.split_at(slash);
+        super::is_valid_tenant_slug(tenant).then_some((tenant, route))
+    }
 }
 
 /// Header names of the protocol, lower-case as HTTP/2 and `http::HeaderName` want them.
@@ -75,9 +89,61 @@ pub mod headers {
     /// Set by the sidecar only, to the address of its TCP peer; client-sent copies are dropped
     /// (a client could otherwise name any address).
     pub const FORWARDED_FOR: &str = "x-forwarded-for";
+    /// The headers that may name the tenant of a request, first present wins, by default
+    /// (`IDENTITY_TENANT_HEADER_CANDIDATES`). A header can only narrow: a credential of another
+    /// tenant is refused, so the sidecar passes them through unsealed.
+    pub const TENANT_CANDIDATES: [&str; 3] = ["x-tenant-id", "x-tenant", "x-realm"];
+}
+
+/// A tenant's slug: 1 to 63 characters of `a-z`, `0-9` and `-`, neither first nor last a `-`
+/// (a DNS label, so that it fits a path segment, a header and a host name alike).
+pub fn is_valid_tenant_slug(slug: &str) -> bool {
+    let bytes = slug.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
 }
 
 /// `session_id` is opaque: 1 to 512 visible ASCII characters (0x21 to 0x7E), section 1.
 pub fn is_valid_session_id(session_id: &str) -> bool {
     (1..=512).contains(&session_id.len()) && session_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_slugs_are_dns_labels() {
+        for ok in ["primary", "a", "acme-eu-1", "0", &"x".repeat(63)] {
+            assert!(is_valid_tenant_slug(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Acme",
+            "a_b",
+            "a.b",
+            "a/b",
+            "ä",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_valid_tenant_slug(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tenant_paths_split_into_slug_and_route() {
+        assert_eq!(
+            paths::split_tenant("/t/acme/oauth/token"),
+            Some(("acme", "/oauth/token"))
+        );
+        assert_eq!(paths::split_tenant("/t/acme"), None);
+        assert_eq!(paths::split_tenant("/t/Acme/oauth/token"), None);
+        assert_eq!(paths::split_tenant("/oauth/token"), None);
+    }
 }
