@@ -7,36 +7,43 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot set up should stop
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use identity_api::keys::{KeyRing, SigningKey};
+use identity_api::keys::{Directory, Tenant, Verifier};
 use identity_api::secret::Fresh;
-use identity_api::tokens::{self, Claims, VerifiedCache};
-use jsonwebtoken::{DecodingKey, EncodingKey};
-use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+use identity_api::signing::{Algorithm, SigningKey};
+use identity_api::storage::TenantId;
+use identity_api::tokens::{self, Claims, Verified, VerifiedCache};
+use jsonwebtoken::EncodingKey;
+use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 use rand_core::OsRng;
 
-fn ring(secret: &p256::SecretKey) -> KeyRing {
-    let private = secret.to_pkcs8_der().unwrap();
-    let public = secret
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .unwrap();
-    let kid = "bench-kid".to_owned();
-    let mut verify = HashMap::new();
-    verify.insert(
-        kid.clone(),
-        DecodingKey::from_ec_pem(public.as_bytes()).unwrap(),
-    );
-    KeyRing {
-        active: Some(SigningKey::from_pkcs8(&kid, private.as_bytes()).unwrap()),
-        verify,
+/// One tenant, `primary`, signing with `key`.
+fn directory(key: SigningKey) -> Directory {
+    let tenant = TenantId::primary();
+    let verifier = Verifier {
+        tenant: tenant.clone(),
+        algorithm: key.algorithm(),
+        key: key.public_jwk().decoding_key().unwrap(),
+    };
+    let kid = key.kid().to_owned();
+    let primary = Tenant {
+        id: tenant.clone(),
+        display_name: "primary".into(),
+        issuer: "http://127.0.0.1:8140".into(),
+        enabled: true,
+        algorithm: key.algorithm(),
+        signing_key_ref: None,
+        access_ttl: 900,
+        refresh_ttl: 86_400,
+        family_ttl: 2_592_000,
+        active: Some(key),
         jwks: Arc::from(Vec::new()),
         published: 1,
-    }
+    };
+    Directory::of(tenant, vec![primary], vec![(kid, verifier)])
 }
 
 fn claims() -> Claims {
@@ -55,32 +62,37 @@ fn claims() -> Claims {
 
 fn es256(c: &mut Criterion) {
     let secret = p256::SecretKey::random(&mut OsRng);
-    let ring = ring(&secret);
+    let private = secret.to_pkcs8_der().unwrap();
+    let key = SigningKey::from_pkcs8(Algorithm::Es256, private.as_bytes()).unwrap();
+    let kid = key.kid().to_owned();
+    let directory = directory(key);
+    let tenant = directory.default_tenant().unwrap();
     let claims = claims();
-    let token = tokens::sign(&ring, &claims).unwrap();
+    let token = tokens::sign(tenant, &claims).unwrap();
     let mut group = c.benchmark_group("es256_aws_lc_rs");
     group.bench_function("sign", |b| {
-        b.iter(|| black_box(tokens::sign(&ring, black_box(&claims)).unwrap()))
+        b.iter(|| black_box(tokens::sign(tenant, black_box(&claims)).unwrap()))
     });
     // For comparison, jsonwebtoken's `encode`, which parses the PKCS#8 key for every token.
     let pem = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
     let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("at+jwt".to_owned());
-    header.kid = Some("bench-kid".to_owned());
+    header.kid = Some(kid);
     group.bench_function("sign_jsonwebtoken_encode", |b| {
         b.iter(|| black_box(jsonwebtoken::encode(&header, black_box(&claims), &encoding).unwrap()))
     });
     group.bench_function("verify", |b| {
-        b.iter(|| {
-            black_box(tokens::verify(&ring, "http://127.0.0.1:8140", black_box(&token)).unwrap())
-        })
+        b.iter(|| black_box(tokens::verify(&directory, black_box(&token)).unwrap()))
     });
     // What a repeated introspection pays instead of `verify`: SHA-256 of the token and a lookup.
     let cache = VerifiedCache::default();
     cache.insert(
         VerifiedCache::key(&token),
-        Arc::new(claims.clone()),
+        Arc::new(Verified {
+            tenant: TenantId::primary(),
+            claims: claims.clone(),
+        }),
         1_800_000_001,
     );
     group.bench_function("verified_cache_hit", |b| {

@@ -205,6 +205,8 @@ pub fn json(event: &AuditEvent) -> Value {
         "time": format_time(row.at),
         "event": row.event,
         "outcome": row.outcome,
+        // Empty for the deployment's own events (kek rewrap), which no tenant owns.
+        "tenant": Some(row.tenant_id.as_str()).filter(|t| !t.is_empty()),
         "client_id": row.client_id,
         "subject": row.subject,
         "family_id": row.family_id,
@@ -215,11 +217,12 @@ pub fn json(event: &AuditEvent) -> Value {
 
 /// The events as a table with a header, columns aligned, `-` for what an event does not have.
 pub fn table(events: &[AuditEvent]) -> String {
-    const HEADER: [&str; 9] = [
-        "ID", "TIME", "EVENT", "OUTCOME", "CLIENT", "SUBJECT", "FAMILY", "ACTOR", "DETAIL",
+    const HEADER: [&str; 10] = [
+        "ID", "TIME", "EVENT", "OUTCOME", "TENANT", "CLIENT", "SUBJECT", "FAMILY", "ACTOR",
+        "DETAIL",
     ];
     let cell = |value: &Option<String>| value.as_deref().map_or("-".to_owned(), printable);
-    let rows: Vec<[String; 9]> = events
+    let rows: Vec<[String; 10]> = events
         .iter()
         .map(|e| {
             let r = &e.row;
@@ -228,6 +231,7 @@ pub fn table(events: &[AuditEvent]) -> String {
                 format_time(r.at),
                 printable(&r.event),
                 printable(&r.outcome),
+                cell(&Some(r.tenant_id.to_string()).filter(|t| !t.is_empty())),
                 cell(&r.client_id),
                 cell(&r.subject),
                 cell(&r.family_id),
@@ -360,6 +364,7 @@ mod tests {
                 outcome: "issued".into(),
                 actor: None,
                 detail: None,
+                tenant_id: crate::storage::TenantId::primary(),
             },
         };
         let text = table(&[event(9, "alice"), event(10, "bob\x1b[2J")]);

@@ -48,6 +48,15 @@ pub enum ApiError {
     RequestTimeout,
     #[error("not_found")]
     NotFound,
+    /// A tenant named by the path or a tenant header that is not a slug.
+    #[error("invalid_tenant")]
+    InvalidTenant,
+    /// A tenant named by the path or a tenant header that does not exist: never the default's
+    /// answer instead.
+    #[error("unknown_tenant")]
+    UnknownTenant(String),
+    #[error("tenant_disabled")]
+    TenantDisabled(String),
     #[error("method_not_allowed")]
     MethodNotAllowed,
     #[error("storage: {0}")]
@@ -83,7 +92,9 @@ impl ApiError {
             | ApiError::InternalTokenRequired => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::UnknownTenant(_) => StatusCode::NOT_FOUND,
+            ApiError::InvalidTenant => StatusCode::BAD_REQUEST,
+            ApiError::TenantDisabled(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +117,9 @@ impl ApiError {
             ApiError::UnauthorizedClient => "unauthorized_client",
             ApiError::InternalTokenRequired => "access_denied",
             ApiError::NotFound => "not_found",
+            ApiError::InvalidTenant => "invalid_request",
+            ApiError::UnknownTenant(_) => "unknown_tenant",
+            ApiError::TenantDisabled(_) => "tenant_disabled",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Store(e) if e.is_transient() => "temporarily_unavailable",
             ApiError::Store(_) | ApiError::Internal(_) => "server_error",
@@ -133,6 +147,11 @@ impl ApiError {
             }
             ApiError::RequestTimeout => BodyError::TimedOut.to_string(),
             ApiError::NotFound => "no such route".into(),
+            ApiError::InvalidTenant => "the tenant named by the path or a tenant header is not a \
+                valid tenant slug (1 to 63 characters of a-z, 0-9 and -)"
+                .into(),
+            ApiError::UnknownTenant(slug) => format!("no tenant {slug}"),
+            ApiError::TenantDisabled(slug) => format!("tenant {slug} is disabled"),
             ApiError::MethodNotAllowed => "method not allowed on this route".into(),
             ApiError::Store(e) if e.is_transient() => {
                 "the database is busy or unreachable; retry".into()

@@ -51,8 +51,17 @@ pub enum KeyError {
     Decrypt { what: String, kek_id: String },
     #[error("key generation failed")]
     Generate,
-    #[error("signing key {kid} is not a P-256 private key in PKCS#8 form")]
-    BadSigningKey { kid: String },
+    #[error("signing key {kid} cannot be used: {source}")]
+    BadSigningKey {
+        kid: String,
+        source: crate::signing::SigningError,
+    },
+    #[error(
+        "tenant {tenant} signs with the key read from {reference}: replace the key there, not here"
+    )]
+    ExternalKey { tenant: String, reference: String },
+    #[error("tenant {tenant}: {message}")]
+    TenantAlgorithm { tenant: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -238,11 +247,10 @@ pub async fn rewrap(db: &Db, keks: &Keks, by: &Operator) -> Result<usize, KeyErr
     let current = keks.current.id().to_owned();
     let now = now();
     let audit = |rows: usize| {
-        AuditRow::admin(
+        AuditRow::server(
             now,
             AdminEvent::KekRewrap,
             by.as_str(),
-            None,
             serde_json::json!({ "rows": rows, "kek_id": keks.current.id() }),
         )
     };

@@ -29,6 +29,7 @@ pub mod purge;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod storage;
 pub mod tokens;
 

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use common::{Backend, TestEnv, admin_rows, basic, cmd, new_kek_text, run};
 use identity_api::kek::{self, Kek, Keks};
 use identity_api::storage::AuditRow;
+use identity_api::storage::Scope;
 use identity_api::{clients, keys};
 use serde_json::{Value, json};
 
@@ -86,7 +87,7 @@ async fn cli_changes_are_audited_with_their_operator(b: Backend) {
     let out = ok(&["keys", "rotate"]);
     let kid = out
         .strip_prefix("new signing key ")
-        .and_then(|rest| rest.split(';').next())
+        .and_then(|rest| rest.split(" of tenant primary;").next())
         .unwrap()
         .to_owned();
     // Without $USER, $LOGNAME names the operator.
@@ -183,7 +184,7 @@ async fn cli_changes_are_audited_with_their_operator(b: Backend) {
     assert_eq!(detail(&rows[2]), json!({"families_revoked": 2}));
     assert_eq!(
         detail(&rows[3]),
-        json!({"kid": kid, "kek_id": Kek::parse(&env.kek).unwrap().id()})
+        json!({"kid": kid, "kek_id": Kek::parse(&env.kek).unwrap().id(), "algorithm": "ES256"})
     );
     assert_eq!(
         detail(&rows[4]),
@@ -223,8 +224,8 @@ async fn a_change_commits_with_its_audit_row_or_not_at_all(b: Backend) {
         ),
     };
     let rows_before = admin_rows(db).await.len();
-    let c1 = db.client("c1").await.unwrap().unwrap();
-    let keys_before = db.signing_keys(0).await.unwrap().len();
+    let c1 = db.client(Scope::AnyTenant, "c1").await.unwrap().unwrap();
+    let keys_before = db.signing_keys(Scope::AnyTenant, 0).await.unwrap().len();
     let kek = Kek::parse(&env.kek).unwrap();
     let next_kek = new_kek_text();
     let keks = || Keks::new(Kek::parse(&next_kek).unwrap(), Some(kek_copy(&env.kek)));
@@ -232,27 +233,54 @@ async fn a_change_commits_with_its_audit_row_or_not_at_all(b: Backend) {
 
     common::exec(db, refuse).await;
     assert!(
-        clients::create(db, key, "c9", "a", "b", &by, now)
-            .await
-            .is_err()
+        clients::create(
+            db,
+            key,
+            "c9",
+            clients::NewClient::new(common::primary(), "a", "b"),
+            &by,
+            now
+        )
+        .await
+        .is_err()
     );
-    assert!(db.client("c9").await.unwrap().is_none(), "created anyway");
     assert!(
-        clients::rotate_secret(db, key, "c1", None, &by, now)
+        db.client(Scope::AnyTenant, "c9").await.unwrap().is_none(),
+        "created anyway"
+    );
+    assert!(
+        clients::rotate_secret(db, key, Scope::AnyTenant, "c1", None, &by, now)
             .await
             .is_err()
     );
-    let after = db.client("c1").await.unwrap().unwrap();
+    let after = db.client(Scope::AnyTenant, "c1").await.unwrap().unwrap();
     assert_eq!(after.secret_verifier, c1.secret_verifier, "rotated anyway");
-    assert!(clients::set_enabled(db, "c1", false, &by).await.is_err());
-    assert!(db.client("c1").await.unwrap().unwrap().enabled);
+    assert!(
+        clients::set_enabled(db, Scope::AnyTenant, "c1", false, &by)
+            .await
+            .is_err()
+    );
+    assert!(
+        db.client(Scope::AnyTenant, "c1")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
     assert_eq!(
         env.introspect(&access, &access).await.1["active"],
         true,
         "the family was revoked anyway"
     );
-    assert!(keys::rotate(db, &kek, now, &by).await.is_err());
-    assert_eq!(db.signing_keys(0).await.unwrap().len(), keys_before);
+    assert!(
+        keys::rotate(db, &kek, &common::primary_row(db).await, now, &by)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        db.signing_keys(Scope::AnyTenant, 0).await.unwrap().len(),
+        keys_before
+    );
     assert!(kek::rewrap(db, &keks(), &by).await.is_err());
     let opened = kek::verifier_key(db, &Keks::from(kek_copy(&env.kek))).await;
     assert!(opened.is_ok(), "rewrapped anyway");
@@ -260,14 +288,25 @@ async fn a_change_commits_with_its_audit_row_or_not_at_all(b: Backend) {
     assert_eq!(issue_status(&env, "c1", &env.secret).await, StatusCode::OK);
 
     common::exec(db, allow).await;
-    clients::create(db, key, "c9", "a", "b", &by, now)
+    clients::create(
+        db,
+        key,
+        "c9",
+        clients::NewClient::new(common::primary(), "a", "b"),
+        &by,
+        now,
+    )
+    .await
+    .unwrap();
+    clients::rotate_secret(db, key, Scope::AnyTenant, "c1", None, &by, now)
         .await
         .unwrap();
-    clients::rotate_secret(db, key, "c1", None, &by, now)
+    clients::set_enabled(db, Scope::AnyTenant, "c1", false, &by)
         .await
         .unwrap();
-    clients::set_enabled(db, "c1", false, &by).await.unwrap();
-    keys::rotate(db, &kek, now, &by).await.unwrap();
+    keys::rotate(db, &kek, &common::primary_row(db).await, now, &by)
+        .await
+        .unwrap();
     kek::rewrap(db, &keks(), &by).await.unwrap();
     let rows = admin_rows(db).await.split_off(rows_before);
     let events: Vec<_> = rows.iter().map(|r| r.event.as_str()).collect();

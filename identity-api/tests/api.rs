@@ -8,6 +8,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Backend, TestEnv, assert_error, basic, claims_of, exec, s, sign_with};
+use identity_api::storage::Scope;
 use identity_runtime::InternalToken;
 use serde_json::json;
 
@@ -152,13 +153,25 @@ async fn issue_errors(b: Backend) {
         401,
         "invalid_client",
     );
-    identity_api::clients::set_enabled(env.state.db(), "c1", false, &common::operator())
-        .await
-        .unwrap();
+    identity_api::clients::set_enabled(
+        env.state.db(),
+        Scope::AnyTenant,
+        "c1",
+        false,
+        &common::operator(),
+    )
+    .await
+    .unwrap();
     assert_error(&issue(ok_auth.clone(), body).await, 401, "invalid_client");
-    identity_api::clients::set_enabled(env.state.db(), "c1", true, &common::operator())
-        .await
-        .unwrap();
+    identity_api::clients::set_enabled(
+        env.state.db(),
+        Scope::AnyTenant,
+        "c1",
+        true,
+        &common::operator(),
+    )
+    .await
+    .unwrap();
     assert_eq!(issue(ok_auth.clone(), body).await.0, StatusCode::OK);
     // The scheme is case-insensitive.
     let lower = ok_auth.replacen("Basic", "basic", 1);
@@ -210,6 +223,7 @@ async fn issue_errors(b: Backend) {
     let multi = identity_api::clients::rotate_secret(
         env.state.db(),
         env.state.verifier_key(),
+        Scope::AnyTenant,
         "multi",
         None,
         &common::operator(),
@@ -850,9 +864,15 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
     let other_bearer = s(&other, "access_token");
     assert_eq!(env.introspect(&a1, &a1).await.1["active"], true);
 
-    identity_api::clients::set_enabled(env.state.db(), "c1", false, &common::operator())
-        .await
-        .unwrap();
+    identity_api::clients::set_enabled(
+        env.state.db(),
+        Scope::AnyTenant,
+        "c1",
+        false,
+        &common::operator(),
+    )
+    .await
+    .unwrap();
     // Its bearer belongs to a revoked family now: refused as a bearer, inactive as a token.
     assert_error(&env.refresh(&a1, &r1).await, 401, "invalid_token");
     assert_error(&env.introspect(&a1, &a1).await, 401, "invalid_token");
@@ -891,9 +911,15 @@ async fn disabling_a_client_revokes_its_families(b: Backend) {
     assert_eq!(disabled, expected, "{events:?}");
 
     // Enabling it again does not bring the old families back.
-    identity_api::clients::set_enabled(env.state.db(), "c1", true, &common::operator())
-        .await
-        .unwrap();
+    identity_api::clients::set_enabled(
+        env.state.db(),
+        Scope::AnyTenant,
+        "c1",
+        true,
+        &common::operator(),
+    )
+    .await
+    .unwrap();
     assert_error(&env.refresh(&a1, &r1).await, 401, "invalid_token");
     let fresh = env.issue().await;
     let bearer = s(&fresh, "access_token");
@@ -933,6 +959,7 @@ async fn client_changes_act_at_once_on_issue(b: Backend) {
         identity_api::clients::rotate_secret(
             db,
             key,
+            Scope::AnyTenant,
             "c1",
             None,
             &common::operator(),
@@ -944,7 +971,7 @@ async fn client_changes_act_at_once_on_issue(b: Backend) {
         .to_owned()
     };
     let set_enabled = |enabled: bool| async move {
-        identity_api::clients::set_enabled(db, "c1", enabled, &common::operator())
+        identity_api::clients::set_enabled(db, Scope::AnyTenant, "c1", enabled, &common::operator())
             .await
             .unwrap()
     };

@@ -41,6 +41,7 @@ fn tagged(t: i64, family_a: &str, family_b: &str) -> Vec<AuditRow> {
         outcome: tag.into(),
         actor: None,
         detail: None,
+        tenant_id: common::primary().clone(),
     };
     vec![
         row(t, "issue", "k1", "alice", family_a, "t1"),
@@ -271,9 +272,11 @@ async fn export_writes_every_event_in_pages_and_resumes(b: Backend) {
             "id",
             "outcome",
             "subject",
+            "tenant",
             "time"
         ]
     );
+    assert_eq!(create["tenant"], "primary");
     assert_eq!(create["detail"]["audience"], "orders-api");
     assert_eq!(create["actor"], "test-operator@test-host");
     assert_eq!(

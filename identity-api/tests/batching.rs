@@ -10,6 +10,7 @@
 
 mod common;
 
+use identity_api::storage::Scope;
 use std::time::Duration;
 
 use common::{Backend, TestEnv};
@@ -94,7 +95,7 @@ async fn stored_family_then_held_writes(db: &Db) -> (FamilyRow, [u8; 32], Held) 
 /// `Db::create_family` with the family's client as stored (nothing for an unknown client), as
 /// an issue that authenticated just now saw it.
 async fn open(db: &Db, family: FamilyRow, refresh: RefreshRow) -> Result<Opened, StoreError> {
-    let client = db.client(&family.client_id).await?;
+    let client = db.client(Scope::AnyTenant, &family.client_id).await?;
     let seen = match client {
         Some(c) => ClientSeen {
             verifier: c.secret_verifier,
@@ -148,6 +149,7 @@ fn new_family(client_id: &str) -> (FamilyRow, RefreshRow, [u8; 32]) {
         last_used_at: now,
         revoked_at: None,
         revoke_reason: None,
+        tenant_id: common::primary().clone(),
     };
     let (refresh, hash) = new_refresh(&family.family_id);
     (family, refresh, hash)
@@ -156,7 +158,16 @@ fn new_family(client_id: &str) -> (FamilyRow, RefreshRow, [u8; 32]) {
 fn new_refresh(family_id: &str) -> (RefreshRow, [u8; 32]) {
     let now = identity_api::now();
     let hash = sha256(random_id().as_bytes());
-    let refresh = RefreshRow::new(hash, random_id(), family_id.to_owned(), now, now + 600);
+    let refresh = RefreshRow {
+        token_hash: hash.to_vec(),
+        jti: random_id(),
+        family_id: family_id.to_owned(),
+        issued_at: now,
+        expires_at: now + 600,
+        spent: false,
+        spent_at: None,
+        tenant_id: common::primary().clone(),
+    };
     (refresh, hash)
 }
 
@@ -193,7 +204,7 @@ async fn a_failing_call_fails_alone(b: Backend) {
     drop(hold);
     for (call, family_id, hash, bad) in calls {
         let result = call.await.unwrap();
-        let stored = db.refresh_token(&hash).await.unwrap();
+        let stored = db.refresh_token(Scope::AnyTenant, &hash).await.unwrap();
         if bad {
             assert!(result.is_err(), "the bad call must fail: {result:?}");
             assert!(stored.is_none(), "nothing of the bad call is stored");
@@ -216,14 +227,25 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
         return;
     };
     let db = env.state.db().clone();
-    let old_c2 = db.client("c2").await.unwrap().unwrap().secret_verifier;
-    identity_api::clients::set_enabled(&db, "c2", false, &common::operator())
+    let old_c2 = db
+        .client(Scope::AnyTenant, "c2")
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_verifier;
+    identity_api::clients::set_enabled(&db, Scope::AnyTenant, "c2", false, &common::operator())
         .await
         .unwrap();
-    let old_c1 = db.client("c1").await.unwrap().unwrap().secret_verifier;
+    let old_c1 = db
+        .client(Scope::AnyTenant, "c1")
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_verifier;
     identity_api::clients::rotate_secret(
         &db,
         env.state.verifier_key(),
+        Scope::AnyTenant,
         "c1",
         None,
         &common::operator(),
@@ -231,7 +253,12 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
     )
     .await
     .unwrap();
-    let new_c1 = db.client("c1").await.unwrap().unwrap().secret_verifier;
+    let new_c1 = db
+        .client(Scope::AnyTenant, "c1")
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_verifier;
     let narrower = ClientSeen {
         scopes: "orders.read".into(),
         ..seen(&new_c1)
@@ -272,12 +299,29 @@ async fn issues_of_a_changed_client_are_refused_alone(b: Backend) {
         answered.push((family_id, hash, expected));
     }
     assert_eq!(rotation.await.unwrap().unwrap(), Rotation::Rotated);
-    assert!(db.refresh_token(&new_hash).await.unwrap().is_some());
+    assert!(
+        db.refresh_token(Scope::AnyTenant, &new_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let events = db.audit_events(100).await.unwrap();
     for (family_id, hash, expected) in answered {
         let stored = expected == Opened::Stored;
-        assert_eq!(db.family(&family_id).await.unwrap().is_some(), stored);
-        assert_eq!(db.refresh_token(&hash).await.unwrap().is_some(), stored);
+        assert_eq!(
+            db.family(common::primary(), &family_id)
+                .await
+                .unwrap()
+                .is_some(),
+            stored
+        );
+        assert_eq!(
+            db.refresh_token(Scope::AnyTenant, &hash)
+                .await
+                .unwrap()
+                .is_some(),
+            stored
+        );
         let audited = events
             .iter()
             .any(|e| e.0 == "issue" && e.2.as_deref() == Some(family_id.as_str()));
@@ -312,17 +356,23 @@ async fn two_rotations_of_one_token_in_one_batch(b: Backend) {
         outcomes.push(r.await.unwrap().unwrap());
     }
     assert_eq!(outcomes, [Rotation::Rotated, Rotation::Lost]);
-    let winner = db.refresh_token(&new_hashes[0]).await.unwrap();
+    let winner = db
+        .refresh_token(Scope::AnyTenant, &new_hashes[0])
+        .await
+        .unwrap();
     assert!(
         winner.is_some_and(|v| !v.token.spent),
         "the winner's token is stored"
     );
     assert!(
-        db.refresh_token(&new_hashes[1]).await.unwrap().is_none(),
+        db.refresh_token(Scope::AnyTenant, &new_hashes[1])
+            .await
+            .unwrap()
+            .is_none(),
         "the loser's token is not"
     );
     assert!(
-        db.refresh_token(&old_hash)
+        db.refresh_token(Scope::AnyTenant, &old_hash)
             .await
             .unwrap()
             .unwrap()
@@ -360,9 +410,14 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
     }
     assert_eq!(rotation.await.unwrap().unwrap(), Rotation::Rotated);
     for (family_id, hash) in &issued {
-        assert_eq!(db.family_revoked(family_id).await.unwrap(), Some(false));
+        assert_eq!(
+            db.family_revoked(common::primary(), family_id)
+                .await
+                .unwrap(),
+            Some(false)
+        );
         let view = db
-            .refresh_token(hash)
+            .refresh_token(Scope::AnyTenant, hash)
             .await
             .unwrap()
             .expect("issued token stored");
@@ -370,7 +425,7 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
         assert_eq!(view.family.family_id, *family_id);
     }
     assert!(
-        db.refresh_token(&old_hash)
+        db.refresh_token(Scope::AnyTenant, &old_hash)
             .await
             .unwrap()
             .unwrap()
@@ -378,7 +433,7 @@ async fn issues_and_a_rotation_in_one_batch(b: Backend) {
             .spent
     );
     let rotated = db
-        .refresh_token(&new_hash)
+        .refresh_token(Scope::AnyTenant, &new_hash)
         .await
         .unwrap()
         .expect("rotated token stored");
@@ -413,16 +468,16 @@ async fn queued_reads_answer_their_own_callers(b: Backend) {
                 } else {
                     family_id.clone()
                 };
-                let state = db.family_revoked(&id).await.unwrap();
+                let state = db.family_revoked(common::primary(), &id).await.unwrap();
                 assert_eq!(state, (!unknown).then_some(false), "family {id}");
                 let key = if unknown { sha256(b"unknown") } else { hash };
-                let view = db.refresh_token(&key).await.unwrap();
+                let view = db.refresh_token(Scope::AnyTenant, &key).await.unwrap();
                 assert_eq!(
                     view.map(|v| v.family.family_id),
                     (!unknown).then_some(family_id)
                 );
                 let client = if unknown { "nobody" } else { "c2" };
-                let row = db.client(client).await.unwrap();
+                let row = db.client(Scope::AnyTenant, client).await.unwrap();
                 assert_eq!(
                     row.map(|r| r.client_id),
                     (!unknown).then(|| "c2".to_owned())

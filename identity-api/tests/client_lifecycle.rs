@@ -11,6 +11,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Backend, TestEnv, admin_rows, assert_error, basic, cmd, run, s};
+use identity_api::storage::Scope;
 use serde_json::{Value, json};
 
 both!(
@@ -182,7 +183,7 @@ async fn refused_updates_change_nothing(b: Backend) {
     };
     let db = env.state.db();
     let rows = admin_rows(db).await.len();
-    let c1 = db.client("c1").await.unwrap().unwrap();
+    let c1 = db.client(Scope::AnyTenant, "c1").await.unwrap().unwrap();
     for (args, expected) in [
         (
             &["update", "c1"][..],
@@ -221,6 +222,7 @@ async fn refused_updates_change_nothing(b: Backend) {
     // The library refuses an update that changes nothing as clearly.
     let err = identity_api::clients::update(
         db,
+        Scope::AnyTenant,
         "c1",
         identity_api::storage::ClientChange::default(),
         &common::operator(),
@@ -229,7 +231,7 @@ async fn refused_updates_change_nothing(b: Backend) {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("nothing to change"), "{err}");
-    let after = db.client("c1").await.unwrap().unwrap();
+    let after = db.client(Scope::AnyTenant, "c1").await.unwrap().unwrap();
     assert_eq!((after.scopes, after.audiences), (c1.scopes, c1.audiences));
     assert_eq!(admin_rows(db).await.len(), rows);
 }
@@ -257,11 +259,11 @@ async fn grant_types_and_the_introspection_right_from_the_command_line(b: Backen
             "--json",
         ],
     );
-    let gw = db.client("gw").await.unwrap().unwrap();
+    let gw = db.client(Scope::AnyTenant, "gw").await.unwrap().unwrap();
     assert_eq!(gw.grant_types, "refresh_token client_credentials");
     assert!(gw.may_introspect);
     // The defaults, for a client made without them and for one made before the migration.
-    let c1 = db.client("c1").await.unwrap().unwrap();
+    let c1 = db.client(Scope::AnyTenant, "c1").await.unwrap().unwrap();
     assert_eq!(
         (c1.grant_types.as_str(), c1.may_introspect),
         ("client_credentials", false)
@@ -280,7 +282,7 @@ async fn grant_types_and_the_introspection_right_from_the_command_line(b: Backen
         ],
     );
     assert!(!ok && err.contains("password is not supported"), "{err}");
-    assert!(db.client("bad").await.unwrap().is_none());
+    assert!(db.client(Scope::AnyTenant, "bad").await.unwrap().is_none());
 
     let out = client_ok(
         &env,

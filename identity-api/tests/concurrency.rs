@@ -9,6 +9,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Backend, TestEnv, basic, s, state_on};
+use identity_api::storage::Scope;
 use serde_json::{Value, json};
 
 const N: usize = 50;
@@ -279,9 +280,15 @@ async fn disabling_a_client_while_it_issues(b: Backend) {
     tokio::time::timeout(Duration::from_secs(60), started)
         .await
         .expect("100 issues within a minute");
-    identity_api::clients::set_enabled(env.state.db(), "c1", false, &common::operator())
-        .await
-        .unwrap();
+    identity_api::clients::set_enabled(
+        env.state.db(),
+        Scope::AnyTenant,
+        "c1",
+        false,
+        &common::operator(),
+    )
+    .await
+    .unwrap();
     disabled.store(true, Ordering::SeqCst);
     tokio::time::timeout(Duration::from_secs(60), tasks.join_all())
         .await

@@ -15,6 +15,7 @@ use axum::http::Request;
 use common::{Backend, TestEnv, basic};
 use identity_api::clients::{verifier, verifier_matches};
 use identity_api::secret::Key32;
+use identity_api::storage::Scope;
 use identity_runtime::InternalToken;
 use tower::ServiceExt as _;
 
@@ -80,9 +81,15 @@ async fn unknown_client_wrong_secret_and_disabled_client_answer_identically() {
         assert_eq!(got, reference, "{what}");
     }
     // A disabled client with its right secret: the same answer too.
-    identity_api::clients::set_enabled(env.state.db(), "c2", false, &common::operator())
-        .await
-        .unwrap();
+    identity_api::clients::set_enabled(
+        env.state.db(),
+        Scope::AnyTenant,
+        "c2",
+        false,
+        &common::operator(),
+    )
+    .await
+    .unwrap();
     let got = raw(
         &env.app,
         issue,
@@ -105,9 +112,10 @@ async fn unknown_client_wrong_secret_and_disabled_client_answer_identically() {
     let (db, key, by) = (env.state.db(), env.state.verifier_key(), common::operator());
     let overlap = Some(identity_api::clients::Overlap::from_secs(600).unwrap());
     let now = identity_api::now();
-    let second = identity_api::clients::rotate_secret(db, key, "c1", overlap, &by, now)
-        .await
-        .unwrap();
+    let second =
+        identity_api::clients::rotate_secret(db, key, Scope::AnyTenant, "c1", overlap, &by, now)
+            .await
+            .unwrap();
     common::exec(
         db,
         &format!("UPDATE clients SET previous_verifier_expires_at = {now} WHERE client_id = 'c1'"),
@@ -130,7 +138,7 @@ async fn unknown_client_wrong_secret_and_disabled_client_answer_identically() {
     )
     .await;
     assert_eq!(ok.0, 200);
-    identity_api::clients::rotate_secret(db, key, "c1", None, &by, now)
+    identity_api::clients::rotate_secret(db, key, Scope::AnyTenant, "c1", None, &by, now)
         .await
         .unwrap();
     let got = raw(

@@ -99,6 +99,7 @@ async fn kek_rotation_end_to_end(b: Backend) {
     let new_kid = keys::rotate(
         during.db(),
         &kek(&new_kek),
+        &common::primary_row(during.db()).await,
         identity_api::now(),
         &common::operator(),
     )
@@ -108,8 +109,7 @@ async fn kek_rotation_end_to_end(b: Backend) {
         during.db(),
         during.verifier_key(),
         "c3",
-        "orders.read",
-        "orders-api",
+        clients::NewClient::new(common::primary(), "orders.read", "orders-api"),
         &common::operator(),
         identity_api::now(),
     )

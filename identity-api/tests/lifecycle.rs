@@ -35,6 +35,7 @@ async fn key_rotation_keeps_old_tokens_valid(b: Backend) {
     let new_kid = keys::rotate(
         env.state.db(),
         &Kek::parse(&env.kek).unwrap(),
+        &common::primary_row(env.state.db()).await,
         identity_api::now(),
         &common::operator(),
     )

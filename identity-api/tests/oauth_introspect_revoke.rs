@@ -14,6 +14,7 @@ use common::oauth::{
 };
 use common::{Backend, TestEnv, basic, s, send_raw};
 use identity_api::clients;
+use identity_api::storage::Scope;
 use identity_runtime::secret::SharedToken;
 use serde_json::json;
 
@@ -371,9 +372,15 @@ async fn wrong_secret_keeps_the_cached_row(b: Backend) {
     let own = s(&issued.2, "access_token");
     let other = t.token("rc", &t.rc, "grant_type=client_credentials").await;
     let other = s(&other.2, "access_token");
-    clients::set_enabled(env.state.db(), "c1", false, &common::operator())
-        .await
-        .unwrap();
+    clients::set_enabled(
+        env.state.db(),
+        Scope::AnyTenant,
+        "c1",
+        false,
+        &common::operator(),
+    )
+    .await
+    .unwrap();
 
     let about_own = format!("token={}", enc(&own));
     for (path, body) in [

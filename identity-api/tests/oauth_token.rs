@@ -14,6 +14,7 @@ use common::oauth::{
 use common::{Backend, basic, s, send_raw};
 use identity_api::clients;
 use identity_api::storage::ClientChange;
+use identity_api::storage::Scope;
 use serde_json::{Value, json};
 
 both!(
@@ -507,9 +508,16 @@ async fn grant_changes_act_at_once(b: Backend) {
     let env = &t.env;
     let db = env.state.db();
     let update = |id: &'static str, change: ClientChange<'static>| async move {
-        clients::update(db, id, change, &common::operator(), identity_api::now())
-            .await
-            .unwrap()
+        clients::update(
+            db,
+            Scope::AnyTenant,
+            id,
+            change,
+            &common::operator(),
+            identity_api::now(),
+        )
+        .await
+        .unwrap()
     };
     let c1 = t.c1_token("grant_type=client_credentials").await;
     assert_eq!(c1.0, StatusCode::OK);
@@ -573,7 +581,7 @@ async fn grant_changes_act_at_once(b: Backend) {
         json!({"active": false})
     );
     // Disabling a client refuses it at once, on a cached row too.
-    identity_api::clients::set_enabled(db, "c1", false, &common::operator())
+    identity_api::clients::set_enabled(db, Scope::AnyTenant, "c1", false, &common::operator())
         .await
         .unwrap();
     assert_basic_challenge(&t.c1_token("grant_type=client_credentials").await);

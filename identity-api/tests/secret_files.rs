@@ -57,7 +57,7 @@ async fn database_url_file_on_every_command(b: Backend) {
         &url_file,
     ]));
     assert!(ok, "{err}");
-    assert!(out.contains("f1\tenabled=false"), "{out}");
+    assert!(out.contains("f1\ttenant=primary\tenabled=false"), "{out}");
     // The plain variable and the file conflict, from the environment as well as from flags.
     let (ok, _, err) = run(with_file(&["client", "list"]).env("IDENTITY_DATABASE_URL", &url));
     assert!(!ok);

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use common::{Backend, TestEnv, admin_rows, basic, cmd, run, state_on};
 use identity_api::clients::{self, Overlap};
 use identity_api::secret::{random_id, sha256};
+use identity_api::storage::Scope;
 use identity_api::storage::{ClientSeen, FamilyRow, Opened, RefreshRow};
 use serde_json::{Value, json};
 
@@ -133,11 +134,19 @@ async fn only_the_secret_replaced_can_overlap(b: Backend) {
     );
     let hour = Some(Overlap::from_secs(3600).unwrap());
     let rotate = |overlap: Option<Overlap>| async move {
-        clients::rotate_secret(db, key, "c1", overlap, by, identity_api::now())
-            .await
-            .unwrap()
-            .expose()
-            .to_owned()
+        clients::rotate_secret(
+            db,
+            key,
+            Scope::AnyTenant,
+            "c1",
+            overlap,
+            by,
+            identity_api::now(),
+        )
+        .await
+        .unwrap()
+        .expose()
+        .to_owned()
     };
     let fresh = other_server(&env).await;
     let expect = async |secrets: &[(&str, StatusCode)]| {
@@ -157,7 +166,7 @@ async fn only_the_secret_replaced_can_overlap(b: Backend) {
     // Without --overlap: only the new secret, at once.
     let d = rotate(None).await;
     expect(&[(&b, refused), (&c, refused), (&d, ok)]).await;
-    let row = db.client("c1").await.unwrap().unwrap();
+    let row = db.client(Scope::AnyTenant, "c1").await.unwrap().unwrap();
     assert_eq!(row.previous_secret_verifier, None);
     assert_eq!(row.previous_verifier_expires_at, None);
 }
@@ -175,11 +184,12 @@ fn family_at(at: i64) -> (FamilyRow, RefreshRow) {
         last_used_at: at,
         revoked_at: None,
         revoke_reason: None,
+        tenant_id: common::primary().clone(),
     };
     let refresh = RefreshRow::new(
         sha256(random_id().as_bytes()),
         random_id(),
-        family.family_id.clone(),
+        &family,
         at,
         at + 3600,
     );
@@ -194,7 +204,13 @@ async fn the_write_accepts_the_previous_verifier_only_within_its_overlap(b: Back
         return;
     };
     let (db, key, by) = (env.state.db(), env.state.verifier_key(), common::operator());
-    let verifier = async || db.client("c1").await.unwrap().unwrap().secret_verifier;
+    let verifier = async || {
+        db.client(Scope::AnyTenant, "c1")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_verifier
+    };
     let seen = |verifier: &[u8]| ClientSeen {
         verifier: verifier.to_vec(),
         scopes: "orders.read orders.write".into(),
@@ -210,7 +226,7 @@ async fn the_write_accepts_the_previous_verifier_only_within_its_overlap(b: Back
     let old = verifier().await;
     let now = identity_api::now();
     let overlap = Some(Overlap::from_secs(600).unwrap());
-    clients::rotate_secret(db, key, "c1", overlap, &by, now)
+    clients::rotate_secret(db, key, Scope::AnyTenant, "c1", overlap, &by, now)
         .await
         .unwrap();
     let new = verifier().await;
@@ -219,7 +235,7 @@ async fn the_write_accepts_the_previous_verifier_only_within_its_overlap(b: Back
     assert_eq!(store(&old, now + 599).await, Opened::Stored);
     assert_eq!(store(&old, now + 600).await, Opened::ClientChanged);
     assert_eq!(store(&[7; 32], now).await, Opened::ClientChanged);
-    clients::rotate_secret(db, key, "c1", None, &by, now)
+    clients::rotate_secret(db, key, Scope::AnyTenant, "c1", None, &by, now)
         .await
         .unwrap();
     let newest = verifier().await;

@@ -17,7 +17,9 @@ use subtle::{Choice, ConstantTimeEq};
 use crate::clock::now;
 use crate::operator::Operator;
 use crate::secret::{ClientSecret, Key32, random_token};
-use crate::storage::{AdminEvent, AuditRow, ClientChange, ClientRow, Db, StoreError};
+use crate::storage::{
+    AdminEvent, AuditRow, ClientChange, ClientRow, Db, Scope, StoreError, TenantId,
+};
 
 pub mod grant_types;
 
@@ -39,6 +41,8 @@ pub enum ClientError {
     Exists(String),
     #[error("no client {0}")]
     NotFound(String),
+    #[error("no tenant {0}: create it first (identity-api tenant create {0})")]
+    UnknownTenant(String),
     #[error(
         "nothing to change: give the new scopes, audiences or grant types, or whether the client \
          may introspect every token"
@@ -244,6 +248,8 @@ fn normalize(list: &str, what: fn(String) -> ClientError) -> Result<String, Clie
 /// What a new client may do.
 #[derive(Debug, Clone, Copy)]
 pub struct NewClient<'a> {
+    /// The tenant it belongs to, for good.
+    pub tenant: &'a TenantId,
     /// Allowed scopes, space-separated.
     pub scopes: &'a str,
     /// Allowed audiences, space-separated.
@@ -254,28 +260,22 @@ pub struct NewClient<'a> {
     pub may_introspect: bool,
 }
 
-/// Creates a client with the default grant types, which may not introspect others' tokens: see
-/// [`create_with`].
-pub async fn create(
-    db: &Db,
-    key: &Key32,
-    client_id: &str,
-    scopes: &str,
-    audiences: &str,
-    by: &Operator,
-    now: i64,
-) -> Result<ClientSecret, ClientError> {
-    let new = NewClient {
-        scopes,
-        audiences,
-        grant_types: None,
-        may_introspect: false,
-    };
-    create_with(db, key, client_id, new, by, now).await
+impl<'a> NewClient<'a> {
+    /// A client of `tenant` with the default grant types, which may not introspect others'
+    /// tokens.
+    pub fn new(tenant: &'a TenantId, scopes: &'a str, audiences: &'a str) -> Self {
+        Self {
+            tenant,
+            scopes,
+            audiences,
+            grant_types: None,
+            may_introspect: false,
+        }
+    }
 }
 
 /// Creates a client and returns its secret (shown once); audited as `client_create` by `by`.
-pub async fn create_with(
+pub async fn create(
     db: &Db,
     key: &Key32,
     client_id: &str,
@@ -290,11 +290,20 @@ pub async fn create_with(
     let audiences = normalize(new.audiences, ClientError::InvalidAudience)?;
     let grant_types = grant_types::normalize(new.grant_types.unwrap_or(DEFAULT_GRANT_TYPES))
         .map_err(ClientError::InvalidGrantTypes)?;
+    if !db
+        .tenants()
+        .await?
+        .iter()
+        .any(|t| t.tenant_id == *new.tenant)
+    {
+        return Err(ClientError::UnknownTenant(new.tenant.to_string()));
+    }
     let secret = ClientSecret::new(random_token().to_string());
     let audit = AuditRow::admin(
         now,
         AdminEvent::ClientCreate,
         by.as_str(),
+        new.tenant,
         Some(client_id),
         serde_json::json!({
             "scope": scopes, "audience": audiences, "grant_types": grant_types,
@@ -313,6 +322,7 @@ pub async fn create_with(
         previous_verifier_expires_at: None,
         grant_types,
         may_introspect: new.may_introspect,
+        tenant_id: new.tenant.clone(),
     };
     match db.insert_client(&row, &audit).await {
         Ok(()) => Ok(secret),
@@ -321,13 +331,14 @@ pub async fn create_with(
     }
 }
 
-/// Replaces what `change` gives (at least one thing), with the rules of [`create_with`];
+/// Replaces what `change` gives (at least one thing), with the rules of [`create`];
 /// returns the client as it is now. New issues are judged by the new grants at once, on every
 /// instance (the cached rows included: see [`ClientCache`]); families issued before keep the
 /// scope and audience they were issued with. Audited as `client_update`, with the old and the
 /// new values of what it changed.
 pub async fn update(
     db: &Db,
+    scope: Scope<'_>,
     client_id: &str,
     change: ClientChange<'_>,
     by: &Operator,
@@ -377,6 +388,7 @@ pub async fn update(
             now,
             AdminEvent::ClientUpdate,
             by.as_str(),
+            &before.tenant_id,
             Some(client_id),
             detail.into(),
         )
@@ -387,7 +399,7 @@ pub async fn update(
         grant_types: grant_types.as_deref(),
         may_introspect: change.may_introspect,
     };
-    db.update_client(client_id, normalized, audit)
+    db.update_client(scope, client_id, normalized, audit)
         .await?
         .ok_or_else(|| ClientError::NotFound(client_id.to_owned()))
 }
@@ -399,11 +411,13 @@ pub async fn update(
 pub async fn rotate_secret(
     db: &Db,
     key: &Key32,
+    scope: Scope<'_>,
     client_id: &str,
     overlap: Option<Overlap>,
     by: &Operator,
     now: i64,
 ) -> Result<ClientSecret, ClientError> {
+    let tenant = tenant_of(db, scope, client_id).await?;
     let secret = ClientSecret::new(random_token().to_string());
     let v = verifier(key, client_id, secret.expose());
     let previous_until = overlap.map(|o| now.saturating_add(o.secs()));
@@ -411,6 +425,7 @@ pub async fn rotate_secret(
         now,
         AdminEvent::ClientRotateSecret,
         by.as_str(),
+        &tenant,
         Some(client_id),
         serde_json::json!({
             "overlap_secs": overlap.map_or(0, Overlap::secs),
@@ -418,7 +433,14 @@ pub async fn rotate_secret(
         }),
     );
     if db
-        .set_client_verifier(client_id, &v, now, previous_until, &audit)
+        .set_client_verifier(
+            Scope::Tenant(&tenant),
+            client_id,
+            &v,
+            now,
+            previous_until,
+            &audit,
+        )
         .await?
     {
         Ok(secret)
@@ -432,10 +454,12 @@ pub async fn rotate_secret(
 /// `client_enable`.
 pub async fn set_enabled(
     db: &Db,
+    scope: Scope<'_>,
     client_id: &str,
     enabled: bool,
     by: &Operator,
 ) -> Result<(), ClientError> {
+    let tenant = tenant_of(db, scope, client_id).await?;
     let now = now();
     let audit = |revoked: u64| {
         let (event, detail) = match enabled {
@@ -445,16 +469,23 @@ pub async fn set_enabled(
                 serde_json::json!({ "families_revoked": revoked }),
             ),
         };
-        AuditRow::admin(now, event, by.as_str(), Some(client_id), detail)
+        AuditRow::admin(now, event, by.as_str(), &tenant, Some(client_id), detail)
     };
     if db
-        .set_client_enabled(client_id, enabled, now, audit)
+        .set_client_enabled(Scope::Tenant(&tenant), client_id, enabled, now, audit)
         .await?
     {
         Ok(())
     } else {
         Err(ClientError::NotFound(client_id.to_owned()))
     }
+}
+
+/// The tenant of the client `client_id` in `scope`, or [`ClientError::NotFound`].
+async fn tenant_of(db: &Db, scope: Scope<'_>, client_id: &str) -> Result<TenantId, ClientError> {
+    db.client_tenant(scope, client_id)
+        .await?
+        .ok_or_else(|| ClientError::NotFound(client_id.to_owned()))
 }
 
 #[cfg(test)]
@@ -474,6 +505,7 @@ mod tests {
             previous_verifier_expires_at: None,
             grant_types: DEFAULT_GRANT_TYPES.into(),
             may_introspect: false,
+            tenant_id: TenantId::primary(),
         })
     }
 

@@ -8,7 +8,7 @@ use crate::config::{ClientCommand, DbArgs, KekArgs};
 use crate::kek;
 use crate::operator::Operator;
 use crate::secret::Key32;
-use crate::storage::{ClientChange, Db};
+use crate::storage::{ClientChange, Db, Scope};
 
 pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
     // Who runs the command, for the audit row each change writes.
@@ -16,6 +16,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
     match cmd {
         ClientCommand::Create {
             client_id,
+            tenant,
             scope,
             audience,
             grant_types,
@@ -25,21 +26,23 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             kek,
         } => {
             let audience = audience.join(" ");
+            let tenant = tenant.unwrap_or_else(|| db.default_tenant.clone());
             let new = NewClient {
+                tenant: &tenant,
                 scopes: &scope,
                 audiences: &audience,
                 grant_types: Some(&grant_types),
                 may_introspect,
             };
             let secret = with_verifier_key(&db, &kek, async |db, key| {
-                clients::create_with(db, key, &client_id, new, &by, now()).await
+                clients::create(db, key, &client_id, new, &by, now()).await
             })
             .await?;
             print_secret(&client_id, secret.expose(), json, None);
         }
-        ClientCommand::List { json, db } => {
+        ClientCommand::List { tenant, json, db } => {
             let db = open(&db).await?;
-            let rows = db.clients().await;
+            let rows = db.clients(Scope::from(tenant.as_ref())).await;
             db.close().await;
             let now = now();
             for c in rows? {
@@ -51,7 +54,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                     println!(
                         "{}",
                         serde_json::json!({
-                            "client_id": c.client_id, "scope": c.scopes, "audience": c.audiences,
+                            "client_id": c.client_id, "tenant": c.tenant_id.as_str(), "scope": c.scopes, "audience": c.audiences,
                             "grant_types": c.grant_types, "may_introspect": c.may_introspect,
                             "enabled": c.enabled, "created_at": c.created_at, "rotated_at": c.rotated_at,
                             "previous_secret_expires_at": overlap,
@@ -62,9 +65,10 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                         .map(|until| format!("\tprevious_secret_until={}", format_time(until)))
                         .unwrap_or_default();
                     println!(
-                        "{}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"\tgrant_types=\"{}\"\
+                        "{}\ttenant={}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"\tgrant_types=\"{}\"\
                          \tmay_introspect={}{overlap}",
                         c.client_id,
+                        c.tenant_id,
                         c.enabled,
                         c.scopes,
                         c.audiences,
@@ -76,6 +80,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
         }
         ClientCommand::RotateSecret {
             client_id,
+            tenant,
             overlap,
             json,
             db,
@@ -83,22 +88,30 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
         } => {
             let now = now();
             let secret = with_verifier_key(&db, &kek, async |db, key| {
-                clients::rotate_secret(db, key, &client_id, overlap, &by, now).await
+                clients::rotate_secret(db, key, tenant.scope(), &client_id, overlap, &by, now).await
             })
             .await?;
             let previous_until = overlap.map(|o| now.saturating_add(o.secs()));
             print_secret(&client_id, secret.expose(), json, previous_until);
         }
-        ClientCommand::Disable { client_id, db } => {
+        ClientCommand::Disable {
+            client_id,
+            tenant,
+            db,
+        } => {
             let db = open(&db).await?;
-            let disabled = clients::set_enabled(&db, &client_id, false, &by).await;
+            let disabled = clients::set_enabled(&db, tenant.scope(), &client_id, false, &by).await;
             db.close().await;
             disabled?;
             println!("client {client_id} disabled");
         }
-        ClientCommand::Enable { client_id, db } => {
+        ClientCommand::Enable {
+            client_id,
+            tenant,
+            db,
+        } => {
             let db = open(&db).await?;
-            let enabled = clients::set_enabled(&db, &client_id, true, &by).await;
+            let enabled = clients::set_enabled(&db, tenant.scope(), &client_id, true, &by).await;
             db.close().await;
             enabled?;
             println!(
@@ -108,6 +121,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
         }
         ClientCommand::Update {
             client_id,
+            tenant,
             scope,
             audience,
             grant_types,
@@ -122,7 +136,8 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                 may_introspect,
             };
             let db = open(&db).await?;
-            let updated = clients::update(&db, &client_id, change, &by, now()).await;
+            let updated =
+                clients::update(&db, tenant.scope(), &client_id, change, &by, now()).await;
             db.close().await;
             let c = updated?;
             println!(

@@ -1,10 +1,11 @@
 //! What each command of `identity-api` does, once its arguments are parsed (`config`): `serve`
 //! (`serve`), the operator's commands on clients (`client`) and on the audit trail (`audit`),
-//! and here those on signing keys and the key-encryption key.
+//! on tenants (`tenant`), and here those on signing keys and the key-encryption key.
 
 mod audit;
 mod client;
 mod serve;
+mod tenant;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use crate::keys;
 use crate::operator::Operator;
 use crate::purge;
 use crate::service::StartError;
+use crate::service::state::default_tenant_row;
 use crate::storage::{Db, StoreError};
 
 /// Why a command failed; every text is safe to print (no secret is in any of them).
@@ -32,6 +34,8 @@ pub enum CommandError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Tenant(#[from] tenant::TenantError),
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]
@@ -68,14 +72,22 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         }
         Command::Client(cmd) => client::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
-        Command::Keys(KeysCommand::Rotate { db, kek }) => {
+        Command::Tenant(cmd) => tenant::run(cmd).await,
+        Command::Keys(KeysCommand::Rotate { tenant, db, kek }) => {
             let keks = kek.resolve(db.dev)?;
+            let slug = tenant.unwrap_or_else(|| db.default_tenant.clone());
             let db = open(&db).await?;
-            let kid = keys::rotate(&db, &keks.current, now(), &Operator::current()).await;
+            let rotated = async {
+                let row = tenant::row(&db, &slug).await?;
+                Ok::<_, CommandError>(
+                    keys::rotate(&db, &keks.current, &row, now(), &Operator::current()).await?,
+                )
+            }
+            .await;
             db.close().await;
             println!(
-                "new signing key {}; running servers use it within a second",
-                kid?
+                "new signing key {} of tenant {slug}; running servers use it within a second",
+                rotated?
             );
             Ok(())
         }
@@ -128,9 +140,12 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
     }
 }
 
-/// Connects and runs the migrations.
+/// Connects, runs the migrations and makes sure the default tenant exists (adopting the rows
+/// made before tenants), as `serve` does: an operator's first command may come before it.
 async fn open(args: &DbArgs) -> Result<Db, CommandError> {
     let db = Db::connect(args.url()).await.map_err(CommandError::Open)?;
     db.migrate().await.map_err(CommandError::Migrate)?;
+    db.ensure_default_tenant(&default_tenant_row(&args.default_tenant, now()))
+        .await?;
     Ok(db)
 }

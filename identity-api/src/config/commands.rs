@@ -1,18 +1,104 @@
-//! The subcommands' arguments: `client`, `keys`, `kek` and `audit`.
+//! The subcommands' arguments: `tenant`, `client`, `keys`, `kek` and `audit`.
 
 use clap::{Args, Subcommand};
+
+use crate::signing::Algorithm;
+use crate::storage::{Scope, TenantId};
 
 use crate::audit::{self, DEFAULT_LIST, MAX_LIST};
 use crate::clients::{DEFAULT_GRANT_TYPES, Overlap};
 
 use super::{DbArgs, KekArgs};
 
+/// `--tenant` of a command on one client: its tenant, checked; any tenant's when absent
+/// (client ids are unique across tenants).
+#[derive(Debug, Args)]
+pub struct ClientTenantArg {
+    /// The client's tenant: refused if the client belongs to another.
+    #[arg(long, value_name = "SLUG")]
+    pub tenant: Option<TenantId>,
+}
+
+impl ClientTenantArg {
+    pub fn scope(&self) -> Scope<'_> {
+        Scope::from(self.tenant.as_ref())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant: its own issuer, signing keys, clients and tokens, kept apart from every
+    /// other tenant's. Its first signing key is made by the next running server (within a
+    /// second) unless --signing-key-ref names one.
+    Create {
+        /// 1 to 63 characters of a-z 0-9 -, not starting or ending with - (a DNS label): it
+        /// appears in URLs (/t/<slug>/...) and in the tenant headers.
+        slug: TenantId,
+        /// A name for people; default: the slug.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Its tokens' `iss` and the base of its discovery URLs; default
+        /// <IDENTITY_ISSUER>/t/<slug>. An absolute http(s) URL.
+        #[arg(long, value_name = "URL")]
+        issuer: Option<String>,
+        /// The algorithm its tokens are signed with: ES256 (the default), RS256 (2048-bit RSA,
+        /// for verifiers that only know RSA) or EdDSA (Ed25519). HS256 is refused: a shared
+        /// secret cannot be published in a JWKS and would let every verifier mint tokens.
+        #[arg(long, default_value = "ES256")]
+        algorithm: Algorithm,
+        /// Read its signing key from here instead of generating one: file:/path/key.pem
+        /// (PKCS#8 PEM, re-read when it changes) or aws-sm:<secret name or ARN> (a JSON secret
+        /// with algorithm, private_key and public_key). Checked now: a reference that cannot
+        /// be read or does not match --algorithm is refused.
+        #[arg(long, value_name = "REF")]
+        signing_key_ref: Option<String>,
+        /// Access-token lifetime in seconds; default: the server's.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        access_token_ttl_secs: Option<i64>,
+        /// Refresh-token lifetime in seconds; default: the server's.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        refresh_token_ttl_secs: Option<i64>,
+        /// Token family lifetime in seconds; default: the server's.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        family_ttl_secs: Option<i64>,
+        /// Print the tenant as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tenants.
+    List {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Disable a tenant: at once, its clients cannot authenticate, its tokens introspect as
+    /// inactive and cannot be refreshed, and requests naming it get 403. Nothing is deleted.
+    Disable {
+        slug: TenantId,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Enable a disabled tenant: its clients and its tokens that have not ended work again.
+    Enable {
+        slug: TenantId,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Create a client and print its secret (shown once).
     Create {
-        /// Client id: 1 to 128 characters of A-Z a-z 0-9 . _ ~ -
+        /// Client id: 1 to 128 characters of A-Z a-z 0-9 . _ ~ -, unique across tenants.
         client_id: String,
+        /// The tenant it belongs to, for good; default: the default tenant.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<TenantId>,
         /// Allowed scopes, space-separated.
         #[arg(long)]
         scope: String,
@@ -38,6 +124,9 @@ pub enum ClientCommand {
     },
     /// List clients (never secrets).
     List {
+        /// Only this tenant's clients.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<TenantId>,
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
@@ -48,6 +137,8 @@ pub enum ClientCommand {
     /// with --overlap when the overlap ends.
     RotateSecret {
         client_id: String,
+        #[command(flatten)]
+        tenant: ClientTenantArg,
         /// Keep the old secret working this long, so that instances can move to the new one
         /// without an outage: seconds (600) or with a unit (10m, 1h, 2d), at most 7 days. Any
         /// earlier overlap ends either way.
@@ -65,12 +156,16 @@ pub enum ClientCommand {
     Disable {
         client_id: String,
         #[command(flatten)]
+        tenant: ClientTenantArg,
+        #[command(flatten)]
         db: DbArgs,
     },
     /// Enable a disabled client: it can obtain tokens again (the families revoked when it was
     /// disabled stay revoked).
     Enable {
         client_id: String,
+        #[command(flatten)]
+        tenant: ClientTenantArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -80,6 +175,8 @@ pub enum ClientCommand {
     #[command(group(clap::ArgGroup::new("grants").required(true).multiple(true).args(["scope", "audience", "grant_types", "may_introspect"])))]
     Update {
         client_id: String,
+        #[command(flatten)]
+        tenant: ClientTenantArg,
         /// The new allowed scopes, space-separated.
         #[arg(long)]
         scope: Option<String>,
@@ -99,9 +196,13 @@ pub enum ClientCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Generate a new signing key: new tokens use it at once (running servers pick it up within
-    /// a second); the JWKS keeps the old public keys while their tokens may be valid.
+    /// Generate a new signing key of a tenant (of its algorithm): its new tokens use it at
+    /// once (running servers pick it up within a second); its JWKS keeps the old public keys
+    /// while their tokens may be valid.
     Rotate {
+        /// The tenant; default: the default tenant.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<TenantId>,
         #[command(flatten)]
         db: DbArgs,
         #[command(flatten)]

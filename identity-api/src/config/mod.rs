@@ -22,12 +22,16 @@ use crate::service::settings::{
     DEFAULT_ACCESS_TTL_SECS, DEFAULT_FAMILY_TTL_SECS, DEFAULT_JWKS_CACHE_SECS,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_REFRESH_TTL_SECS,
 };
+use crate::storage::{DEFAULT_TENANT, TenantId};
 
 /// Where `--dev` keeps its generated key-encryption key when none is configured.
 pub const DEV_KEK_FILE: &str = "identity-dev.kek";
 
 mod commands;
-pub use commands::{AuditCommand, AuditFilterArgs, ClientCommand, KekCommand, KeysCommand};
+pub use commands::{
+    AuditCommand, AuditFilterArgs, ClientCommand, ClientTenantArg, KekCommand, KeysCommand,
+    TenantCommand,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +55,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the embedded database migrations and exit.
     Migrate(DbArgs),
+    /// Manage tenants: each with its own issuer, keys, clients and tokens.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -187,6 +194,12 @@ pub struct DbArgs {
     #[arg(long, env = "IDENTITY_DEV", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
+
+    /// The tenant that exists from the first start (the rows made before tenants move into it)
+    /// and that a request naming no tenant belongs to; `client create` and `keys rotate` use it
+    /// without --tenant. Its issuer is --issuer as it is; another tenant's is --issuer/t/<slug>.
+    #[arg(long, env = "IDENTITY_DEFAULT_TENANT", value_name = "SLUG", default_value = DEFAULT_TENANT)]
+    pub default_tenant: TenantId,
 }
 
 impl DbArgs {
@@ -228,9 +241,20 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub kek: KekArgs,
 
-    /// Issuer (`iss`) of the tokens; default http://<listen address>.
+    /// Issuer (`iss`) of the default tenant's tokens, and the base of the other tenants'
+    /// (<issuer>/t/<slug>, unless `tenant create --issuer` sets one); default
+    /// http://<listen address>.
     #[arg(long, env = "IDENTITY_ISSUER")]
     pub issuer: Option<String>,
+
+    /// The headers that may name the tenant of a request that carries no credential (discovery,
+    /// JWKS, the service token's introspection), the first present one deciding, comma-separated.
+    /// A request with a credential belongs to its tenant; one naming another is refused. A
+    /// /t/<slug>/ path prefix names the tenant too.
+    #[arg(long, env = "IDENTITY_TENANT_HEADER_CANDIDATES", value_name = "HEADERS",
+          value_delimiter = ',', default_value = "X-Tenant-ID,X-Tenant,X-Realm",
+          value_parser = parse_tenant_header)]
+    pub tenant_header_candidates: Vec<HeaderName>,
 
     #[command(flatten)]
     pub internal_token: Secret<InternalTokenSpec>,
@@ -305,6 +329,8 @@ impl ServeArgs {
                 .issuer
                 .clone()
                 .unwrap_or_else(|| format!("http://{local}")),
+            default_tenant: self.db.default_tenant.clone(),
+            tenant_headers: self.tenant_header_candidates.clone(),
             access_ttl: self.access_token_ttl_secs,
             refresh_ttl: self.refresh_token_ttl_secs,
             family_ttl: self.family_ttl_secs,
@@ -343,8 +369,7 @@ pub enum BadSettings {
 /// The header of the service token: a name HTTP/1.1 allows (a token), lower-cased, and none
 /// that already means something on the way to this API ([`reserved_header`]).
 fn parse_header_name(text: &str) -> Result<HeaderName, String> {
-    let name = HeaderName::from_bytes(text.trim().to_ascii_lowercase().as_bytes())
-        .map_err(|_| format!("{text:?} is not a valid header name"))?;
+    let name = header_name(text)?;
     match reserved_header(&name) {
         Some(why) => Err(format!(
             "{name:?} is reserved: {why}; choose a header of its own ({} by default)",
@@ -354,7 +379,21 @@ fn parse_header_name(text: &str) -> Result<HeaderName, String> {
     }
 }
 
-/// Why a header cannot carry the service token, if it cannot: it carries something else to
+fn header_name(text: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(text.trim().to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{text:?} is not a valid header name"))
+}
+
+/// A header that may name a tenant: not one that carries something else.
+fn parse_tenant_header(text: &str) -> Result<HeaderName, String> {
+    let name = header_name(text)?;
+    match reserved_header(&name) {
+        Some(why) => Err(format!("{name:?} cannot name a tenant: {why}")),
+        None => Ok(name),
+    }
+}
+
+/// Why a header cannot carry the service token (or name a tenant), if it cannot: it carries something else to
 /// this API (client credentials, the body's framing, the sidecar's own headers), or a proxy
 /// drops or rewrites it on the way.
 fn reserved_header(name: &HeaderName) -> Option<&'static str> {

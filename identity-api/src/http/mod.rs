@@ -4,6 +4,7 @@
 
 mod form;
 mod oauth;
+mod tenant;
 
 use std::time::Instant;
 
@@ -20,13 +21,30 @@ use identity_protocol::{headers, paths};
 use identity_runtime::serve::{BodyError, read_body};
 use serde::Deserialize;
 use serde_json::json;
+use tower::Layer as _;
 
 use crate::error::ApiError;
 use crate::metrics::RouteLabel;
-use crate::service::{AppState, BearerUse, Parsed};
-use crate::tokens::Claims;
+use crate::service::tenancy::named_id;
+use crate::service::{AppState, BearerUse, NamedTenant, Parsed};
+use crate::tokens::Verified;
 
+/// The tenant the request named, if any (set by [`tenant::name_tenant`]).
+type Named = Option<axum::Extension<NamedTenant>>;
+
+fn named(named: &Named) -> Option<&NamedTenant> {
+    named.as_ref().map(|axum::Extension(n)| n)
+}
+
+/// The routes, behind [`tenant::name_tenant`]: it takes a tenant's path prefix off before
+/// routing, so that every route is also served under `/t/{tenant}`.
 pub fn app(state: AppState) -> Router {
+    let routes = routes(state.clone());
+    Router::new()
+        .fallback_service(middleware::from_fn_with_state(state, tenant::name_tenant).layer(routes))
+}
+
+fn routes(state: AppState) -> Router {
     let api = Router::new()
         .route(paths::TOKEN_ISSUE, post(issue))
         .route(paths::INTROSPECT, post(introspect))
@@ -192,6 +210,7 @@ fn no_store<T: serde::Serialize>(value: T) -> Response {
 
 async fn issue(
     State(state): State<AppState>,
+    tenant: Named,
     headers: HeaderMap,
     body: RequestBody,
 ) -> Result<Response, ApiError> {
@@ -200,6 +219,7 @@ async fn issue(
             authorization(&headers)?,
             session_subject(&headers),
             parse_body(&body),
+            named_id(named(&tenant)),
         )
         .await?;
     Ok(no_store(answer))
@@ -208,20 +228,27 @@ async fn issue(
 /// The caller of a route that takes `Authorization: Bearer`.
 async fn bearer(
     state: &AppState,
+    tenant: &Named,
     headers: &HeaderMap,
     usage: BearerUse,
-) -> Result<Arc<Claims>, ApiError> {
+) -> Result<Arc<Verified>, ApiError> {
     state
-        .authenticate_bearer(authorization(headers)?, session_subject(headers), usage)
+        .authenticate_bearer(
+            authorization(headers)?,
+            session_subject(headers),
+            usage,
+            named_id(named(tenant)),
+        )
         .await
 }
 
 async fn introspect(
     State(state): State<AppState>,
+    tenant: Named,
     headers: HeaderMap,
     body: RequestBody,
 ) -> Result<Response, ApiError> {
-    let bearer = bearer(&state, &headers, BearerUse::Active).await?;
+    let bearer = bearer(&state, &tenant, &headers, BearerUse::Active).await?;
     let answer = state
         .introspect(&bearer, session_subject(&headers)?, parse_body(&body)?)
         .await?;
@@ -230,20 +257,22 @@ async fn introspect(
 
 async fn refresh(
     State(state): State<AppState>,
+    tenant: Named,
     headers: HeaderMap,
     body: RequestBody,
 ) -> Result<Response, ApiError> {
-    let bearer = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
+    let bearer = bearer(&state, &tenant, &headers, BearerUse::MayBeExpired).await?;
     let answer = state.refresh(&bearer, parse_body(&body)?).await?;
     Ok(no_store(answer))
 }
 
 async fn revoke(
     State(state): State<AppState>,
+    tenant: Named,
     headers: HeaderMap,
     body: RequestBody,
 ) -> Result<Response, ApiError> {
-    let bearer = bearer(&state, &headers, BearerUse::MayBeExpired).await?;
+    let bearer = bearer(&state, &tenant, &headers, BearerUse::MayBeExpired).await?;
     let answer = state.revoke(&bearer, parse_body(&body)?).await?;
     Ok(no_store(answer))
 }
@@ -281,15 +310,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn jwks(State(state): State<AppState>) -> Response {
-    let body = state.keys().ring().jwks.to_vec();
+/// The JWKS of the tenant the request names (else the default tenant's): its keys only.
+async fn jwks(State(state): State<AppState>, tenant: Named) -> Result<Response, ApiError> {
+    let body = state.request_tenant(named(&tenant))?.jwks.to_vec();
     let max_age = format!("max-age={}", state.settings().jwks_cache_secs);
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, max_age.as_str()),
         ],
         body,
     )
-        .into_response()
+        .into_response())
 }

@@ -19,7 +19,8 @@ use crate::service::{
 };
 
 use super::form::{Form, decode};
-use super::{RequestBody, authorization};
+use super::{Named, RequestBody, authorization, named};
+use crate::service::tenancy::named_id;
 
 /// The form's media type; a `charset` parameter, if any, must be UTF-8.
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -31,6 +32,7 @@ const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
 /// `POST /oauth/token`.
 pub(super) async fn token(
     State(state): State<AppState>,
+    tenant: Named,
     headers: HeaderMap,
     body: RequestBody,
 ) -> Response {
@@ -45,7 +47,9 @@ pub(super) async fn token(
             audience: form.get("audience"),
             refresh_token: form.get("refresh_token"),
         };
-        state.token_grant(&credentials, &request).await
+        state
+            .token_grant(&credentials, &request, named_id(named(&tenant)))
+            .await
     };
     standard(answer.await)
 }
@@ -53,6 +57,7 @@ pub(super) async fn token(
 /// `POST /oauth/introspect`.
 pub(super) async fn introspect(
     State(state): State<AppState>,
+    tenant: Named,
     headers: HeaderMap,
     body: RequestBody,
 ) -> Response {
@@ -60,7 +65,7 @@ pub(super) async fn introspect(
         let form = form(&headers, &body)?;
         let caller = introspector(&state, &headers, &form)?;
         state
-            .introspect_standard(&caller, &token_params(&form))
+            .introspect_standard(&caller, &token_params(&form), named(&tenant))
             .await
     };
     standard(answer.await)
@@ -69,6 +74,7 @@ pub(super) async fn introspect(
 /// `POST /oauth/revoke`: 200 with an empty body (RFC 7009 section 2.2).
 pub(super) async fn revoke(
     State(state): State<AppState>,
+    tenant: Named,
     headers: HeaderMap,
     body: RequestBody,
 ) -> Response {
@@ -76,7 +82,7 @@ pub(super) async fn revoke(
         let form = form(&headers, &body)?;
         let credentials = client_credentials(&headers, &form)?;
         state
-            .revoke_standard(&credentials, &token_params(&form))
+            .revoke_standard(&credentials, &token_params(&form), named_id(named(&tenant)))
             .await
             .map(|()| json!({}))
     };
@@ -208,13 +214,17 @@ fn introspector(
 /// RFC 8414 authorization server metadata, also served as `/.well-known/openid-configuration`
 /// for clients that look there: exactly what works. No authorization endpoint (no grant here
 /// uses one), so no response type; no ID tokens, so no OpenID Connect fields. The scopes are
-/// those of the enabled clients.
-pub(super) async fn metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let scopes = state.scopes_supported().await?;
-    let settings = state.settings();
-    let iss = settings.issuer.trim_end_matches('/');
+/// those of the tenant's enabled clients. Per tenant: the one the request names, else the
+/// default; its URLs are under its issuer.
+pub(super) async fn metadata(
+    State(state): State<AppState>,
+    tenant: Named,
+) -> Result<Response, ApiError> {
+    let tenant = state.request_tenant(named(&tenant))?;
+    let scopes = state.scopes_supported(&tenant.id).await?;
+    let iss = tenant.issuer.trim_end_matches('/');
     let document = json!({
-        "issuer": settings.issuer,
+        "issuer": tenant.issuer,
         "token_endpoint": format!("{iss}{}", paths::OAUTH_TOKEN),
         "introspection_endpoint": format!("{iss}{}", paths::OAUTH_INTROSPECT),
         "revocation_endpoint": format!("{iss}{}", paths::OAUTH_REVOKE),
@@ -225,7 +235,7 @@ pub(super) async fn metadata(State(state): State<AppState>) -> Result<Response, 
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
-        "access_token_signing_alg_values_supported": ["ES256"],
+        "access_token_signing_alg_values_supported": [tenant.algorithm.as_str()],
     });
     Ok(Json(document).into_response())
 }

@@ -6,7 +6,7 @@ use identity_protocol::identity::{ACCESS_TOKEN_USE, REFRESH_TOKEN_USE};
 use serde::Serialize;
 
 use crate::storage::RefreshView;
-use crate::tokens::Claims;
+use crate::tokens::Verified;
 
 /// The answer of introspection (PROTOCOL.md section 5, RFC 7662), serialised from the claims or
 /// the stored row it was found by, without building a JSON tree (a map and a copy of every
@@ -14,7 +14,7 @@ use crate::tokens::Claims;
 #[derive(Debug)]
 pub enum Introspection {
     Inactive,
-    Access(Arc<Claims>),
+    Access(Arc<Verified>),
     Refresh {
         view: Box<RefreshView>,
         issuer: String,
@@ -146,6 +146,7 @@ mod tests {
 
     use super::*;
     use crate::storage::{FamilyRow, RefreshRow};
+    use crate::tokens::Claims;
 
     /// The same bytes as the answers' JSON trees (sorted keys), without building one.
     #[test]
@@ -167,26 +168,22 @@ mod tests {
             "aud": [claims.aud], "iss": claims.iss, "exp": claims.exp, "iat": claims.iat,
             "jti": claims.jti,
         });
+        let family = FamilyRow {
+            family_id: "f1".into(),
+            client_id: "c1".into(),
+            subject: "user\"1".into(),
+            scope: "orders.read".into(),
+            audience: "orders-api".into(),
+            created_at: 1_700_000_000,
+            expires_at: 1_702_592_000,
+            last_used_at: 1_700_000_000,
+            revoked_at: None,
+            revoke_reason: None,
+            tenant_id: crate::storage::TenantId::primary(),
+        };
         let view = RefreshView {
-            token: RefreshRow::new(
-                [0; 32],
-                "j2".into(),
-                "f1".into(),
-                1_700_000_100,
-                1_700_086_500,
-            ),
-            family: FamilyRow {
-                family_id: "f1".into(),
-                client_id: "c1".into(),
-                subject: "user\"1".into(),
-                scope: "orders.read".into(),
-                audience: "orders-api".into(),
-                created_at: 1_700_000_000,
-                expires_at: 1_702_592_000,
-                last_used_at: 1_700_000_000,
-                revoked_at: None,
-                revoke_reason: None,
-            },
+            token: RefreshRow::new([0; 32], "j2".into(), &family, 1_700_000_100, 1_700_086_500),
+            family,
         };
         let f = &view.family;
         let refresh = json!({
@@ -197,7 +194,13 @@ mod tests {
         });
         let cases = [
             (Introspection::Inactive, json!({ "active": false })),
-            (Introspection::Access(Arc::new(claims)), access),
+            (
+                Introspection::Access(Arc::new(Verified {
+                    tenant: crate::storage::TenantId::primary(),
+                    claims,
+                })),
+                access,
+            ),
             (
                 Introspection::Refresh {
                     issuer: "https://issuer".into(),

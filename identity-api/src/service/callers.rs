@@ -9,8 +9,9 @@ use zeroize::Zeroizing;
 use crate::clients;
 use crate::clock::{now, now_millis};
 use crate::error::ApiError;
-use crate::storage::ClientRow;
-use crate::tokens::{self, Claims, TokenError, VerifiedCache};
+use crate::keys::Tenant;
+use crate::storage::{ClientRow, Scope, TenantId};
+use crate::tokens::{self, TokenError, Verified, VerifiedCache};
 
 use super::state::AppState;
 
@@ -34,6 +35,8 @@ pub enum ClientSource {
 /// A client that authenticated.
 pub struct Authenticated {
     pub row: Arc<ClientRow>,
+    /// Its tenant, enabled.
+    pub tenant: Arc<Tenant>,
     /// The row came from the cache (read from the database up to `ClientCache::TTL_SECS` ago).
     pub cached: bool,
     /// The verifier of the secret presented: the client's current one, or its previous one
@@ -86,16 +89,19 @@ impl AppState {
     /// previous verifier, or the dummy in their place). A row cached before a `client disable`,
     /// `rotate-secret` or `update` still authenticates here; the issue's write refuses it, and
     /// the issue asks again with [`ClientSource::Recheck`] before it answers any 4xx, so a
-    /// stale row answers nothing but a success.
+    /// stale row answers nothing but a success. A client of a disabled tenant, or of another
+    /// tenant than the one the request `named`, is refused the same way.
     pub async fn authenticate_client(
         &self,
         authorization: Option<&[u8]>,
         from: ClientSource,
+        named: Option<&TenantId>,
     ) -> Result<Authenticated, ApiError> {
         let (id, secret) = authorization
             .and_then(basic_credentials)
             .ok_or(ApiError::InvalidClient)?;
-        self.authenticate_credentials(&id, &secret, from).await
+        self.authenticate_credentials(&id, &secret, from, named)
+            .await
     }
 
     /// A client id and secret, however they came: the one path of [`Self::authenticate_client`]
@@ -105,6 +111,7 @@ impl AppState {
         id: &str,
         secret: &str,
         from: ClientSource,
+        named: Option<&TenantId>,
     ) -> Result<Authenticated, ApiError> {
         let inner = &self.inner;
         let computed = clients::verifier(&inner.verifier_key, id, secret);
@@ -114,9 +121,11 @@ impl AppState {
             && let Some(row) = inner.clients.get(id, now)
             && row.enabled
             && clients::accepts(Some(&row), &computed, dummy, now)
+            && let Some(tenant) = self.credential_tenant(&row.tenant_id, named)
         {
             return Ok(Authenticated {
                 row,
+                tenant,
                 cached: true,
                 verifier: computed,
             });
@@ -124,16 +133,20 @@ impl AppState {
         // An id no client can have (PostgreSQL refuses a NUL in text, for one) is not looked
         // up, but still takes the verifier comparison below, as an unknown client does.
         let row = if clients::valid_client_id(id) {
-            inner.db.client(id).await?.map(Arc::new)
+            inner.db.client(Scope::from(named), id).await?.map(Arc::new)
         } else {
             None
         };
         let accepted = clients::accepts(row.as_deref(), &computed, dummy, now);
-        match row {
-            Some(r) if accepted && r.enabled => {
+        let tenant = row
+            .as_ref()
+            .and_then(|r| self.credential_tenant(&r.tenant_id, named));
+        match (row, tenant) {
+            (Some(r), Some(tenant)) if accepted && r.enabled => {
                 inner.clients.insert(Arc::clone(&r), now);
                 Ok(Authenticated {
                     row: r,
+                    tenant,
                     cached: false,
                     verifier: computed,
                 })
@@ -149,25 +162,25 @@ impl AppState {
         }
     }
 
+    /// A token's claims and tenant, if one of the tenants' keys signed it.
     pub(super) async fn verify_access_token(
         &self,
         token: &str,
         now: i64,
-    ) -> Result<Arc<Claims>, TokenError> {
+    ) -> Result<Arc<Verified>, TokenError> {
         let inner = &self.inner;
         let key = VerifiedCache::key(token);
         if let Some(claims) = inner.cache.get(&key, now) {
             return Ok(claims);
         }
-        let issuer = &inner.settings.issuer;
-        let claims = match tokens::verify(&inner.keys.ring(), issuer, token) {
+        let claims = match tokens::verify(&inner.keys.directory(), token) {
             // A key made by another instance or by `keys rotate`: reload, at most every 200 ms,
             // so that garbage kids cannot turn into a database query each.
             Err(TokenError::UnknownKey) if self.last_key_reload() + 200 < now_millis() => {
                 if let Err(e) = self.reload_keys().await {
                     tracing::warn!(error = %e, "key reload failed");
                 }
-                tokens::verify(&inner.keys.ring(), issuer, token)
+                tokens::verify(&inner.keys.directory(), token)
             }
             other => other,
         }?;
@@ -178,13 +191,15 @@ impl AppState {
 
     /// `Authorization: Bearer <access token>`: valid signature and issuer, family not revoked,
     /// not expired when `Active` is asked for, and of the session's subject on an
-    /// authenticated session of the sidecar.
+    /// authenticated session of the sidecar; of the tenant the request `named`, if it named
+    /// one, and of an enabled tenant.
     pub async fn authenticate_bearer(
         &self,
         authorization: Option<&[u8]>,
         session_subject: Parsed<Option<&str>>,
         usage: BearerUse,
-    ) -> Result<Arc<Claims>, ApiError> {
+        named: Option<&TenantId>,
+    ) -> Result<Arc<Verified>, ApiError> {
         let token = authorization
             .and_then(bearer_token)
             .ok_or(ApiError::InvalidToken("missing or malformed bearer token"))?;
@@ -196,7 +211,17 @@ impl AppState {
         if usage == BearerUse::Active && claims.exp <= now {
             return Err(ApiError::InvalidToken("the bearer token has expired"));
         }
-        match self.inner.db.family_revoked(&claims.fid).await? {
+        if self.credential_tenant(&claims.tenant, named).is_none() {
+            return Err(ApiError::InvalidToken(
+                "the bearer token is not valid for this tenant",
+            ));
+        }
+        match self
+            .inner
+            .db
+            .family_revoked(&claims.tenant, &claims.fid)
+            .await?
+        {
             Some(false) => {}
             _ => return Err(ApiError::InvalidToken("the bearer token has been revoked")),
         }

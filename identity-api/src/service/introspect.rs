@@ -7,7 +7,8 @@ use identity_protocol::identity::{REFRESH_TOKEN_USE, TokenRequest};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::refresh_token_key;
-use crate::tokens::Claims;
+use crate::storage::{Scope, TenantId};
+use crate::tokens::Verified;
 
 use super::answers::Introspection;
 use super::callers::{check_subject, looks_like_jwt, presented_token};
@@ -20,7 +21,7 @@ impl AppState {
     /// optional; the token's shape decides.
     pub async fn introspect(
         &self,
-        bearer: &Claims,
+        bearer: &Verified,
         session_subject: Option<&str>,
         req: TokenRequest<'_>,
     ) -> Result<Introspection, ApiError> {
@@ -31,13 +32,14 @@ impl AppState {
         };
         // The bearer's own family was checked a moment ago.
         let answer = self
-            .find_active(&token, None, visible, Some(&bearer.fid))
+            .find_active(&token, None, &bearer.tenant, visible, Some(&bearer.fid))
             .await?;
         self.count_introspection(&answer);
         Ok(answer)
     }
 
-    /// What `token` is, if it is active and `visible(client_id, subject)`: an access token
+    /// What `token` is, if it is active, of `tenant` and `visible(client_id, subject)`: an
+    /// access token
     /// unexpired of a family not revoked (`live_family` is known not to be), or a refresh token
     /// unspent and unexpired of a family not revoked. Checked in that order, so that a token
     /// not visible costs no read of its family. With `hint` `refresh_token` the refresh tokens
@@ -47,17 +49,20 @@ impl AppState {
         &self,
         token: &str,
         hint: Option<&str>,
+        tenant: &TenantId,
         visible: impl Fn(&str, &str) -> bool,
         live_family: Option<&str>,
     ) -> Result<Introspection, ApiError> {
         let refresh_first = hint == Some(REFRESH_TOKEN_USE);
-        if refresh_first && let Some(found) = self.active_refresh(token, &visible).await? {
+        if refresh_first && let Some(found) = self.active_refresh(token, tenant, &visible).await? {
             return Ok(found);
         }
         if looks_like_jwt(token) {
-            return self.active_access(token, &visible, live_family).await;
+            return self
+                .active_access(token, tenant, &visible, live_family)
+                .await;
         }
-        if !refresh_first && let Some(found) = self.active_refresh(token, &visible).await? {
+        if !refresh_first && let Some(found) = self.active_refresh(token, tenant, &visible).await? {
             return Ok(found);
         }
         Ok(Introspection::Inactive)
@@ -66,6 +71,7 @@ impl AppState {
     async fn active_access(
         &self,
         token: &str,
+        tenant: &TenantId,
         visible: &impl Fn(&str, &str) -> bool,
         live_family: Option<&str>,
     ) -> Result<Introspection, ApiError> {
@@ -74,9 +80,10 @@ impl AppState {
             return Ok(Introspection::Inactive);
         };
         if claims.exp <= now
+            || claims.tenant != *tenant
             || !visible(&claims.client_id, &claims.sub)
             || (live_family != Some(claims.fid.as_str())
-                && self.inner.db.family_revoked(&claims.fid).await? != Some(false))
+                && self.inner.db.family_revoked(tenant, &claims.fid).await? != Some(false))
         {
             return Ok(Introspection::Inactive);
         }
@@ -87,11 +94,12 @@ impl AppState {
     async fn active_refresh(
         &self,
         token: &str,
+        tenant: &TenantId,
         visible: &impl Fn(&str, &str) -> bool,
     ) -> Result<Option<Introspection>, ApiError> {
         let inner = &self.inner;
         let view = match refresh_token_key(token) {
-            Some(key) => inner.db.refresh_token(&key).await?,
+            Some(key) => inner.db.refresh_token(Scope::Tenant(tenant), &key).await?,
             None => None,
         };
         let Some(view) = view else {
@@ -107,9 +115,16 @@ impl AppState {
         {
             return Ok(Some(Introspection::Inactive));
         }
+        let Some(issuer) = self
+            .directory()
+            .tenant(tenant.as_str())
+            .map(|t| t.issuer.clone())
+        else {
+            return Ok(Some(Introspection::Inactive));
+        };
         Ok(Some(Introspection::Refresh {
             view: Box::new(view),
-            issuer: inner.settings.issuer.clone(),
+            issuer,
         }))
     }
 

@@ -9,9 +9,11 @@ use zeroize::Zeroizing;
 
 use crate::clock::now;
 use crate::error::ApiError;
+use crate::keys::Tenant;
 use crate::secret::Fresh;
+use crate::storage::TenantId;
 use crate::storage::{ClientSeen, FamilyRow, Opened, RefreshRow};
-use crate::tokens::{self, Claims, VerifiedCache};
+use crate::tokens::{self, Claims, Verified, VerifiedCache};
 
 use super::answers::TokenResponse;
 use super::callers::{Authenticated, ClientSource, Parsed, check_subject};
@@ -29,15 +31,16 @@ impl AppState {
         authorization: Option<&[u8]>,
         session_subject: Parsed<Option<&str>>,
         request: Parsed<IssueRequest<'_>>,
+        named: Option<&TenantId>,
     ) -> Result<TokenResponse, ApiError> {
         let client = self
-            .authenticate_client(authorization, ClientSource::CacheOrDatabase)
+            .authenticate_client(authorization, ClientSource::CacheOrDatabase, named)
             .await?;
         let (subject, request) = match session_subject.and_then(|s| Ok((s, request?))) {
             Ok(parsed) => parsed,
             Err(e) => {
                 if client.cached {
-                    self.authenticate_client(authorization, ClientSource::Recheck)
+                    self.authenticate_client(authorization, ClientSource::Recheck, named)
                         .await?;
                 }
                 return Err(e);
@@ -46,7 +49,7 @@ impl AppState {
         match self.issue_for(&client, subject, &request).await {
             Err(e) if client.cached && e.status().is_client_error() => {
                 let fresh = self
-                    .authenticate_client(authorization, ClientSource::Recheck)
+                    .authenticate_client(authorization, ClientSource::Recheck, named)
                     .await?;
                 self.issue_for(&fresh, subject, &request).await
             }
@@ -81,13 +84,13 @@ impl AppState {
         with_refresh: bool,
     ) -> Result<TokenResponse, ApiError> {
         let client = &*authenticated.row;
+        let tenant = &*authenticated.tenant;
         let inner = &self.inner;
-        let s = &inner.settings;
         let now = now();
         let lifetime = if with_refresh {
-            s.family_ttl
+            tenant.family_ttl
         } else {
-            s.access_ttl.min(s.family_ttl)
+            tenant.access_ttl.min(tenant.family_ttl)
         };
         let mut fresh = Fresh::draw();
         let family = FamilyRow {
@@ -101,9 +104,10 @@ impl AppState {
             last_used_at: now,
             revoked_at: None,
             revoke_reason: None,
+            tenant_id: tenant.id.clone(),
         };
-        let (access_token, expires_in) = self.sign_access(&family, now, &mut fresh)?;
-        let refresh = with_refresh.then(|| self.new_refresh(&family, now, &mut fresh));
+        let (access_token, expires_in) = self.sign_access(tenant, &family, now, &mut fresh)?;
+        let refresh = with_refresh.then(|| self.new_refresh(tenant, &family, now, &mut fresh));
         let scope = family.scope.clone();
         let client_id = &client.client_id;
         let seen = ClientSeen {
@@ -140,29 +144,30 @@ impl AppState {
     /// the token's lookup key).
     pub(super) fn new_refresh(
         &self,
+        tenant: &Tenant,
         family: &FamilyRow,
         now: i64,
         fresh: &mut Fresh,
     ) -> (Zeroizing<String>, RefreshRow) {
         let (token, key) = fresh.refresh_token();
         let expires_at = now
-            .saturating_add(self.inner.settings.refresh_ttl)
+            .saturating_add(tenant.refresh_ttl)
             .min(family.expires_at);
-        let row = RefreshRow::new(key, fresh.id(), family.family_id.clone(), now, expires_at);
+        let row = RefreshRow::new(key, fresh.id(), family, now, expires_at);
         (token, row)
     }
 
-    /// An access token of `family`, and its lifetime in seconds.
+    /// An access token of `family`, signed with its tenant's key, and its lifetime in seconds.
     pub(super) fn sign_access(
         &self,
+        tenant: &Tenant,
         family: &FamilyRow,
         now: i64,
         fresh: &mut Fresh,
     ) -> Result<(String, i64), ApiError> {
-        let s = &self.inner.settings;
-        let exp = now.saturating_add(s.access_ttl).min(family.expires_at);
+        let exp = now.saturating_add(tenant.access_ttl).min(family.expires_at);
         let claims = Claims {
-            iss: s.issuer.clone(),
+            iss: tenant.issuer.clone(),
             sub: family.subject.clone(),
             aud: family.audience.clone(),
             client_id: family.client_id.clone(),
@@ -172,13 +177,16 @@ impl AppState {
             jti: fresh.id(),
             fid: family.family_id.clone(),
         };
-        let token = tokens::sign(&self.inner.keys.ring(), &claims)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let token = tokens::sign(tenant, &claims).map_err(|e| ApiError::Internal(e.to_string()))?;
         // What verifying this token would give: its first use (a refresh presents it as the
         // bearer) then skips the signature check, which costs more than signing.
+        let verified = Verified {
+            tenant: tenant.id.clone(),
+            claims,
+        };
         self.inner
             .cache
-            .insert(VerifiedCache::key(&token), Arc::new(claims), now);
+            .insert(VerifiedCache::key(&token), Arc::new(verified), now);
         Ok((token, exp - now))
     }
 }

@@ -2,6 +2,7 @@
 //! parsed in `http`, and handed over as they came, errors included).
 //!
 //! - [`state`]: [`AppState`], what every operation shares; [`settings`];
+//! - [`tenancy`]: which tenant a request belongs to;
 //! - [`callers`]: who is calling: a client's credentials, a bearer token, the session's subject;
 //! - one module per operation: [`issue`] (step 2), [`introspect`] (step 3), [`refresh`]
 //!   (step 5), [`revoke`] (step 6);
@@ -19,9 +20,11 @@ mod refresh;
 mod revoke;
 pub mod settings;
 pub mod state;
+pub mod tenancy;
 
 pub use answers::{Introspection, Revoked, TokenResponse};
 pub use callers::{Authenticated, BearerUse, ClientSource, Parsed};
 pub use oauth::{AuthMethod, ClientCredentials, GrantRequest, Introspector, TokenParams};
 pub use settings::Settings;
 pub use state::{AppState, StartError};
+pub use tenancy::NamedTenant;

@@ -4,18 +4,21 @@
 //! `client_secret_basic` or `client_secret_post` (RFC 6749 section 2.3.1); introspection also
 //! takes the service token.
 
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 use crate::clients::{CLIENT_CREDENTIALS, REFRESH_TOKEN, has_grant};
 use crate::clock::now;
 use crate::error::ApiError;
-use crate::storage::AuditRow;
+use crate::storage::{AuditRow, TenantId};
 
 use super::answers::{Introspection, TokenResponse};
 use super::callers::{Authenticated, ClientSource};
 use super::granted::{self, Grantee};
 use super::refresh::{Holder, Narrowing};
 use super::state::AppState;
+use super::tenancy::{NamedTenant, named_id};
 
 /// How a client presented its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +126,9 @@ impl AppState {
         &self,
         credentials: &ClientCredentials,
         from: ClientSource,
+        named: Option<&TenantId>,
     ) -> Result<Authenticated, ApiError> {
-        self.authenticate_credentials(&credentials.id, &credentials.secret, from)
+        self.authenticate_credentials(&credentials.id, &credentials.secret, from, named)
             .await
             .map_err(|e| credentials.refusal(e))
     }
@@ -136,13 +140,16 @@ impl AppState {
         &self,
         credentials: &ClientCredentials,
         request: &GrantRequest<'_>,
+        named: Option<&TenantId>,
     ) -> Result<TokenResponse, ApiError> {
         match request.grant_type {
-            Some(CLIENT_CREDENTIALS) => return self.client_credentials(credentials, request).await,
-            Some(REFRESH_TOKEN) => return self.refresh_grant(credentials, request).await,
+            Some(CLIENT_CREDENTIALS) => {
+                return self.client_credentials(credentials, request, named).await;
+            }
+            Some(REFRESH_TOKEN) => return self.refresh_grant(credentials, request, named).await,
             _ => {}
         }
-        self.authenticate_standard(credentials, ClientSource::Database)
+        self.authenticate_standard(credentials, ClientSource::Database, named)
             .await?;
         Err(match request.grant_type {
             None => ApiError::invalid_request("grant_type is required"),
@@ -162,14 +169,15 @@ impl AppState {
         &self,
         credentials: &ClientCredentials,
         request: &GrantRequest<'_>,
+        named: Option<&TenantId>,
     ) -> Result<TokenResponse, ApiError> {
         let client = self
-            .authenticate_standard(credentials, ClientSource::CacheOrDatabase)
+            .authenticate_standard(credentials, ClientSource::CacheOrDatabase, named)
             .await?;
         match self.client_credentials_for(&client, request).await {
             Err(e) if client.cached && e.status().is_client_error() => {
                 let fresh = self
-                    .authenticate_standard(credentials, ClientSource::Recheck)
+                    .authenticate_standard(credentials, ClientSource::Recheck, named)
                     .await?;
                 self.client_credentials_for(&fresh, request).await
             }
@@ -212,9 +220,10 @@ impl AppState {
         &self,
         credentials: &ClientCredentials,
         request: &GrantRequest<'_>,
+        named: Option<&TenantId>,
     ) -> Result<TokenResponse, ApiError> {
         let client = self
-            .authenticate_standard(credentials, ClientSource::Database)
+            .authenticate_standard(credentials, ClientSource::Database, named)
             .await?;
         if !has_grant(&client.row.grant_types, REFRESH_TOKEN) {
             return Err(ApiError::GrantNotAllowed(
@@ -228,12 +237,13 @@ impl AppState {
             scope: request.scope,
             audience: request.audience()?,
         };
-        self.rotate(presented, Holder::Client(&client.row.client_id), narrowing)
+        self.rotate(presented, Holder::Client(&client.row), narrowing)
             .await
     }
 
-    /// RFC 7662: a client sees its own tokens; a client with `may_introspect`, or the holder of
-    /// the service token, sees every token; any other token is `{"active": false}`. A cached
+    /// RFC 7662: a client sees its own tokens; a client with `may_introspect` sees every token
+    /// of its tenant, and the holder of the service token every token of the tenant the request
+    /// names (else the default tenant's); any other token is `{"active": false}`. A cached
     /// client row answers only about the client's own tokens: whether it may see another's is
     /// decided on its row read afresh, so that `client update --may-introspect` acts at once,
     /// both ways.
@@ -241,18 +251,24 @@ impl AppState {
         &self,
         caller: &Introspector,
         params: &TokenParams<'_>,
+        named: Option<&NamedTenant>,
     ) -> Result<Introspection, ApiError> {
+        let named_id = named_id(named);
         let client = match caller {
             Introspector::Client(credentials) => Some((
                 credentials,
-                self.authenticate_standard(credentials, ClientSource::CacheOrDatabase)
+                self.authenticate_standard(credentials, ClientSource::CacheOrDatabase, named_id)
                     .await?,
             )),
             Introspector::Service => None,
         };
+        let tenant = match &client {
+            Some((_, client)) => Arc::clone(&client.tenant),
+            None => self.request_tenant(named)?,
+        };
         let token = params.token()?;
         let mut answer = self
-            .find_active(token, params.token_type_hint, |_, _| true, None)
+            .find_active(token, params.token_type_hint, &tenant.id, |_, _| true, None)
             .await?;
         if let Some((credentials, client)) = &client
             && answer
@@ -260,7 +276,7 @@ impl AppState {
                 .is_some_and(|id| id != client.row.client_id)
         {
             let may_introspect = if client.cached {
-                self.authenticate_standard(credentials, ClientSource::Recheck)
+                self.authenticate_standard(credentials, ClientSource::Recheck, named_id)
                     .await?
                     .row
                     .may_introspect
@@ -284,11 +300,12 @@ impl AppState {
         &self,
         credentials: &ClientCredentials,
         params: &TokenParams<'_>,
+        named: Option<&TenantId>,
     ) -> Result<(), ApiError> {
         let client = self
-            .authenticate_standard(credentials, ClientSource::Database)
+            .authenticate_standard(credentials, ClientSource::Database, named)
             .await?;
-        let Some(family) = self.family_of(params.token()?).await? else {
+        let Some(family) = self.family_of(params.token()?, &client.tenant.id).await? else {
             return Ok(());
         };
         if family.client_id != client.row.client_id {

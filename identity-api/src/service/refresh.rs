@@ -8,8 +8,10 @@ use zeroize::Zeroizing;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::{Fresh, refresh_token_key};
-use crate::storage::{AuditRow, FamilyRow, Rotation};
-use crate::tokens::Claims;
+use crate::storage::{AuditRow, FamilyRow, Rotation, Scope, TenantId};
+use crate::tokens::Verified;
+
+use crate::storage::ClientRow;
 
 use super::answers::TokenResponse;
 use super::granted::{self, Grantee};
@@ -19,18 +21,26 @@ use super::state::AppState;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Holder<'a> {
     /// /api/v1/token: the bearer's client and subject.
-    Bearer(&'a Claims),
+    Bearer(&'a Verified),
     /// /oauth/token: the authenticated client, whatever the subject.
-    Client(&'a str),
+    Client(&'a ClientRow),
 }
 
 impl Holder<'_> {
+    /// Its tenant: the only one whose refresh tokens it can present.
+    fn tenant(&self) -> &TenantId {
+        match self {
+            Self::Bearer(bearer) => &bearer.tenant,
+            Self::Client(client) => &client.tenant_id,
+        }
+    }
+
     fn holds(self, family: &FamilyRow) -> bool {
         match self {
             Self::Bearer(bearer) => {
                 family.client_id == bearer.client_id && family.subject == bearer.sub
             }
-            Self::Client(client_id) => family.client_id == client_id,
+            Self::Client(client) => family.client_id == client.client_id,
         }
     }
 
@@ -58,7 +68,7 @@ impl AppState {
     /// The bearer must belong to the refresh token's client and subject (it may have expired).
     pub async fn refresh(
         &self,
-        bearer: &Claims,
+        bearer: &Verified,
         req: RefreshRequest<'_>,
     ) -> Result<TokenResponse, ApiError> {
         match req.grant_type.as_deref() {
@@ -79,7 +89,8 @@ impl AppState {
     }
 
     /// Spends `presented` for a new pair of its family: "Presenting a spent refresh token
-    /// revokes its whole family"; another holder's token is refused and nothing is revoked.
+    /// revokes its whole family"; another holder's token is refused and nothing is revoked. A
+    /// refresh token of another tenant than the holder's is not found.
     pub(super) async fn rotate(
         &self,
         presented: &str,
@@ -89,7 +100,11 @@ impl AppState {
         let inner = &self.inner;
         let m = &inner.metrics;
         let found = match refresh_token_key(presented) {
-            Some(key) => inner.db.refresh_token(&key).await?.map(|view| (key, view)),
+            Some(key) => inner
+                .db
+                .refresh_token(Scope::Tenant(holder.tenant()), &key)
+                .await?
+                .map(|view| (key, view)),
             None => None,
         };
         let Some((old_key, view)) = found else {
@@ -119,11 +134,18 @@ impl AppState {
             return Err(ApiError::InvalidGrant("the refresh token has expired"));
         }
         let narrowed = narrowed(family, narrowing)?;
+        let Some(tenant) = self.credential_tenant(&family.tenant_id, None) else {
+            return Err(ApiError::InvalidGrant("unknown refresh token"));
+        };
 
         let mut fresh = Fresh::draw();
-        let (access_token, expires_in) =
-            self.sign_access(narrowed.as_ref().unwrap_or(family), now, &mut fresh)?;
-        let (refresh, new) = self.new_refresh(family, now, &mut fresh);
+        let (access_token, expires_in) = self.sign_access(
+            &tenant,
+            narrowed.as_ref().unwrap_or(family),
+            now,
+            &mut fresh,
+        )?;
+        let (refresh, new) = self.new_refresh(&tenant, family, now, &mut fresh);
         let refresh_exp = new.expires_at;
         let outcome = inner.db.rotate_refresh(old_key, new, now, family).await?;
         if outcome == Rotation::Lost {
@@ -161,7 +183,7 @@ impl AppState {
         match self
             .inner
             .db
-            .revoke_family(&family.family_id, now, "reuse", &audit)
+            .revoke_family(&family.tenant_id, &family.family_id, now, "reuse", &audit)
             .await
         {
             Ok(true) => {

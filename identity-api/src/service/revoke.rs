@@ -7,8 +7,8 @@ use identity_protocol::identity::TokenRequest;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::refresh_token_key;
-use crate::storage::{AuditRow, FamilyRow};
-use crate::tokens::Claims;
+use crate::storage::{AuditRow, FamilyRow, Scope, TenantId};
+use crate::tokens::Verified;
 
 use super::answers::Revoked;
 use super::callers::{looks_like_jwt, presented_token};
@@ -18,11 +18,11 @@ impl AppState {
     /// The bearer must belong to the token's client and subject (it may have expired).
     pub async fn revoke(
         &self,
-        bearer: &Claims,
+        bearer: &Verified,
         req: TokenRequest<'_>,
     ) -> Result<Revoked, ApiError> {
         let token = presented_token(req)?;
-        let Some(family) = self.family_of(&token).await? else {
+        let Some(family) = self.family_of(&token, &bearer.tenant).await? else {
             return Ok(Revoked { revoked: false });
         };
         if family.client_id != bearer.client_id || family.subject != bearer.sub {
@@ -32,18 +32,25 @@ impl AppState {
         Ok(Revoked { revoked: true })
     }
 
-    /// The family a token names: any token of a family, also spent, expired or already
-    /// revoked, names it. `None` for a token that is not one of ours.
-    pub(super) async fn family_of(&self, token: &str) -> Result<Option<FamilyRow>, ApiError> {
+    /// The family of `tenant` a token names: any token of a family, also spent, expired or
+    /// already revoked, names it. `None` for a token that is not one of the tenant's.
+    pub(super) async fn family_of(
+        &self,
+        token: &str,
+        tenant: &TenantId,
+    ) -> Result<Option<FamilyRow>, ApiError> {
         let db = &self.inner.db;
         Ok(if looks_like_jwt(token) {
             match self.verify_access_token(token, now()).await {
-                Ok(claims) => db.family(&claims.fid).await?,
-                Err(_) => None,
+                Ok(claims) if claims.tenant == *tenant => db.family(tenant, &claims.fid).await?,
+                _ => None,
             }
         } else {
             match refresh_token_key(token) {
-                Some(key) => db.refresh_token(&key).await?.map(|v| v.family),
+                Some(key) => db
+                    .refresh_token(Scope::Tenant(tenant), &key)
+                    .await?
+                    .map(|v| v.family),
                 None => None,
             }
         })
@@ -56,7 +63,7 @@ impl AppState {
         if self
             .inner
             .db
-            .revoke_family(&family.family_id, now, "revoked", &audit)
+            .revoke_family(&family.tenant_id, &family.family_id, now, "revoked", &audit)
             .await?
         {
             self.inner.metrics.revocations.inc();

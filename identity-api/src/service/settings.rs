@@ -6,6 +6,8 @@ use identity_protocol::names::headers;
 use identity_runtime::InternalToken;
 use identity_runtime::secret::SharedToken;
 
+use crate::storage::TenantId;
+
 /// Access-token lifetime, seconds.
 pub const DEFAULT_ACCESS_TTL_SECS: i64 = 900;
 /// Refresh-token lifetime since the family's last use, seconds.
@@ -16,12 +18,19 @@ pub const DEFAULT_FAMILY_TTL_SECS: i64 = 2_592_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
 /// The JWKS's Cache-Control max-age, seconds.
 pub const DEFAULT_JWKS_CACHE_SECS: u32 = 300;
+/// The tenant that exists from the first start, and that requests naming none belong to.
+pub use crate::storage::DEFAULT_TENANT;
 
 /// What the operations and the routes read (see `config` for the flags and variables).
 #[derive(Debug)]
 pub struct Settings {
-    /// `iss` of every token, and the base of the URLs in openid-configuration.
+    /// `iss` of the default tenant's tokens, the base of the other tenants' issuers (unless
+    /// they set their own), and of the URLs in openid-configuration.
     pub issuer: String,
+    /// The tenant that requests naming none belong to (created at the first start).
+    pub default_tenant: TenantId,
+    /// The headers that may name a request's tenant, the first present one deciding.
+    pub tenant_headers: Vec<HeaderName>,
     pub access_ttl: i64,
     pub refresh_ttl: i64,
     pub family_ttl: i64,
@@ -41,6 +50,11 @@ impl Settings {
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
+            default_tenant: TenantId::primary(),
+            tenant_headers: headers::TENANT_CANDIDATES
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect(),
             access_ttl: DEFAULT_ACCESS_TTL_SECS,
             refresh_ttl: DEFAULT_REFRESH_TTL_SECS,
             family_ttl: DEFAULT_FAMILY_TTL_SECS,

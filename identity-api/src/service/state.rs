@@ -1,24 +1,22 @@
 //! The application state every operation shares: the database, the settings, the keys, the
 //! caches and the metrics.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::clients::{self, ClientCache};
 use crate::clock::{now, now_millis};
 use crate::kek::{self, Keks, KeyError};
-use crate::keys::KeyStore;
+use crate::keys::{Directory, KeyStore, TenantDefaults};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::secret::{ClientSecret, Key32};
-use crate::storage::{Db, StoreError};
+use crate::signing::Algorithm;
+use crate::storage::{Db, Scope, StoreError, TenantId, TenantRow};
 use crate::tokens::VerifiedCache;
 
 use super::settings::Settings;
-
-/// How long past an access token's lifetime a retired signing key stays in the JWKS: a few
-/// reload periods (`serve` reloads the keys every second).
-const KEY_RELOAD_SLACK_SECS: i64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -27,6 +25,9 @@ pub enum StartError {
     #[error(transparent)]
     Key(#[from] KeyError),
 }
+
+/// A tenant's `scopes_supported`, and when it was read.
+type ScopesRead = (i64, Arc<Vec<String>>);
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone, Debug)]
@@ -46,29 +47,37 @@ pub(super) struct Inner {
     pub(super) clients: ClientCache,
     pub(super) metrics: Metrics,
     pub(super) last_key_reload: AtomicI64,
-    /// The scopes of the enabled clients as the metadata lists them, and when they were read.
-    scopes: Mutex<Option<(i64, Arc<Vec<String>>)>>,
+    /// The scopes of each tenant's enabled clients as its metadata lists them, and when they
+    /// were read.
+    scopes: Mutex<HashMap<TenantId, ScopesRead>>,
 }
 
 impl AppState {
-    /// Builds the state on a migrated database; creates the first signing key and the
-    /// client-secret verifier key if there are none.
+    /// Builds the state on a migrated database; creates the default tenant (adopting the rows
+    /// made before tenants), its first signing key and the client-secret verifier key if there
+    /// are none.
     pub async fn new(
         db: Db,
         keks: impl Into<Keks>,
         settings: Settings,
     ) -> Result<Self, StartError> {
         let keks = keks.into();
+        let default = default_tenant_row(&settings.default_tenant, now());
+        if db.ensure_default_tenant(&default).await? {
+            tracing::info!(tenant = %settings.default_tenant, "created the default tenant");
+        }
         let verifier_key = kek::verifier_key(&db, &keks).await?;
         let dummy_verifier = clients::verifier(&verifier_key, "", "");
         let metrics = Metrics::new(db.batch_metrics());
-        // Another replica may sign with a just-retired key until its next reload (every second):
-        // the JWKS keeps a retired key a little longer than an access token lives, so no token
-        // outlives its published key.
         let keys = KeyStore::new(
             keks,
-            settings.family_ttl,
-            settings.access_ttl.saturating_add(KEY_RELOAD_SLACK_SECS),
+            TenantDefaults {
+                issuer: settings.issuer.clone(),
+                default_tenant: settings.default_tenant.clone(),
+                access_ttl: settings.access_ttl,
+                refresh_ttl: settings.refresh_ttl,
+                family_ttl: settings.family_ttl,
+            },
         );
         let state = Self {
             inner: Arc::new(Inner {
@@ -81,7 +90,7 @@ impl AppState {
                 clients: ClientCache::default(),
                 metrics,
                 last_key_reload: AtomicI64::new(0),
-                scopes: Mutex::new(None),
+                scopes: Mutex::new(HashMap::new()),
             }),
         };
         state.reload_keys().await?;
@@ -115,11 +124,17 @@ impl AppState {
         &self.inner.keys
     }
 
+    /// The tenants and their keys, as of the last reload.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.inner.keys.directory()
+    }
+
     pub fn verifier_key(&self) -> &Key32 {
         &self.inner.verifier_key
     }
 
-    /// Picks up keys rotated by `identity-api keys rotate` or another instance.
+    /// Picks up tenants created or changed and keys rotated by the command line or another
+    /// instance.
     pub async fn reload_keys(&self) -> Result<bool, KeyError> {
         self.inner
             .last_key_reload
@@ -132,18 +147,22 @@ impl AppState {
         self.inner.last_key_reload.load(Ordering::Relaxed)
     }
 
-    /// Every scope an enabled client may ask for, sorted: the metadata's `scopes_supported`.
-    /// Read at most every `ClientCache::TTL_SECS`, since anyone may fetch the metadata.
-    pub async fn scopes_supported(&self) -> Result<Arc<Vec<String>>, StoreError> {
+    /// Every scope an enabled client of `tenant` may ask for, sorted: the metadata's
+    /// `scopes_supported`. Read at most every `ClientCache::TTL_SECS`, since anyone may fetch
+    /// the metadata.
+    pub async fn scopes_supported(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Arc<Vec<String>>, StoreError> {
         let now = now();
         if let Ok(kept) = self.inner.scopes.lock()
-            && let Some((read_at, scopes)) = &*kept
+            && let Some((read_at, scopes)) = kept.get(tenant)
             && now.saturating_sub(*read_at) < ClientCache::TTL_SECS
         {
             return Ok(Arc::clone(scopes));
         }
         let mut scopes: Vec<String> = Vec::new();
-        for client in self.inner.db.clients().await? {
+        for client in self.inner.db.clients(Scope::Tenant(tenant)).await? {
             if client.enabled {
                 scopes.extend(
                     clients::split_list(&client.scopes)
@@ -156,22 +175,28 @@ impl AppState {
         scopes.dedup();
         let scopes = Arc::new(scopes);
         if let Ok(mut kept) = self.inner.scopes.lock() {
-            *kept = Some((now, Arc::clone(&scopes)));
+            kept.insert(tenant.clone(), (now, Arc::clone(&scopes)));
         }
         Ok(scopes)
     }
 
-    /// Seeds `dev-client` for the quick start; returns its secret when it was created now.
+    /// Seeds `dev-client` in the default tenant for the quick start; returns its secret when it
+    /// was created now.
     pub async fn seed_dev_client(&self) -> Result<Option<ClientSecret>, clients::ClientError> {
-        if self.inner.db.client("dev-client").await?.is_some() {
+        let db = &self.inner.db;
+        if db.client(Scope::AnyTenant, "dev-client").await?.is_some() {
             return Ok(None);
         }
-        match clients::create(
-            &self.inner.db,
-            &self.inner.verifier_key,
-            "dev-client",
+        let new = clients::NewClient::new(
+            &self.inner.settings.default_tenant,
             "orders.read orders.write",
             "orders-api",
+        );
+        match clients::create(
+            db,
+            &self.inner.verifier_key,
+            "dev-client",
+            new,
             &Operator::current(),
             now(),
         )
@@ -181,5 +206,22 @@ impl AppState {
             Err(clients::ClientError::Exists(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The default tenant as the first start creates it: the server's issuer and lifetimes, ES256.
+pub fn default_tenant_row(tenant: &TenantId, now: i64) -> TenantRow {
+    TenantRow {
+        tenant_id: tenant.clone(),
+        display_name: tenant.to_string(),
+        issuer: None,
+        enabled: true,
+        algorithm: Algorithm::Es256.as_str().to_owned(),
+        signing_key_ref: None,
+        access_ttl: None,
+        refresh_ttl: None,
+        family_ttl: None,
+        created_at: now,
+        updated_at: now,
     }
 }

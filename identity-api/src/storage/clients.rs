@@ -8,6 +8,7 @@ use super::audit::INSERT as INSERT_AUDIT;
 use super::error::StoreError;
 use super::pool::Pools;
 use super::rows::{AuditRow, ClientRow};
+use super::scope::{Scope, TenantId};
 use super::sql::placeholders;
 
 static INSERT: LazyLock<String> = LazyLock::new(|| {
@@ -22,16 +23,18 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
 /// transaction holds the whole database).
 static FOR_UPDATE: LazyLock<[String; 2]> = LazyLock::new(|| {
     let select = format!(
-        "SELECT {} FROM clients WHERE client_id = $1",
-        ClientRow::column_list("")
+        "SELECT {} FROM clients WHERE client_id = $1 AND {}",
+        ClientRow::column_list(""),
+        Scope::condition("tenant_id", 2)
     );
     [select.clone(), format!("{select} FOR UPDATE")]
 });
 
 static ALL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM clients ORDER BY client_id",
-        ClientRow::column_list("")
+        "SELECT {} FROM clients WHERE {} ORDER BY tenant_id, client_id",
+        ClientRow::column_list(""),
+        Scope::condition("tenant_id", 1)
     )
 });
 
@@ -48,13 +51,33 @@ pub async fn insert(pools: &Pools, row: &ClientRow, audit: &AuditRow) -> Result<
     })
 }
 
-pub async fn all(pools: &Pools) -> Result<Vec<ClientRow>, StoreError> {
+pub async fn all(pools: &Pools, scope: Scope<'_>) -> Result<Vec<ClientRow>, StoreError> {
     reader!(pools, p => {
-        let rows = sqlx::query(&ALL).fetch_all(p).await?;
+        let rows = sqlx::query(&ALL).bind(scope.param()).fetch_all(p).await?;
         Ok(rows
             .iter()
             .map(|row| ClientRow::decode_at(row, 0))
             .collect::<Result<_, _>>()?)
+    })
+}
+
+/// The tenant of a client, disabled or not; `None` when no client of that id is in `scope`.
+/// A client's tenant never changes, so an operator's change can be scoped and audited by it.
+pub async fn tenant_of(
+    pools: &Pools,
+    scope: Scope<'_>,
+    client_id: &str,
+) -> Result<Option<TenantId>, StoreError> {
+    let sql = format!(
+        "SELECT tenant_id FROM clients WHERE client_id = $1 AND {}",
+        Scope::condition("tenant_id", 2)
+    );
+    reader!(pools, p => {
+        Ok(sqlx::query_scalar(&sql)
+            .bind(client_id)
+            .bind(scope.param())
+            .fetch_optional(p)
+            .await?)
     })
 }
 
@@ -64,6 +87,7 @@ pub async fn all(pools: &Pools) -> Result<Vec<ClientRow>, StoreError> {
 /// writes nothing) when the client does not exist.
 pub async fn set_verifier(
     pools: &Pools,
+    scope: Scope<'_>,
     client_id: &str,
     verifier: &[u8],
     now: i64,
@@ -73,9 +97,10 @@ pub async fn set_verifier(
     // The right-hand sides read the row as it was: `secret_verifier` is the one replaced.
     const KEEP_PREVIOUS: &str = "UPDATE clients SET secret_verifier = $1, rotated_at = $2, \
         previous_secret_verifier = secret_verifier, previous_verifier_expires_at = $3 \
-        WHERE client_id = $4";
+        WHERE client_id = $4 AND ($5 = '' OR tenant_id = $5)";
     const FORGET_PREVIOUS: &str = "UPDATE clients SET secret_verifier = $1, rotated_at = $2, \
-        previous_secret_verifier = NULL, previous_verifier_expires_at = $3 WHERE client_id = $4";
+        previous_secret_verifier = NULL, previous_verifier_expires_at = $3 WHERE client_id = $4 \
+        AND ($5 = '' OR tenant_id = $5)";
     let sql = match previous_until {
         Some(_) => KEEP_PREVIOUS,
         None => FORGET_PREVIOUS,
@@ -86,6 +111,7 @@ pub async fn set_verifier(
             .bind(now)
             .bind(previous_until)
             .bind(client_id)
+            .bind(scope.param())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -111,6 +137,7 @@ pub struct ClientChange<'a> {
 /// or `None` (nothing written) when the client does not exist.
 pub async fn update(
     pools: &Pools,
+    scope: Scope<'_>,
     client_id: &str,
     change: ClientChange<'_>,
     audit: impl FnOnce(&ClientRow) -> AuditRow,
@@ -121,7 +148,11 @@ pub async fn update(
     };
     let replace = |new: Option<&str>, old: &String| new.map_or_else(|| old.clone(), str::to_owned);
     transaction!(pools, tx => {
-        let row = sqlx::query(select).bind(client_id).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(select)
+            .bind(client_id)
+            .bind(scope.param())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(before) = row.map(|row| ClientRow::decode_at(&row, 0)).transpose()? else {
             return Ok(None);
         };
@@ -162,6 +193,7 @@ pub async fn update(
 /// than a server's busy timeout.
 pub async fn set_enabled(
     pools: &Pools,
+    scope: Scope<'_>,
     client_id: &str,
     enabled: bool,
     now: i64,
@@ -172,12 +204,12 @@ pub async fn set_enabled(
     // IMMEDIATE: nothing can revoke or add a family between its two statements.
     const REVOKE_POSTGRES: &str = "WITH revoked AS (\
          UPDATE token_families SET revoked_at = $1, revoke_reason = 'client_disabled' \
-         WHERE client_id = $2 AND revoked_at IS NULL RETURNING family_id, subject) \
-         INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
-         SELECT $1, 'revoke', $2, subject, family_id, 'client_disabled' FROM revoked";
+         WHERE client_id = $2 AND revoked_at IS NULL RETURNING family_id, subject, tenant_id) \
+         INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome, tenant_id) \
+         SELECT $1, 'revoke', $2, subject, family_id, 'client_disabled', tenant_id FROM revoked";
     const AUDIT_SQLITE: &str = "\
-         INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome) \
-         SELECT $1, 'revoke', client_id, subject, family_id, 'client_disabled' \
+         INSERT INTO audit_events (at, event, client_id, subject, family_id, outcome, tenant_id) \
+         SELECT $1, 'revoke', client_id, subject, family_id, 'client_disabled', tenant_id \
          FROM token_families WHERE client_id = $2 AND revoked_at IS NULL";
     const REVOKE_SQLITE: &str = "\
          UPDATE token_families SET revoked_at = $1, revoke_reason = 'client_disabled' \
@@ -187,9 +219,12 @@ pub async fn set_enabled(
         Pools::Postgres(_) => &[REVOKE_POSTGRES],
     };
     transaction!(pools, tx => {
-        let n = sqlx::query("UPDATE clients SET enabled = $1 WHERE client_id = $2")
+        let n = sqlx::query(
+            "UPDATE clients SET enabled = $1 WHERE client_id = $2 AND ($3 = '' OR tenant_id = $3)",
+        )
             .bind(enabled)
             .bind(client_id)
+            .bind(scope.param())
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -9,20 +9,22 @@ use super::audit::INSERT as INSERT_AUDIT;
 use super::error::StoreError;
 use super::pool::Pools;
 use super::rows::{AuditRow, SigningKeyRow, WrappedKeyRow};
+use super::scope::Scope;
 use super::sql::placeholders;
 
 /// Keys that are active or were retired after `$1`.
 static SIGNING_KEYS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 \
-         ORDER BY created_at, kid",
-        SigningKeyRow::column_list("")
+        "SELECT {} FROM signing_keys WHERE (retired_at IS NULL OR retired_at > $1) AND {} \
+         ORDER BY tenant_id, created_at, kid",
+        SigningKeyRow::column_list(""),
+        Scope::condition("tenant_id", 2)
     )
 });
 
 static INSERT_SIGNING_KEY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO signing_keys ({}) VALUES ({})",
+        "INSERT INTO signing_keys ({}) VALUES ({}) ON CONFLICT (kid) DO NOTHING",
         SigningKeyRow::column_list(""),
         placeholders(SigningKeyRow::WIDTH, 1)
     )
@@ -47,10 +49,15 @@ static INSERT_WRAPPED_KEY: LazyLock<String> = LazyLock::new(|| {
 /// Keys that are active or were retired after `retired_after`.
 pub async fn signing_keys(
     pools: &Pools,
+    scope: Scope<'_>,
     retired_after: i64,
 ) -> Result<Vec<SigningKeyRow>, StoreError> {
     reader!(pools, p => {
-        let rows = sqlx::query(&SIGNING_KEYS).bind(retired_after).fetch_all(p).await?;
+        let rows = sqlx::query(&SIGNING_KEYS)
+            .bind(retired_after)
+            .bind(scope.param())
+            .fetch_all(p)
+            .await?;
         Ok(rows
             .iter()
             .map(|row| SigningKeyRow::decode_at(row, 0))
@@ -69,10 +76,15 @@ pub async fn insert_signing_key(
 ) -> Result<(), StoreError> {
     transaction!(pools, tx => {
         if retire_others {
-            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-                .bind(key.created_at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE signing_keys SET retired_at = $1 \
+                 WHERE retired_at IS NULL AND tenant_id = $2 AND kid <> $3",
+            )
+            .bind(key.created_at)
+            .bind(&key.tenant_id)
+            .bind(&key.kid)
+            .execute(&mut *tx)
+            .await?;
         }
         key.bind(sqlx::query(&INSERT_SIGNING_KEY))
             .execute(&mut *tx)
@@ -139,7 +151,7 @@ pub async fn rewrap<E>(
     const SEALED: [(WrappedTable, &str); 2] = [
         (
             WrappedTable::SigningKeys,
-            "SELECT kid, kek_id, private_key_enc FROM signing_keys ORDER BY kid",
+            "SELECT kid, kek_id, private_key_enc FROM signing_keys WHERE kek_id <> '' ORDER BY kid",
         ),
         (
             WrappedTable::WrappedKeys,

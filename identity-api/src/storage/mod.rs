@@ -27,8 +27,10 @@ mod keys;
 mod purge;
 mod reads;
 pub mod rows;
+mod scope;
 mod sql;
 mod sqlite_file;
+mod tenants;
 
 use std::sync::Arc;
 
@@ -41,9 +43,10 @@ pub use self::keys::{SealedRow, WrappedTable};
 pub use self::pool::Pools;
 pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
-    AdminEvent, AuditRow, ClientRow, FamilyRow, RefreshRow, RefreshView, SigningKeyRow,
+    AdminEvent, AuditRow, ClientRow, FamilyRow, RefreshRow, RefreshView, SigningKeyRow, TenantRow,
     WrappedKeyRow,
 };
+pub use self::scope::{DEFAULT_TENANT, InvalidTenant, Scope, TenantId};
 
 use self::batch::Batcher;
 use self::commit::{GroupCommit, Write, Written};
@@ -127,6 +130,33 @@ impl Db {
         self.pools.close().await;
     }
 
+    // ---- tenants ----
+
+    /// See [`tenants::ensure_default`].
+    pub async fn ensure_default_tenant(&self, default: &TenantRow) -> Result<bool, StoreError> {
+        tenants::ensure_default(&self.pools, default).await
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
+        tenants::all(&self.pools).await
+    }
+
+    /// See [`tenants::insert`].
+    pub async fn insert_tenant(&self, row: &TenantRow, audit: &AuditRow) -> Result<(), StoreError> {
+        tenants::insert(&self.pools, row, audit).await
+    }
+
+    /// See [`tenants::set_enabled`].
+    pub async fn set_tenant_enabled(
+        &self,
+        tenant: &TenantId,
+        enabled: bool,
+        now: i64,
+        audit: &AuditRow,
+    ) -> Result<bool, StoreError> {
+        tenants::set_enabled(&self.pools, tenant, enabled, now, audit).await
+    }
+
     // ---- clients ----
 
     /// Creates a client and writes `audit`, in one transaction; [`StoreError::Conflict`] (and
@@ -135,13 +165,28 @@ impl Db {
         clients::insert(&self.pools, row, audit).await
     }
 
-    /// One client by id (batched with concurrent lookups).
-    pub async fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
-        self.hot.clients.call(client_id.to_owned()).await
+    /// One client by id, in `scope`, of an enabled tenant (batched with concurrent lookups).
+    pub async fn client(
+        &self,
+        scope: Scope<'_>,
+        client_id: &str,
+    ) -> Result<Option<ClientRow>, StoreError> {
+        let row = self.hot.clients.call(client_id.to_owned()).await?;
+        Ok(row.filter(|r| scope.admits(&r.tenant_id)))
     }
 
-    pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
-        clients::all(&self.pools).await
+    /// See [`clients::tenant_of`].
+    pub async fn client_tenant(
+        &self,
+        scope: Scope<'_>,
+        client_id: &str,
+    ) -> Result<Option<TenantId>, StoreError> {
+        clients::tenant_of(&self.pools, scope, client_id).await
+    }
+
+    /// The clients in `scope`, disabled ones too, by tenant then id.
+    pub async fn clients(&self, scope: Scope<'_>) -> Result<Vec<ClientRow>, StoreError> {
+        clients::all(&self.pools, scope).await
     }
 
     /// Replaces the secret's verifier (the one replaced stays accepted until `previous_until`,
@@ -149,13 +194,23 @@ impl Db {
     /// the client does not exist.
     pub async fn set_client_verifier(
         &self,
+        scope: Scope<'_>,
         client_id: &str,
         verifier: &[u8],
         now: i64,
         previous_until: Option<i64>,
         audit: &AuditRow,
     ) -> Result<bool, StoreError> {
-        clients::set_verifier(&self.pools, client_id, verifier, now, previous_until, audit).await
+        clients::set_verifier(
+            &self.pools,
+            scope,
+            client_id,
+            verifier,
+            now,
+            previous_until,
+            audit,
+        )
+        .await
     }
 
     /// Changes what the client may do (`change`: `None` keeps a value) and writes
@@ -163,11 +218,12 @@ impl Db {
     /// the client does not exist.
     pub async fn update_client(
         &self,
+        scope: Scope<'_>,
         client_id: &str,
         change: ClientChange<'_>,
         audit: impl FnOnce(&ClientRow) -> AuditRow,
     ) -> Result<Option<ClientRow>, StoreError> {
-        clients::update(&self.pools, client_id, change, audit).await
+        clients::update(&self.pools, scope, client_id, change, audit).await
     }
 
     /// Disabling revokes the client's live families in the same transaction, which writes
@@ -175,19 +231,25 @@ impl Db {
     /// exist.
     pub async fn set_client_enabled(
         &self,
+        scope: Scope<'_>,
         client_id: &str,
         enabled: bool,
         now: i64,
         audit: impl FnOnce(u64) -> AuditRow,
     ) -> Result<bool, StoreError> {
-        clients::set_enabled(&self.pools, client_id, enabled, now, audit).await
+        clients::set_enabled(&self.pools, scope, client_id, enabled, now, audit).await
     }
 
     // ---- keys ----
 
-    /// Signing keys that are active or were retired after `retired_after`.
-    pub async fn signing_keys(&self, retired_after: i64) -> Result<Vec<SigningKeyRow>, StoreError> {
-        keys::signing_keys(&self.pools, retired_after).await
+    /// The signing keys in `scope` that are active or were retired after `retired_after`, by
+    /// tenant then age.
+    pub async fn signing_keys(
+        &self,
+        scope: Scope<'_>,
+        retired_after: i64,
+    ) -> Result<Vec<SigningKeyRow>, StoreError> {
+        keys::signing_keys(&self.pools, scope, retired_after).await
     }
 
     /// See [`keys::insert_signing_key`].
@@ -244,18 +306,34 @@ impl Db {
         }
     }
 
-    /// Whether the family exists and is not revoked: `None` when unknown (batched).
-    pub async fn family_revoked(&self, family_id: &str) -> Result<Option<bool>, StoreError> {
-        self.hot.family_states.call(family_id.to_owned()).await
+    /// Whether `tenant`'s family exists and is not revoked: `None` when unknown, of another
+    /// tenant or of a disabled one (batched).
+    pub async fn family_revoked(
+        &self,
+        tenant: &TenantId,
+        family_id: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let state = self.hot.family_states.call(family_id.to_owned()).await?;
+        Ok(state.and_then(|(of, revoked)| (&of == tenant).then_some(revoked)))
     }
 
-    pub async fn family(&self, family_id: &str) -> Result<Option<FamilyRow>, StoreError> {
-        families::family(&self.pools, family_id).await
+    pub async fn family(
+        &self,
+        tenant: &TenantId,
+        family_id: &str,
+    ) -> Result<Option<FamilyRow>, StoreError> {
+        families::family(&self.pools, tenant, family_id).await
     }
 
-    /// A refresh token by its lookup key, joined with its family (batched).
-    pub async fn refresh_token(&self, key: &[u8; 32]) -> Result<Option<RefreshView>, StoreError> {
-        self.hot.refresh_views.call(*key).await
+    /// A refresh token in `scope` of an enabled tenant, by its lookup key, joined with its
+    /// family (batched).
+    pub async fn refresh_token(
+        &self,
+        scope: Scope<'_>,
+        key: &[u8; 32],
+    ) -> Result<Option<RefreshView>, StoreError> {
+        let view = self.hot.refresh_views.call(*key).await?;
+        Ok(view.filter(|v| scope.admits(&v.family.tenant_id)))
     }
 
     /// Spends `old_key` and stores `new` (with an audit row naming `family`'s client and
@@ -285,12 +363,13 @@ impl Db {
     /// already revoked or unknown).
     pub async fn revoke_family(
         &self,
+        tenant: &TenantId,
         family_id: &str,
         now: i64,
         reason: &str,
         audit: &AuditRow,
     ) -> Result<bool, StoreError> {
-        families::revoke(&self.pools, family_id, now, reason, audit).await
+        families::revoke(&self.pools, tenant, family_id, now, reason, audit).await
     }
 
     pub async fn audit(&self, audit: &AuditRow) -> Result<(), StoreError> {

@@ -182,6 +182,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "standard endpoints",
         include_str!("../../migrations/sqlite/0004_standard_endpoints.sql"),
     ),
+    (
+        5,
+        "tenants",
+        include_str!("../../migrations/sqlite/0005_tenants.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
@@ -204,6 +209,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         4,
         "standard endpoints",
         include_str!("../../migrations/postgres/0004_standard_endpoints.sql"),
+    ),
+    (
+        5,
+        "tenants",
+        include_str!("../../migrations/postgres/0005_tenants.sql"),
     ),
 ];
 

@@ -16,6 +16,7 @@ use super::error::StoreError;
 use super::kept::{Conn, Kept, Side};
 use super::pool::Pools;
 use super::rows::{ClientRow, FamilyRow, RefreshRow, RefreshView};
+use super::scope::TenantId;
 use super::sql::{BUCKETS, Dialects, bucket, placeholders};
 
 /// Runs `$body` on the kept connection `$c` of either driver, with `$text` that driver's text of
@@ -35,11 +36,16 @@ macro_rules! on_kept {
     };
 }
 
+/// Rows of a disabled tenant are not found: its clients cannot authenticate and its tokens
+/// are inactive from the moment it is disabled, on every replica. The tenant is found by key.
+const ENABLED_TENANT: &str =
+    "EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = c.tenant_id AND t.enabled = TRUE)";
+
 static CLIENTS: LazyLock<Dialects> = LazyLock::new(|| {
     Dialects::new(|n| {
         format!(
-            "SELECT {} FROM clients WHERE client_id IN ({})",
-            ClientRow::column_list(""),
+            "SELECT {} FROM clients c WHERE c.client_id IN ({}) AND {ENABLED_TENANT}",
+            ClientRow::column_list("c"),
             placeholders(n, 1)
         )
     })
@@ -48,8 +54,10 @@ static CLIENTS: LazyLock<Dialects> = LazyLock::new(|| {
 static FAMILY_STATES: LazyLock<Dialects> = LazyLock::new(|| {
     Dialects::new(|n| {
         format!(
-            "SELECT family_id, revoked_at FROM token_families WHERE family_id IN ({})",
-            placeholders(n, 1)
+            "SELECT f.family_id, f.revoked_at, f.tenant_id FROM token_families f \
+             WHERE f.family_id IN ({}) AND {}",
+            placeholders(n, 1),
+            ENABLED_TENANT.replace("c.", "f.")
         )
     })
 });
@@ -58,10 +66,11 @@ static REFRESH_VIEWS: LazyLock<Dialects> = LazyLock::new(|| {
     Dialects::new(|n| {
         format!(
             "SELECT {}, {} FROM refresh_tokens r JOIN token_families f \
-             ON f.family_id = r.family_id WHERE r.token_hash IN ({})",
+             ON f.family_id = r.family_id WHERE r.token_hash IN ({}) AND {}",
             RefreshRow::column_list("r"),
             FamilyRow::column_list("f"),
-            placeholders(n, 1)
+            placeholders(n, 1),
+            ENABLED_TENANT.replace("c.", "f.")
         )
     })
 });
@@ -184,20 +193,26 @@ impl Lookup for Clients {
     }
 }
 
-/// `Db::family_revoked`, batched: `Some(revoked)`, or `None` for an unknown family.
+/// `Db::family_revoked`, batched: `Some((tenant, revoked))`, or `None` for an unknown family
+/// (or one of a disabled tenant).
 #[derive(Debug)]
 pub struct FamilyStates;
 
 impl Lookup for FamilyStates {
     type Call = String;
-    type Answer = Option<bool>;
+    type Answer = Option<(TenantId, bool)>;
 
-    async fn run(&self, kept: &mut Kept, ids: &[String]) -> Result<Vec<Option<bool>>, StoreError> {
+    async fn run(
+        &self,
+        kept: &mut Kept,
+        ids: &[String],
+    ) -> Result<Vec<Option<(TenantId, bool)>>, StoreError> {
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found: HashMap<String, bool> = lookup!(kept, FAMILY_STATES, keys, |row| {
+        let found: HashMap<String, (TenantId, bool)> = lookup!(kept, FAMILY_STATES, keys, |row| {
             let family_id = row.try_get::<String, _>(0);
             let revoked_at = row.try_get::<Option<i64>, _>(1);
-            family_id.and_then(|id| Ok((id, revoked_at?.is_some())))
+            let tenant = row.try_get::<TenantId, _>(2);
+            family_id.and_then(|id| Ok((id, (tenant?, revoked_at?.is_some()))))
         });
         Ok(answers(ids, &found, |id| id))
     }

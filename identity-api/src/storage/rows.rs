@@ -9,6 +9,8 @@
 use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
+use super::scope::TenantId;
+
 /// Declares a table's row. `columns` names an enum whose variants are the columns in order, so
 /// that a statement can name a column's position (`v.column3`) and the compiler checks the name.
 macro_rules! table {
@@ -110,21 +112,50 @@ table! {
         pub grant_types: String,
         /// May introspect every client's tokens at /oauth/introspect, not only its own.
         pub may_introspect: bool,
+        pub tenant_id: TenantId,
     }
 }
 
 table! {
-    /// An ES256 signing key; the PKCS#8 private key sealed under the key-encryption key.
+    /// A tenant: its own issuer, signing keys, token settings, clients and tokens.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TenantRow in "tenants", columns TenantColumn {
+        pub tenant_id: TenantId,
+        pub display_name: String,
+        /// `None`: the server's issuer, with `/t/{tenant}` after it unless the default tenant.
+        pub issuer: Option<String>,
+        pub enabled: bool,
+        /// The JOSE name of the signing algorithm.
+        pub algorithm: String,
+        /// Where the signing key is read from (`file:` or `aws-sm:`); `None`: generated.
+        pub signing_key_ref: Option<String>,
+        /// Lifetimes in seconds; `None`: the server's.
+        pub access_ttl: Option<i64>,
+        pub refresh_ttl: Option<i64>,
+        pub family_ttl: Option<i64>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+}
+
+table! {
+    /// A tenant's signing key; the PKCS#8 private key sealed under the key-encryption key, or
+    /// nothing for a key read from outside (the tenant's `signing_key_ref`).
     #[derive(Clone)]
     pub struct SigningKeyRow in "signing_keys", columns SigningKeyColumn {
         pub kid: String,
-        pub public_x: String,
-        pub public_y: String,
+        /// Empty for a key read from outside.
         pub private_key_enc: Vec<u8>,
-        /// Id of the key-encryption key that sealed `private_key_enc`.
+        /// Id of the key-encryption key that sealed `private_key_enc`; empty for a key read
+        /// from outside.
         pub kek_id: String,
         pub created_at: i64,
         pub retired_at: Option<i64>,
+        pub tenant_id: TenantId,
+        /// The JOSE name of its algorithm.
+        pub algorithm: String,
+        /// The public members of its JWK, as a JSON object.
+        pub public_jwk: String,
     }
 }
 
@@ -153,6 +184,7 @@ table! {
         pub last_used_at: i64,
         pub revoked_at: Option<i64>,
         pub revoke_reason: Option<String>,
+        pub tenant_id: TenantId,
     }
 }
 
@@ -167,6 +199,7 @@ table! {
         pub expires_at: i64,
         pub spent: bool,
         pub spent_at: Option<i64>,
+        pub tenant_id: TenantId,
     }
 }
 
@@ -185,26 +218,28 @@ table! {
         pub actor: Option<String>,
         /// What an administrative change changed: a JSON object, never a secret.
         pub detail: Option<String>,
+        pub tenant_id: TenantId,
     }
 }
 
 impl RefreshRow {
-    /// A refresh token as issued: not spent.
+    /// A refresh token of `family` as issued: not spent.
     pub fn new(
         token_hash: [u8; 32],
         jti: String,
-        family_id: String,
+        family: &FamilyRow,
         issued_at: i64,
         expires_at: i64,
     ) -> Self {
         Self {
             token_hash: token_hash.to_vec(),
             jti,
-            family_id,
+            family_id: family.family_id.clone(),
             issued_at,
             expires_at,
             spent: false,
             spent_at: None,
+            tenant_id: family.tenant_id.clone(),
         }
     }
 }
@@ -220,6 +255,9 @@ pub enum AdminEvent {
     ClientUpdate,
     KeysRotate,
     KekRewrap,
+    TenantCreate,
+    TenantDisable,
+    TenantEnable,
 }
 
 impl AdminEvent {
@@ -233,16 +271,19 @@ impl AdminEvent {
             Self::ClientUpdate => "client_update",
             Self::KeysRotate => "keys_rotate",
             Self::KekRewrap => "kek_rewrap",
+            Self::TenantCreate => "tenant_create",
+            Self::TenantDisable => "tenant_disable",
+            Self::TenantEnable => "tenant_enable",
         }
     }
 
     /// The `outcome` column: a change is audited only when it is made.
     fn outcome(self) -> &'static str {
         match self {
-            Self::ClientCreate => "created",
+            Self::ClientCreate | Self::TenantCreate => "created",
             Self::ClientRotateSecret | Self::KeysRotate => "rotated",
-            Self::ClientDisable => "disabled",
-            Self::ClientEnable => "enabled",
+            Self::ClientDisable | Self::TenantDisable => "disabled",
+            Self::ClientEnable | Self::TenantEnable => "enabled",
             Self::ClientUpdate => "updated",
             Self::KekRewrap => "rewrapped",
         }
@@ -261,15 +302,23 @@ impl AuditRow {
             outcome: outcome.to_owned(),
             actor: None,
             detail: None,
+            tenant_id: family.tenant_id.clone(),
         }
     }
 
-    /// An administrative change by `actor`, of `client_id` when it is about a client; `detail`
-    /// says what changed (a JSON object: never give it a secret).
+    /// An administrative change in `tenant` by `actor`, of `client_id` when it is about a
+    /// client; `detail` says what changed (a JSON object: never give it a secret).
+    /// An operator's change to the deployment as a whole (the key-encryption key), which no
+    /// tenant owns: recorded with the empty tenant.
+    pub fn server(at: i64, event: AdminEvent, actor: &str, detail: serde_json::Value) -> Self {
+        Self::admin(at, event, actor, &TenantId::unadopted(), None, detail)
+    }
+
     pub fn admin(
         at: i64,
         event: AdminEvent,
         actor: &str,
+        tenant: &TenantId,
         client_id: Option<&str>,
         detail: serde_json::Value,
     ) -> Self {
@@ -282,6 +331,7 @@ impl AuditRow {
             outcome: event.outcome().to_owned(),
             actor: Some(actor.to_owned()),
             detail: Some(detail.to_string()),
+            tenant_id: tenant.clone(),
         }
     }
 }
@@ -319,6 +369,7 @@ impl std::fmt::Debug for ClientRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientRow")
             .field("client_id", &self.client_id)
+            .field("tenant_id", &self.tenant_id)
             .field("scopes", &self.scopes)
             .field("audiences", &self.audiences)
             .field("enabled", &self.enabled)
@@ -336,6 +387,8 @@ impl std::fmt::Debug for SigningKeyRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKeyRow")
             .field("kid", &self.kid)
+            .field("tenant_id", &self.tenant_id)
+            .field("algorithm", &self.algorithm)
             .field("kek_id", &self.kek_id)
             .field("created_at", &self.created_at)
             .field("retired_at", &self.retired_at)
@@ -378,7 +431,7 @@ mod tests {
 
     #[test]
     fn columns_widths_and_positions_follow_the_declaration() {
-        assert_eq!(FamilyRow::WIDTH, 10);
+        assert_eq!(FamilyRow::WIDTH, 11);
         assert_eq!(FamilyRow::COLUMNS[1], "client_id");
         assert_eq!(FamilyColumn::client_id.value_column(), "column2");
         assert_eq!(RefreshColumn::family_id.value_column(), "column3");
@@ -386,7 +439,7 @@ mod tests {
             ClientRow::column_list("c"),
             "c.client_id, c.secret_verifier, c.scopes, c.audiences, c.enabled, c.created_at, \
              c.rotated_at, c.previous_secret_verifier, c.previous_verifier_expires_at, \
-             c.grant_types, c.may_introspect"
+             c.grant_types, c.may_introspect, c.tenant_id"
         );
         assert_eq!(
             WrappedKeyRow::column_list(""),

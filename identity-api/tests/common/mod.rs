@@ -6,8 +6,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
+use identity_api::clients::{self, NewClient};
 use identity_api::kek::Kek;
-use identity_api::{AppState, Settings, clients};
+use identity_api::{AppState, Settings};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -157,8 +158,7 @@ impl TestEnv {
             db,
             key,
             "c1",
-            "orders.read orders.write",
-            "orders-api",
+            NewClient::new(primary(), "orders.read orders.write", "orders-api"),
             &by,
             now,
         )
@@ -168,8 +168,7 @@ impl TestEnv {
             db,
             key,
             "c2",
-            "orders.read orders.write",
-            "orders-api",
+            NewClient::new(primary(), "orders.read orders.write", "orders-api"),
             &by,
             now,
         )
@@ -179,8 +178,7 @@ impl TestEnv {
             db,
             key,
             "multi",
-            "orders.read",
-            "orders-api billing-api",
+            NewClient::new(primary(), "orders.read", "orders-api billing-api"),
             &by,
             now,
         )
@@ -371,8 +369,8 @@ pub async fn exec(db: &identity_api::Db, sql: &str) {
 /// Every audit row in the order written, read with SQL of its own (not with the reader the
 /// tests check).
 pub async fn audit_rows(db: &identity_api::Db) -> Vec<identity_api::storage::AuditRow> {
-    const SQL: &str = "SELECT at, event, client_id, subject, family_id, outcome, actor, detail \
-                       FROM audit_events ORDER BY id";
+    const SQL: &str = "SELECT at, event, client_id, subject, family_id, outcome, actor, detail, \
+                       tenant_id FROM audit_events ORDER BY id";
     type Row = (
         i64,
         String,
@@ -382,6 +380,7 @@ pub async fn audit_rows(db: &identity_api::Db) -> Vec<identity_api::storage::Aud
         String,
         Option<String>,
         Option<String>,
+        String,
     );
     let rows: Vec<Row> = match db.pools() {
         identity_api::storage::Pools::Sqlite { write, .. } => {
@@ -393,7 +392,7 @@ pub async fn audit_rows(db: &identity_api::Db) -> Vec<identity_api::storage::Aud
     };
     rows.into_iter()
         .map(
-            |(at, event, client_id, subject, family_id, outcome, actor, detail)| {
+            |(at, event, client_id, subject, family_id, outcome, actor, detail, tenant)| {
                 identity_api::storage::AuditRow {
                     at,
                     event,
@@ -403,6 +402,9 @@ pub async fn audit_rows(db: &identity_api::Db) -> Vec<identity_api::storage::Aud
                     outcome,
                     actor,
                     detail,
+                    // The empty tenant: the deployment's own events (kek rewrap).
+                    tenant_id: identity_api::storage::TenantId::new(&tenant)
+                        .unwrap_or_else(|| identity_api::storage::TenantId::new("server").unwrap()),
                 }
             },
         )
@@ -416,9 +418,11 @@ pub async fn admin_rows(db: &identity_api::Db) -> Vec<identity_api::storage::Aud
     rows
 }
 
-/// Signs arbitrary claims with the state's active key (expired or wrong-issuer tokens).
+/// Signs arbitrary claims with the default tenant's active key (expired or wrong-issuer
+/// tokens).
 pub fn sign_with(state: &AppState, claims: &identity_api::tokens::Claims) -> String {
-    identity_api::tokens::sign(&state.keys().ring(), claims).unwrap()
+    let directory = state.directory();
+    identity_api::tokens::sign(directory.default_tenant().unwrap(), claims).unwrap()
 }
 
 /// The claims of a token, without verification (to build variants of it).
@@ -441,5 +445,22 @@ pub async fn issue_over_http(base: &str, secret: &str) -> Value {
         .unwrap()
         .json()
         .await
+        .unwrap()
+}
+
+/// The default tenant of [`settings`].
+pub fn primary() -> &'static identity_api::storage::TenantId {
+    static PRIMARY: std::sync::LazyLock<identity_api::storage::TenantId> =
+        std::sync::LazyLock::new(identity_api::storage::TenantId::primary);
+    &PRIMARY
+}
+
+/// The default tenant's row.
+pub async fn primary_row(db: &identity_api::Db) -> identity_api::storage::TenantRow {
+    db.tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.tenant_id == *primary())
         .unwrap()
 }

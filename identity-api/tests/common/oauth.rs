@@ -31,7 +31,7 @@ pub async fn setup(b: Backend) -> Option<Env> {
     let create = |id: &'static str, new: NewClient<'static>| {
         let state = env.state.clone();
         async move {
-            clients::create_with(
+            clients::create(
                 state.db(),
                 state.verifier_key(),
                 id,
@@ -48,6 +48,7 @@ pub async fn setup(b: Backend) -> Option<Env> {
     let rc = create(
         "rc",
         NewClient {
+            tenant: super::primary(),
             scopes: "orders.read orders.write",
             audiences: "orders-api",
             grant_types: Some("client_credentials refresh_token"),
@@ -58,6 +59,7 @@ pub async fn setup(b: Backend) -> Option<Env> {
     let gateway = create(
         "gateway",
         NewClient {
+            tenant: super::primary(),
             scopes: "gateway",
             audiences: "orders-api",
             grant_types: Some("refresh_token"),
@@ -69,6 +71,7 @@ pub async fn setup(b: Backend) -> Option<Env> {
     let multi = create(
         "multi2",
         NewClient {
+            tenant: super::primary(),
             scopes: "orders.read",
             audiences: "orders-api billing-api",
             grant_types: None,

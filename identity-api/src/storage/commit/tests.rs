@@ -9,6 +9,7 @@ use super::{postgres, sqlite};
 use crate::storage::pool::Pools;
 use crate::storage::reads::all_texts;
 use crate::storage::rows::{AuditRow, FamilyRow, RefreshRow};
+use crate::storage::scope::TenantId;
 use crate::storage::sql::{BUCKETS, Dialects, anonymous, numbers};
 
 /// Every statement of the hot path that is the same on both databases.
@@ -213,22 +214,25 @@ async fn postgres_finds_every_row_by_key() {
         h[..8].copy_from_slice(&(i as u64).to_be_bytes());
         h
     };
+    let family = |family_id: String, client_id: String| FamilyRow {
+        family_id,
+        client_id,
+        subject: "s".into(),
+        scope: "s".into(),
+        audience: "a".into(),
+        created_at: 1,
+        expires_at: 2,
+        last_used_at: 1,
+        revoked_at: None,
+        revoke_reason: None,
+        tenant_id: TenantId::primary(),
+    };
     let refresh = |family_id: &str, i: usize| {
-        RefreshRow::new(hash(i), format!("jti-{i}"), family_id.into(), 1, 2)
+        let family = family(family_id.to_owned(), String::new());
+        RefreshRow::new(hash(i), format!("jti-{i}"), &family, 1, 2)
     };
     let issue = |i: usize| Write::Open {
-        family: FamilyRow {
-            family_id: format!("family-new-{i}"),
-            client_id: format!("client-{}", i + 1),
-            subject: "s".into(),
-            scope: "s".into(),
-            audience: "a".into(),
-            created_at: 1,
-            expires_at: 2,
-            last_used_at: 1,
-            revoked_at: None,
-            revoke_reason: None,
-        },
+        family: family(format!("family-new-{i}"), format!("client-{}", i + 1)),
         refresh: Some(refresh(&format!("family-new-{i}"), i)),
         client: ClientSeen {
             verifier: vec![0; 32],

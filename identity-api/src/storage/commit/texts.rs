@@ -50,7 +50,8 @@ fn all_values(width: usize) -> String {
         .join(", ")
 }
 
-/// A family is stored only while its client is enabled, still accepts the verifier it
+/// A family is stored only while its client is enabled, of the family's tenant, that tenant
+/// enabled, still accepts the verifier it
 /// authenticated by (as its current one, or as the previous one until its overlap ends at the
 /// issue's time: the rule of `clients::accepts`) and still has the scopes, audiences and grant
 /// types it was judged by (the columns after the row's): the join drops the row of an issue whose client was
@@ -73,7 +74,8 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
          OR (c.previous_secret_verifier = v.column{verifier} \
          AND c.previous_verifier_expires_at > {created_at})) \
          AND c.scopes = v.column{scopes} AND c.audiences = v.column{audiences} \
-         AND c.grant_types = v.column{grant_types}{lock} \
+         AND c.grant_types = v.column{grant_types} AND c.tenant_id = {tenant} \
+         AND EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = c.tenant_id AND t.enabled = TRUE){lock} \
          RETURNING family_id",
         columns = FamilyRow::column_list(""),
         row = all_values(FamilyRow::WIDTH),
@@ -81,6 +83,7 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
         id = v(FamilyColumn::family_id.value_column()),
         client = v(FamilyColumn::client_id.value_column()),
         created_at = v(FamilyColumn::created_at.value_column()),
+        tenant = v(FamilyColumn::tenant_id.value_column()),
         verifier = FamilyRow::WIDTH + 1,
         scopes = FamilyRow::WIDTH + 2,
         audiences = FamilyRow::WIDTH + 3,

@@ -32,6 +32,8 @@ impl std::fmt::Debug for ClientSeen {
 }
 
 /// A write of the hot path.
+// Opens are most of the writes, and each would pay an allocation if its family were boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Write {
     /// Token issue: a new family with its first refresh token (none for a client_credentials
@@ -151,6 +153,7 @@ impl<'a> Rows<'a> {
                         outcome: "rotated".to_owned(),
                         actor: None,
                         detail: None,
+                        tenant_id: new.tenant_id.clone(),
                     });
                     written.push(Written::Rotation(Rotation::Rotated));
                 }
