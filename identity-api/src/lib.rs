@@ -8,6 +8,7 @@
 //! - [`storage`]: the database ([`Db`]); [`audit`]: the audit trail as operators read it;
 //!   [`purge`]: retention, what has ended deleted;
 //! - [`kek`], [`keys`]: the key-encryption key and the verifier key; the signing keys;
+//! - [`signing`]: signing keys of each algorithm, and keys referenced from a file or AWS;
 //! - [`clients`], [`tokens`]: clients and their secrets; access tokens (JWT);
 //! - [`metrics`], [`error`]: Prometheus metrics; the one error type of the HTTP API;
 //! - [`service`]: the operations ([`AppState`]);
