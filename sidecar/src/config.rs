@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
-use identity_protocol::paths;
+use http::HeaderName;
+use identity_protocol::{headers, paths};
 use identity_runtime::serve::ServerArgs;
 use identity_runtime::{InternalTokenSpec, LogFormat, Secret};
 
@@ -17,6 +18,9 @@ use crate::sessions::StoreArgs;
 pub const MAX_REQUESTS_PER_SESSION: u64 = 1 << 24;
 /// `--routes`' default, written as the flag takes it (comma-separated).
 static DEFAULT_ROUTES: LazyLock<String> = LazyLock::new(|| paths::DEFAULT_ENCRYPTED.join(","));
+/// `--tenant-headers`' default: the identity API's default `IDENTITY_TENANT_HEADER_CANDIDATES`.
+static DEFAULT_TENANT_HEADERS: LazyLock<String> =
+    LazyLock::new(|| headers::TENANT_CANDIDATES.join(","));
 
 identity_runtime::server_env!(SidecarServer, "SIDECAR_");
 
@@ -127,6 +131,16 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_ROUTES", value_delimiter = ',', default_value = DEFAULT_ROUTES.as_str())]
     pub routes: Vec<String>,
 
+    /// The headers that may name a request's tenant, comma-separated: set them to the identity
+    /// API's IDENTITY_TENANT_HEADER_CANDIDATES. They are routing metadata, like the path: on the
+    /// sealed routes these headers of the outer request are forwarded, unsealed, and no other
+    /// tenant header; the standard routes and the JWKS pass them too. A value that is not a
+    /// tenant slug (1 to 63 of a-z, 0-9 and -, not first or last), or a header sent twice, is
+    /// refused with 400 invalid_request and nothing is forwarded.
+    #[arg(long, env = "SIDECAR_TENANT_HEADERS", value_delimiter = ',',
+          default_value = DEFAULT_TENANT_HEADERS.as_str(), value_parser = tenant_header)]
+    pub tenant_headers: Vec<HeaderName>,
+
     /// How often expired sessions are swept from memory, in milliseconds.
     #[arg(long, env = "SIDECAR_SWEEP_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub sweep_interval_ms: u64,
@@ -186,6 +200,32 @@ pub struct TlsArgs {
     #[arg(long, env = "SIDECAR_STANDARD_ROUTES_BEHIND_TLS_PROXY", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub standard_routes_behind_tls_proxy: bool,
+}
+
+/// One `--tenant-headers` name: a header name, and not one the sidecar or the protocol already
+/// gives a meaning (a tenant header is passed through as the client sent it).
+fn tenant_header(name: &str) -> Result<HeaderName, String> {
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("{name:?} is not a header name"))?;
+    let reserved = [
+        headers::INTERNAL_TOKEN,
+        headers::SESSION_SUBJECT,
+        headers::FORWARDED_FOR,
+        headers::SESSION_ID,
+        headers::SUBJECT,
+        headers::SERVICE_TOKEN,
+        "authorization",
+        "content-type",
+        "content-length",
+        "host",
+        "expect",
+    ];
+    if reserved.contains(&name.as_str()) || headers::HOP_BY_HOP.contains(&name.as_str()) {
+        return Err(format!(
+            "{name} has a meaning of its own and cannot name a tenant"
+        ));
+    }
+    Ok(name)
 }
 
 impl TlsArgs {

@@ -59,6 +59,9 @@ pub struct Forward<'a> {
     /// The session's subject, sent as `X-Session-Subject` on an authenticated session.
     pub session_subject: Option<&'a str>,
     pub forwarded_for: Option<IpAddr>,
+    /// The client's tenant headers (`--tenant-headers`), checked: routing metadata of the outer
+    /// request, forwarded as they came.
+    pub tenant_headers: &'a [(&'a HeaderName, &'a HeaderValue)],
 }
 
 /// The identity API over plain HTTP/1.1 on pooled keep-alive connections: hyper's own client,
@@ -110,8 +113,8 @@ impl Upstream {
     }
 
     /// `POST {upstream}{path}` with a JSON body: Content-Type, the Authorization header
-    /// unchanged, X-Internal-Token, X-Forwarded-For and X-Session-Subject. The answer must be
-    /// JSON, whatever its status.
+    /// unchanged, X-Internal-Token, X-Forwarded-For, X-Session-Subject and the tenant headers.
+    /// The answer must be JSON, whatever its status.
     pub async fn post_json(
         &self,
         forward: &Forward<'_>,
@@ -131,6 +134,7 @@ impl Upstream {
         if let Some(ip) = forward.forwarded_for {
             request = request.header(headers::FORWARDED_FOR, ip.to_string());
         }
+        request = with_tenant_headers(request, forward.tenant_headers);
         json(self.send(request, Full::from(body)).await?)
     }
 
@@ -153,6 +157,7 @@ impl Upstream {
             authorization: Some(&authorization),
             session_subject: None,
             forwarded_for,
+            tenant_headers: &[],
         };
         let answer = self.post_json(&forward, Bytes::from(body)).await?;
         match answer.status {
@@ -210,9 +215,15 @@ impl Upstream {
         self.send(request, Full::from(body)).await
     }
 
-    /// `GET {upstream}{path}`, for the pass-throughs: the answer must be JSON.
-    pub async fn get(&self, path: &str) -> Result<UpstreamAnswer, UpstreamError> {
-        json(self.get_any(path).await?)
+    /// `GET {upstream}{path}` with the tenant headers, for the pass-throughs: the answer must
+    /// be JSON.
+    pub async fn get(
+        &self,
+        path: &str,
+        tenant_headers: &[(&HeaderName, &HeaderValue)],
+    ) -> Result<UpstreamAnswer, UpstreamError> {
+        let request = with_tenant_headers(self.request(Method::GET, path), tenant_headers);
+        json(self.send(request, Full::default()).await?)
     }
 
     /// `GET {upstream}{path}`'s status, whatever the body: readiness.
@@ -283,6 +294,16 @@ impl Upstream {
             body,
         })
     }
+}
+
+fn with_tenant_headers(
+    mut request: http::request::Builder,
+    tenant_headers: &[(&HeaderName, &HeaderValue)],
+) -> http::request::Builder {
+    for &(name, value) in tenant_headers {
+        request = request.header(name, value);
+    }
+    request
 }
 
 /// Drops the hop-by-hop headers (RFC 9110 section 7.6.1: `Connection`, those it names, and the

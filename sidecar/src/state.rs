@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
+
 use crate::config::Config;
 use crate::forward::Upstream;
 use crate::metrics::Metrics;
@@ -165,6 +167,19 @@ pub struct Settings {
     pub public_metrics: bool,
     /// Whether the standard OAuth routes are passed through: with TLS, or behind a TLS proxy.
     pub standard_routes: bool,
+    /// `--tenant-headers`: the headers that may name a request's tenant, passed through.
+    pub tenant_headers: Vec<HeaderName>,
+}
+
+/// The names in order, each once: a name given twice must not forward its header twice.
+fn unique(names: &[HeaderName]) -> Vec<HeaderName> {
+    let mut unique: Vec<HeaderName> = Vec::with_capacity(names.len());
+    for name in names {
+        if !unique.contains(name) {
+            unique.push(name.clone());
+        }
+    }
+    unique
 }
 
 #[derive(Debug)]
@@ -206,6 +221,7 @@ impl AppState {
                 sweep_interval: config.sweep_interval(),
                 public_metrics: config.ops_listen.is_none(),
                 standard_routes: config.tls.standard_routes(),
+                tenant_headers: unique(&config.tenant_headers),
             },
             keys,
             sessions,

@@ -106,6 +106,7 @@ fn help_names_every_flag_with_its_environment_variable() {
         "SIDECAR_TLS_RELOAD_INTERVAL_SECS",
         "SIDECAR_TLS_HANDSHAKE_TIMEOUT_SECS",
         "SIDECAR_STANDARD_ROUTES_BEHIND_TLS_PROXY",
+        "SIDECAR_TENANT_HEADERS",
     ] {
         assert!(
             help.contains(name),
@@ -118,6 +119,22 @@ fn help_names_every_flag_with_its_environment_variable() {
         help.contains(&format!("[default: {routes}]")),
         "--routes' default is not shown as {routes}:\n{help}"
     );
+    // --tenant-headers says what it is for and what it must match.
+    let tenant_headers = identity_protocol::headers::TENANT_CANDIDATES.join(",");
+    assert!(
+        help.contains(&format!("[default: {tenant_headers}]")),
+        "--tenant-headers' default is not shown as {tenant_headers}:\n{help}"
+    );
+    for words in [
+        "IDENTITY_TENANT_HEADER_CANDIDATES",
+        "tenant slug",
+        "sealed routes",
+    ] {
+        assert!(
+            help.contains(words),
+            "--tenant-headers' help does not mention {words}:\n{help}"
+        );
+    }
 }
 
 /// The binary with `args`: its first stdout line, then its log once stopped.

@@ -142,6 +142,80 @@ async fn trace_logs_hold_no_secret() {
     }
 }
 
+/// Tenants are not secret, but they stay out of the logs above debug: the info lines of tenant
+/// paths and tenant headers, forwarded or refused, name the route with `{tenant}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_logs_name_no_tenant() {
+    const TENANT: &str = "tenant-marker-3a9f";
+    const BAD: &str = "Tenant-Marker-3a9f";
+    let stub = Stub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("IDENTITY_INTERNAL_TOKEN", INTERNAL_TOKEN)
+        .args(["--dev", "--listen", "127.0.0.1:0"])
+        .args([
+            "--standard-routes-behind-tls-proxy",
+            "--upstream",
+            &stub.url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_owned();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stderr).read_to_string(&mut text).unwrap();
+        text
+    });
+
+    let jwks = format!("/t/{TENANT}{}", paths::JWKS);
+    let token = format!("/t/{TENANT}{}", paths::OAUTH_TOKEN);
+    let bad_token = format!("/t/{BAD}{}", paths::OAUTH_TOKEN);
+    for (method, path, tenant, status) in [
+        (reqwest::Method::GET, jwks.as_str(), TENANT, 200),
+        (reqwest::Method::POST, token.as_str(), TENANT, 200),
+        (reqwest::Method::GET, paths::JWKS, BAD, 400),
+        (reqwest::Method::POST, bad_token.as_str(), TENANT, 400),
+        (reqwest::Method::POST, token.as_str(), BAD, 400),
+    ] {
+        let answer = http()
+            .request(method, format!("{url}{path}"))
+            .header("x-tenant-id", tenant)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+    }
+    assert_eq!(stub.records().len(), 2);
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = logs.join().unwrap();
+    assert!(logs.contains("/t/{tenant}/oauth/token"), "{logs}");
+    assert!(
+        !logs.to_ascii_lowercase().contains(TENANT),
+        "the logs name the tenant:\n{logs}"
+    );
+}
+
 #[test]
 fn a_malformed_internal_token_is_refused_without_being_echoed() {
     let dir = tempfile::tempdir().unwrap();

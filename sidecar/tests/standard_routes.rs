@@ -165,6 +165,22 @@ async fn a_form_post_and_its_headers_pass_both_ways_unchanged() {
 }
 
 #[tokio::test]
+async fn a_tenants_copy_passes_over_tls_with_its_path() {
+    let stub = Stub::start().await;
+    let tls = start_tls(&stub).await;
+    let path = format!("{}acme{}", paths::TENANT_PREFIX, paths::OAUTH_TOKEN);
+    let (status, _, body) = tls
+        .send("POST", &path, &[FORM_TYPE, ("x-tenant-id", "acme")], FORM)
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let recorded = stub.records_for(&path);
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].header("x-tenant-id").unwrap(), ["acme"]);
+    assert_eq!(recorded[0].body, FORM.as_bytes());
+    tls.sidecar.shutdown().await;
+}
+
+#[tokio::test]
 async fn they_are_counted_as_the_sealed_routes_are() {
     let stub = Stub::start().await;
     let tls = start_tls(&stub).await;

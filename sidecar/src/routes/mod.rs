@@ -5,14 +5,18 @@
 //!
 //! "`path` is the raw path as received, matched exactly (a trailing slash is another path)": one
 //! table maps the raw path to a route; an unknown path is `404`, a known path with another method
-//! `405` with `Allow`. Every answer is counted by route and status.
+//! `405` with `Allow`. A tenant's copy of a public route ([`tenant`]) is served as the route
+//! itself, forwarded with its path intact; with a tenant that is no slug it is `400`. Every
+//! answer is counted by route and status.
 
 mod init;
 mod message;
 mod plain;
 mod sealed;
 mod standard;
+mod tenant;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -77,6 +81,34 @@ impl Route {
     }
 }
 
+/// Where a path leads.
+struct Target<'p> {
+    route: Route,
+    /// The metrics label: the path, or a tenant path's with `{tenant}` for the tenant.
+    label: Cow<'p, str>,
+    /// False for a tenant path whose tenant is no slug: refused.
+    valid_tenant: bool,
+}
+
+impl<'p> Target<'p> {
+    fn of(state: &AppState, path: &'p str) -> Option<Self> {
+        if let Some(route) = Route::of(state, path) {
+            return Some(Self {
+                route,
+                label: Cow::Borrowed(path),
+                valid_tenant: true,
+            });
+        }
+        let tenant = tenant::tenant_path(path)?;
+        // Only the public routes have a tenant's copy, and they are no `--routes` of their own.
+        Some(Self {
+            route: Route::of(state, tenant.route)?,
+            label: Cow::Owned(tenant.label),
+            valid_tenant: tenant.valid,
+        })
+    }
+}
+
 /// The sidecar as a router. `identity_runtime::serve::serve` gives each request its peer as
 /// `ConnectInfo<SocketAddr>`, which the rate limit and X-Forwarded-For use.
 pub fn app(state: AppState) -> Router {
@@ -104,42 +136,48 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    let route = Route::of(&state, &path);
-    let response = match route {
+    let target = Target::of(&state, &path);
+    let response = match &target {
         None => ApiError::not_found().into_response(),
-        Some(route) if route.is_standard() && !state.settings.standard_routes => {
+        Some(target) if target.route.is_standard() && !state.settings.standard_routes => {
             standard::refused().into_response()
         }
-        Some(route) if method != route.method() => {
-            ApiError::method_not_allowed(route.allow()).into_response()
+        Some(target) if method != target.route.method() => {
+            ApiError::method_not_allowed(target.route.allow()).into_response()
         }
-        Some(route) => handle(&state, route, &path, request).await,
+        Some(target) if !target.valid_tenant => {
+            let error = tenant::invalid_path_slug();
+            if target.route.is_standard() {
+                standard::oauth_error(error)
+            } else {
+                error.into_response()
+            }
+        }
+        Some(target) => handle(&state, target, &path, request).await,
     };
     // Route labels come from the route table only, so the label set stays bounded.
-    let label = if route.is_some() {
-        path.as_str()
-    } else {
-        "other"
-    };
+    let label = target.as_ref().map_or("other", |target| &target.label);
     let status = response.status().as_u16();
     state.metrics.request(label, status);
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     // Successful answers are counted in the metrics and log at debug, sparing the hot path a
-    // formatted write per request; refusals and failures log at info.
+    // formatted write per request; refusals and failures log at info. A tenant is named in the
+    // path only at debug: the label has `{tenant}` in its place.
     if status < 400 {
-        tracing::debug!(method = %method, route = label, status, elapsed_ms, "request");
+        tracing::debug!(method = %method, route = label, path, status, elapsed_ms, "request");
     } else {
         tracing::info!(method = %method, route = label, status, elapsed_ms, "request");
     }
     response
 }
 
-async fn handle(state: &AppState, route: Route, path: &str, request: Request) -> Response {
+async fn handle(state: &AppState, target: &Target<'_>, path: &str, request: Request) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    match route {
+    let label = &target.label;
+    match target.route {
         Route::SessionInit => init::session_init(state, request, peer).await,
         Route::Encrypted => sealed::sealed(state, path, request, peer)
             .await
@@ -148,11 +186,11 @@ async fn handle(state: &AppState, route: Route, path: &str, request: Request) ->
         Route::Ready => plain::ready(state).await,
         Route::Metrics => plain::metrics(state),
         Route::KeyDocument => plain::key_document(state),
-        Route::PassThrough => plain::pass_through(state, path)
+        Route::PassThrough => plain::pass_through(state, path, label, request.headers())
             .await
             .unwrap_or_else(IntoResponse::into_response),
         Route::Standard | Route::StandardMetadata => {
-            standard::pass(state, path, request, peer).await
+            standard::pass(state, path, label, request, peer).await
         }
     }
 }

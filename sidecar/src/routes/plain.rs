@@ -2,11 +2,12 @@
 //! key document of section 1, and the pass-throughs of discovery and the JWKS.
 
 use axum::body::Bytes;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use identity_protocol::paths;
 
 use super::message::json_response;
+use super::tenant::tenant_headers;
 use crate::error::ApiError;
 use crate::forward::Timer;
 use crate::state::AppState;
@@ -57,11 +58,19 @@ pub fn key_document(state: &AppState) -> Response {
     response
 }
 
-/// `GET /.well-known/jwks.json`, from the identity API: public keys, served with or without TLS.
-pub async fn pass_through(state: &AppState, path: &str) -> Result<Response, ApiError> {
+/// `GET /.well-known/jwks.json`, or a tenant's (`path`), from the identity API with the
+/// client's tenant headers: public keys, served with or without TLS. `label` names the route in
+/// the metrics.
+pub async fn pass_through(
+    state: &AppState,
+    path: &str,
+    label: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_headers(&state.settings.tenant_headers, headers)?;
     let timer = Timer::start();
-    let answer = state.upstream.get(path).await;
-    state.metrics.upstream_latency(path, timer.seconds());
+    let answer = state.upstream.get(path, &tenant).await;
+    state.metrics.upstream_latency(label, timer.seconds());
     let answer = answer?;
     let status = StatusCode::from_u16(answer.status)
         .map_err(|_| ApiError::upstream_unavailable("the identity API answered a bad status"))?;

@@ -13,6 +13,7 @@ use identity_protocol::{Envelope, ErrorCode, Plaintext, headers, is_valid_sessio
 use identity_runtime::serve::read_body;
 
 use super::message::{json_response, refuse_query, require_json_content_type, single_header};
+use super::tenant::tenant_headers;
 
 use crate::error::ApiError;
 use crate::forward::{Forward, Timer};
@@ -28,6 +29,8 @@ pub async fn sealed(
     let (parts, body) = request.into_parts();
     refuse_query(&parts)?;
     let authorization = single_header(&parts.headers, &header::AUTHORIZATION)?;
+    // Checked before decryption, so that a refused tenant header consumes no `seq`.
+    let tenant = tenant_headers(&state.settings.tenant_headers, &parts.headers)?;
     require_json_content_type(&parts.headers)?;
     let (session_id, live) = live_session(state, &parts.headers).await?;
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
@@ -51,6 +54,7 @@ pub async fn sealed(
         authorization,
         session_subject: session.subject(),
         forwarded_for: peer,
+        tenant_headers: &tenant,
     };
     let timer = Timer::start();
     // The plaintext goes to the identity API as it is, without a copy; it is wiped when the

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use identity_protocol::{ErrorCode, paths};
 use identity_runtime::serve::read_body;
 
+use super::tenant::tenant_headers;
 use crate::error::ApiError;
 use crate::forward::{Timer, end_to_end};
 use crate::state::AppState;
@@ -32,33 +33,41 @@ pub fn refused() -> ApiError {
 }
 
 /// The request as it came (the body within `--max-body-bytes`), the internal token added;
-/// the answer as it came, whatever its status, headers and body.
+/// the answer as it came, whatever its status, headers and body. `path` may be a tenant's copy
+/// of the route; `label` names the route in the metrics.
 pub async fn pass(
     state: &AppState,
     path: &str,
+    label: &str,
     request: Request,
     peer: Option<IpAddr>,
 ) -> Response {
-    match forward(state, path, request, peer).await {
+    match forward(state, path, label, request, peer).await {
         Ok(response) => response,
-        Err(error) => {
-            // The sidecar's own errors get RFC 6749 section 5.1's headers, as the API's do.
-            let mut response = error.into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            response
-        }
+        Err(error) => oauth_error(error),
     }
+}
+
+/// The sidecar's own errors on these routes, with RFC 6749 section 5.1's headers, as the API's.
+pub fn oauth_error(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }
 
 async fn forward(
     state: &AppState,
     path: &str,
+    label: &str,
     request: Request,
     peer: Option<IpAddr>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    // Every header passes, the tenant headers too, but not a tenant header the identity API
+    // would have to refuse: the same check as on the sealed routes, before the body is read.
+    tenant_headers(&state.settings.tenant_headers, &parts.headers)?;
     // RFC 6749 section 5.2 has no code for a body over the limit or late: `invalid_request`,
     // the identity API's own answer to it.
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes)
@@ -73,7 +82,7 @@ async fn forward(
         .upstream
         .pass(parts.method, target, parts.headers, peer, body)
         .await;
-    state.metrics.upstream_latency(path, timer.seconds());
+    state.metrics.upstream_latency(label, timer.seconds());
     let answer = answer?;
     let status = StatusCode::from_u16(answer.status)
         .map_err(|_| ApiError::upstream_unavailable("the identity API answered a bad status"))?;
