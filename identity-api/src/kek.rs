@@ -62,6 +62,8 @@ pub enum KeyError {
     ExternalKey { tenant: String, reference: String },
     #[error("tenant {tenant}: {message}")]
     TenantAlgorithm { tenant: String, message: String },
+    #[error("tenant {tenant}: {message}")]
+    ExternalKeyLoad { tenant: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

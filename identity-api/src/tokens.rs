@@ -195,7 +195,7 @@ mod tests {
                 access_ttl: 60,
                 refresh_ttl: 60,
                 family_ttl: 60,
-                active: Some(key),
+                active: Some(Arc::new(key)),
                 jwks: Arc::from(Vec::new()),
                 published: 1,
                 id,

@@ -51,8 +51,9 @@ pub struct Tenant {
     pub access_ttl: i64,
     pub refresh_ttl: i64,
     pub family_ttl: i64,
-    /// The key its tokens are signed with; `None` only until its first key exists.
-    pub active: Option<SigningKey>,
+    /// The key its tokens are signed with; `None` only until its first key exists (or, for a
+    /// key read from outside, while it cannot be read).
+    pub active: Option<Arc<SigningKey>>,
     /// Its JWKS document, serialized: its own keys only.
     pub jwks: Arc<[u8]>,
     /// How many keys the JWKS holds.

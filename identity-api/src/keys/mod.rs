@@ -2,11 +2,14 @@
 //! tenants with their key rings that sign and verify access tokens, their JWKS, and rotation.
 
 mod directory;
+mod external;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
+
+use tokio::sync::Mutex;
 
 pub use directory::{Directory, Tenant, TenantDefaults, Verifier};
 
@@ -90,6 +93,8 @@ pub struct KeyStore {
     keks: Keks,
     defaults: TenantDefaults,
     directory: RwLock<Arc<Directory>>,
+    /// The keys of tenants that reference theirs (`signing_key_ref`), as last read.
+    external: Mutex<HashMap<TenantId, external::External>>,
 }
 
 impl KeyStore {
@@ -99,6 +104,7 @@ impl KeyStore {
             keks,
             defaults,
             directory: RwLock::new(Arc::new(directory)),
+            external: Mutex::new(HashMap::new()),
         }
     }
 
@@ -150,16 +156,30 @@ impl KeyStore {
                 created = true;
             }
         }
+        // The first load is the server's start: a referenced key that cannot be read stops it.
+        let starting = self.directory().fingerprint == 0;
+        let mut externals = HashMap::new();
+        for tenant in &resolved {
+            if let Some(reference) = &tenant.row.signing_key_ref {
+                let (key, stored) = self
+                    .external_key(db, tenant, reference, now, starting)
+                    .await?;
+                created |= stored;
+                if let Some(key) = key {
+                    externals.insert(tenant.row.tenant_id.clone(), key);
+                }
+            }
+        }
         if created {
             rows = db
                 .signing_keys(Scope::AnyTenant, now.saturating_sub(oldest))
                 .await?;
         }
-        let fingerprint = fingerprint(&tenants, &rows, &resolved, now);
+        let fingerprint = fingerprint(&tenants, &rows, &resolved, &externals, now);
         if fingerprint == self.directory().fingerprint {
             return Ok(false);
         }
-        let directory = self.build(resolved, &rows, now, fingerprint)?;
+        let directory = self.build(resolved, &rows, externals, now, fingerprint)?;
         match self.directory.write() {
             Ok(mut guard) => *guard = Arc::new(directory),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(directory),
@@ -171,6 +191,7 @@ impl KeyStore {
         &self,
         resolved: Vec<Resolved>,
         rows: &[SigningKeyRow],
+        mut externals: HashMap<TenantId, Arc<SigningKey>>,
         now: i64,
         fingerprint: u64,
     ) -> Result<Directory, KeyError> {
@@ -184,7 +205,24 @@ impl KeyStore {
             let keys = by_tenant.remove(&t.row.tenant_id).unwrap_or_default();
             let active_kid = active_kid(&keys, t.algorithm);
             let mut published = Vec::new();
-            let mut active = None;
+            let mut active = externals.remove(&t.row.tenant_id);
+            if let Some(key) = &active
+                && !keys.iter().any(|r| r.kid == key.kid())
+            {
+                // Its row could not be written: published and verified all the same.
+                let jwk = key.public_jwk();
+                published.push(jwk.jwks_entry(key.kid(), key.algorithm()));
+                if let Ok(decoding) = jwk.decoding_key() {
+                    directory.verifiers.insert(
+                        key.kid().to_owned(),
+                        Verifier {
+                            tenant: t.row.tenant_id.clone(),
+                            algorithm: key.algorithm(),
+                            key: decoding,
+                        },
+                    );
+                }
+            }
             for row in keys {
                 if row.retired_at.is_some_and(|at| at <= now - t.family_ttl) {
                     continue;
@@ -210,19 +248,22 @@ impl KeyStore {
                         key,
                     },
                 );
-                if Some(row.kid.as_str()) == active_kid {
+                if Some(row.kid.as_str()) == active_kid && t.row.signing_key_ref.is_none() {
                     let der = self.keks.open(
                         &format!("signing key {}", row.kid),
                         &row.kid,
                         &row.kek_id,
                         &row.private_key_enc,
                     )?;
-                    active = Some(SigningKey::from_pkcs8(algorithm, &der).map_err(|source| {
-                        KeyError::BadSigningKey {
+                    // A key keeps the kid it was stored under (those made before tenants were
+                    // named otherwise than by their thumbprint).
+                    let key = SigningKey::from_pkcs8(algorithm, &der)
+                        .and_then(|k| k.with_kid(&row.kid))
+                        .map_err(|source| KeyError::BadSigningKey {
                             kid: row.kid.clone(),
                             source,
-                        }
-                    })?);
+                        })?;
+                    active = Some(Arc::new(key));
                 }
             }
             let jwks = serde_json::to_vec(&serde_json::json!({ "keys": published }))
@@ -289,17 +330,19 @@ fn public_key(row: &SigningKeyRow) -> Option<(Algorithm, PublicJwk)> {
     read
 }
 
-/// What a directory is built from: the tenants, and each key's presence, state and whether it
-/// is published now.
+/// What a directory is built from: the tenants, each key's presence, state and whether it is
+/// published now, and the keys read from outside.
 fn fingerprint(
     tenants: &[TenantRow],
     rows: &[SigningKeyRow],
     resolved: &[Resolved],
+    externals: &HashMap<TenantId, Arc<SigningKey>>,
     now: i64,
 ) -> u64 {
     let mut h = DefaultHasher::new();
     for t in tenants {
         format!("{t:?}").hash(&mut h);
+        externals.get(&t.tenant_id).map(|k| k.kid()).hash(&mut h);
     }
     let windows: BTreeMap<&TenantId, (i64, i64)> = resolved
         .iter()

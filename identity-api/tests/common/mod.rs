@@ -464,3 +464,16 @@ pub async fn primary_row(db: &identity_api::Db) -> identity_api::storage::Tenant
         .find(|t| t.tenant_id == *primary())
         .unwrap()
 }
+
+/// A form POST, as the standard endpoints take it.
+pub async fn send_form(
+    app: &Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    let (status, _, value) = send_raw(app, "POST", path, &all, body.as_bytes().to_vec()).await;
+    (status, value)
+}

@@ -1,0 +1,96 @@
+//! Tenants whose signing key is kept outside the database (`tenant create --signing-key-ref`):
+//! read at start, read again when it changes, its public key recorded for the other replicas.
+
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use crate::kek::KeyError;
+use crate::signing::{KeyReference, SigningKey, Watched};
+use crate::storage::{Db, SigningKeyRow};
+
+use super::{KeyStore, Resolved};
+
+/// A tenant's key read from outside, and where it is re-read from when it changes.
+#[derive(Debug)]
+pub(super) struct External {
+    watched: Watched,
+    key: Option<Arc<SigningKey>>,
+}
+
+impl KeyStore {
+    /// The key a tenant references, read again if it changed; a new one is recorded (its public
+    /// key only) as the tenant's active key, so that every replica publishes it and verifies its
+    /// tokens after it is replaced. Returns the key, and whether a row was written. A reference
+    /// that cannot be read is an error at start; later, the key read before stays in use.
+    pub(super) async fn external_key(
+        &self,
+        db: &Db,
+        tenant: &Resolved<'_>,
+        reference: &str,
+        now: i64,
+        starting: bool,
+    ) -> Result<(Option<Arc<SigningKey>>, bool), KeyError> {
+        let id = &tenant.row.tenant_id;
+        let refused = |message: String| KeyError::ExternalKeyLoad {
+            tenant: id.to_string(),
+            message,
+        };
+        let mut external = self.external.lock().await;
+        let entry = match external.entry(id.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let parsed: KeyReference =
+                    reference.parse().map_err(|e| refused(format!("{e}")))?;
+                v.insert(External {
+                    watched: Watched::new(parsed),
+                    key: None,
+                })
+            }
+        };
+        let loaded = match entry.watched.load_if_changed().await {
+            Ok(loaded) => loaded,
+            Err(e) if starting || entry.key.is_none() => {
+                if starting {
+                    return Err(refused(e.to_string()));
+                }
+                tracing::error!(tenant = %id, error = %e, "cannot read the tenant's signing key");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e,
+                    "cannot read the tenant's signing key again; the one read before signs on");
+                None
+            }
+        };
+        let mut stored = false;
+        if let Some(key) = loaded {
+            if key.algorithm() != tenant.algorithm {
+                let e = refused(format!(
+                    "the key is {}, the tenant signs with {}",
+                    key.algorithm(),
+                    tenant.algorithm
+                ));
+                if starting {
+                    return Err(e);
+                }
+                tracing::error!(error = %e, "keeping the tenant's signing key read before");
+            } else {
+                let row = SigningKeyRow {
+                    kid: key.kid().to_owned(),
+                    private_key_enc: Vec::new(),
+                    kek_id: String::new(),
+                    created_at: now,
+                    retired_at: None,
+                    tenant_id: id.clone(),
+                    algorithm: key.algorithm().as_str().to_owned(),
+                    public_jwk: key.public_jwk().to_json(),
+                };
+                db.insert_signing_key(&row, true, None).await?;
+                tracing::info!(tenant = %id, kid = %row.kid, "read the tenant's signing key");
+                entry.key = Some(Arc::new(key));
+                stored = true;
+            }
+        }
+        Ok((entry.key.clone(), stored))
+    }
+}
