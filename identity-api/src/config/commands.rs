@@ -262,7 +262,7 @@ pub struct AuditFilterArgs {
     pub until: Option<i64>,
     /// Events of this type: issue, refresh, reuse_detected, revoke, client_create,
     /// client_rotate_secret, client_disable, client_enable, client_update, keys_rotate,
-    /// kek_rewrap.
+    /// kek_rewrap, tenant_create, tenant_disable, tenant_enable.
     #[arg(long)]
     pub event: Option<String>,
     /// Events of this client.
