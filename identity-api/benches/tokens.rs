@@ -1,6 +1,6 @@
-//! ES256 access tokens through jsonwebtoken's aws-lc-rs backend, exactly as the identity API
-//! signs and verifies them (`tokens::sign`, `tokens::verify`), and the random values of an
-//! issue (`secret::Fresh`), one core.
+//! Access tokens as the identity API signs and verifies them (`tokens::sign`, `tokens::verify`):
+//! ES256 beside jsonwebtoken's own `encode`, and each algorithm a tenant may choose (ES256,
+//! RS256, EdDSA); and the random values of an issue (`secret::Fresh`), one core.
 //! docs/benchmarks.md records the figures next to the service's.
 //!
 //! `cargo bench -p identity-api --bench tokens`
@@ -39,7 +39,7 @@ fn directory(key: SigningKey) -> Directory {
         access_ttl: 900,
         refresh_ttl: 86_400,
         family_ttl: 2_592_000,
-        active: Some(key),
+        active: Some(Arc::new(key)),
         jwks: Arc::from(Vec::new()),
         published: 1,
     };
@@ -104,6 +104,26 @@ fn es256(c: &mut Criterion) {
     group.finish();
 }
 
+/// Signing and verifying with each algorithm a tenant may choose, the key generated as a
+/// tenant's is: what an issue and an uncached introspection pay.
+fn algorithms(c: &mut Criterion) {
+    for algorithm in Algorithm::ALL {
+        let (key, _) = SigningKey::generate(algorithm).unwrap();
+        let directory = directory(key);
+        let tenant = directory.default_tenant().unwrap();
+        let claims = claims();
+        let token = tokens::sign(tenant, &claims).unwrap();
+        let mut group = c.benchmark_group(format!("tenant_{algorithm}"));
+        group.bench_function("sign", |b| {
+            b.iter(|| black_box(tokens::sign(tenant, black_box(&claims)).unwrap()))
+        });
+        group.bench_function("verify", |b| {
+            b.iter(|| black_box(tokens::verify(&directory, black_box(&token)).unwrap()))
+        });
+        group.finish();
+    }
+}
+
 /// An issue's four random values (family id, two jti, refresh token) from one read of the OS,
 /// as `Service::issue` takes them, against one read each, as before `Fresh`: the difference is
 /// three `getrandom` system calls.
@@ -127,5 +147,5 @@ fn fresh_values(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, es256, fresh_values);
+criterion_group!(benches, es256, algorithms, fresh_values);
 criterion_main!(benches);
