@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use common::{Backend, ISSUER, TestEnv, basic, s, send};
 use identity_api::clients::{self, NewClient};
 use identity_api::signing::{Algorithm, SigningKey};
-use identity_api::storage::{AdminEvent, AuditRow, SigningKeyRow, TenantId, TenantRow};
+use identity_api::storage::{SigningKeyRow, TenantId, TenantRow};
 use serde_json::Value;
 
 async fn create_tenant(
@@ -27,15 +27,7 @@ async fn create_tenant(
         signing_key_ref: key_ref,
         ..identity_api::service::state::default_tenant_row(&id, now)
     };
-    let audit = AuditRow::admin(
-        now,
-        AdminEvent::TenantCreate,
-        "test",
-        &id,
-        None,
-        serde_json::json!({}),
-    );
-    state.db().insert_tenant(&row, &audit).await.unwrap();
+    common::create_tenant(state, row).await;
     let new = NewClient {
         grant_types: Some("client_credentials"),
         ..NewClient::new(&id, "s", "a")

@@ -31,15 +31,7 @@ async fn setup(b: Backend) -> Option<Tenants> {
         display_name: "Acme".into(),
         ..identity_api::service::state::default_tenant_row(&acme, now)
     };
-    let audit = AuditRow::admin(
-        now,
-        AdminEvent::TenantCreate,
-        "test",
-        &acme,
-        None,
-        serde_json::json!({}),
-    );
-    state.db().insert_tenant(&row, &audit).await.unwrap();
+    common::create_tenant(state, row).await;
     let new = NewClient {
         grant_types: Some("client_credentials refresh_token"),
         ..NewClient::new(&acme, "orders.read orders.write", "orders-api")

@@ -477,3 +477,17 @@ pub async fn send_form(
     let (status, _, value) = send_raw(app, "POST", path, &all, body.as_bytes().to_vec()).await;
     (status, value)
 }
+
+/// Creates the tenant `row` (audited as an operator's `tenant create` would be).
+pub async fn create_tenant(state: &AppState, row: identity_api::storage::TenantRow) {
+    use identity_api::storage::{AdminEvent, AuditRow};
+    let audit = AuditRow::admin(
+        row.created_at,
+        AdminEvent::TenantCreate,
+        "test",
+        &row.tenant_id,
+        None,
+        serde_json::json!({}),
+    );
+    state.db().insert_tenant(&row, &audit).await.unwrap();
+}
