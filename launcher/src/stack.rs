@@ -227,6 +227,12 @@ impl Stack {
         format!("{scheme}://127.0.0.1:{port}")
     }
 
+    /// Where the sidecar serves its health, readiness and metrics: with TLS its plain ops
+    /// listener, else its own URL.
+    pub fn sidecar_ops_url(&self) -> String {
+        self.sidecar_ready_url()
+    }
+
     /// Where the sidecar's readiness is read: its own URL, or with TLS its ops listener.
     fn sidecar_ready_url(&self) -> String {
         self.ready_url(self.sidecar_port, self.sidecar_ops_port)
@@ -295,40 +301,37 @@ impl Stack {
         command
     }
 
-    /// `identity-api client create <id> --scope .. --audience .. --json --database-url ..`.
+    /// `identity-api client create <id> --scope .. --audience .. --json` with the seeded client's
+    /// [`StackConfig::client_args`], on the stack's database.
     pub async fn create_client(
         &self,
         client_id: &str,
         scope: &str,
         audience: &str,
     ) -> anyhow::Result<SeededClient> {
-        let mut command = tokio::process::Command::from(self.api_command(&[]));
-        command
-            .args(["client", "create", client_id, "--scope", scope])
-            .args(["--audience", audience, "--json", "--database-url"])
-            .arg(&self.database_url)
-            .args(&self.config.client_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let output = tokio::time::timeout(READY_TIMEOUT, command.output())
+        let args: Vec<&str> = self.config.client_args.iter().map(String::as_str).collect();
+        self.create_client_with(client_id, scope, audience, &args)
             .await
-            .context("`identity-api client create` did not finish in time")?
-            .context("cannot run `identity-api client create`")?;
-        if !output.status.success() {
-            bail!(
-                "`identity-api client create {client_id}` failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+    }
+
+    /// As [`Stack::create_client`], with `args` instead of the seeded client's arguments (e.g.
+    /// `["--tenant", "acme", "--grant-types", "client_credentials refresh_token"]`).
+    pub async fn create_client_with(
+        &self,
+        client_id: &str,
+        scope: &str,
+        audience: &str,
+        args: &[&str],
+    ) -> anyhow::Result<SeededClient> {
+        let mut all = vec!["client", "create", client_id, "--scope", scope];
+        all.extend(["--audience", audience, "--json"]);
+        all.extend_from_slice(args);
+        let stdout = self.run_cli(&all).await?;
         #[derive(serde::Deserialize)]
         struct Created {
             client_id: String,
             client_secret: String,
         }
-        let stdout = String::from_utf8_lossy(&output.stdout);
         let created: Created = stdout
             .lines()
             .find_map(|line| serde_json::from_str(line).ok())
@@ -339,6 +342,34 @@ impl Stack {
             client_id: created.client_id,
             client_secret: created.client_secret,
         })
+    }
+
+    /// `identity-api <args> --database-url <the stack's>` (e.g. `tenant create acme`), with the
+    /// stack's key-encryption key: its standard output, or an error with its standard error.
+    /// A running identity API sees what it changed at its next reload, within a second.
+    pub async fn run_cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = tokio::process::Command::from(self.api_command(&[]));
+        command
+            .args(args)
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let shown = args.join(" ");
+        let output = tokio::time::timeout(READY_TIMEOUT, command.output())
+            .await
+            .with_context(|| format!("`identity-api {shown}` did not finish in time"))?
+            .with_context(|| format!("cannot run `identity-api {shown}`"))?;
+        if !output.status.success() {
+            bail!(
+                "`identity-api {shown}` failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     fn spawn_api(&self) -> anyhow::Result<Process> {
