@@ -7,6 +7,8 @@
 //! `target/<profile>/`), whatever CARGO_TARGET_DIR is. `cargo test --workspace` builds them
 //! before running any test; `cargo test -p e2e-tests` alone does not.
 
+pub mod tls_tunnel;
+
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};

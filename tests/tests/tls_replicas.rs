@@ -1,8 +1,10 @@
 //! Replicas of a sidecar that serves TLS (`Stack::start_replica` with `sidecar_tls`): each on
 //! its own port with the same certificate, its readiness read on an ops listener of its own,
-//! its URL `https://`. (Their clients over TLS: tests/tests/stock_node_tls.rs.)
+//! its URL `https://`, reached in plain HTTP through [`TlsTunnel`] only when it trusts the test
+//! authority. (Their clients over TLS: tests/tests/stock_node_tls.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use e2e_tests::tls_tunnel::TlsTunnel;
 use e2e_tests::{Signing, Stack, StackConfig, binaries};
 use identity_launcher::test_ca::TestCa;
 
@@ -35,6 +37,20 @@ async fn a_tls_sidecar_starts_replicas_that_serve_tls() {
         );
     }
     assert_ne!(first, second);
+    // The tunnel of the other TLS tests carries plain HTTP there, trusting the test authority
+    // only.
+    let tunnel = TlsTunnel::start(&first, &ca.pem).await.unwrap();
+    let answer = reqwest::get(format!("{}/health", tunnel.url()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let other = TestCa::new("another CA").unwrap();
+    let tunnel = TlsTunnel::start(&first, &other.pem).await.unwrap();
+    let answer = reqwest::get(format!("{}/health", tunnel.url())).await;
+    assert!(
+        answer.is_err(),
+        "a certificate of another authority was trusted: {answer:?}"
+    );
     for (name, status) in stack.shutdown() {
         assert!(status.is_some_and(|s| s.success()), "{name}: {status:?}");
     }
