@@ -75,8 +75,9 @@ pub enum TenantCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Disable a tenant: at once, its clients cannot authenticate, its tokens introspect as
-    /// inactive and cannot be refreshed, and requests naming it get 403. Nothing is deleted.
+    /// Disable a tenant: at once, its tokens introspect as inactive and cannot be refreshed and
+    /// its clients cannot obtain tokens; within a second, requests naming it get 403. Nothing
+    /// is deleted.
     Disable {
         slug: TenantId,
         #[command(flatten)]
