@@ -161,9 +161,10 @@ impl KeyStore {
         let mut externals = HashMap::new();
         for tenant in &resolved {
             if let Some(reference) = &tenant.row.signing_key_ref {
-                let (key, stored) = self
-                    .external_key(db, tenant, reference, now, starting)
-                    .await?;
+                // Boxed: a secret manager's client future is large, and a reload's future is
+                // part of every request's that may reload on an unknown kid or tenant.
+                let (key, stored) =
+                    Box::pin(self.external_key(db, tenant, reference, now, starting)).await?;
                 created |= stored;
                 if let Some(key) = key {
                     externals.insert(tenant.row.tenant_id.clone(), key);

@@ -175,9 +175,10 @@ impl AppState {
         }
         let claims = match tokens::verify(&inner.keys.directory(), token) {
             // A key made by another instance or by `keys rotate`: reload, at most every 200 ms,
-            // so that garbage kids cannot turn into a database query each.
+            // so that garbage kids cannot turn into a database query each. Boxed, so that the
+            // reload's large future is not part of every verification's.
             Err(TokenError::UnknownKey) if self.last_key_reload() + 200 < now_millis() => {
-                if let Err(e) = self.reload_keys().await {
+                if let Err(e) = Box::pin(self.reload_keys()).await {
                     tracing::warn!(error = %e, "key reload failed");
                 }
                 tokens::verify(&inner.keys.directory(), token)

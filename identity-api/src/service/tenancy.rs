@@ -34,7 +34,7 @@ impl AppState {
     pub async fn named_tenant(&self, slug: &str) -> Result<NamedTenant, ApiError> {
         let mut found = self.directory().tenant(slug).cloned();
         if found.is_none() && self.last_key_reload() + 200 < now_millis() {
-            if let Err(e) = self.reload_keys().await {
+            if let Err(e) = Box::pin(self.reload_keys()).await {
                 tracing::warn!(error = %e, "tenant reload failed");
             }
             found = self.directory().tenant(slug).cloned();
