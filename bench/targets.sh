@@ -9,12 +9,22 @@
 #   5. the sidecar's RSS idle and with 100,000 live sessions;
 #   6. Redis-backed sidecars (--session-store) beside memory-backed ones, alternating round by
 #      round: session init and sealed introspection, C = 16; then the sidecar's RSS with
-#      100,000 sessions in Redis, and Redis' own memory per session (a private redis-server).
-# Loopback only; every load is bounded in time and count. About 14 minutes on 2 vCPUs.
+#      100,000 sessions in Redis, and Redis' own memory per session (a private redis-server);
+#   7. tenants, alternating round by round, C = 64: the default tenant (issue-direct and
+#      introspect-direct), the same spread over 100 tenants (loadgen --tenants 100), and
+#      issue-direct in an RS256 tenant beside the default tenant's ES256 (a failed RS256 run, by
+#      an identity-api that does not sign RS256, is recorded and skipped).
+# Loopback only; every load is bounded in time and count. About 17 minutes on 2 vCPUs.
 #   bench/targets.sh [OUT_DIR]      (ROUNDS=3 by default; needs taskset for step 4, redis-server
 #                                    and redis-cli for step 6; STEPS="6" runs only the steps named)
 # With BASELINE_BIN_DIR (the release binaries of another commit), step 3 alternates those and
-# these, round by round, driven by this loadgen: a before/after in the same minutes.
+# these, round by round, driven by this loadgen: a before/after in the same minutes; step 7 then
+# runs the baseline's default tenant too, in each of its rounds. For the default tenant against
+# the commit before tenants (46aa722):
+#   git worktree add /tmp/base 46aa722
+#   (cd /tmp/base && CARGO_TARGET_DIR=/tmp/base-target \
+#       cargo build --release -p identity-api -p identity-sidecar --bins)
+#   BASELINE_BIN_DIR=/tmp/base-target/release STEPS="3 7" bench/targets.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
@@ -23,7 +33,7 @@ ROUNDS=${ROUNDS:-3}
 mkdir -p "$OUT"
 
 step() { echo "== $* ($(date -u +%T) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/steps.log"; }
-STEPS=${STEPS:-1 2 3 3b 4 5 6}
+STEPS=${STEPS:-1 2 3 3b 4 5 6 7}
 run() { [[ " $STEPS " == *" $1 "* ]]; }
 
 cargo build --release --workspace --bins
@@ -146,6 +156,56 @@ awk -v b="$before" -v a="$after" -v k="$keys" 'BEGIN { printf "redis: %d session
 kill "$REDIS_PID"
 fi
 
+if run 7; then
+step "7. tenants: the default, 100 of them, RS256 beside ES256, C = 64"
+# a ÷ b for one scenario: loadgen's tables $2 and $4 (req/s is the 5th field).
+over() {
+    awk -v a="$(awk -v s="$1" '$1 == s { print $5 }' <<< "$2")" \
+        -v b="$(awk -v s="$3" '$1 == s { print $5 }' <<< "$4")" \
+        'BEGIN { if (a == "" || b == 0) print "n/a"; else printf "%.0f / %.0f = %.2f", a, b, a / b }'
+}
+PAIR=(-c 64 --scenarios issue-direct,introspect-direct)
+sides=(default tenants100 rs256)
+[[ -n "${BASELINE_BIN_DIR:-}" ]] && sides=(baseline "${sides[@]}")
+rs256_works=yes
+for round in $(seq "$ROUNDS"); do
+    # Every other round in the reverse order, so that no side always runs first.
+    order=("${sides[@]}")
+    if (( round % 2 == 0 )); then
+        order=()
+        for ((i = ${#sides[@]} - 1; i >= 0; i--)); do order+=("${sides[i]}"); done
+    fi
+    declare -A got=()
+    for side in "${order[@]}"; do
+        case $side in
+            baseline) got[$side]=$("$LG" "${BOUND[@]}" --bin-dir "$BASELINE_BIN_DIR" "${PAIR[@]}") ;;
+            default) got[$side]=$("$LG" "${BOUND[@]}" "${PAIR[@]}") ;;
+            tenants100) got[$side]=$("$LG" "${BOUND[@]}" "${PAIR[@]}" --tenants 100) ;;
+            rs256)
+                [[ $rs256_works == yes ]] || continue
+                if ! got[$side]=$("$LG" "${BOUND[@]}" -c 64 --scenarios issue-direct \
+                        --algorithm RS256 2>> "$OUT/7-rs256.stderr"); then
+                    rs256_works=no
+                    echo "RS256 run failed: see 7-rs256.stderr; no further RS256 runs" >> "$OUT/7-rs256.txt"
+                    continue
+                fi ;;
+        esac
+        printf 'round %s\n%s\n' "$round" "${got[$side]}" >> "$OUT/7-$side.txt"
+    done
+    {
+        echo "round $round (order ${order[*]}):"
+        echo "  100 tenants / default: issue $(over issue-direct "${got[tenants100]}" issue-direct "${got[default]}")," \
+            "introspect $(over introspect-direct "${got[tenants100]}" introspect-direct "${got[default]}")"
+        echo "  RS256 / ES256 issue: $(over issue-direct "${got[rs256]:-}" issue-direct "${got[default]}")"
+        if [[ -n "${got[baseline]:-}" ]]; then
+            echo "  default / baseline: issue $(over issue-direct "${got[default]}" issue-direct "${got[baseline]}")," \
+                "introspect $(over introspect-direct "${got[default]}" introspect-direct "${got[baseline]}")"
+        fi
+    } >> "$OUT/7-tenants-ratios.txt"
+    unset got
+done
+fi
+
 step "done: $OUT"
 # The figures the targets are read from.
 grep -h -A12 '^median of' "$OUT"/2-*.txt "$OUT"/3-*.txt "$OUT"/3b-*.txt 2> /dev/null || true
@@ -153,3 +213,4 @@ cat "$OUT/3b-oauth-over-api.txt" 2> /dev/null || true
 cat "$OUT/4-ours-over-oidc-provider.txt" 2> /dev/null || true
 cat "$OUT/5-memory.txt" 2> /dev/null || true
 cat "$OUT/6-redis-over-memory.txt" "$OUT/6-redis-rss.txt" 2> /dev/null || true
+cat "$OUT/7-tenants-ratios.txt" 2> /dev/null || true

@@ -86,3 +86,23 @@ fn the_standard_endpoints_scenarios_answer() {
         assert_eq!(s["errors"], 0, "{s}");
     }
 }
+
+#[test]
+fn tenants_carry_every_scenario_with_their_own_clients() {
+    // Two workers, three tenants: worker 0 sends as t1 and t3 in turn, worker 1 as t2.
+    let (code, doc) = loadgen(&[
+        "--tenants",
+        "3",
+        "--scenarios",
+        "introspect,issue,refresh,introspect-direct,issue-direct,refresh-direct,\
+         oauth-token-direct,oauth-introspect-direct",
+    ]);
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(doc["tenants"], 3);
+    let scenarios = doc["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 8);
+    for s in scenarios {
+        assert!(s["ok"].as_u64().unwrap() > 0, "{s}");
+        assert_eq!(s["errors"], 0, "{s}");
+    }
+}

@@ -106,6 +106,17 @@ pub struct Cli {
     #[arg(long)]
     pub bin_dir: Option<std::path::PathBuf>,
 
+    /// With --local: create this many tenants, t1 to tN (`identity-api tenant create`), a
+    /// client in each, and spread every worker's requests over them, so that the tokens are
+    /// spread over the tenants; 0: the default tenant's client only.
+    #[arg(long, default_value_t = 0, requires = "local", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub tenants: u64,
+
+    /// With --local: the signing algorithm of the tenants created; with --tenants 0 and
+    /// anything but ES256, one tenant t1 of it is created and used.
+    #[arg(long, default_value = "ES256", requires = "local", value_parser = ["ES256", "RS256", "EdDSA"])]
+    pub algorithm: String,
+
     /// With --local: the identity API's database, e.g. a PostgreSQL URL with an empty schema
     /// (`?options[search_path]=loadgen`) where no client `loadgen` exists yet (default: SQLite in
     /// the temporary directory).
@@ -149,6 +160,17 @@ pub struct Cli {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl Cli {
+    /// How many tenants the run creates (see --tenants and --algorithm).
+    pub(super) fn tenant_count(&self) -> u64 {
+        if self.tenants == 0 && self.algorithm != "ES256" {
+            1
+        } else {
+            self.tenants
+        }
+    }
 }
 
 pub(super) fn words(command: Option<&str>) -> Vec<String> {

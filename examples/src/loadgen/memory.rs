@@ -20,7 +20,7 @@ pub(super) async fn memory(cli: &Cli, setup: &Setup, n: u64) -> anyhow::Result<V
     let idle = rss_kib(pid).ok_or_else(|| anyhow!("cannot read /proc/{pid}/status"))?;
     let mut workers = Vec::new();
     for _ in 0..cli.concurrency {
-        workers.push(Worker::Stateless);
+        workers.push(Worker::stateless());
     }
     // Bounded: n requests, and at most ten minutes.
     let (_, tally, elapsed) = phase(

@@ -2,6 +2,10 @@
 //! (or one started here with `--local`), each scenario bounded by a duration *and* a request
 //! count, every answer checked. docs/benchmarks.md records what it measured.
 //!
+//! With `--local --tenants N` the workers send as a client in each of N tenants created for the
+//! run, in turn, so that tokens spread over the tenants (`scenarios::clients_of`); by default
+//! every request is the default tenant's, as before tenants.
+//!
 //! Scenarios (each one a separate phase of the same run, on the same stack):
 //! - `init`: anonymous session init through the sidecar (ECDH + the sidecar's signature, and the
 //!   client's verification of it);

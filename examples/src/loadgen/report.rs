@@ -136,6 +136,8 @@ pub(super) fn json(
         "duration_secs_max": cli.duration_secs,
         "requests_max": cli.requests,
         "rounds": cli.rounds,
+        "tenants": cli.tenant_count(),
+        "algorithm": cli.algorithm,
         "scenarios": rounds.iter().flatten().collect::<Vec<_>>(),
         "introspect_overhead": per_round(Pair::Introspect),
         "jwks_pass_through_overhead": per_round(Pair::Jwks),

@@ -4,6 +4,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use identity_client::calls::{self, Answer, TokenPair};
 use identity_client::{Client, Routes};
+use identity_launcher::SeededClient;
 use identity_protocol::identity::{
     IssueRequest, RefreshRequest, TokenRequest, basic_header, bearer_header,
 };
@@ -78,8 +79,9 @@ pub(super) struct Target {
     /// The identity API's routes, for the direct scenarios.
     pub(super) api: Routes,
     pub(super) internal_token: Option<String>,
-    pub(super) client_id: String,
-    pub(super) client_secret: String,
+    /// The clients the workers send as: one, or one per tenant (`--tenants`), each client's
+    /// credentials deciding its tenant.
+    pub(super) clients: Vec<SeededClient>,
     pub(super) subject: String,
 }
 
@@ -131,22 +133,31 @@ impl Target {
 
     /// A form `POST` of a standard endpoint straight to the identity API, the client
     /// authenticating with Basic (no internal token: these routes do not take one).
-    async fn standard(&self, path: &str, form: &[(&str, &str)]) -> Result<Answer, String> {
+    async fn standard(
+        &self,
+        client: &SeededClient,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Answer, String> {
         let request = self
             .http
             .post(self.api.url(path).map_err(|e| e.to_string())?)
             .header(
                 reqwest::header::AUTHORIZATION,
-                basic_header(&self.client_id, &self.client_secret).as_str(),
+                basic_header(&client.client_id, &client.client_secret).as_str(),
             )
             .form(form);
         answer_of(request).await
     }
 
     /// client_credentials at /oauth/token: the access token.
-    async fn client_credentials(&self) -> Result<String, String> {
+    async fn client_credentials(&self, client: &SeededClient) -> Result<String, String> {
         let answer = self
-            .standard(paths::OAUTH_TOKEN, &[("grant_type", "client_credentials")])
+            .standard(
+                client,
+                paths::OAUTH_TOKEN,
+                &[("grant_type", "client_credentials")],
+            )
             .await?;
         if !answer.is_ok() {
             return Err(not_ok(&answer));
@@ -159,10 +170,10 @@ impl Target {
             .ok_or_else(|| "HTTP 200 without an access token".to_owned())
     }
 
-    async fn issue_direct(&self) -> Result<Answer, String> {
+    async fn issue_direct(&self, client: &SeededClient) -> Result<Answer, String> {
         self.direct(
             paths::TOKEN_ISSUE,
-            &basic_header(&self.client_id, &self.client_secret),
+            &basic_header(&client.client_id, &client.client_secret),
             &IssueRequest {
                 subject: self.subject.as_str().into(),
                 scope: None,
@@ -233,77 +244,154 @@ fn expect_active(answer: &Answer) -> Result<(), String> {
     }
 }
 
-/// One concurrent client: what it holds between requests.
-pub(super) enum Worker {
-    /// Holds nothing: session init, the JWKS.
-    Stateless,
-    Sealed {
-        session: ClientSession,
-        pair: TokenPair,
-    },
-    Direct {
-        pair: TokenPair,
-    },
-    /// A client of the standard endpoints: its access token.
-    Standard {
-        access_token: String,
-    },
+/// What a worker holds between requests, for one of the clients it sends as.
+enum Held {
+    /// Nothing: session init, the JWKS.
+    Nothing,
+    /// A token pair of that client's, from `/api/v1` (sealed or direct).
+    Pair(TokenPair),
+    /// That client's access token from the standard endpoints.
+    Access(String),
+}
+
+/// One client a worker sends as: an index into [`Target::clients`], and what it holds for it.
+struct Slot {
+    client: usize,
+    held: Held,
+}
+
+/// One concurrent client: its sidecar session (the sealed scenarios) and the clients it sends
+/// as, in turn, so that with `--tenants` the tokens spread over the tenants and each token is
+/// only ever presented with its own client's credentials or as its own bearer.
+pub(super) struct Worker {
+    session: Option<ClientSession>,
+    slots: Vec<Slot>,
+    next: usize,
+}
+
+/// The clients (indices into `clients` of them) worker `index` of `workers` sends as: every
+/// client is some worker's, and each worker has at least one.
+pub(super) fn clients_of(index: u64, workers: u64, clients: usize) -> Vec<usize> {
+    let (Ok(index), Ok(workers)) = (usize::try_from(index), usize::try_from(workers)) else {
+        return vec![0];
+    };
+    if clients <= workers {
+        return vec![index % clients.max(1)];
+    }
+    (index..clients).step_by(workers.max(1)).collect()
 }
 
 impl Worker {
-    pub(super) async fn new(target: &Target, scenario: Scenario) -> anyhow::Result<Self> {
+    /// A worker of session inits, holding nothing.
+    pub(super) fn stateless() -> Self {
+        Self {
+            session: None,
+            slots: vec![Slot {
+                client: 0,
+                held: Held::Nothing,
+            }],
+            next: 0,
+        }
+    }
+
+    /// Worker `index` of `workers` for `scenario`: its session and, for each of its clients,
+    /// the token it will present.
+    pub(super) async fn new(
+        target: &Target,
+        scenario: Scenario,
+        index: u64,
+        workers: u64,
+    ) -> anyhow::Result<Self> {
         if matches!(
             scenario,
             Scenario::Init | Scenario::Jwks | Scenario::JwksDirect
         ) {
-            return Ok(Self::Stateless);
+            return Ok(Self::stateless());
         }
-        if matches!(
+        let mut worker = Self {
+            session: None,
+            slots: Vec::new(),
+            next: 0,
+        };
+        let standard = matches!(
             scenario,
             Scenario::OauthTokenDirect | Scenario::OauthIntrospectDirect
-        ) {
-            let access_token = target
-                .client_credentials()
-                .await
-                .map_err(|e| anyhow!("setup: client_credentials at /oauth/token failed: {e}"))?;
-            return Ok(Self::Standard { access_token });
-        }
-        if scenario.direct() {
+        );
+        if !standard && scenario.direct() {
             target.internal_token()?;
-            let pair = expect_pair(target.issue_direct().await.map_err(|e| anyhow!(e))?)
-                .map_err(|e| anyhow!("setup: direct token issue failed: {e}"))?;
-            return Ok(Self::Direct { pair });
         }
-        let session = target
-            .client
-            .init_anonymous()
-            .await
-            .context("setup: session init failed")?;
-        let answer = calls::issue(
-            &target.client,
-            &session,
-            &target.client_id,
-            &target.client_secret,
-            &target.subject,
-            None,
-            None,
-        )
-        .await
-        .context("setup: token issue failed")?;
-        let pair = expect_pair(answer).map_err(|e| anyhow!("setup: token issue failed: {e}"))?;
-        Ok(Self::Sealed { session, pair })
+        if !standard && !scenario.direct() {
+            worker.session = Some(
+                target
+                    .client
+                    .init_anonymous()
+                    .await
+                    .context("setup: session init failed")?,
+            );
+        }
+        for client in clients_of(index, workers, target.clients.len()) {
+            let credentials = target
+                .clients
+                .get(client)
+                .ok_or_else(|| anyhow!("internal: no client {client}"))?;
+            let held = if standard {
+                Held::Access(target.client_credentials(credentials).await.map_err(|e| {
+                    anyhow!("setup: client_credentials at /oauth/token failed: {e}")
+                })?)
+            } else if let Some(session) = &worker.session {
+                let answer = calls::issue(
+                    &target.client,
+                    session,
+                    &credentials.client_id,
+                    &credentials.client_secret,
+                    &target.subject,
+                    None,
+                    None,
+                )
+                .await
+                .context("setup: token issue failed")?;
+                Held::Pair(
+                    expect_pair(answer).map_err(|e| anyhow!("setup: token issue failed: {e}"))?,
+                )
+            } else {
+                let answer = target
+                    .issue_direct(credentials)
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+                Held::Pair(
+                    expect_pair(answer)
+                        .map_err(|e| anyhow!("setup: direct token issue failed: {e}"))?,
+                )
+            };
+            worker.slots.push(Slot { client, held });
+        }
+        Ok(worker)
     }
 
-    /// One request of `scenario`; `Ok` only for a checked success.
+    /// One request of `scenario`, as the worker's next client; `Ok` only for a checked success.
     pub(super) async fn one(&mut self, target: &Target, scenario: Scenario) -> Result<(), String> {
-        match (scenario, self) {
-            (Scenario::Init, _) => target
+        let n = self.slots.len().max(1);
+        let Self {
+            session,
+            slots,
+            next,
+        } = self;
+        let slot = slots
+            .get_mut(*next % n)
+            .ok_or_else(|| "internal: a worker without a client".to_owned())?;
+        *next = (*next + 1) % n;
+        let client = target
+            .clients
+            .get(slot.client)
+            .ok_or_else(|| "internal: no such client".to_owned())?;
+        match (scenario, session.as_ref(), &mut slot.held) {
+            (Scenario::Init, ..) => target
                 .client
                 .init_anonymous()
                 .await
                 .map(drop)
                 .map_err(|e| client_error(&e)),
-            (Scenario::Introspect, Self::Sealed { session, pair }) => {
+            (Scenario::Introspect, Some(session), Held::Pair(pair)) => {
                 let answer = calls::introspect(
                     &target.client,
                     session,
@@ -315,7 +403,7 @@ impl Worker {
                 .map_err(|e| client_error(&e))?;
                 expect_active(&answer)
             }
-            (Scenario::IntrospectDirect, Self::Direct { pair }) => {
+            (Scenario::IntrospectDirect, None, Held::Pair(pair)) => {
                 let answer = target
                     .direct(
                         paths::INTROSPECT,
@@ -325,12 +413,12 @@ impl Worker {
                     .await?;
                 expect_active(&answer)
             }
-            (Scenario::Issue, Self::Sealed { session, .. }) => {
+            (Scenario::Issue, Some(session), _) => {
                 let answer = calls::issue(
                     &target.client,
                     session,
-                    &target.client_id,
-                    &target.client_secret,
+                    &client.client_id,
+                    &client.client_secret,
                     &target.subject,
                     None,
                     None,
@@ -339,10 +427,10 @@ impl Worker {
                 .map_err(|e| client_error(&e))?;
                 expect_pair(answer).map(drop)
             }
-            (Scenario::IssueDirect, Self::Direct { .. }) => {
-                expect_pair(target.issue_direct().await?).map(drop)
+            (Scenario::IssueDirect, None, _) => {
+                expect_pair(target.issue_direct(client).await?).map(drop)
             }
-            (Scenario::Refresh, Self::Sealed { session, pair }) => {
+            (Scenario::Refresh, Some(session), Held::Pair(pair)) => {
                 let answer = calls::refresh(
                     &target.client,
                     session,
@@ -354,7 +442,7 @@ impl Worker {
                 *pair = expect_pair(answer)?;
                 Ok(())
             }
-            (Scenario::RefreshDirect, Self::Direct { pair }) => {
+            (Scenario::RefreshDirect, None, Held::Pair(pair)) => {
                 let body = RefreshRequest::new(&pair.refresh_token);
                 let answer = target
                     .direct(paths::TOKEN, &bearer_header(&pair.access_token), &body)
@@ -362,18 +450,51 @@ impl Worker {
                 *pair = expect_pair(answer)?;
                 Ok(())
             }
-            (Scenario::OauthTokenDirect, Self::Standard { .. }) => {
-                target.client_credentials().await.map(drop)
+            (Scenario::OauthTokenDirect, None, Held::Access(_)) => {
+                target.client_credentials(client).await.map(drop)
             }
-            (Scenario::OauthIntrospectDirect, Self::Standard { access_token }) => {
+            (Scenario::OauthIntrospectDirect, None, Held::Access(access_token)) => {
                 let answer = target
-                    .standard(paths::OAUTH_INTROSPECT, &[("token", access_token)])
+                    .standard(client, paths::OAUTH_INTROSPECT, &[("token", access_token)])
                     .await?;
                 expect_active(&answer)
             }
-            (Scenario::Jwks, _) => target.jwks(target.client.routes()).await,
-            (Scenario::JwksDirect, _) => target.jwks(&target.api).await,
+            (Scenario::Jwks, ..) => target.jwks(target.client.routes()).await,
+            (Scenario::JwksDirect, ..) => target.jwks(&target.api).await,
             _ => Err("internal: worker does not match the scenario".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_is_some_workers_and_every_worker_has_one() {
+        // Today's run: one client, every worker sends as it.
+        assert!((0..64).all(|i| clients_of(i, 64, 1) == vec![0]));
+        // Fewer clients than workers: each worker one client, the clients in turn.
+        assert_eq!(clients_of(5, 16, 4), vec![1]);
+        // More: worker i takes i, i + C, i + 2C, ...
+        assert_eq!(clients_of(3, 64, 100), vec![3, 67]);
+        assert_eq!(clients_of(40, 64, 100), vec![40]);
+        for (workers, clients) in [(64, 100), (16, 100), (64, 64), (2, 3), (100, 7)] {
+            let mut seen = vec![0; clients];
+            for i in 0..workers {
+                let mine = clients_of(i, workers, clients);
+                assert!(!mine.is_empty());
+                for c in mine {
+                    seen[c] += 1;
+                }
+            }
+            assert!(
+                seen.iter().all(|&n| n > 0),
+                "{workers} workers, {clients} clients"
+            );
+            if clients >= workers as usize {
+                assert!(seen.iter().all(|&n| n == 1));
+            }
         }
     }
 }

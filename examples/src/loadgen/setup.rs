@@ -2,11 +2,12 @@
 //! loopback URLs and credentials given.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use identity_client::{Client, Routes, no_retries};
-use identity_launcher::{Binaries, Signing, Stack, StackConfig};
+use identity_launcher::{Binaries, SeededClient, Signing, Stack, StackConfig};
+use identity_protocol::paths;
 
 use super::cli::{Cli, require_loopback, words};
 use super::procfs::Pids;
@@ -76,6 +77,7 @@ pub(super) async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
             api_wrapper: words(cli.api_wrapper.as_deref()),
             ..StackConfig::default()
         };
+        let (scope, audience) = (config.scope.clone(), config.audience.clone());
         let stack = Stack::start(binaries, config).await?;
         if let (Some(sidecar), Some(others)) = (&cli.sidecar_cpus, &cli.other_cpus) {
             pin(stack.sidecar_pid(), sidecar)?;
@@ -99,13 +101,13 @@ pub(super) async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
             stack.pinned_key.as_deref(),
         )
         .await?;
+        let clients = tenants(&stack, &http, cli, &scope, &audience).await?;
         let target = Target {
             client,
             http,
             api: Routes::new(&stack.api_url())?,
             internal_token: Some(stack.internal_token().to_owned()),
-            client_id: stack.client.client_id.clone(),
-            client_secret: stack.client.client_secret.clone(),
+            clients,
             subject: cli.subject.clone(),
         };
         let pids = Pids {
@@ -135,8 +137,10 @@ pub(super) async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
             http,
             api: Routes::new(&cli.api_url)?,
             internal_token: cli.internal_token.clone(),
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
+            clients: vec![SeededClient {
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+            }],
             subject: cli.subject.clone(),
         }),
         pids: Pids {
@@ -145,6 +149,71 @@ pub(super) async fn setup(cli: &Cli) -> anyhow::Result<Setup> {
         },
         stack: None,
     })
+}
+
+/// The clients the workers send as: the seeded client of the default tenant, or with
+/// `--tenants` (or an `--algorithm` other than ES256) one client in each of the tenants t1..tN
+/// created here, returned once every tenant publishes its first signing key.
+async fn tenants(
+    stack: &Stack,
+    http: &reqwest::Client,
+    cli: &Cli,
+    scope: &str,
+    audience: &str,
+) -> anyhow::Result<Vec<SeededClient>> {
+    let n = cli.tenant_count();
+    if n == 0 {
+        return Ok(vec![stack.client.clone()]);
+    }
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for k in 1..=n {
+        let slug = format!("t{k}");
+        stack
+            .run_cli(&["tenant", "create", &slug, "--algorithm", &cli.algorithm])
+            .await?;
+        let id = format!("loadgen-{slug}");
+        let client = stack
+            .create_client_with(&id, scope, audience, &["--tenant", &slug])
+            .await?;
+        clients.push(client);
+    }
+    // The running server makes each tenant's first key at its next reload (every second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for k in 1..=n {
+        let url = format!(
+            "{}{}t{k}{}",
+            stack.api_url(),
+            paths::TENANT_PREFIX,
+            paths::JWKS
+        );
+        while !has_keys(http, &url).await {
+            if Instant::now() > deadline {
+                bail!("tenant t{k} published no signing key within 30 s ({url})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!(
+        "loadgen: {n} tenants t1..t{n} ({}), a client in each, in {:.1} s",
+        cli.algorithm,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(clients)
+}
+
+/// Whether the JWKS at `url` lists a key.
+async fn has_keys(http: &reqwest::Client, url: &str) -> bool {
+    let Ok(answer) = http.get(url).send().await else {
+        return false;
+    };
+    if !answer.status().is_success() {
+        return false;
+    }
+    answer
+        .json::<serde_json::Value>()
+        .await
+        .is_ok_and(|jwks| jwks["keys"].as_array().is_some_and(|keys| !keys.is_empty()))
 }
 
 /// How many CPUs a taskset list (`1`, `0-3`, `0,2-3`) names.

@@ -120,8 +120,8 @@ pub(super) async fn run_scenario(
     ticks: f64,
 ) -> anyhow::Result<Report> {
     let mut workers = Vec::new();
-    for _ in 0..cli.concurrency {
-        workers.push(Worker::new(target, scenario).await?);
+    for i in 0..cli.concurrency {
+        workers.push(Worker::new(target, scenario, i, cli.concurrency).await?);
     }
     if cli.warmup_secs > 0 {
         let (w, _, _) = phase(
