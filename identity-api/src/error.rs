@@ -57,6 +57,10 @@ pub enum ApiError {
     UnknownTenant(String),
     #[error("tenant_disabled")]
     TenantDisabled(String),
+    /// The tenant's signing key is missing or unusable (a key read from outside that cannot be
+    /// read, or that another tenant signs with): the log says which and why.
+    #[error("no usable signing key")]
+    NoSigningKey,
     #[error("method_not_allowed")]
     MethodNotAllowed,
     #[error("storage: {0}")]
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::UnknownTenant(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidTenant => StatusCode::BAD_REQUEST,
             ApiError::TenantDisabled(_) => StatusCode::FORBIDDEN,
+            ApiError::NoSigningKey => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,6 +125,7 @@ impl ApiError {
             ApiError::InvalidTenant => "invalid_request",
             ApiError::UnknownTenant(_) => "unknown_tenant",
             ApiError::TenantDisabled(_) => "tenant_disabled",
+            ApiError::NoSigningKey => "temporarily_unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Store(e) if e.is_transient() => "temporarily_unavailable",
             ApiError::Store(_) | ApiError::Internal(_) => "server_error",
@@ -152,6 +158,9 @@ impl ApiError {
                 .into(),
             ApiError::UnknownTenant(slug) => format!("no tenant {slug}"),
             ApiError::TenantDisabled(slug) => format!("tenant {slug} is disabled"),
+            ApiError::NoSigningKey => {
+                "the tenant has no signing key it can use; the server's log says why".into()
+            }
             ApiError::MethodNotAllowed => "method not allowed on this route".into(),
             ApiError::Store(e) if e.is_transient() => {
                 "the database is busy or unreachable; retry".into()

@@ -203,6 +203,21 @@ async fn tenant_commands(b: Backend) {
     .await;
     assert_eq!(doc["issuer"], "https://beta.example.com");
 
+    // The key `ext` signs with (recorded by the server above) is refused to another tenant.
+    let err = refused(&[
+        "tenant",
+        "create",
+        "ext2",
+        "--algorithm",
+        "EdDSA",
+        "--signing-key-ref",
+        &reference,
+    ]);
+    assert!(
+        err.contains("one tenant only") && err.contains("ext"),
+        "{err}"
+    );
+
     // keys rotate --tenant: a new key in that tenant's JWKS only.
     let out = ok(&["keys", "rotate", "--tenant", "acme"]);
     assert!(out.contains("of tenant acme"), "{out}");

@@ -148,11 +148,12 @@ async fn every_algorithm_beside_the_others(b: Backend) {
     }
 }
 
-fn write_pem(path: &std::path::Path, algorithm: Algorithm) -> String {
+/// Writes a new key of `algorithm` to `path`: its kid, and the PEM to write it again.
+fn write_pem(path: &std::path::Path, algorithm: Algorithm) -> (String, String) {
     let (key, der) = SigningKey::generate(algorithm).unwrap();
     let pem = pem_of(&der);
-    std::fs::write(path, pem).unwrap();
-    key.kid().to_owned()
+    std::fs::write(path, &pem).unwrap();
+    (key.kid().to_owned(), pem)
 }
 
 fn pem_of(der: &[u8]) -> String {
@@ -177,7 +178,7 @@ async fn a_key_read_from_a_file_and_again_when_it_changes(b: Backend) {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ext.pem");
-    let first = write_pem(&path, Algorithm::Rs256);
+    let (first, first_pem) = write_pem(&path, Algorithm::Rs256);
     let secret = create_tenant(
         &env,
         "ext",
@@ -196,7 +197,7 @@ async fn a_key_read_from_a_file_and_again_when_it_changes(b: Backend) {
     );
     // A later modification time or another length: the watcher's change test.
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let second = write_pem(&path, Algorithm::Rs256);
+    let (second, _) = write_pem(&path, Algorithm::Rs256);
     env.state.reload_keys().await.unwrap();
     let new_token = token(&env, "ext", &secret).await;
     assert_eq!(
@@ -225,13 +226,48 @@ async fn a_key_read_from_a_file_and_again_when_it_changes(b: Backend) {
     .await;
     assert_eq!(answer["active"], true, "{answer}");
 
+    // Back to the first key: active, published and verifying again.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&path, format!("{first_pem}\n")).unwrap();
+    env.state.reload_keys().await.unwrap();
+    let again = token(&env, "ext", &secret).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&again).unwrap().kid.unwrap(),
+        first
+    );
+    let keys = jwks(&env, "ext").await;
+    verify_with_jwks(&again, &keys, &format!("{ISSUER}/t/ext")).unwrap();
+
+    // Another tenant referencing the same key does not get it: one key, one tenant.
+    let copy = dir.path().join("copy.pem");
+    std::fs::write(&copy, &first_pem).unwrap();
+    let twin = create_tenant(
+        &env,
+        "twin",
+        Algorithm::Rs256,
+        Some(format!("file:{}", copy.display())),
+    )
+    .await;
+    env.state.reload_keys().await.unwrap();
+    assert!(jwks(&env, "twin").await.is_empty());
+    let answer = common::send_form(
+        &env.app,
+        "/t/twin/oauth/token",
+        &[("authorization", &basic("twin-app", &twin))],
+        "grant_type=client_credentials",
+    )
+    .await;
+    common::assert_error(&answer, 503, "temporarily_unavailable");
+    assert_eq!(jwks(&env, "ext").await.len(), 2);
+    verify_with_jwks(&again, &jwks(&env, "ext").await, &format!("{ISSUER}/t/ext")).unwrap();
+
     // The file gone: the key read before signs on.
     std::fs::remove_file(&path).unwrap();
     env.state.reload_keys().await.unwrap();
     let still = token(&env, "ext", &secret).await;
     assert_eq!(
         jsonwebtoken::decode_header(&still).unwrap().kid.unwrap(),
-        second
+        first
     );
     // `keys rotate` refuses a tenant whose key lives elsewhere.
     let row = env

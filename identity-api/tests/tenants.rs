@@ -509,7 +509,40 @@ async fn rotating_one_tenants_keys_leaves_the_others(b: Backend) {
     assert_eq!(kid_of(&s(&t.a1_pair().await, "access_token")), kid);
 }
 
+/// Without the internal token, /api/v1 is refused before any tenant is looked up: a caller
+/// without it learns nothing of the tenants (403 whether the tenant exists or not).
+async fn api_v1_without_the_internal_token_names_no_tenant(b: Backend) {
+    use identity_runtime::InternalToken;
+    const TOKEN: &str = "sidecar-secret-7e4c1a9b2f5d8036";
+    let Some(env) = common::TestEnv::with(b, |s| {
+        s.internal_token = Some(InternalToken::new(TOKEN).unwrap());
+    })
+    .await
+    else {
+        return;
+    };
+    let body = r#"{"token": "x"}"#;
+    for (path, tenant) in [
+        ("/api/v1/introspect", "nope"),
+        ("/api/v1/introspect", "primary"),
+        ("/t/nope/api/v1/introspect", "primary"),
+    ] {
+        let answer = env.post(path, &[("x-tenant-id", tenant)], body).await;
+        assert_error(&answer, 403, "access_denied");
+    }
+    // With the token, the tenant is looked up as anywhere else.
+    let answer = env
+        .post(
+            "/api/v1/introspect",
+            &[("x-tenant-id", "nope"), ("x-internal-token", TOKEN)],
+            body,
+        )
+        .await;
+    assert_error(&answer, 404, "unknown_tenant");
+}
+
 both!(
+    api_v1_without_the_internal_token_names_no_tenant,
     issuers_keys_and_discovery,
     unknown_and_malformed_tenants,
     clients_authenticate_in_their_tenant_only,

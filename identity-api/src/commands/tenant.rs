@@ -4,6 +4,7 @@ use super::{CommandError, open};
 use crate::audit::format_time;
 use crate::clock::now;
 use crate::config::TenantCommand;
+use crate::keys;
 use crate::operator::Operator;
 use crate::signing::{Algorithm, KeyReference};
 use crate::storage::{AdminEvent, AuditRow, Db, StoreError, TenantId, TenantRow};
@@ -50,8 +51,12 @@ pub(super) async fn run(cmd: TenantCommand) -> Result<(), CommandError> {
             {
                 return Err(TenantError::BadIssuer(issuer.clone()).into());
             }
-            if let Some(reference) = &signing_key_ref {
-                check_reference(reference, algorithm).await?;
+            let db = open(&db).await?;
+            if let Some(reference) = &signing_key_ref
+                && let Err(e) = check_reference(&db, &slug, reference, algorithm).await
+            {
+                db.close().await;
+                return Err(e);
             }
             let now = now();
             let row = TenantRow {
@@ -78,7 +83,6 @@ pub(super) async fn run(cmd: TenantCommand) -> Result<(), CommandError> {
                     "signing_key_ref": row.signing_key_ref,
                 }),
             );
-            let db = open(&db).await?;
             let inserted = db.insert_tenant(&row, &audit).await;
             db.close().await;
             match inserted {
@@ -175,19 +179,22 @@ fn valid_issuer(issuer: &str) -> bool {
 }
 
 /// Reads the key a reference names, now, so that a bad one fails here and not at the first
-/// token.
-async fn check_reference(reference: &str, algorithm: Algorithm) -> Result<(), TenantError> {
+/// token; a key of another algorithm, or one another tenant signs with, is refused.
+async fn check_reference(
+    db: &Db,
+    tenant: &TenantId,
+    reference: &str,
+    algorithm: Algorithm,
+) -> Result<(), CommandError> {
+    // Cut as the reference's own parse error cuts it: a key pasted here must not be printed.
     let bad = |message: String| TenantError::BadReference {
-        reference: reference.to_owned(),
+        reference: reference.chars().take(48).collect(),
         message,
     };
     let parsed: KeyReference = reference.parse().map_err(|e| bad(format!("{e}")))?;
     let key = parsed.load().await.map_err(|e| bad(e.to_string()))?;
-    if key.algorithm() != algorithm {
-        return Err(bad(format!(
-            "the key is an {} key, not {algorithm} (--algorithm)",
-            key.algorithm()
-        )));
+    if let Some(problem) = keys::unusable_external_key(db, &key, tenant, algorithm).await? {
+        return Err(bad(problem).into());
     }
     Ok(())
 }

@@ -96,16 +96,23 @@ async fn require_internal_token(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(expected) = &state.settings().internal_token {
-        let ok = req
-            .headers()
-            .get(headers::INTERNAL_TOKEN)
-            .is_some_and(|v| expected.matches(v.as_bytes()));
-        if !ok {
-            return ApiError::InternalTokenRequired.into_response();
-        }
+    if !internal_token_ok(&state, req.headers()) {
+        return ApiError::InternalTokenRequired.into_response();
     }
     next.run(req).await
+}
+
+/// Whether a request may reach /api/v1: it carries the internal token, or none is configured.
+fn internal_token_ok(state: &AppState, request_headers: &HeaderMap) -> bool {
+    state
+        .settings()
+        .internal_token
+        .as_ref()
+        .is_none_or(|expected| {
+            request_headers
+                .get(headers::INTERNAL_TOKEN)
+                .is_some_and(|v| expected.matches(v.as_bytes()))
+        })
 }
 
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {

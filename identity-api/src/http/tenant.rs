@@ -37,6 +37,11 @@ async fn named(
     req: &mut Request,
 ) -> Result<Option<crate::service::NamedTenant>, ApiError> {
     let by_path = strip_tenant(req)?;
+    // /api/v1 without the internal token is refused by its routes: no tenant is looked up for
+    // it, so that such a caller learns nothing of the tenants and causes no reload.
+    if req.uri().path().starts_with("/api/") && !super::internal_token_ok(state, req.headers()) {
+        return Ok(None);
+    }
     let by_header = header_tenant(state, req)?;
     let slug = match (by_path, by_header) {
         (Some(p), Some(h)) if p != h => {

@@ -5,8 +5,8 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use crate::kek::KeyError;
-use crate::signing::{KeyReference, SigningKey, Watched};
-use crate::storage::{Db, SigningKeyRow};
+use crate::signing::{Algorithm, KeyReference, SigningKey, Watched};
+use crate::storage::{Db, Scope, SigningKeyRow, StoreError, TenantId};
 
 use super::{KeyStore, Resolved};
 
@@ -64,12 +64,8 @@ impl KeyStore {
         };
         let mut stored = false;
         if let Some(key) = loaded {
-            if key.algorithm() != tenant.algorithm {
-                let e = refused(format!(
-                    "the key is {}, the tenant signs with {}",
-                    key.algorithm(),
-                    tenant.algorithm
-                ));
+            if let Some(problem) = unusable(db, &key, id, tenant.algorithm).await? {
+                let e = refused(problem);
                 if starting {
                     return Err(e);
                 }
@@ -93,4 +89,32 @@ impl KeyStore {
         }
         Ok((entry.key.clone(), stored))
     }
+}
+
+/// Why `key`, read from outside, cannot sign for `tenant`: another algorithm than the tenant's,
+/// or a key another tenant signs with (one key in two tenants' JWKS would let a verifier that
+/// pins one accept the other's tokens). `None` when it can.
+pub async fn unusable(
+    db: &Db,
+    key: &SigningKey,
+    tenant: &TenantId,
+    algorithm: Algorithm,
+) -> Result<Option<String>, StoreError> {
+    if key.algorithm() != algorithm {
+        return Ok(Some(format!(
+            "the key is an {} key, the tenant signs with {algorithm}",
+            key.algorithm()
+        )));
+    }
+    let owner = db
+        .signing_keys(Scope::AnyTenant, i64::MIN)
+        .await?
+        .into_iter()
+        .find(|r| r.kid == key.kid() && r.tenant_id != *tenant);
+    Ok(owner.map(|r| {
+        format!(
+            "the key is tenant {}'s already: a key signs for one tenant only",
+            r.tenant_id
+        )
+    }))
 }

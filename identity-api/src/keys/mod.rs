@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Mutex;
 
 pub use directory::{Directory, Tenant, TenantDefaults, Verifier};
+pub use external::unusable as unusable_external_key;
 
 use crate::kek::{Kek, Keks, KeyError};
 use crate::operator::Operator;
@@ -207,23 +208,6 @@ impl KeyStore {
             let active_kid = active_kid(&keys, t.algorithm);
             let mut published = Vec::new();
             let mut active = externals.remove(&t.row.tenant_id);
-            if let Some(key) = &active
-                && !keys.iter().any(|r| r.kid == key.kid())
-            {
-                // Its row could not be written: published and verified all the same.
-                let jwk = key.public_jwk();
-                published.push(jwk.jwks_entry(key.kid(), key.algorithm()));
-                if let Ok(decoding) = jwk.decoding_key() {
-                    directory.verifiers.insert(
-                        key.kid().to_owned(),
-                        Verifier {
-                            tenant: t.row.tenant_id.clone(),
-                            algorithm: key.algorithm(),
-                            key: decoding,
-                        },
-                    );
-                }
-            }
             for row in keys {
                 if row.retired_at.is_some_and(|at| at <= now - t.family_ttl) {
                     continue;
@@ -265,6 +249,26 @@ impl KeyStore {
                             source,
                         })?;
                     active = Some(Arc::new(key));
+                }
+            }
+            // A key read from outside signs whatever its row says (retired by a replica that read
+            // a newer one first, say): published and verified while it signs.
+            if let Some(key) = active.as_ref().filter(|_| t.row.signing_key_ref.is_some()) {
+                if !published.iter().any(|e| e["kid"] == key.kid()) {
+                    published.push(key.public_jwk().jwks_entry(key.kid(), key.algorithm()));
+                }
+                if let (false, Ok(decoding)) = (
+                    directory.verifiers.contains_key(key.kid()),
+                    key.public_jwk().decoding_key(),
+                ) {
+                    directory.verifiers.insert(
+                        key.kid().to_owned(),
+                        Verifier {
+                            tenant: t.row.tenant_id.clone(),
+                            algorithm: key.algorithm(),
+                            key: decoding,
+                        },
+                    );
                 }
             }
             let jwks = serde_json::to_vec(&serde_json::json!({ "keys": published }))

@@ -13,7 +13,7 @@ use crate::keys::Tenant;
 use crate::secret::Fresh;
 use crate::storage::TenantId;
 use crate::storage::{ClientSeen, FamilyRow, Opened, RefreshRow};
-use crate::tokens::{self, Claims, Verified, VerifiedCache};
+use crate::tokens::{self, Claims, TokenError, Verified, VerifiedCache};
 
 use super::answers::TokenResponse;
 use super::callers::{Authenticated, ClientSource, Parsed, check_subject};
@@ -177,7 +177,10 @@ impl AppState {
             jti: fresh.id(),
             fid: family.family_id.clone(),
         };
-        let token = tokens::sign(tenant, &claims).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let token = tokens::sign(tenant, &claims).map_err(|e| match e {
+            TokenError::NoKey => ApiError::NoSigningKey,
+            other => ApiError::Internal(other.to_string()),
+        })?;
         // What verifying this token would give: its first use (a refresh presents it as the
         // bearer) then skips the signature check, which costs more than signing.
         let verified = Verified {

@@ -24,7 +24,8 @@ static SIGNING_KEYS: LazyLock<String> = LazyLock::new(|| {
 
 static INSERT_SIGNING_KEY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO signing_keys ({}) VALUES ({}) ON CONFLICT (kid) DO NOTHING",
+        "INSERT INTO signing_keys ({}) VALUES ({}) ON CONFLICT (kid) DO UPDATE SET \
+         retired_at = NULL WHERE signing_keys.tenant_id = excluded.tenant_id",
         SigningKeyRow::column_list(""),
         placeholders(SigningKeyRow::WIDTH, 1)
     )
@@ -67,7 +68,8 @@ pub async fn signing_keys(
 
 /// Stores a new signing key; with `retire_others`, every other active key retires as it is
 /// created, in the same transaction, as does `audit` (an operator's rotation; none for the
-/// first key a server makes itself).
+/// first key a server makes itself). A key of its tenant stored again (a key read from outside,
+/// back to an earlier one) is active again; another tenant's row of that kid is left alone.
 pub async fn insert_signing_key(
     pools: &Pools,
     key: &SigningKeyRow,
