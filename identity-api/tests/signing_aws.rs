@@ -1,6 +1,7 @@
 //! Signing keys referenced as AWS Secrets Manager secrets (`aws-sm:`), against moto's server
 //! (PyPI `moto[server]`), which this test starts on a free loopback port when
 //! IDENTITY_TEST_MOTO_SERVER names its `moto_server` executable.
+#![cfg(feature = "aws-secrets-manager")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpStream;

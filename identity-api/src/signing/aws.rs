@@ -2,7 +2,8 @@
 //! `{"algorithm": "ES256" | "RS256" | "EdDSA", "private_key": "<PEM>", "public_key": "<PEM>"}`,
 //! the format of the service this one replaces.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use serde::Deserialize;

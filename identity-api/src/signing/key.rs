@@ -160,6 +160,7 @@ impl SigningKey {
     }
 
     /// The SubjectPublicKeyInfo DER of the public key, to compare with a published one.
+    #[cfg(feature = "aws-secrets-manager")]
     pub(crate) fn public_spki_der(&self) -> Option<Vec<u8>> {
         let der = match &self.pair {
             Pair::Es256(p) => p.public_key().as_der().ok()?.as_ref().to_vec(),

@@ -8,6 +8,11 @@
 //! - [`KeyReference`], [`Watched`]: keys kept outside the database, and reloading them on change.
 
 mod algorithm;
+// The AWS SDK is a large part of a build and of its dependencies' features: opt-in.
+#[cfg(feature = "aws-secrets-manager")]
+mod aws;
+#[cfg(not(feature = "aws-secrets-manager"))]
+#[path = "no_aws.rs"]
 mod aws;
 mod jwk;
 mod key;

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::SdkConfig;
 use zeroize::Zeroizing;
 
-use super::{SigningError, SigningKey, aws};
+use super::aws::{self, SdkConfig};
+use super::{SigningError, SigningKey};
 
 /// Where a tenant's signing key is kept, when not generated and sealed in the database.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
