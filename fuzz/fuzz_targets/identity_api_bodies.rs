@@ -47,13 +47,12 @@ fn fixture() -> &'static Fixture {
             };
             let state = AppState::open(&url, kek, settings).await.expect("state");
             // Both grants, so that /oauth/token's refresh_token grant reaches its parameters.
+            let tenant = identity_api::storage::TenantId::primary();
             let new = clients::NewClient {
-                scopes: "orders.read orders.write",
-                audiences: "orders-api",
                 grant_types: Some("client_credentials refresh_token"),
-                may_introspect: false,
+                ..clients::NewClient::new(&tenant, "orders.read orders.write", "orders-api")
             };
-            let secret = clients::create_with(
+            let secret = clients::create(
                 state.db(),
                 state.verifier_key(),
                 "c1",
