@@ -133,19 +133,8 @@ impl Directory {
         self.tenants.get(&self.default)
     }
 
-    pub fn default_id(&self) -> &TenantId {
-        &self.default
-    }
-
     /// The key of `kid`, of whichever tenant.
     pub fn verifier(&self, kid: &str) -> Option<&Verifier> {
         self.verifiers.get(kid)
-    }
-
-    /// Every tenant, by slug.
-    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
-        let mut all: Vec<_> = self.tenants.values().collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all.into_iter()
     }
 }

@@ -113,10 +113,6 @@ impl KeyStore {
         &self.keks
     }
 
-    pub fn defaults(&self) -> &TenantDefaults {
-        &self.defaults
-    }
-
     pub fn directory(&self) -> Arc<Directory> {
         match self.directory.read() {
             Ok(guard) => guard.clone(),
