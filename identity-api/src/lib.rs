@@ -10,6 +10,7 @@
 //! - [`kek`], [`keys`]: the key-encryption key and the verifier key; the signing keys;
 //! - [`signing`]: signing keys of each algorithm, and keys referenced from a file or AWS;
 //! - [`clients`], [`tokens`]: clients and their secrets; access tokens (JWT);
+//! - [`users`]: users, roles, passwords, TOTP, recovery codes and API keys;
 //! - [`metrics`], [`error`]: Prometheus metrics; the one error type of the HTTP API;
 //! - [`service`]: the operations ([`AppState`]);
 //! - [`http`]: the routes; [`server`]: the servers that serve them;
@@ -33,6 +34,7 @@ pub mod service;
 pub mod signing;
 pub mod storage;
 pub mod tokens;
+pub mod users;
 
 pub use clock::now;
 pub use error::ApiError;

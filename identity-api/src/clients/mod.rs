@@ -323,6 +323,7 @@ pub async fn create(
         grant_types,
         may_introspect: new.may_introspect,
         tenant_id: new.tenant.clone(),
+        subject_policy: "any".to_owned(),
     };
     match db.insert_client(&row, &audit).await {
         Ok(()) => Ok(secret),
@@ -506,6 +507,7 @@ mod tests {
             grant_types: DEFAULT_GRANT_TYPES.into(),
             may_introspect: false,
             tenant_id: TenantId::primary(),
+            subject_policy: "any".into(),
         })
     }
 

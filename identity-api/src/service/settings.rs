@@ -6,6 +6,7 @@ use identity_protocol::names::headers;
 use identity_runtime::InternalToken;
 use identity_runtime::secret::SharedToken;
 
+use crate::clock::Clock;
 use crate::storage::TenantId;
 
 /// Access-token lifetime, seconds.
@@ -43,6 +44,8 @@ pub struct Settings {
     pub service_token_header: HeaderName,
     /// The JWKS's Cache-Control max-age.
     pub jwks_cache_secs: u32,
+    /// The time of the user-credential rules (password age, locks, TOTP).
+    pub clock: Clock,
 }
 
 impl Settings {
@@ -63,6 +66,7 @@ impl Settings {
             service_token: None,
             service_token_header: HeaderName::from_static(headers::SERVICE_TOKEN),
             jwks_cache_secs: DEFAULT_JWKS_CACHE_SECS,
+            clock: Clock::default(),
         }
     }
 }

@@ -187,6 +187,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         "tenants",
         include_str!("../../migrations/sqlite/0005_tenants.sql"),
     ),
+    (
+        6,
+        "users",
+        include_str!("../../migrations/sqlite/0006_users.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[Embedded] = &[
@@ -214,6 +219,11 @@ const POSTGRES_MIGRATIONS: &[Embedded] = &[
         5,
         "tenants",
         include_str!("../../migrations/postgres/0005_tenants.sql"),
+    ),
+    (
+        6,
+        "users",
+        include_str!("../../migrations/postgres/0006_users.sql"),
     ),
 ];
 

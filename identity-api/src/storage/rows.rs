@@ -113,6 +113,9 @@ table! {
         /// May introspect every client's tokens at /oauth/introspect, not only its own.
         pub may_introspect: bool,
         pub tenant_id: TenantId,
+        /// Who the client may name as the subject of /api/v1/token/issue
+        /// (`clients::SubjectPolicy`, as stored).
+        pub subject_policy: String,
     }
 }
 
@@ -222,6 +225,9 @@ table! {
     }
 }
 
+pub mod users;
+pub use users::{ApiKeyRow, LoginFailureRow, RoleRow, UserRow};
+
 impl RefreshRow {
     /// A refresh token of `family` as issued: not spent.
     pub fn new(
@@ -258,6 +264,19 @@ pub enum AdminEvent {
     TenantCreate,
     TenantDisable,
     TenantEnable,
+    UserCreate,
+    UserUpdate,
+    UserDisable,
+    UserEnable,
+    UserDelete,
+    UserSetPassword,
+    UserResetMfa,
+    UserUnlock,
+    ApiKeyCreate,
+    ApiKeyRotate,
+    ApiKeyRevoke,
+    RoleSet,
+    RoleDelete,
 }
 
 impl AdminEvent {
@@ -274,17 +293,39 @@ impl AdminEvent {
             Self::TenantCreate => "tenant_create",
             Self::TenantDisable => "tenant_disable",
             Self::TenantEnable => "tenant_enable",
+            Self::UserCreate => "user_create",
+            Self::UserUpdate => "user_update",
+            Self::UserDisable => "user_disable",
+            Self::UserEnable => "user_enable",
+            Self::UserDelete => "user_delete",
+            Self::UserSetPassword => "user_set_password",
+            Self::UserResetMfa => "user_reset_mfa",
+            Self::UserUnlock => "user_unlock",
+            Self::ApiKeyCreate => "api_key_create",
+            Self::ApiKeyRotate => "api_key_rotate",
+            Self::ApiKeyRevoke => "api_key_revoke",
+            Self::RoleSet => "role_set",
+            Self::RoleDelete => "role_delete",
         }
     }
 
     /// The `outcome` column: a change is audited only when it is made.
     fn outcome(self) -> &'static str {
         match self {
-            Self::ClientCreate | Self::TenantCreate => "created",
-            Self::ClientRotateSecret | Self::KeysRotate => "rotated",
-            Self::ClientDisable | Self::TenantDisable => "disabled",
-            Self::ClientEnable | Self::TenantEnable => "enabled",
-            Self::ClientUpdate => "updated",
+            Self::ClientCreate | Self::TenantCreate | Self::UserCreate | Self::ApiKeyCreate => {
+                "created"
+            }
+            Self::ClientRotateSecret
+            | Self::KeysRotate
+            | Self::UserSetPassword
+            | Self::ApiKeyRotate => "rotated",
+            Self::ClientDisable | Self::TenantDisable | Self::UserDisable => "disabled",
+            Self::ClientEnable | Self::TenantEnable | Self::UserEnable => "enabled",
+            Self::ClientUpdate | Self::UserUpdate | Self::RoleSet => "updated",
+            Self::UserDelete | Self::RoleDelete => "deleted",
+            Self::ApiKeyRevoke => "revoked",
+            Self::UserResetMfa => "reset",
+            Self::UserUnlock => "unlocked",
             Self::KekRewrap => "rewrapped",
         }
     }
@@ -439,7 +480,7 @@ mod tests {
             ClientRow::column_list("c"),
             "c.client_id, c.secret_verifier, c.scopes, c.audiences, c.enabled, c.created_at, \
              c.rotated_at, c.previous_secret_verifier, c.previous_verifier_expires_at, \
-             c.grant_types, c.may_introspect, c.tenant_id"
+             c.grant_types, c.may_introspect, c.tenant_id, c.subject_policy"
         );
         assert_eq!(
             WrappedKeyRow::column_list(""),
