@@ -343,6 +343,7 @@ impl ServeArgs {
                 .and_then(|text| SharedToken::new(text).ok()),
             service_token_header: self.service_token_header.clone(),
             jwks_cache_secs: self.jwks_cache_seconds,
+            clock: Default::default(),
         };
         if let (Some(internal), Some(service)) = (&settings.internal_token, &settings.service_token)
             && service.matches(internal.expose().as_bytes())
