@@ -77,6 +77,10 @@ pub struct Kek {
 
 /// Name (and AAD) of the client-secret verifier key in `wrapped_keys`.
 pub const VERIFIER_KEY_NAME: &str = "client-secret-verifier";
+/// Name of the HMAC key of the API-key and recovery-code verifiers in `wrapped_keys`.
+pub const API_KEY_VERIFIER_KEY_NAME: &str = "api-key-verifier";
+/// Name of the AES-256-GCM key that seals the users' TOTP secrets in `wrapped_keys`.
+pub const MFA_SECRET_KEY_NAME: &str = "mfa-secret-key";
 
 impl Kek {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
@@ -212,32 +216,38 @@ impl Keks {
     }
 }
 
-/// The client-secret verifier key, created on first use: 256 random bits, stored sealed under
-/// the current KEK. Run by every command that needs it, before use.
+/// The client-secret verifier key (see [`wrapped_key`]).
 pub async fn verifier_key(db: &Db, keks: &Keks) -> Result<Key32, KeyError> {
-    if let Some(row) = db.wrapped_key(VERIFIER_KEY_NAME).await? {
-        return open_verifier_key(keks, &row);
+    wrapped_key(db, keks, VERIFIER_KEY_NAME).await
+}
+
+/// A 256-bit secret key of the server, created on first use: random, stored in `wrapped_keys`
+/// sealed under the current KEK (AAD = its name), so that `kek rewrap` re-seals it with the
+/// rest. Run by every command that needs it, before use.
+pub async fn wrapped_key(db: &Db, keks: &Keks, name: &str) -> Result<Key32, KeyError> {
+    if let Some(row) = db.wrapped_key(name).await? {
+        return open_wrapped_key(keks, &row);
     }
     let key = Key32::random();
     let row = WrappedKeyRow {
-        name: VERIFIER_KEY_NAME.to_owned(),
+        name: name.to_owned(),
         kek_id: keks.current.id().to_owned(),
-        key_enc: keks.current.seal(VERIFIER_KEY_NAME, key.expose())?,
+        key_enc: keks.current.seal(name, key.expose())?,
         created_at: now(),
     };
     // Two processes may race here: the first row wins and both use it.
     db.insert_wrapped_key(&row).await?;
-    match db.wrapped_key(VERIFIER_KEY_NAME).await? {
-        Some(row) => open_verifier_key(keks, &row),
+    match db.wrapped_key(name).await? {
+        Some(row) => open_wrapped_key(keks, &row),
         None => Err(KeyError::Generate),
     }
 }
 
-fn open_verifier_key(keks: &Keks, row: &WrappedKeyRow) -> Result<Key32, KeyError> {
-    let what = "the client-secret verifier key";
-    let plain = keks.open(what, &row.name, &row.kek_id, &row.key_enc)?;
+fn open_wrapped_key(keks: &Keks, row: &WrappedKeyRow) -> Result<Key32, KeyError> {
+    let what = format!("the wrapped key {}", row.name);
+    let plain = keks.open(&what, &row.name, &row.kek_id, &row.key_enc)?;
     Key32::from_bytes(&plain).ok_or_else(|| KeyError::Decrypt {
-        what: what.to_owned(),
+        what,
         kek_id: row.kek_id.clone(),
     })
 }

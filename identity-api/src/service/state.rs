@@ -41,6 +41,10 @@ pub(super) struct Inner {
     pub(super) settings: Settings,
     pub(super) keys: KeyStore,
     pub(super) verifier_key: Key32,
+    /// The HMAC key of the API-key and recovery-code verifiers.
+    pub(super) credential_key: Key32,
+    /// Seals the users' TOTP secrets (AES-256-GCM, AAD = the user's id).
+    pub(super) mfa_key: Key32,
     /// Compared against when the client is unknown, so that both paths cost the same.
     pub(super) dummy_verifier: [u8; 32],
     pub(super) cache: VerifiedCache,
@@ -54,8 +58,8 @@ pub(super) struct Inner {
 
 impl AppState {
     /// Builds the state on a migrated database; creates the default tenant (adopting the rows
-    /// made before tenants), its first signing key and the client-secret verifier key if there
-    /// are none.
+    /// made before tenants), its first signing key, the client-secret verifier key and the
+    /// keys of the users' credentials if there are none.
     pub async fn new(
         db: Db,
         keks: impl Into<Keks>,
@@ -67,6 +71,8 @@ impl AppState {
             tracing::info!(tenant = %settings.default_tenant, "created the default tenant");
         }
         let verifier_key = kek::verifier_key(&db, &keks).await?;
+        let credential_key = kek::wrapped_key(&db, &keks, kek::API_KEY_VERIFIER_KEY_NAME).await?;
+        let mfa_key = kek::wrapped_key(&db, &keks, kek::MFA_SECRET_KEY_NAME).await?;
         let dummy_verifier = clients::verifier(&verifier_key, "", "");
         let metrics = Metrics::new(db.batch_metrics());
         let keys = KeyStore::new(
@@ -85,6 +91,8 @@ impl AppState {
                 settings,
                 keys,
                 verifier_key,
+                credential_key,
+                mfa_key,
                 dummy_verifier,
                 cache: VerifiedCache::default(),
                 clients: ClientCache::default(),
@@ -131,6 +139,16 @@ impl AppState {
 
     pub fn verifier_key(&self) -> &Key32 {
         &self.inner.verifier_key
+    }
+
+    /// The HMAC key of the API-key and recovery-code verifiers.
+    pub fn credential_key(&self) -> &Key32 {
+        &self.inner.credential_key
+    }
+
+    /// The key that seals the users' TOTP secrets.
+    pub fn mfa_key(&self) -> &Key32 {
+        &self.inner.mfa_key
     }
 
     /// Picks up tenants created or changed and keys rotated by the command line or another

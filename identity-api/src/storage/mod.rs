@@ -9,7 +9,8 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `audit`, `clients`, `keys`, `families`: the cold queries; `purge`: what has ended, deleted.
+//! - `audit`, `clients`, `keys`, `families`, `users`: the cold queries; `purge`: what has
+//!   ended, deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
 
@@ -31,6 +32,7 @@ mod scope;
 mod sql;
 mod sqlite_file;
 mod tenants;
+mod users;
 
 use std::sync::Arc;
 
@@ -43,10 +45,11 @@ pub use self::keys::{SealedRow, WrappedTable};
 pub use self::pool::Pools;
 pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
-    AdminEvent, AuditRow, ClientRow, FamilyRow, RefreshRow, RefreshView, SigningKeyRow, TenantRow,
-    WrappedKeyRow,
+    AdminEvent, ApiKeyRow, AuditRow, ClientRow, FamilyRow, LoginFailureRow, RefreshRow,
+    RefreshView, RoleRow, SigningKeyRow, TenantRow, UserRow, WrappedKeyRow,
 };
 pub use self::scope::{DEFAULT_TENANT, InvalidTenant, Scope, TenantId};
+pub use self::users::UserChange;
 
 use self::batch::Batcher;
 use self::commit::{GroupCommit, Write, Written};

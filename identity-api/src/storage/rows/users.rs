@@ -102,3 +102,46 @@ impl std::fmt::Debug for ApiKeyRow {
             .finish_non_exhaustive()
     }
 }
+
+impl super::AuditRow {
+    /// An operator's change to a user (`user_id`) of `tenant`; `detail` says what changed (a
+    /// JSON object: never give it a secret).
+    pub fn user_admin(
+        at: i64,
+        event: super::AdminEvent,
+        actor: &str,
+        tenant: &TenantId,
+        user_id: &str,
+        detail: serde_json::Value,
+    ) -> Self {
+        Self {
+            subject: Some(user_id.to_owned()),
+            ..Self::admin(at, event, actor, tenant, None, detail)
+        }
+    }
+
+    /// A request's event about a user's credentials (a login, a lock, an API key's use): on
+    /// behalf of `client_id` when a client called, about `user_id` when the user is known.
+    /// `detail` never holds a secret; the username may be given there when no user matched.
+    pub fn credential(
+        at: i64,
+        event: &str,
+        tenant: &TenantId,
+        client_id: Option<&str>,
+        user_id: Option<&str>,
+        outcome: &str,
+        detail: Option<serde_json::Value>,
+    ) -> Self {
+        Self {
+            at,
+            event: event.to_owned(),
+            client_id: client_id.map(str::to_owned),
+            subject: user_id.map(str::to_owned),
+            family_id: None,
+            outcome: outcome.to_owned(),
+            actor: None,
+            detail: detail.map(|d| d.to_string()),
+            tenant_id: tenant.clone(),
+        }
+    }
+}
