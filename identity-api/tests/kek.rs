@@ -81,8 +81,9 @@ async fn kek_rotation_end_to_end(b: Backend) {
     let rows = sealed_rows(env.state.db()).await;
     assert_eq!(
         rows.len(),
-        2,
-        "one signing key and the verifier key: {rows:?}"
+        4,
+        "one signing key, the client-secret verifier key and the two keys of the users' \
+         credentials: {rows:?}"
     );
     assert!(rows.iter().all(|r| r.2.as_deref() == Some(old_id.as_str())));
 
@@ -135,7 +136,7 @@ async fn kek_rotation_end_to_end(b: Backend) {
     assert!(ok, "{err}");
     assert!(
         out.contains(&format!(
-            "rewrapped 2 rows under key-encryption key id {new_id}"
+            "rewrapped 4 rows under key-encryption key id {new_id}"
         )),
         "{out}"
     );
@@ -144,7 +145,7 @@ async fn kek_rotation_end_to_end(b: Backend) {
     assert!(ok, "{err}");
     assert!(out.contains("rewrapped 0 rows"), "{out}");
     let rows = sealed_rows(during.db()).await;
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(
         rows.iter().all(|r| r.2.as_deref() == Some(new_id.as_str())),
         "{rows:?}"
