@@ -57,6 +57,7 @@ fn claims() -> Claims {
         exp: 1_800_000_900,
         jti: "0123456789abcdef0123456789abcdef".into(),
         fid: "fedcba9876543210fedcba9876543210".into(),
+        roles: None,
     }
 }
 

@@ -22,6 +22,9 @@ pub struct Claims {
     pub exp: i64,
     pub jti: String,
     pub fid: String,
+    /// A user's roles (a password grant's token); absent from a client's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +161,7 @@ mod tests {
             exp,
             jti: "j".into(),
             fid: "f".into(),
+            roles: None,
         }
     }
 

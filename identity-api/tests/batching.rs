@@ -150,6 +150,7 @@ fn new_family(client_id: &str) -> (FamilyRow, RefreshRow, [u8; 32]) {
         revoked_at: None,
         revoke_reason: None,
         tenant_id: common::primary().clone(),
+        roles: None,
     };
     let (refresh, hash) = new_refresh(&family.family_id);
     (family, refresh, hash)

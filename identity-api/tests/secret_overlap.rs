@@ -185,6 +185,7 @@ fn family_at(at: i64) -> (FamilyRow, RefreshRow) {
         revoked_at: None,
         revoke_reason: None,
         tenant_id: common::primary().clone(),
+        roles: None,
     };
     let refresh = RefreshRow::new(
         sha256(random_id().as_bytes()),

@@ -76,3 +76,7 @@ CREATE TABLE login_failures (
 -- Who a client may name as the subject of /api/v1/token/issue: 'any', 'none' (its own id), or
 -- 'match:<pattern>' ('*' matches any run of characters). Clients made before keep 'any'.
 ALTER TABLE clients ADD COLUMN subject_policy TEXT NOT NULL DEFAULT 'any';
+
+-- The roles of a user's token family (a password grant's), space-separated, carried by its
+-- access tokens as the `roles` claim; NULL for a client's families.
+ALTER TABLE token_families ADD COLUMN roles TEXT;

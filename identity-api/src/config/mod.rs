@@ -284,6 +284,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(0..=86_400))]
     pub jwks_cache_seconds: u32,
 
+    /// Days a user's password works for after it was set: past them, the password grant and
+    /// the user's API keys are refused (`password_expired`) until the password is rotated.
+    /// Unset: passwords do not expire.
+    #[arg(long, env = "IDENTITY_PASSWORD_ROTATION_DAYS", value_name = "DAYS",
+          value_parser = clap::value_parser!(i64).range(1..=36_500))]
+    pub password_rotation_days: Option<i64>,
+
     /// Access-token lifetime in seconds.
     #[arg(long, env = "IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = DEFAULT_ACCESS_TTL_SECS, value_parser = clap::value_parser!(i64).range(1..))]
     pub access_token_ttl_secs: i64,
@@ -343,6 +350,7 @@ impl ServeArgs {
                 .and_then(|text| SharedToken::new(text).ok()),
             service_token_header: self.service_token_header.clone(),
             jwks_cache_secs: self.jwks_cache_seconds,
+            password_rotation_days: self.password_rotation_days,
             clock: Default::default(),
         };
         if let (Some(internal), Some(service)) = (&settings.internal_token, &settings.service_token)

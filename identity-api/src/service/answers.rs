@@ -161,6 +161,7 @@ mod tests {
             exp: 1_700_000_900,
             jti: "j1".into(),
             fid: "f1".into(),
+            roles: None,
         };
         let access = json!({
             "active": true, "token_use": "access_token", "token_type": "Bearer",
@@ -180,6 +181,7 @@ mod tests {
             revoked_at: None,
             revoke_reason: None,
             tenant_id: crate::storage::TenantId::primary(),
+            roles: None,
         };
         let view = RefreshView {
             token: RefreshRow::new([0; 32], "j2".into(), &family, 1_700_000_100, 1_700_086_500),

@@ -105,6 +105,7 @@ impl AppState {
             revoked_at: None,
             revoke_reason: None,
             tenant_id: tenant.id.clone(),
+            roles: None,
         };
         let (access_token, expires_in) = self.sign_access(tenant, &family, now, &mut fresh)?;
         let refresh = with_refresh.then(|| self.new_refresh(tenant, &family, now, &mut fresh));
@@ -176,6 +177,13 @@ impl AppState {
             exp,
             jti: fresh.id(),
             fid: family.family_id.clone(),
+            roles: family.roles.as_deref().map(|roles| {
+                roles
+                    .split(' ')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
         };
         let token = tokens::sign(tenant, &claims).map_err(|e| match e {
             TokenError::NoKey => ApiError::NoSigningKey,

@@ -44,6 +44,9 @@ pub struct Settings {
     pub service_token_header: HeaderName,
     /// The JWKS's Cache-Control max-age.
     pub jwks_cache_secs: u32,
+    /// Days a password works for after it was set (`users::password_expires_at`); `None`:
+    /// passwords do not expire.
+    pub password_rotation_days: Option<i64>,
     /// The time of the user-credential rules (password age, locks, TOTP).
     pub clock: Clock,
 }
@@ -66,6 +69,7 @@ impl Settings {
             service_token: None,
             service_token_header: HeaderName::from_static(headers::SERVICE_TOKEN),
             jwks_cache_secs: DEFAULT_JWKS_CACHE_SECS,
+            password_rotation_days: None,
             clock: Clock::default(),
         }
     }

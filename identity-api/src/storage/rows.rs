@@ -188,6 +188,9 @@ table! {
         pub revoked_at: Option<i64>,
         pub revoke_reason: Option<String>,
         pub tenant_id: TenantId,
+        /// A user's family (the password grant's): the user's roles, space-separated, which its
+        /// access tokens carry as `roles`. `None` for a client's.
+        pub roles: Option<String>,
     }
 }
 
@@ -472,7 +475,7 @@ mod tests {
 
     #[test]
     fn columns_widths_and_positions_follow_the_declaration() {
-        assert_eq!(FamilyRow::WIDTH, 11);
+        assert_eq!(FamilyRow::WIDTH, 12);
         assert_eq!(FamilyRow::COLUMNS[1], "client_id");
         assert_eq!(FamilyColumn::client_id.value_column(), "column2");
         assert_eq!(RefreshColumn::family_id.value_column(), "column3");

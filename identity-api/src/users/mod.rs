@@ -86,6 +86,16 @@ pub fn scopes_of(roles: &[RoleRow], user_roles: &str) -> Vec<String> {
     scopes
 }
 
+/// When the user's password stops working under a rotation window of `rotation_days`
+/// (exclusive), or `None` when it does not expire (no window, or no password).
+pub fn password_expires_at(user: &UserRow, rotation_days: Option<i64>) -> Option<i64> {
+    let days = rotation_days?;
+    Some(
+        user.password_changed_at?
+            .saturating_add(days.saturating_mul(86_400)),
+    )
+}
+
 fn check_email(email: &str) -> Result<(), UserError> {
     let ok = email.len() <= 254
         && email.matches('@').count() == 1

@@ -226,6 +226,7 @@ async fn postgres_finds_every_row_by_key() {
         revoked_at: None,
         revoke_reason: None,
         tenant_id: TenantId::primary(),
+        roles: None,
     };
     let refresh = |family_id: &str, i: usize| {
         let family = family(family_id.to_owned(), String::new());
