@@ -11,6 +11,9 @@ pub mod paths {
     pub const INTROSPECT: &str = "/api/v1/introspect";
     pub const TOKEN: &str = "/api/v1/token";
     pub const REVOKE: &str = "/api/v1/revoke";
+    /// The password grant on the sealed channel (section 5, step 2b): a client issues a token
+    /// pair for a user that proves itself with its password (and its TOTP code when enrolled).
+    pub const TOKEN_PASSWORD: &str = "/api/v1/token/password";
     pub const KEY_DOCUMENT: &str = "/.well-known/identity-sidecar";
     pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
     pub const JWKS: &str = "/.well-known/jwks.json";
@@ -41,6 +44,27 @@ pub mod paths {
         OAUTH_REVOKE,
         OAUTH_AUTHORIZATION_SERVER_METADATA,
         OPENID_CONFIGURATION,
+    ];
+
+    /// A user's credentials (docs/users.md): JSON routes that authenticate their client as the
+    /// token endpoint does, reachable sealed through the sidecar and over TLS.
+    /// The current password proves the caller; the new one replaces it.
+    pub const CREDENTIALS_PASSWORD_ROTATE: &str = "/credentials/password/rotate";
+    /// A new API key for the one presented.
+    pub const CREDENTIALS_API_KEY_ROTATE: &str = "/credentials/api-key/rotate";
+    /// Who an API key belongs to.
+    pub const CREDENTIALS_API_KEY_VALIDATE: &str = "/credentials/api-key/validate";
+    /// TOTP enrolment: a secret, shown once as an `otpauth://` URI, and recovery codes.
+    pub const CREDENTIALS_MFA_ENROLL: &str = "/credentials/mfa/enroll";
+    /// The first code, which turns the enrolment on.
+    pub const CREDENTIALS_MFA_CONFIRM: &str = "/credentials/mfa/confirm";
+    /// Every credentials route.
+    pub const CREDENTIALS: [&str; 5] = [
+        CREDENTIALS_PASSWORD_ROTATE,
+        CREDENTIALS_API_KEY_ROTATE,
+        CREDENTIALS_API_KEY_VALIDATE,
+        CREDENTIALS_MFA_ENROLL,
+        CREDENTIALS_MFA_CONFIRM,
     ];
 
     /// A tenant's own copy of the identity API's public routes: `/t/{tenant}` then the route
