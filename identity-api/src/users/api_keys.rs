@@ -1,1 +1,301 @@
-//! (being written)
+//! API keys: their form, their verifier, and the strength a key supplied by its owner must have.
+//!
+//! A key is `isk_<key_id>_<secret>`: `isk_` (identity-sidecar key) so that secret scanners can
+//! spot one (`isk_[A-Za-z0-9]{12}_[A-Za-z0-9_-]{32,256}`); `key_id`, 12 random characters of
+//! `A-Z a-z 0-9` (about 71 bits), public, the primary key it is looked up by; the secret part,
+//! 32 random bytes as base64url (43 characters, 256 bits) when the server makes it. An owner
+//! rotating its key may supply the secret part instead (never the prefix or the `key_id`, which
+//! the server always assigns): 32 to 256 characters of `A-Z a-z 0-9 _ -`, with at least two of
+//! the classes lower, upper, digit, `_ -`, and at least 128 bits by the Shannon entropy of its
+//! characters times its length ([`check_secret`]).
+//!
+//! Only a verifier is stored: HMAC-SHA256 under the wrapped key `api-key-verifier` of a domain
+//! label and the whole key (so bound to its `key_id`). The key is random, so a keyed fast hash
+//! is enough (as for client secrets, `clients`), and validation stays cheap.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use rand_core::{OsRng, RngCore};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::secret::Key32;
+use crate::storage::{ApiKeyRow, UserRow};
+
+/// What every key starts with.
+pub const PREFIX: &str = "isk_";
+/// Characters of a `key_id`.
+pub const KEY_ID_LEN: usize = 12;
+/// Characters of a supplied secret part, at least and at most.
+pub const MIN_SECRET_LEN: usize = 32;
+pub const MAX_SECRET_LEN: usize = 256;
+/// Bits a supplied secret part must carry by [`entropy_bits`].
+pub const MIN_SECRET_BITS: f64 = 128.0;
+
+/// Separates the verifiers of API keys from the recovery codes' under the same key.
+const DOMAIN: &[u8] = b"identity-api api-key v1\0";
+
+const KEY_ID_ALPHABET: &[u8; 62] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Why a key is refused; never quotes the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error(
+        "not an API key of this server: expected isk_, a 12-character key id of A-Z a-z 0-9, _, \
+         then 32 to 256 characters of A-Z a-z 0-9 _ -"
+    )]
+    Malformed,
+    #[error("the new key must be 32 to 256 characters of A-Z a-z 0-9 _ - (its secret part only)")]
+    BadSupplied,
+    #[error(
+        "the new key is too weak: it needs at least two of lower case, upper case, digits and \
+         _ -, and 128 bits of entropy by its characters (a random 32-byte value as base64url \
+         has it)"
+    )]
+    Weak,
+}
+
+/// An API key, whole. No `Clone`; wiped on drop; its `Debug` shows only the public `key_id`.
+pub struct ApiKey {
+    text: Zeroizing<String>,
+}
+
+impl ApiKey {
+    /// A new key with a random `key_id` and a random 256-bit secret part.
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(bytes.as_mut());
+        let secret = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref()));
+        Self::assemble(&secret)
+    }
+
+    /// A new key with a random `key_id` around a secret part its owner chose, once it passes
+    /// [`check_secret`].
+    pub fn with_secret(secret: &str) -> Result<Self, ApiKeyError> {
+        check_secret(secret)?;
+        Ok(Self::assemble(secret))
+    }
+
+    fn assemble(secret: &str) -> Self {
+        let mut text = Zeroizing::new(String::with_capacity(
+            PREFIX.len() + KEY_ID_LEN + 1 + secret.len(),
+        ));
+        text.push_str(PREFIX);
+        text.push_str(&new_key_id());
+        text.push('_');
+        text.push_str(secret);
+        Self { text }
+    }
+
+    /// A key as presented: its form is checked, nothing else.
+    pub fn parse(text: &str) -> Result<Self, ApiKeyError> {
+        let rest = text.strip_prefix(PREFIX).ok_or(ApiKeyError::Malformed)?;
+        let (key_id, rest) = rest
+            .split_at_checked(KEY_ID_LEN)
+            .ok_or(ApiKeyError::Malformed)?;
+        let secret = rest.strip_prefix('_').ok_or(ApiKeyError::Malformed)?;
+        if !valid_key_id(key_id) || !secret_charset(secret) {
+            return Err(ApiKeyError::Malformed);
+        }
+        Ok(Self {
+            text: Zeroizing::new(text.to_owned()),
+        })
+    }
+
+    /// The public part that names the key.
+    pub fn key_id(&self) -> &str {
+        self.text
+            .get(PREFIX.len()..PREFIX.len() + KEY_ID_LEN)
+            .unwrap_or_default()
+    }
+
+    /// The whole key, to show its owner once.
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+
+    /// What is stored of it: HMAC-SHA256(key, label || whole key).
+    pub fn verifier(&self, key: &Key32) -> [u8; 32] {
+        let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) else {
+            return [0u8; 32]; // unreachable: HMAC takes any key length
+        };
+        mac.update(DOMAIN);
+        mac.update(self.text.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The row that stores it for `user`, created `now`.
+    pub fn row(&self, key: &Key32, user: &UserRow, now: i64) -> ApiKeyRow {
+        ApiKeyRow {
+            key_id: self.key_id().to_owned(),
+            tenant_id: user.tenant_id.clone(),
+            user_id: user.user_id.clone(),
+            verifier: self.verifier(key).to_vec(),
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey({PREFIX}{}_<redacted>)", self.key_id())
+    }
+}
+
+/// Whether `computed` equals `stored`, in constant time.
+pub fn verifier_matches(computed: &[u8; 32], stored: &[u8]) -> bool {
+    computed.as_slice().ct_eq(stored).into()
+}
+
+/// Whether `key_id` has the form of one (12 characters of `A-Z a-z 0-9`).
+pub fn valid_key_id(key_id: &str) -> bool {
+    key_id.len() == KEY_ID_LEN && key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn secret_charset(secret: &str) -> bool {
+    (MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The rule of a supplied secret part (see the module's text). A simple estimate that refuses
+/// what is plainly weak (`aaaa...`, `abcabc...`, digits only); it cannot prove randomness.
+pub fn check_secret(secret: &str) -> Result<(), ApiKeyError> {
+    if !secret_charset(secret) {
+        return Err(ApiKeyError::BadSupplied);
+    }
+    let classes = [
+        secret.bytes().any(|b| b.is_ascii_lowercase()),
+        secret.bytes().any(|b| b.is_ascii_uppercase()),
+        secret.bytes().any(|b| b.is_ascii_digit()),
+        secret.bytes().any(|b| b == b'_' || b == b'-'),
+    ];
+    if classes.iter().filter(|c| **c).count() < 2 || entropy_bits(secret) < MIN_SECRET_BITS {
+        return Err(ApiKeyError::Weak);
+    }
+    Ok(())
+}
+
+/// The Shannon entropy of the characters of `text` (bits per character, by their frequencies
+/// in it) times its length.
+pub fn entropy_bits(text: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in text.bytes() {
+        counts[usize::from(b)] += 1;
+    }
+    let n = text.len() as f64;
+    let per_char: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    per_char * n
+}
+
+/// 12 characters of `A-Z a-z 0-9`, uniformly (bytes of 248 and above are drawn again).
+fn new_key_id() -> String {
+    let mut id = String::with_capacity(KEY_ID_LEN);
+    let mut bytes = [0u8; 32];
+    while id.len() < KEY_ID_LEN {
+        OsRng.fill_bytes(&mut bytes);
+        for b in bytes.iter().filter(|b| **b < 248) {
+            if id.len() == KEY_ID_LEN {
+                break;
+            }
+            id.push(char::from(KEY_ID_ALPHABET[usize::from(*b % 62)]));
+        }
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_parses_back_with_its_key_id() {
+        let key = ApiKey::generate();
+        assert!(key.expose().starts_with(PREFIX));
+        assert_eq!(key.expose().len(), 4 + 12 + 1 + 43);
+        let parsed = ApiKey::parse(key.expose()).unwrap();
+        assert_eq!(parsed.key_id(), key.key_id());
+        assert!(valid_key_id(key.key_id()));
+        let k = Key32::random();
+        assert_eq!(parsed.verifier(&k), key.verifier(&k));
+        assert!(verifier_matches(&key.verifier(&k), &parsed.verifier(&k)));
+        assert_ne!(ApiKey::generate().key_id(), key.key_id());
+    }
+
+    #[test]
+    fn the_debug_form_hides_the_secret() {
+        let key = ApiKey::generate();
+        let debug = format!("{key:?}");
+        assert!(debug.contains(key.key_id()));
+        assert!(!debug.contains(&key.expose()[17..]));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused_without_quoting_them() {
+        let good = ApiKey::generate();
+        let secret = &good.expose()[17..];
+        for bad in [
+            String::new(),
+            "isk_".into(),
+            secret.to_owned(),
+            format!("isk_short_{secret}"),
+            format!("isk_ABCDEFGHIJK!_{secret}"),
+            format!("isk_ABCDEFGHIJKL-{secret}"),
+            format!("isk_ABCDEFGHIJKL_{}", "a".repeat(31)),
+            format!("isk_ABCDEFGHIJKL_{}", "a".repeat(257)),
+            format!("isk_ABCDEFGHIJKL_{secret} "),
+            format!("xsk_ABCDEFGHIJKL_{secret}"),
+            "isk_ÄBCDEFGHIJK_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+        ] {
+            let err = ApiKey::parse(&bad).unwrap_err();
+            assert_eq!(err, ApiKeyError::Malformed, "{bad}");
+            assert!(bad.is_empty() || !err.to_string().contains(&bad));
+        }
+    }
+
+    #[test]
+    fn supplied_secrets_need_length_classes_and_entropy() {
+        let random = &ApiKey::generate().expose()[17..].to_owned();
+        let key = ApiKey::with_secret(random).unwrap();
+        assert!(key.expose().ends_with(random.as_str()));
+        assert_eq!(key.key_id().len(), KEY_ID_LEN);
+        assert_eq!(
+            ApiKey::with_secret("short").unwrap_err(),
+            ApiKeyError::BadSupplied
+        );
+        assert_eq!(
+            ApiKey::with_secret(&"a b".repeat(20)).unwrap_err(),
+            ApiKeyError::BadSupplied
+        );
+        for weak in [
+            "a".repeat(64),
+            "0123456789".repeat(4),
+            "abcdefghijklmnopqrstuvwxyzabcdef".to_owned(),
+            "aB".repeat(40),
+            "Ab1_".repeat(10),
+        ] {
+            assert_eq!(
+                ApiKey::with_secret(&weak).unwrap_err(),
+                ApiKeyError::Weak,
+                "{weak}"
+            );
+        }
+        assert!(entropy_bits(random) >= MIN_SECRET_BITS);
+        assert_eq!(entropy_bits("aaaa"), 0.0);
+        assert!((entropy_bits("abab") - 4.0).abs() < 1e-9);
+    }
+}
