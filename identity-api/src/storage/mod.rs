@@ -9,7 +9,7 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `audit`, `clients`, `keys`, `families`, `users`: the cold queries; `purge`: what has
+//! - `audit`, `clients`, `keys`, `families`, `users`, `api_keys`: the cold queries; `purge`: what has
 //!   ended, deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
@@ -17,6 +17,7 @@
 #[macro_use]
 mod pool;
 
+mod api_keys;
 mod audit;
 pub mod batch;
 mod clients;
@@ -69,6 +70,8 @@ struct HotPath {
     family_states: Batcher<Reads<reads::FamilyStates>>,
     refresh_views: Batcher<Reads<RefreshViews>>,
     writes: Batcher<GroupCommit>,
+    /// The API keys' uses, written in batches (`api_keys::LastUsed`).
+    last_used: Arc<api_keys::LastUsed>,
     metrics: BatchMetrics,
 }
 
@@ -94,6 +97,7 @@ impl Db {
                 metrics.counts("refresh_views"),
             ),
             writes: Batcher::spawn(GroupCommit::new(pools.clone()), metrics.counts("writes")),
+            last_used: Arc::default(),
             metrics,
         };
         Self {
@@ -126,6 +130,10 @@ impl Db {
     pub async fn close(&self) {
         // The batch tasks keep connections: they must let go, or closing a pool waits forever.
         let hot = &self.hot;
+        hot.last_used.stop();
+        if let Err(error) = hot.last_used.flush(&self.pools).await {
+            tracing::warn!(%error, "the API keys' last uses were not written");
+        }
         hot.clients.stop();
         hot.family_states.stop();
         hot.refresh_views.stop();
