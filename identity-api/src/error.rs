@@ -57,6 +57,14 @@ pub enum ApiError {
     UnknownTenant(String),
     #[error("tenant_disabled")]
     TenantDisabled(String),
+    /// The user's password is past the rotation window: its API keys are refused until it is
+    /// rotated (403, as the gateway this service replaces answered).
+    #[error("password_expired")]
+    PasswordExpired,
+    /// An API key that proves its caller (rotation) is malformed, unknown, revoked, replaced
+    /// past its overlap, or of a disabled user: one answer for all.
+    #[error("invalid_api_key: {0}")]
+    InvalidApiKey(&'static str),
     /// The tenant's signing key is missing or unusable (a key read from outside that cannot be
     /// read, or that another tenant signs with): the log says which and why.
     #[error("no usable signing key")]
@@ -99,6 +107,8 @@ impl ApiError {
             ApiError::NotFound | ApiError::UnknownTenant(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidTenant => StatusCode::BAD_REQUEST,
             ApiError::TenantDisabled(_) => StatusCode::FORBIDDEN,
+            ApiError::PasswordExpired => StatusCode::FORBIDDEN,
+            ApiError::InvalidApiKey(_) => StatusCode::UNAUTHORIZED,
             ApiError::NoSigningKey => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
@@ -125,6 +135,8 @@ impl ApiError {
             ApiError::InvalidTenant => "invalid_request",
             ApiError::UnknownTenant(_) => "unknown_tenant",
             ApiError::TenantDisabled(_) => "tenant_disabled",
+            ApiError::PasswordExpired => "password_expired",
+            ApiError::InvalidApiKey(_) => "invalid_api_key",
             ApiError::NoSigningKey => "temporarily_unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Store(e) if e.is_transient() => "temporarily_unavailable",
@@ -158,6 +170,10 @@ impl ApiError {
                 .into(),
             ApiError::UnknownTenant(slug) => format!("no tenant {slug}"),
             ApiError::TenantDisabled(slug) => format!("tenant {slug} is disabled"),
+            ApiError::PasswordExpired => {
+                "the user's password is past its rotation window: rotate the password first".into()
+            }
+            ApiError::InvalidApiKey(text) => (*text).into(),
             ApiError::NoSigningKey => {
                 "the tenant has no signing key it can use; the server's log says why".into()
             }

@@ -19,8 +19,8 @@ use crate::purge::{
 };
 use crate::service::Settings;
 use crate::service::settings::{
-    DEFAULT_ACCESS_TTL_SECS, DEFAULT_FAMILY_TTL_SECS, DEFAULT_JWKS_CACHE_SECS,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_REFRESH_TTL_SECS,
+    DEFAULT_ACCESS_TTL_SECS, DEFAULT_API_KEY_OVERLAP_SECS, DEFAULT_FAMILY_TTL_SECS,
+    DEFAULT_JWKS_CACHE_SECS, DEFAULT_MAX_BODY_BYTES, DEFAULT_REFRESH_TTL_SECS,
 };
 use crate::storage::{DEFAULT_TENANT, TenantId};
 
@@ -291,6 +291,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(i64).range(1..=36_500))]
     pub password_rotation_days: Option<i64>,
 
+    /// Seconds an API key keeps working after its owner rotated it at
+    /// /credentials/api-key/rotate, so that its users can move to the new one; 0 (the
+    /// default): it stops at once. At most 7 days.
+    #[arg(long, env = "IDENTITY_API_KEY_OVERLAP_SECS", value_name = "SECS",
+          default_value_t = DEFAULT_API_KEY_OVERLAP_SECS,
+          value_parser = clap::value_parser!(i64).range(0..=604_800))]
+    pub api_key_overlap_secs: i64,
+
     /// Access-token lifetime in seconds.
     #[arg(long, env = "IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = DEFAULT_ACCESS_TTL_SECS, value_parser = clap::value_parser!(i64).range(1..))]
     pub access_token_ttl_secs: i64,
@@ -351,6 +359,7 @@ impl ServeArgs {
             service_token_header: self.service_token_header.clone(),
             jwks_cache_secs: self.jwks_cache_seconds,
             password_rotation_days: self.password_rotation_days,
+            api_key_overlap_secs: self.api_key_overlap_secs,
             clock: Default::default(),
         };
         if let (Some(internal), Some(service)) = (&settings.internal_token, &settings.service_token)

@@ -2,6 +2,7 @@
 //! 2.0 endpoints under /oauth ([`oauth`]: they authenticate their clients themselves), health,
 //! version, metrics, the JWKS and discovery.
 
+mod api_keys;
 mod form;
 mod oauth;
 mod tenant;
@@ -57,6 +58,7 @@ fn routes(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops_routes())
+        .merge(api_keys::routes())
         .route(paths::OAUTH_TOKEN, post(oauth::token))
         .route(paths::OAUTH_INTROSPECT, post(oauth::introspect))
         .route(paths::OAUTH_REVOKE, post(oauth::revoke))

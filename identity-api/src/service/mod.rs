@@ -6,11 +6,13 @@
 //! - [`callers`]: who is calling: a client's credentials, a bearer token, the session's subject;
 //! - one module per operation: [`issue`] (step 2), [`introspect`] (step 3), [`refresh`]
 //!   (step 5), [`revoke`] (step 6);
+//! - [`api_keys`]: the API-key routes of /credentials;
 //! - [`oauth`]: the standard endpoints (docs/OAUTH.md) over the same operations;
 //! - [`granted`]: what a token may carry of what its client or family was granted;
 //! - [`answers`]: what they answer.
 
 pub mod answers;
+pub mod api_keys;
 pub mod callers;
 mod granted;
 mod introspect;

@@ -19,6 +19,8 @@ pub const DEFAULT_FAMILY_TTL_SECS: i64 = 2_592_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
 /// The JWKS's Cache-Control max-age, seconds.
 pub const DEFAULT_JWKS_CACHE_SECS: u32 = 300;
+/// Seconds an API key replaced at /credentials/api-key/rotate keeps working.
+pub const DEFAULT_API_KEY_OVERLAP_SECS: i64 = 0;
 /// The tenant that exists from the first start, and that requests naming none belong to.
 pub use crate::storage::DEFAULT_TENANT;
 
@@ -47,6 +49,8 @@ pub struct Settings {
     /// Days a password works for after it was set (`users::password_expires_at`); `None`:
     /// passwords do not expire.
     pub password_rotation_days: Option<i64>,
+    /// Seconds an API key its owner rotated keeps working (`IDENTITY_API_KEY_OVERLAP_SECS`).
+    pub api_key_overlap_secs: i64,
     /// The time of the user-credential rules (password age, locks, TOTP).
     pub clock: Clock,
 }
@@ -70,6 +74,7 @@ impl Settings {
             service_token_header: HeaderName::from_static(headers::SERVICE_TOKEN),
             jwks_cache_secs: DEFAULT_JWKS_CACHE_SECS,
             password_rotation_days: None,
+            api_key_overlap_secs: DEFAULT_API_KEY_OVERLAP_SECS,
             clock: Clock::default(),
         }
     }

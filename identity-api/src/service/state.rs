@@ -49,6 +49,8 @@ pub(super) struct Inner {
     pub(super) dummy_verifier: [u8; 32],
     pub(super) cache: VerifiedCache,
     pub(super) clients: ClientCache,
+    /// API keys that validated lately, and the refusals audited lately.
+    pub(super) api_keys: super::api_keys::ApiKeys,
     pub(super) metrics: Metrics,
     pub(super) last_key_reload: AtomicI64,
     /// The scopes of each tenant's enabled clients as its metadata lists them, and when they
@@ -96,6 +98,7 @@ impl AppState {
                 dummy_verifier,
                 cache: VerifiedCache::default(),
                 clients: ClientCache::default(),
+                api_keys: Default::default(),
                 metrics,
                 last_key_reload: AtomicI64::new(0),
                 scopes: Mutex::new(HashMap::new()),
