@@ -21,8 +21,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::operator::Operator;
 use crate::secret::Key32;
-use crate::storage::{ApiKeyRow, UserRow};
+use crate::storage::{AdminEvent, ApiKeyRow, AuditRow, Db, StoreError, TenantId, UserRow};
 
 /// What every key starts with.
 pub const PREFIX: &str = "isk_";
@@ -216,6 +217,112 @@ fn new_key_id() -> String {
         }
     }
     id
+}
+
+/// Why an operator's change of a key failed; names the key by its id only.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyChangeError {
+    #[error("tenant {tenant} has no API key {key_id}")]
+    NotFound { tenant: String, key_id: String },
+    #[error("API key {0} is revoked")]
+    Revoked(String),
+    #[error("API key {0} was replaced by a rotation already: rotate the key that replaced it")]
+    Replaced(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates a key for `user`, audited as `api_key_create` by `by` (its id, never the key).
+pub async fn create(
+    db: &Db,
+    credential_key: &Key32,
+    user: &UserRow,
+    by: &Operator,
+    now: i64,
+) -> Result<ApiKey, StoreError> {
+    let key = ApiKey::generate();
+    let row = key.row(credential_key, user, now);
+    let audit = AuditRow::user_admin(
+        now,
+        AdminEvent::ApiKeyCreate,
+        by.as_str(),
+        &user.tenant_id,
+        &user.user_id,
+        serde_json::json!({ "key_id": row.key_id }),
+    );
+    db.insert_api_key(&row, &audit).await?;
+    Ok(key)
+}
+
+/// Revokes a key at once, audited as `api_key_revoke`; refused when it is revoked already.
+pub async fn revoke(
+    db: &Db,
+    tenant: &TenantId,
+    key_id: &str,
+    by: &Operator,
+    now: i64,
+) -> Result<ApiKeyRow, KeyChangeError> {
+    let not_found = || KeyChangeError::NotFound {
+        tenant: tenant.to_string(),
+        key_id: key_id.to_owned(),
+    };
+    // The audit row needs the owner: read first (the revoke reads again in its transaction).
+    let row = db.api_key(tenant, key_id).await?.ok_or_else(not_found)?;
+    let audit = AuditRow::user_admin(
+        now,
+        AdminEvent::ApiKeyRevoke,
+        by.as_str(),
+        tenant,
+        &row.user_id,
+        serde_json::json!({ "key_id": key_id }),
+    );
+    match db.revoke_api_key(tenant, key_id, now, &audit).await? {
+        None => Err(not_found()),
+        Some(before) if before.revoked_at.is_some() => Err(KeyChangeError::Revoked(key_id.into())),
+        Some(before) => Ok(before),
+    }
+}
+
+/// An operator's rotation: a new key for the owner of `key_id`; the old one works `overlap`
+/// seconds more (`None`: revoked now). Audited as `api_key_rotate`.
+pub async fn rotate(
+    db: &Db,
+    credential_key: &Key32,
+    tenant: &TenantId,
+    key_id: &str,
+    overlap: Option<i64>,
+    by: &Operator,
+    now: i64,
+) -> Result<ApiKey, KeyChangeError> {
+    let not_found = || KeyChangeError::NotFound {
+        tenant: tenant.to_string(),
+        key_id: key_id.to_owned(),
+    };
+    let (old, user) = db
+        .api_key_with_user(tenant, key_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if old.revoked_at.is_some() {
+        return Err(KeyChangeError::Revoked(key_id.into()));
+    }
+    let key = ApiKey::generate();
+    let row = key.row(credential_key, &user, now);
+    let audit = AuditRow::user_admin(
+        now,
+        AdminEvent::ApiKeyRotate,
+        by.as_str(),
+        tenant,
+        &user.user_id,
+        serde_json::json!({ "key_id": key_id, "new_key_id": row.key_id, "overlap_secs": overlap.unwrap_or(0) }),
+    );
+    let until = overlap.map(|secs| now.saturating_add(secs));
+    if !db
+        .rotate_api_key(tenant, key_id, &row, now, until, &audit)
+        .await?
+    {
+        return Err(KeyChangeError::Replaced(key_id.into()));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
