@@ -2,6 +2,7 @@
 //! (`serve`), the operator's commands on clients (`client`) and on the audit trail (`audit`),
 //! on tenants (`tenant`), and here those on signing keys and the key-encryption key.
 
+mod api_key;
 mod audit;
 mod client;
 mod serve;
@@ -39,6 +40,8 @@ pub enum CommandError {
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]
+    ApiKey(#[from] api_key::ApiKeyCommandError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot start: {0}")]
     Start(#[from] StartError),
@@ -73,6 +76,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Client(cmd) => client::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Tenant(cmd) => tenant::run(cmd).await,
+        Command::ApiKey(cmd) => api_key::run(cmd).await,
         Command::Keys(KeysCommand::Rotate { tenant, db, kek }) => {
             let keks = kek.resolve(db.dev)?;
             let slug = tenant.unwrap_or_else(|| db.default_tenant.clone());

@@ -1,4 +1,4 @@
-//! The subcommands' arguments: `tenant`, `client`, `keys`, `kek` and `audit`.
+//! The subcommands' arguments: `tenant`, `client`, `api-key`, `keys`, `kek` and `audit`.
 
 use clap::{Args, Subcommand};
 
@@ -190,6 +190,66 @@ pub enum ClientCommand {
         /// Whether the client may introspect the tokens of every client at /oauth/introspect.
         #[arg(long, value_name = "true|false")]
         may_introspect: Option<bool>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key for a user and print it (shown once): isk_<key id>_<secret>.
+    Create {
+        /// The user's username (in any case).
+        #[arg(long)]
+        user: String,
+        /// The user's tenant; default: the default tenant.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<TenantId>,
+        /// Print one JSON object {"api_key", "key_id", "user_id", "tenant"}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+    /// List a user's API keys (never a secret): when each was created, until when a replaced
+    /// one works, when it was revoked and last used.
+    List {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<TenantId>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Replace an API key by a new one for the same user and print it (shown once). The old
+    /// one stops working at once, or with --overlap when the overlap ends.
+    Rotate {
+        key_id: String,
+        /// The key's tenant; default: the default tenant.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<TenantId>,
+        /// Keep the old key working this long: seconds (600) or with a unit (10m, 1h, 2d), at
+        /// most 7 days.
+        #[arg(long, value_name = "DURATION")]
+        overlap: Option<Overlap>,
+        /// Print one JSON object {"api_key", "key_id", "previous_key_expires_at"}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+    /// Revoke an API key at once (running servers stop accepting it within 5 seconds).
+    Revoke {
+        key_id: String,
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<TenantId>,
         #[command(flatten)]
         db: DbArgs,
     },

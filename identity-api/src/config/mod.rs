@@ -29,8 +29,8 @@ pub const DEV_KEK_FILE: &str = "identity-dev.kek";
 
 mod commands;
 pub use commands::{
-    AuditCommand, AuditFilterArgs, ClientCommand, ClientTenantArg, KekCommand, KeysCommand,
-    TenantCommand,
+    ApiKeyCommand, AuditCommand, AuditFilterArgs, ClientCommand, ClientTenantArg, KekCommand,
+    KeysCommand, TenantCommand,
 };
 
 #[derive(Debug, Parser)]
@@ -61,6 +61,9 @@ pub enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage users' API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
