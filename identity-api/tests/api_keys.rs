@@ -743,3 +743,106 @@ async fn a_revocation_elsewhere_reaches_the_cache_within_its_ttl(b: Backend) {
         .advance(identity_api::service::api_keys::ApiKeys::TTL_SECS);
     assert!(!active(&env, key.expose()).await);
 }
+
+both!(cli);
+
+async fn cli(b: Backend) {
+    let Some(env) = env(b, 0, None).await else {
+        return;
+    };
+    let alice = user(&env, primary(), "alice", "viewer").await;
+    let with = |args: &[&str]| {
+        let mut c = common::cmd(args);
+        c.env("IDENTITY_KEY_ENCRYPTION_KEY", &env.kek)
+            .env("IDENTITY_DATABASE_URL", &env.url);
+        c
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = common::run(&mut with(args));
+        assert!(ok, "{args:?}: {err}");
+        assert!(!err.contains("isk_"), "{err}");
+        out
+    };
+    let refused = |args: &[&str]| {
+        let (ok, out, err) = common::run(&mut with(args));
+        assert!(!ok, "{args:?} succeeded: {out}");
+        err
+    };
+
+    let created: Value =
+        serde_json::from_str(ok(&["api-key", "create", "--user", "ALICE", "--json"]).trim())
+            .unwrap();
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["user_id"], alice.user_id);
+    assert_eq!(created["tenant"], "primary");
+    assert!(active(&env, &key).await);
+    let text = ok(&["api-key", "create", "--user", "alice"]);
+    assert!(
+        text.contains("api_key: isk_") && text.contains("shown once"),
+        "{text}"
+    );
+
+    let listed = ok(&["api-key", "list", "--user", "alice", "--json"]);
+    assert!(!listed.contains(&key[17..]));
+    let first: Value = listed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|k| k["key_id"] == key_id.as_str())
+        .unwrap();
+    assert_eq!(listed.lines().count(), 2);
+    assert_eq!(first["state"], "active");
+    assert_eq!(first["last_used_at"], Value::Null);
+
+    let rotated: Value = serde_json::from_str(
+        ok(&["api-key", "rotate", &key_id, "--overlap", "10m", "--json"]).trim(),
+    )
+    .unwrap();
+    let new = rotated["api_key"].as_str().unwrap();
+    assert!(rotated["previous_key_expires_at"].as_i64().unwrap() > identity_api::now() + 590);
+    assert!(active(&env, new).await);
+    let text = ok(&["api-key", "list", "--user", "alice"]);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&key_id) && l.contains("\treplaced\t")),
+        "{text}"
+    );
+
+    let new_id = rotated["key_id"].as_str().unwrap();
+    let out = ok(&["api-key", "revoke", new_id]);
+    assert!(out.contains("revoked"), "{out}");
+    let err = refused(&["api-key", "revoke", new_id]);
+    assert!(
+        err.contains(&format!("API key {new_id} is revoked")),
+        "{err}"
+    );
+    let err = refused(&["api-key", "rotate", &key_id]);
+    assert!(err.contains("replaced by a rotation"), "{err}");
+    let err = refused(&["api-key", "rotate", "AAAAAAAAAAAA"]);
+    assert!(
+        err.contains("tenant primary has no API key AAAAAAAAAAAA"),
+        "{err}"
+    );
+    let err = refused(&["api-key", "create", "--user", "nobody"]);
+    assert!(err.contains("has no user nobody"), "{err}");
+    let err = refused(&["api-key", "list", "--user", "alice", "--tenant", "nope"]);
+    assert!(err.contains("has no user alice"), "{err}");
+    let err = refused(&["api-key", "rotate", &key_id, "--overlap", "0"]);
+    assert!(err.contains("at least 1 second"), "{err}");
+    let events: Vec<String> = common::audit_rows(env.state.db())
+        .await
+        .into_iter()
+        .filter(|r| r.event.starts_with("api_key_"))
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "api_key_create",
+            "api_key_create",
+            "api_key_rotate",
+            "api_key_revoke"
+        ]
+    );
+}
