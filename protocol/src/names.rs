@@ -22,8 +22,20 @@ pub mod paths {
     pub const HEALTH: &str = "/health";
     pub const READY: &str = "/health/ready";
     pub const METRICS: &str = "/metrics";
-    /// The encrypted routes forwarded by default (section 3).
-    pub const DEFAULT_ENCRYPTED: [&str; 4] = [TOKEN_ISSUE, INTROSPECT, TOKEN, REVOKE];
+    /// The encrypted routes forwarded by default (section 3): the four of the journey, the
+    /// password grant and the credentials routes.
+    pub const DEFAULT_ENCRYPTED: [&str; 10] = [
+        TOKEN_ISSUE,
+        INTROSPECT,
+        TOKEN,
+        REVOKE,
+        TOKEN_PASSWORD,
+        CREDENTIALS_PASSWORD_ROTATE,
+        CREDENTIALS_API_KEY_ROTATE,
+        CREDENTIALS_API_KEY_VALIDATE,
+        CREDENTIALS_MFA_ENROLL,
+        CREDENTIALS_MFA_CONFIRM,
+    ];
 
     /// The standard OAuth 2.0 endpoints the identity API serves beside the sealed routes
     /// (docs/OAUTH.md): form bodies in the clear, each request authenticating its client, so
