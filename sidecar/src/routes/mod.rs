@@ -5,7 +5,8 @@
 //!
 //! "`path` is the raw path as received, matched exactly (a trailing slash is another path)": one
 //! table maps the raw path to a route; an unknown path is `404`, a known path with another method
-//! `405` with `Allow`. A tenant's copy of a public route ([`tenant`]) is served as the route
+//! `405` with `Allow`. A credentials route ([`standard::is_credentials`]) is either: sealed when
+//! the request names a session, else passed in the clear as the standard routes are. A tenant's copy of a public route ([`tenant`]) is served as the route
 //! itself, forwarded with its path intact; with a tenant that is no slug it is `400`. Every
 //! answer is counted by route and status.
 
@@ -42,6 +43,8 @@ enum Route {
     /// The standard OAuth routes: the POST endpoints, and the GET metadata.
     Standard,
     StandardMetadata,
+    /// The credentials routes: sealed, or in the clear over TLS (see [`credentials`]).
+    Credentials,
 }
 
 impl Route {
@@ -57,6 +60,7 @@ impl Route {
                 Self::StandardMetadata
             }
             _ if standard::is_standard(path) => Self::Standard,
+            _ if standard::is_credentials(path) => Self::Credentials,
             _ if state.settings.routes.contains(path) => Self::Encrypted,
             _ => return None,
         })
@@ -64,14 +68,16 @@ impl Route {
 
     fn method(self) -> Method {
         match self {
-            Self::SessionInit | Self::Encrypted | Self::Standard => Method::POST,
+            Self::SessionInit | Self::Encrypted | Self::Standard | Self::Credentials => {
+                Method::POST
+            }
             _ => Method::GET,
         }
     }
 
     fn allow(self) -> &'static str {
         match self {
-            Self::SessionInit | Self::Encrypted | Self::Standard => "POST",
+            Self::SessionInit | Self::Encrypted | Self::Standard | Self::Credentials => "POST",
             _ => "GET",
         }
     }
@@ -192,5 +198,32 @@ async fn handle(state: &AppState, target: &Target<'_>, path: &str, request: Requ
         Route::Standard | Route::StandardMetadata => {
             standard::pass(state, path, label, request, peer).await
         }
+        Route::Credentials => credentials(state, path, label, request, peer).await,
+    }
+}
+
+/// A credentials route (JSON either way): sealed (section 3) when the request carries
+/// `X-Session-Id` and the route is one of `--routes`; without it, passed in the clear as the
+/// standard routes are, where they are served (TLS, or behind a TLS proxy). A request without
+/// a session where they are not is answered as a sealed route answers it (`401
+/// invalid_session`) when the route is sealed, else refused as the standard routes are.
+async fn credentials(
+    state: &AppState,
+    path: &str,
+    label: &str,
+    request: Request,
+    peer: Option<std::net::IpAddr>,
+) -> Response {
+    let has_session = request
+        .headers()
+        .contains_key(identity_protocol::headers::SESSION_ID);
+    let sealed = state.settings.routes.contains(path);
+    match (has_session, sealed, state.settings.standard_routes) {
+        (true, true, _) | (false, true, false) => sealed::sealed(state, path, request, peer)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        (false, _, true) => standard::pass(state, path, label, request, peer).await,
+        (true, false, _) => ApiError::not_found().into_response(),
+        (false, false, false) => standard::refused().into_response(),
     }
 }

@@ -1,6 +1,6 @@
 //! The standard OAuth 2.0 routes of the identity API (RFC 6749's token endpoint, RFC 7662
-//! introspection, RFC 7009 revocation, RFC 8414 metadata), passed through in the clear inside
-//! the pod. Their clients authenticate on every request, with secrets and tokens in the form
+//! introspection, RFC 7009 revocation, RFC 8414 metadata), and the credentials routes when a
+//! request to one is not sealed, passed through in the clear inside the pod. Their clients authenticate on every request, with secrets and tokens in the form
 //! body or the Authorization header, so the sidecar serves them only over TLS, its own or a
 //! proxy's in front of it (`--standard-routes-behind-tls-proxy`).
 //!
@@ -97,4 +97,11 @@ async fn forward(
 /// Whether `path` is one of them.
 pub fn is_standard(path: &str) -> bool {
     paths::STANDARD.contains(&path)
+}
+
+/// Whether `path` is a credentials route (docs/users.md): JSON, client authentication in the
+/// Authorization header as on the token endpoint, so it passes here as the standard routes do
+/// when it is not sealed.
+pub fn is_credentials(path: &str) -> bool {
+    paths::CREDENTIALS.contains(&path)
 }
