@@ -14,7 +14,9 @@
 //! only refusals are audited, at most one row per window of [`ApiKeys::AUDIT_WINDOW_SECS`] for
 //! each client, reason and key (the row counts those it stands for). A rotation through this
 //! instance drops the old key from its cache at once; a revocation (`api-key revoke`), a
-//! disabled user or a change of roles reaches a running instance within `TTL_SECS`.
+//! disabled user or a change of roles reaches a running instance within `TTL_SECS`. The
+//! validating client may likewise come from the client cache (`ClientCache::TTL_SECS`): a
+//! client disabled elsewhere may validate keys that long; rotation reads the client afresh.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
