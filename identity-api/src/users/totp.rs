@@ -27,6 +27,11 @@
 //! [`RecoveryCodes::normalize`] (case, dashes and spaces do not matter), then
 //! [`RecoveryCodes::verifier`], and is looked up among the user's unused ones. 65 random bits
 //! need no slow hash: an HMAC under a server key, as client secrets (`clients::verifier`).
+//! A code works once: the caller spends it with `... SET used_at = $now WHERE user_id = $1 AND
+//! code_hash = $2 AND used_at IS NULL` and accepts only if a row changed.
+//!
+//! Tests that need a user's codes compute them with the `totp-rs` dev-dependency, an
+//! implementation not written here, as this module's own tests do.
 
 use data_encoding::BASE32_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -137,8 +142,9 @@ const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// The time step matched by `code`, if it is the TOTP of `secret` for a step within
 /// [`SKEW_STEPS`] of `now_unix`'s and later than `last_step` (the step of the last code
 /// accepted; `None` if none was). Whitespace in `code` is ignored ("123 456", as apps show it);
-/// anything but 6 digits then is `None`. Every step of the window is computed and compared
-/// in constant time, so the time taken does not tell which step matched, or how nearly.
+/// anything but 6 digits then is `None`. Every step of the window that `last_step` leaves is
+/// computed and compared in constant time, so the time taken does not tell which step matched,
+/// nor how many digits did.
 pub fn verify(
     secret: &TotpSecret,
     code: &str,
