@@ -8,6 +8,7 @@ use identity_runtime::secret::SharedToken;
 
 use crate::clock::Clock;
 use crate::storage::TenantId;
+use crate::users::password::PasswordPolicy;
 
 /// Access-token lifetime, seconds.
 pub const DEFAULT_ACCESS_TTL_SECS: i64 = 900;
@@ -46,6 +47,9 @@ pub struct Settings {
     pub jwks_cache_secs: u32,
     /// The time of the user-credential rules (password age, locks, TOTP).
     pub clock: Clock,
+    /// New passwords' rules and the Argon2id costs (the `Hasher` of the app state is built
+    /// from it).
+    pub passwords: PasswordPolicy,
 }
 
 impl Settings {
@@ -67,6 +71,7 @@ impl Settings {
             service_token_header: HeaderName::from_static(headers::SERVICE_TOKEN),
             jwks_cache_secs: DEFAULT_JWKS_CACHE_SECS,
             clock: Clock::default(),
+            passwords: PasswordPolicy::default(),
         }
     }
 }
