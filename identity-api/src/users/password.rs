@@ -355,7 +355,7 @@ impl Hasher {
 }
 
 /// A stored hash that Argon2 can verify: PHC syntax, an Argon2 variant and version, valid
-/// parameters, a salt and an output. Anything else would fail before computing (and so answer
+/// parameters within [`MAX_MEMORY_KIB`], a salt and an output. Anything else would fail before computing (and so answer
 /// faster), hence the dummy path.
 fn parse_stored(text: &str) -> Result<PasswordHash, ()> {
     let hash = PasswordHash::new(text).map_err(drop)?;
@@ -363,8 +363,9 @@ fn parse_stored(text: &str) -> Result<PasswordHash, ()> {
     if let Some(version) = hash.version {
         Version::try_from(version).map_err(drop)?;
     }
-    Params::try_from(&hash).map_err(drop)?;
-    if hash.salt.is_none() || hash.hash.is_none() {
+    let params = Params::try_from(&hash).map_err(drop)?;
+    // A cost no policy may set would allocate without bound (or abort) rather than verify.
+    if params.m_cost() > MAX_MEMORY_KIB || hash.salt.is_none() || hash.hash.is_none() {
         return Err(());
     }
     Ok(hash)

@@ -214,6 +214,7 @@ async fn unreadable_stored_hash_does_not_match() {
     let unknown_algorithm = phc.replacen("argon2id", "scrypt", 1);
     let bad_params = phc.replacen("m=64", "m=1", 1);
     let no_output = phc.rsplit_once('$').unwrap().0.to_owned();
+    let huge_memory = phc.replacen("m=64", &format!("m={}", MAX_MEMORY_KIB + 1), 1);
     for stored in [
         "",
         "not a hash",
@@ -221,6 +222,7 @@ async fn unreadable_stored_hash_does_not_match() {
         &unknown_algorithm,
         &bad_params,
         &no_output,
+        &huge_memory,
     ] {
         assert_eq!(
             hasher.verify(Some(stored), &password).await,
