@@ -166,8 +166,9 @@ impl std::str::FromStr for Overlap {
 /// once, and so does a grant added by `client update`. A stale row can authenticate but not
 /// issue: the write that stores the family checks, in the same statement, that the client is
 /// still enabled, still accepts the secret it authenticated by (as its current one, or as the
-/// previous one within the overlap, at the issue's time) and still has the scopes and audiences
-/// it was judged by (`Db::create_family`); an issue it refuses is judged again on a fresh read.
+/// previous one within the overlap, at the issue's time) and still has the scopes, audiences,
+/// grant types and subject policy it was judged by (`Db::create_family`); an issue it refuses
+/// is judged again on a fresh read.
 /// So a rotation (with or without an overlap, or an overlap's end), an update and a disable act
 /// at once on every instance, and so does an enable (a disabled client is never cached).
 #[derive(Debug, Default)]
