@@ -353,7 +353,19 @@ mod tests {
         );
         assert!(hint(&wrong_secret).contains("CLIENT_SECRET"));
         // The command as a newcomer copies it works beside `serve --dev`.
-        assert!(hint(&wrong_secret).contains("--audience orders-api --json --dev`"));
+        assert!(
+            hint(&wrong_secret)
+                .contains("--audience orders-api --subject-policy any --json --dev`")
+        );
+        let refused_subject = failure(
+            2,
+            FailureKind::Api {
+                status: 403,
+                error: "unauthorized_client".into(),
+                description: String::new(),
+            },
+        );
+        assert!(hint(&refused_subject).contains("--subject-policy any"));
 
         let expired = failure(
             3,
