@@ -8,6 +8,7 @@ use identity_runtime::secret::SharedToken;
 
 use crate::clock::Clock;
 use crate::storage::TenantId;
+use crate::users::password::PasswordPolicy;
 
 /// Access-token lifetime, seconds.
 pub const DEFAULT_ACCESS_TTL_SECS: i64 = 900;
@@ -53,6 +54,9 @@ pub struct Settings {
     pub api_key_overlap_secs: i64,
     /// The time of the user-credential rules (password age, locks, TOTP).
     pub clock: Clock,
+    /// New passwords' rules and the Argon2id costs (the `Hasher` of the app state is built
+    /// from it).
+    pub passwords: PasswordPolicy,
 }
 
 impl Settings {
@@ -76,6 +80,7 @@ impl Settings {
             password_rotation_days: None,
             api_key_overlap_secs: DEFAULT_API_KEY_OVERLAP_SECS,
             clock: Clock::default(),
+            passwords: PasswordPolicy::default(),
         }
     }
 }
