@@ -48,7 +48,10 @@ async fn setup() -> Setup {
         state.db(),
         state.verifier_key(),
         "bench",
-        NewClient::new(&tenant, "orders.read", "orders-api"),
+        NewClient {
+            subject_policy: Some("any"),
+            ..NewClient::new(&tenant, "orders.read", "orders-api")
+        },
         &by,
         now,
     )
