@@ -143,6 +143,8 @@ impl Refusal {
 }
 
 type CacheKey = (TenantId, String);
+/// Why a key was refused, and its id and its owner's when it exists.
+type Refused = (Refusal, Option<(String, String)>);
 /// Tenant, client, event, reason, key id (`-` for a key that does not exist).
 type AuditKey = (TenantId, String, &'static str, Refusal, String);
 
@@ -225,8 +227,10 @@ impl AppState {
         let event = "api_key_validate";
         let known = match self.known_key(tenant, &req.api_key, true, now).await? {
             Ok(known) => known,
-            Err((refusal, key_id)) => {
-                self.audit_refusal(event, tenant, client_id, None, refusal, key_id, now)
+            Err((refusal, owner)) => {
+                let (key_id, user_id) = owner.unzip();
+                let user_id = user_id.as_deref();
+                self.audit_refusal(event, tenant, client_id, user_id, refusal, key_id, now)
                     .await?;
                 return Ok(Validation::Inactive { active: false });
             }
@@ -282,8 +286,10 @@ impl AppState {
         let event = AdminEvent::ApiKeyRotate.name();
         let known = match self.known_key(tenant, &req.api_key, false, now).await? {
             Ok(known) => known,
-            Err((refusal, key_id)) => {
-                self.audit_refusal(event, tenant, client_id, None, refusal, key_id, now)
+            Err((refusal, owner)) => {
+                let (key_id, user_id) = owner.unzip();
+                let user_id = user_id.as_deref();
+                self.audit_refusal(event, tenant, client_id, user_id, refusal, key_id, now)
                     .await?;
                 return Err(ApiError::InvalidApiKey(
                     "the api_key is not a valid API key of this tenant",
@@ -353,14 +359,14 @@ impl AppState {
     }
 
     /// The live key `text` of `tenant` with its owner, enabled; or why not (with the key's id
-    /// when it exists). From the cache when `cached` allows and the key validated lately.
+    /// and its owner's when it exists). From the cache when `cached` allows and the key validated lately.
     async fn known_key(
         &self,
         tenant: &TenantId,
         text: &str,
         cached: bool,
         now: i64,
-    ) -> Result<Result<Arc<Known>, (Refusal, Option<String>)>, ApiError> {
+    ) -> Result<Result<Arc<Known>, Refused>, ApiError> {
         let Ok(key) = ApiKey::parse(text) else {
             return Ok(Err((Refusal::Malformed, None)));
         };
@@ -403,7 +409,7 @@ impl AppState {
             if refusal != Refusal::WrongSecret {
                 cache.forget(&cache_key);
             }
-            return Ok(Err((refusal, Some(row.key_id))));
+            return Ok(Err((refusal, Some((row.key_id, user.user_id)))));
         }
         user.password_hash = None;
         user.totp_secret_enc = None;

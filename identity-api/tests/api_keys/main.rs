@@ -296,7 +296,16 @@ async fn refused_keys_are_inactive_and_audited(b: Backend) {
     assert_eq!(rows[2]["key_id"], key.key_id());
     assert_eq!(rows[1]["key_id"], Value::Null);
     assert_eq!(rows[5]["not_audited_before"], 0);
-    let all = format!("{:?}", common::audit_rows(env.state.db()).await);
+    // A refusal of a key that exists names its owner as the subject; of one that does not, none.
+    let rows = common::audit_rows(env.state.db()).await;
+    let subjects: Vec<Option<&str>> = rows
+        .iter()
+        .filter(|r| r.event == "api_key_validate")
+        .map(|r| r.subject.as_deref())
+        .collect();
+    let (a, b) = (Some(alice.user_id.as_str()), Some(bob.user_id.as_str()));
+    assert_eq!(subjects, [None, None, a, a, b, None]);
+    let all = format!("{rows:?}");
     for secret in [key.expose(), secret_part, revoked.expose(), bobs.expose()] {
         assert!(!all.contains(secret));
     }
