@@ -9,8 +9,8 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `audit`, `clients`, `keys`, `families`, `users`: the cold queries; `purge`: what has
-//!   ended, deleted.
+//! - `audit`, `clients`, `keys`, `families`, `users`, `logins` (failed logins), `mfa` (TOTP
+//!   and recovery codes): the cold queries; `purge`: what has ended, deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
 
@@ -25,6 +25,8 @@ mod error;
 mod families;
 mod kept;
 mod keys;
+mod logins;
+mod mfa;
 mod purge;
 mod reads;
 pub mod rows;
@@ -42,6 +44,7 @@ pub use self::clients::ClientChange;
 pub use self::commit::{ClientSeen, Opened, Rotation};
 pub use self::error::StoreError;
 pub use self::keys::{SealedRow, WrappedTable};
+pub use self::logins::{FailureCount, FailureLimits};
 pub use self::pool::Pools;
 pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
