@@ -29,6 +29,7 @@ use crate::users::password::BadPolicy;
 pub const DEV_KEK_FILE: &str = "identity-dev.kek";
 
 mod commands;
+mod logins;
 mod passwords;
 pub use commands::{
     AuditCommand, AuditFilterArgs, ClientCommand, ClientTenantArg, KekCommand, KeysCommand,
@@ -321,6 +322,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub passwords: PasswordArgs,
 
+    #[command(flatten)]
+    pub logins: logins::LoginArgs,
+
     /// Deadlines for slow clients, the connection cap (each listener's) and the shutdown grace.
     #[command(flatten)]
     pub server: ServerArgs<ApiServer>,
@@ -359,6 +363,7 @@ impl ServeArgs {
             password_rotation_days: self.password_rotation_days,
             clock: Default::default(),
             passwords: self.passwords.policy()?,
+            logins: self.logins.limits(),
         };
         if let (Some(internal), Some(service)) = (&settings.internal_token, &settings.service_token)
             && service.matches(internal.expose().as_bytes())

@@ -53,6 +53,8 @@ pub struct Settings {
     /// New passwords' rules and the Argon2id costs (the `Hasher` of the app state is built
     /// from it).
     pub passwords: PasswordPolicy,
+    /// How many failed logins lock a username or a source, and for how long.
+    pub logins: super::lockout::LoginLimits,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             password_rotation_days: None,
             clock: Clock::default(),
             passwords: PasswordPolicy::default(),
+            logins: super::lockout::LoginLimits::default(),
         }
     }
 }
