@@ -7,6 +7,8 @@
 //! - one module per operation: [`issue`] (step 2), [`introspect`] (step 3), [`refresh`]
 //!   (step 5), [`revoke`] (step 6);
 //! - [`oauth`]: the standard endpoints (docs/OAUTH.md) over the same operations;
+//! - [`login`]: a user proves itself with its password (the password grant, the /credentials
+//!   routes), under the limits of [`lockout`]; `mfa`: its second factor; `password_rotate`;
 //! - [`granted`]: what a token may carry of what its client or family was granted;
 //! - [`answers`]: what they answer.
 
@@ -15,7 +17,11 @@ pub mod callers;
 mod granted;
 mod introspect;
 mod issue;
+pub mod lockout;
+pub mod login;
+mod mfa;
 pub mod oauth;
+mod password_rotate;
 mod refresh;
 mod revoke;
 pub mod settings;
@@ -24,7 +30,11 @@ pub mod tenancy;
 
 pub use answers::{Introspection, Revoked, TokenResponse};
 pub use callers::{Authenticated, BearerUse, ClientSource, Parsed};
+pub use lockout::{LoginLimits, LoginSource};
+pub use login::{PasswordGrant, Proof};
+pub use mfa::{MfaConfirmed, MfaEnrolled};
 pub use oauth::{AuthMethod, ClientCredentials, GrantRequest, Introspector, TokenParams};
+pub use password_rotate::PasswordRotated;
 pub use settings::Settings;
 pub use state::{AppState, StartError};
 pub use tenancy::NamedTenant;
