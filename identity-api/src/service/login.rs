@@ -24,7 +24,7 @@ use super::state::AppState;
 
 /// `grant_type=password`, and the client grant type that allows it (at /oauth/token, on the
 /// sealed route and on the /credentials routes, which all check a password).
-pub const PASSWORD_GRANT: &str = "password";
+pub use crate::clients::PASSWORD as PASSWORD_GRANT;
 
 /// The one answer to a wrong username or password, whichever it was.
 pub const INVALID_CREDENTIALS: &str = "invalid username or password";
