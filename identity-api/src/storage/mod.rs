@@ -9,7 +9,7 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `audit`, `clients`, `keys`, `families`, `users`: the cold queries; `purge`: what has
+//! - `audit`, `clients`, `keys`, `families`, `users`, `user_admin`: the cold queries; `purge`: what has
 //!   ended, deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
@@ -32,6 +32,7 @@ mod scope;
 mod sql;
 mod sqlite_file;
 mod tenants;
+mod user_admin;
 mod users;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use self::rows::{
     RefreshView, RoleRow, SigningKeyRow, TenantRow, UserRow, WrappedKeyRow,
 };
 pub use self::scope::{DEFAULT_TENANT, InvalidTenant, Scope, TenantId};
+pub use self::user_admin::{CredentialCounts, MfaReset, Unlocked};
 pub use self::users::UserChange;
 
 use self::batch::Batcher;
