@@ -1,0 +1,538 @@
+//! `user ...`: the operator's commands on users (the replaced project's manage_users). Every
+//! change is audited with the operator; no output and no audit row holds a password or a hash.
+
+use std::io::{BufRead as _, IsTerminal as _};
+
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::{CommandError, open, tenant};
+use crate::audit::format_time;
+use crate::clients::split_list;
+use crate::clock::now;
+use crate::config::{DbArgs, UserCommand, UserTenantArg};
+use crate::operator::Operator;
+use crate::storage::{AdminEvent, AuditRow, Db, Scope, TenantId, UserChange, UserRow};
+use crate::users::{self, UserError, normalize_roles, password_expires_at, scopes_of};
+
+/// Why a user command refused, besides [`UserError`]; never holds the password.
+#[derive(Debug, thiserror::Error)]
+pub enum UserCommandError {
+    #[error("--password-stdin: stdin held no password (an empty line or nothing)")]
+    EmptyPassword,
+    #[error("--password-stdin: cannot read stdin: {0}")]
+    Stdin(std::io::Error),
+}
+
+pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
+    let by = Operator::current();
+    match cmd {
+        UserCommand::Create {
+            username,
+            tenant,
+            roles,
+            email,
+            display_name,
+            password_stdin,
+            json,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            users::username_key(&username).ok_or(UserError::InvalidUsername)?;
+            let roles = normalize_roles(&roles)?;
+            let password_hash: Option<String> = if password_stdin {
+                let _line = read_password_line(std::io::stdin().lock())?;
+                None
+            } else {
+                None
+            };
+            let user = with_db(&db, async |db| {
+                tenant::row(db, &tenant).await?;
+                let new = users::NewUser {
+                    tenant: &tenant,
+                    username: &username,
+                    email: email.as_deref(),
+                    display_name: display_name.as_deref(),
+                    roles: &roles,
+                };
+                let user = users::create(db, new, password_hash, &by, now()).await?;
+                warn_undefined_roles(db, &tenant, &user.roles).await?;
+                Ok(user)
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "user_id": user.user_id, "username": user.username,
+                        "tenant": user.tenant_id.as_str(), "roles": split_list(&user.roles),
+                        "created_at": user.created_at,
+                    })
+                );
+            } else {
+                println!("{}", user.user_id);
+                let password = if user.password_hash.is_some() {
+                    "a password"
+                } else {
+                    "no password (the password grant refuses it)"
+                };
+                eprintln!(
+                    "user {} created in tenant {tenant} with {password}; the line above is its \
+                     id, the `sub` of its tokens",
+                    user.username
+                );
+            }
+        }
+        UserCommand::List {
+            tenant,
+            json,
+            rotation,
+            db,
+        } => {
+            let rows = with_db(&db, async |db| {
+                if let Some(t) = &tenant {
+                    tenant::row(db, t).await?;
+                }
+                Ok(db.users(Scope::from(tenant.as_ref())).await?)
+            })
+            .await?;
+            let days = rotation.password_rotation_days;
+            for u in rows {
+                if json {
+                    println!("{}", user_json(&u, days));
+                } else {
+                    println!("{}", user_line(&u, days));
+                }
+            }
+        }
+        UserCommand::Show {
+            username,
+            tenant,
+            json,
+            rotation,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let now = now();
+            let (user, scopes, counts) = with_db(&db, async |db| {
+                let user = user_of(db, &tenant, &username).await?;
+                let scopes = scopes_of(&db.roles(&tenant).await?, &user.roles);
+                let counts = db.user_credential_counts(&user.user_id, now).await?;
+                Ok((user, scopes, counts))
+            })
+            .await?;
+            let days = rotation.password_rotation_days;
+            let expires = password_expires_at(&user, days);
+            let expired = expires.is_some_and(|at| at <= now);
+            if json {
+                let mut object = user_json(&user, days);
+                object["scopes"] = scopes.into();
+                object["password_expired"] = expired.into();
+                object["api_keys"] = counts.api_keys.into();
+                object["recovery_codes_left"] = counts.recovery_codes.into();
+                println!("{object}");
+            } else {
+                let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+                let password = match (user.password_changed_at, expires) {
+                    (None, _) if user.password_hash.is_none() => "none".to_owned(),
+                    (changed, Some(at)) => format!(
+                        "set {}, {} {}",
+                        changed.map_or_else(|| "-".to_owned(), format_time),
+                        if expired { "EXPIRED since" } else { "expires" },
+                        format_time(at)
+                    ),
+                    (changed, None) => format!(
+                        "set {}, does not expire{}",
+                        changed.map_or_else(|| "-".to_owned(), format_time),
+                        if days.is_none() {
+                            " (no --password-rotation-days)"
+                        } else {
+                            ""
+                        }
+                    ),
+                };
+                let mfa = match (&user.totp_secret_enc, user.totp_confirmed_at) {
+                    (Some(_), Some(at)) => format!("TOTP, confirmed {}", format_time(at)),
+                    (Some(_), None) => "TOTP enrolled, not confirmed (not asked yet)".to_owned(),
+                    (None, _) => "none".to_owned(),
+                };
+                for (name, value) in [
+                    ("user_id", user.user_id.clone()),
+                    ("username", user.username.clone()),
+                    ("tenant", user.tenant_id.to_string()),
+                    ("email", or_none(&user.email)),
+                    ("display_name", or_none(&user.display_name)),
+                    ("enabled", user.enabled.to_string()),
+                    ("roles", user.roles.clone()),
+                    ("scopes", scopes.join(" ")),
+                    ("password", password),
+                    (
+                        "last_login",
+                        user.last_login_at
+                            .map_or_else(|| "never".into(), format_time),
+                    ),
+                    ("mfa", mfa),
+                    ("recovery_codes_left", counts.recovery_codes.to_string()),
+                    ("api_keys", counts.api_keys.to_string()),
+                    ("created", format_time(user.created_at)),
+                    ("updated", format_time(user.updated_at)),
+                ] {
+                    println!("{:<20} {value}", format!("{name}:"));
+                }
+            }
+        }
+        UserCommand::Disable {
+            username,
+            tenant,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let said = with_db(&db, async |db| {
+                set_enabled(db, &tenant, &username, false, &by).await
+            })
+            .await?;
+            println!("{said}");
+        }
+        UserCommand::Enable {
+            username,
+            tenant,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let said = with_db(&db, async |db| {
+                set_enabled(db, &tenant, &username, true, &by).await
+            })
+            .await?;
+            println!("{said}");
+        }
+        UserCommand::SetRoles {
+            username,
+            roles,
+            tenant,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let roles = normalize_roles(&roles)?;
+            let (before, after) = with_db(&db, async |db| {
+                let user = user_of(db, &tenant, &username).await?;
+                let now = now();
+                let change = UserChange {
+                    roles: Some(&roles),
+                    ..UserChange::default()
+                };
+                let after = db
+                    .update_user(&tenant, &user.user_id, change, now, |before| {
+                        AuditRow::user_admin(
+                            now,
+                            AdminEvent::UserUpdate,
+                            by.as_str(),
+                            &tenant,
+                            &user.user_id,
+                            json!({
+                                "username": before.username, "roles": roles,
+                                "before": { "roles": before.roles },
+                            }),
+                        )
+                    })
+                    .await?
+                    .ok_or_else(|| not_found(&tenant, &username))?;
+                warn_undefined_roles(db, &tenant, &after.roles).await?;
+                Ok((user.roles, after.roles))
+            })
+            .await?;
+            println!("roles of {username} in tenant {tenant}: \"{after}\" (were \"{before}\")");
+        }
+        UserCommand::Delete {
+            username,
+            tenant,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let (user, revoked) = with_db(&db, async |db| {
+                let user = user_of(db, &tenant, &username).await?;
+                let now = now();
+                let audit = AuditRow::user_admin(
+                    now,
+                    AdminEvent::UserDelete,
+                    by.as_str(),
+                    &tenant,
+                    &user.user_id,
+                    json!({ "username": user.username }),
+                );
+                if !db.delete_user(&tenant, &user.user_id, now, &audit).await? {
+                    return Err(not_found(&tenant, &username));
+                }
+                let revoked = db
+                    .user_families_revoked_at(&tenant, &user.user_id, now, "user_deleted")
+                    .await?;
+                Ok((user, revoked))
+            })
+            .await?;
+            println!(
+                "user {} ({}) of tenant {tenant} deleted, with its API keys and recovery codes; \
+                 {revoked} token families revoked",
+                user.username, user.user_id
+            );
+        }
+        UserCommand::ResetMfa {
+            username,
+            tenant,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let reset = with_db(&db, async |db| {
+                let user = user_of(db, &tenant, &username).await?;
+                let now = now();
+                db.reset_user_mfa(&tenant, &user.user_id, now, |r| {
+                    AuditRow::user_admin(
+                        now,
+                        AdminEvent::UserResetMfa,
+                        by.as_str(),
+                        &tenant,
+                        &user.user_id,
+                        json!({
+                            "username": user.username, "totp": r.had_totp,
+                            "recovery_codes": r.recovery_codes,
+                        }),
+                    )
+                })
+                .await?
+                .ok_or_else(|| not_found(&tenant, &username))
+            })
+            .await?;
+            println!(
+                "MFA of {username} in tenant {tenant} reset: {}, {} recovery codes deleted",
+                if reset.had_totp {
+                    "TOTP secret removed"
+                } else {
+                    "no TOTP secret was stored"
+                },
+                reset.recovery_codes
+            );
+        }
+        UserCommand::Unlock {
+            username,
+            tenant,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let cleared = with_db(&db, async |db| {
+                let user = user_of(db, &tenant, &username).await?;
+                let now = now();
+                Ok(db
+                    .unlock_username(&tenant, &user.username_key, |before| {
+                        AuditRow::user_admin(
+                            now,
+                            AdminEvent::UserUnlock,
+                            by.as_str(),
+                            &tenant,
+                            &user.user_id,
+                            json!({
+                                "username": user.username,
+                                "failures": before.map(|b| b.failures),
+                                "locked_until": before.and_then(|b| b.locked_until),
+                            }),
+                        )
+                    })
+                    .await?)
+            })
+            .await?;
+            match cleared {
+                Some(c) => println!(
+                    "{username} in tenant {tenant} unlocked: {} failed logins cleared{}",
+                    c.failures,
+                    c.locked_until
+                        .filter(|&until| until > now())
+                        .map(|until| format!(" (it was locked until {})", format_time(until)))
+                        .unwrap_or_default()
+                ),
+                None => println!(
+                    "{username} in tenant {tenant} had no failed logins counted; nothing to clear"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--tenant`, or the default tenant.
+pub(super) fn tenant_of(arg: &UserTenantArg, db: &DbArgs) -> TenantId {
+    arg.tenant
+        .clone()
+        .unwrap_or_else(|| db.default_tenant.clone())
+}
+
+/// Runs `f` on the database, then closes it whatever `f` answered.
+pub(super) async fn with_db<T>(
+    args: &DbArgs,
+    f: impl AsyncFnOnce(&Db) -> Result<T, CommandError>,
+) -> Result<T, CommandError> {
+    let db = open(args).await?;
+    let result = f(&db).await;
+    db.close().await;
+    result
+}
+
+fn not_found(tenant: &TenantId, username: &str) -> CommandError {
+    UserError::NotFound {
+        tenant: tenant.to_string(),
+        username: username.to_owned(),
+    }
+    .into()
+}
+
+/// The user `username` of `tenant`; says which of the tenant, the username's form or the user
+/// is missing.
+async fn user_of(db: &Db, tenant: &TenantId, username: &str) -> Result<UserRow, CommandError> {
+    users::username_key(username).ok_or(UserError::InvalidUsername)?;
+    tenant::row(db, tenant).await?;
+    Ok(users::find(db, tenant, username).await?)
+}
+
+/// Disables or enables a user; what to print. Disabling revokes its token families (in the
+/// storage's transaction); a user already so is left alone, unaudited.
+async fn set_enabled(
+    db: &Db,
+    tenant: &TenantId,
+    username: &str,
+    enabled: bool,
+    by: &Operator,
+) -> Result<String, CommandError> {
+    let user = user_of(db, tenant, username).await?;
+    let state = if enabled { "enabled" } else { "disabled" };
+    if user.enabled == enabled {
+        return Ok(format!(
+            "user {username} of tenant {tenant} is already {state}"
+        ));
+    }
+    let now = now();
+    let event = if enabled {
+        AdminEvent::UserEnable
+    } else {
+        AdminEvent::UserDisable
+    };
+    let change = UserChange {
+        enabled: Some(enabled),
+        ..UserChange::default()
+    };
+    db.update_user(tenant, &user.user_id, change, now, |before| {
+        AuditRow::user_admin(
+            now,
+            event,
+            by.as_str(),
+            tenant,
+            &user.user_id,
+            json!({ "username": before.username }),
+        )
+    })
+    .await?
+    .ok_or_else(|| not_found(tenant, username))?;
+    if enabled {
+        return Ok(format!(
+            "user {username} of tenant {tenant} enabled (token families revoked while it was \
+             disabled stay revoked)"
+        ));
+    }
+    let revoked = db
+        .user_families_revoked_at(tenant, &user.user_id, now, "user_disabled")
+        .await?;
+    Ok(format!(
+        "user {username} of tenant {tenant} disabled; {revoked} token families revoked"
+    ))
+}
+
+/// A role the tenant does not define grants nothing: said on stderr, not refused, since the
+/// roles may be defined afterwards (`role set`, ROLE_DEFINITIONS at the next start).
+async fn warn_undefined_roles(db: &Db, tenant: &TenantId, roles: &str) -> Result<(), CommandError> {
+    let defined = db.roles(tenant).await?;
+    for role in split_list(roles) {
+        if !defined.iter().any(|d| d.role == role) {
+            eprintln!(
+                "note: tenant {tenant} defines no role {role}: it grants nothing until \
+                 `identity-api role set {role} ...`"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A user as one JSON object: never its password hash nor its TOTP secret.
+fn user_json(u: &UserRow, rotation_days: Option<i64>) -> Value {
+    json!({
+        "user_id": u.user_id, "username": u.username, "tenant": u.tenant_id.as_str(),
+        "email": u.email, "display_name": u.display_name, "enabled": u.enabled,
+        "roles": split_list(&u.roles), "password": u.password_hash.is_some(),
+        "password_changed_at": u.password_changed_at,
+        "password_expires_at": password_expires_at(u, rotation_days),
+        "last_login_at": u.last_login_at, "mfa_enrolled": u.totp_secret_enc.is_some(),
+        "mfa_confirmed_at": u.totp_confirmed_at, "created_at": u.created_at,
+        "updated_at": u.updated_at,
+    })
+}
+
+fn user_line(u: &UserRow, rotation_days: Option<i64>) -> String {
+    let password = match (&u.password_hash, password_expires_at(u, rotation_days)) {
+        (None, _) => "none".to_owned(),
+        (Some(_), Some(at)) => format!("expires {}", format_time(at)),
+        (Some(_), None) => "set".to_owned(),
+    };
+    let mfa = match (&u.totp_secret_enc, u.totp_confirmed_at) {
+        (Some(_), Some(_)) => "on",
+        (Some(_), None) => "pending",
+        (None, _) => "off",
+    };
+    format!(
+        "{}\ttenant={}\tenabled={}\troles=\"{}\"\tpassword={password}\tmfa={mfa}\tlast_login={}\
+         \tid={}",
+        u.username,
+        u.tenant_id,
+        u.enabled,
+        u.roles,
+        u.last_login_at.map_or_else(|| "never".into(), format_time),
+        u.user_id
+    )
+}
+
+/// One line of `input`: the password given with --password-stdin, without its line ending.
+/// Read into a buffer sized up front (so that no reallocation leaves a copy behind) and bounded
+/// one byte past the longest password, which the password's own check then refuses.
+fn read_password_line(input: impl std::io::BufRead) -> Result<Zeroizing<String>, CommandError> {
+    const LIMIT: usize = 1024 + 2;
+    let mut line = Zeroizing::new(String::with_capacity(LIMIT + 1));
+    if std::io::stdin().is_terminal() {
+        eprint!("password (one line; shown as typed): ");
+    }
+    input
+        .take(LIMIT as u64)
+        .read_line(&mut line)
+        .map_err(UserCommandError::Stdin)?;
+    let trimmed = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if trimmed.is_empty() {
+        return Err(UserCommandError::EmptyPassword.into());
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_password_is_one_line_without_its_ending() {
+        let read = |input: &str| read_password_line(input.as_bytes()).map(|p| p.to_string());
+        assert_eq!(read("hunter2 hunter2\n").unwrap(), "hunter2 hunter2");
+        assert_eq!(read("pass\r\nsecond line\n").unwrap(), "pass");
+        assert_eq!(read("no newline").unwrap(), "no newline");
+        for empty in ["", "\n", "\r\n"] {
+            assert!(matches!(
+                read(empty),
+                Err(CommandError::UserCommand(UserCommandError::EmptyPassword))
+            ));
+        }
+    }
+}
