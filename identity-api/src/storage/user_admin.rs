@@ -82,8 +82,9 @@ pub async fn unlock(
     audit: impl FnOnce(Option<Unlocked>) -> AuditRow,
 ) -> Result<Option<Unlocked>, StoreError> {
     transaction!(pools, tx => {
+        // The column is INTEGER (INT4 on PostgreSQL, which sqlx will not read as an i64).
         let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT failures, locked_until FROM login_failures \
+            "SELECT CAST(failures AS BIGINT), locked_until FROM login_failures \
              WHERE tenant_id = $1 AND username_key = $2",
         )
         .bind(tenant)
