@@ -546,3 +546,25 @@ fn help_tells_how() {
         assert!(out.contains(verb), "{out}");
     }
 }
+
+#[test]
+fn dev_is_accepted_by_the_user_and_role_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["user", "create", "u1", "--dev"][..],
+        &["user", "list", "--dev"],
+        &["user", "show", "u1", "--dev"],
+        &["user", "set-roles", "u1", "r", "--dev"],
+        &["user", "disable", "u1", "--dev"],
+        &["user", "enable", "u1", "--dev"],
+        &["user", "reset-mfa", "u1", "--dev"],
+        &["user", "unlock", "u1", "--dev"],
+        &["role", "set", "r", "s", "--dev"],
+        &["role", "list", "--dev"],
+        &["role", "delete", "r", "--dev"],
+        &["user", "delete", "u1", "--dev"],
+    ] {
+        let (ok, _, err) = run(cmd(args).current_dir(dir.path()));
+        assert!(ok, "{args:?}: {err}");
+    }
+}
