@@ -9,6 +9,7 @@ mod role;
 mod serve;
 mod tenant;
 mod user;
+mod user_show;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

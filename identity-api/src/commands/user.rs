@@ -3,7 +3,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{CommandError, open, tenant};
@@ -12,8 +12,8 @@ use crate::clients::split_list;
 use crate::clock::now;
 use crate::config::{DbArgs, UserCommand, UserTenantArg};
 use crate::operator::Operator;
-use crate::storage::{AdminEvent, AuditRow, Db, Scope, TenantId, UserChange, UserRow};
-use crate::users::{self, UserError, normalize_roles, password_expires_at, scopes_of};
+use crate::storage::{AdminEvent, AuditRow, Db, TenantId, UserChange, UserRow};
+use crate::users::{self, UserError, normalize_roles};
 
 /// Why a user command refused, besides [`UserError`]; never holds the password.
 #[derive(Debug, thiserror::Error)]
@@ -88,23 +88,7 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
             json,
             rotation,
             db,
-        } => {
-            let rows = with_db(&db, async |db| {
-                if let Some(t) = &tenant {
-                    tenant::row(db, t).await?;
-                }
-                Ok(db.users(Scope::from(tenant.as_ref())).await?)
-            })
-            .await?;
-            let days = rotation.password_rotation_days;
-            for u in rows {
-                if json {
-                    println!("{}", user_json(&u, days));
-                } else {
-                    println!("{}", user_line(&u, days));
-                }
-            }
-        }
+        } => super::user_show::list(&db, tenant.as_ref(), json, rotation).await?,
         UserCommand::Show {
             username,
             tenant,
@@ -112,74 +96,7 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
             rotation,
             db,
         } => {
-            let tenant = tenant_of(&tenant, &db);
-            let now = now();
-            let (user, scopes, counts) = with_db(&db, async |db| {
-                let user = user_of(db, &tenant, &username).await?;
-                let scopes = scopes_of(&db.roles(&tenant).await?, &user.roles);
-                let counts = db.user_credential_counts(&user.user_id, now).await?;
-                Ok((user, scopes, counts))
-            })
-            .await?;
-            let days = rotation.password_rotation_days;
-            let expires = password_expires_at(&user, days);
-            let expired = expires.is_some_and(|at| at <= now);
-            if json {
-                let mut object = user_json(&user, days);
-                object["scopes"] = scopes.into();
-                object["password_expired"] = expired.into();
-                object["api_keys"] = counts.api_keys.into();
-                object["recovery_codes_left"] = counts.recovery_codes.into();
-                println!("{object}");
-            } else {
-                let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-                let password = match (user.password_changed_at, expires) {
-                    (None, _) if user.password_hash.is_none() => "none".to_owned(),
-                    (changed, Some(at)) => format!(
-                        "set {}, {} {}",
-                        changed.map_or_else(|| "-".to_owned(), format_time),
-                        if expired { "EXPIRED since" } else { "expires" },
-                        format_time(at)
-                    ),
-                    (changed, None) => format!(
-                        "set {}, does not expire{}",
-                        changed.map_or_else(|| "-".to_owned(), format_time),
-                        if days.is_none() {
-                            " (no --password-rotation-days)"
-                        } else {
-                            ""
-                        }
-                    ),
-                };
-                let mfa = match (&user.totp_secret_enc, user.totp_confirmed_at) {
-                    (Some(_), Some(at)) => format!("TOTP, confirmed {}", format_time(at)),
-                    (Some(_), None) => "TOTP enrolled, not confirmed (not asked yet)".to_owned(),
-                    (None, _) => "none".to_owned(),
-                };
-                for (name, value) in [
-                    ("user_id", user.user_id.clone()),
-                    ("username", user.username.clone()),
-                    ("tenant", user.tenant_id.to_string()),
-                    ("email", or_none(&user.email)),
-                    ("display_name", or_none(&user.display_name)),
-                    ("enabled", user.enabled.to_string()),
-                    ("roles", user.roles.clone()),
-                    ("scopes", scopes.join(" ")),
-                    ("password", password),
-                    (
-                        "last_login",
-                        user.last_login_at
-                            .map_or_else(|| "never".into(), format_time),
-                    ),
-                    ("mfa", mfa),
-                    ("recovery_codes_left", counts.recovery_codes.to_string()),
-                    ("api_keys", counts.api_keys.to_string()),
-                    ("created", format_time(user.created_at)),
-                    ("updated", format_time(user.updated_at)),
-                ] {
-                    println!("{:<20} {value}", format!("{name}:"));
-                }
-            }
+            super::user_show::show(&db, &tenant_of(&tenant, &db), &username, json, rotation).await?
         }
         UserCommand::Disable {
             username,
@@ -383,7 +300,11 @@ fn not_found(tenant: &TenantId, username: &str) -> CommandError {
 
 /// The user `username` of `tenant`; says which of the tenant, the username's form or the user
 /// is missing.
-async fn user_of(db: &Db, tenant: &TenantId, username: &str) -> Result<UserRow, CommandError> {
+pub(super) async fn user_of(
+    db: &Db,
+    tenant: &TenantId,
+    username: &str,
+) -> Result<UserRow, CommandError> {
     users::username_key(username).ok_or(UserError::InvalidUsername)?;
     tenant::row(db, tenant).await?;
     Ok(users::find(db, tenant, username).await?)
@@ -454,43 +375,6 @@ async fn warn_undefined_roles(db: &Db, tenant: &TenantId, roles: &str) -> Result
         }
     }
     Ok(())
-}
-
-/// A user as one JSON object: never its password hash nor its TOTP secret.
-fn user_json(u: &UserRow, rotation_days: Option<i64>) -> Value {
-    json!({
-        "user_id": u.user_id, "username": u.username, "tenant": u.tenant_id.as_str(),
-        "email": u.email, "display_name": u.display_name, "enabled": u.enabled,
-        "roles": split_list(&u.roles), "password": u.password_hash.is_some(),
-        "password_changed_at": u.password_changed_at,
-        "password_expires_at": password_expires_at(u, rotation_days),
-        "last_login_at": u.last_login_at, "mfa_enrolled": u.totp_secret_enc.is_some(),
-        "mfa_confirmed_at": u.totp_confirmed_at, "created_at": u.created_at,
-        "updated_at": u.updated_at,
-    })
-}
-
-fn user_line(u: &UserRow, rotation_days: Option<i64>) -> String {
-    let password = match (&u.password_hash, password_expires_at(u, rotation_days)) {
-        (None, _) => "none".to_owned(),
-        (Some(_), Some(at)) => format!("expires {}", format_time(at)),
-        (Some(_), None) => "set".to_owned(),
-    };
-    let mfa = match (&u.totp_secret_enc, u.totp_confirmed_at) {
-        (Some(_), Some(_)) => "on",
-        (Some(_), None) => "pending",
-        (None, _) => "off",
-    };
-    format!(
-        "{}\ttenant={}\tenabled={}\troles=\"{}\"\tpassword={password}\tmfa={mfa}\tlast_login={}\
-         \tid={}",
-        u.username,
-        u.tenant_id,
-        u.enabled,
-        u.roles,
-        u.last_login_at.map_or_else(|| "never".into(), format_time),
-        u.user_id
-    )
 }
 
 /// One line of `input`: the password given with --password-stdin, without its line ending.
