@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Backend, ISSUER, cmd, database, exec, new_kek_text, run, sigterm_and_wait};
+use common::cli::{cli, column};
+use common::{Backend, ISSUER, cmd, exec, run, sigterm_and_wait};
 use serde_json::Value;
 
 both!(
@@ -16,63 +15,6 @@ both!(
     role_commands,
     role_definitions_at_start
 );
-
-/// The binary on the test's database: (`ok`: stdout of a success, `refused`: stderr of a
-/// failure).
-struct Cli {
-    url: String,
-    kek: String,
-}
-
-impl Cli {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = cmd(args);
-        c.env("IDENTITY_DATABASE_URL", &self.url)
-            .env("IDENTITY_KEY_ENCRYPTION_KEY", &self.kek)
-            .env("USER", "test-operator");
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = run(&mut self.command(args));
-        assert!(ok, "{args:?}: {err}");
-        out
-    }
-
-    fn refused(&self, args: &[&str]) -> String {
-        let (ok, out, err) = run(&mut self.command(args));
-        assert!(!ok, "{args:?} succeeded: {out}");
-        assert!(out.is_empty(), "{args:?} printed {out}");
-        err
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(self.ok(args).trim()).unwrap()
-    }
-
-    fn json_lines(&self, args: &[&str]) -> Vec<Value> {
-        self.ok(args)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The audit rows of `event`, as `audit export` writes them.
-    fn audit(&self, event: &str) -> Vec<Value> {
-        self.json_lines(&["audit", "export", "--event", event])
-    }
-}
-
-async fn cli(b: Backend) -> Option<(Cli, Option<tempfile::TempDir>)> {
-    let (url, dir) = database(b).await?;
-    Some((
-        Cli {
-            url,
-            kek: new_kek_text(),
-        },
-        dir,
-    ))
-}
 
 async fn user_commands(b: Backend) {
     let Some((cli, _dir)) = cli(b).await else {
@@ -238,20 +180,11 @@ async fn user_commands(b: Backend) {
     let out = cli.ok(&["user", "enable", "alice"]);
     assert!(out.contains("enabled"), "{out}");
     assert_eq!(cli.audit("user_enable").len(), 1);
-    let live: Vec<(String,)> = match db.pools() {
-        identity_api::storage::Pools::Sqlite { write, .. } => {
-            sqlx::query_as("SELECT family_id FROM token_families WHERE revoked_at IS NULL")
-                .fetch_all(write)
-                .await
-                .unwrap()
-        }
-        identity_api::storage::Pools::Postgres(pool) => {
-            sqlx::query_as("SELECT family_id FROM token_families WHERE revoked_at IS NULL")
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        }
-    };
+    let live = column(
+        &db,
+        "SELECT family_id FROM token_families WHERE revoked_at IS NULL",
+    )
+    .await;
     assert!(live.is_empty(), "{live:?}");
 
     // Delete: asks nothing, audited; then the user is gone and the name is free.
@@ -365,21 +298,8 @@ async fn credentials_reset(b: Backend) {
     assert_eq!(unlocked[0]["detail"]["locked_until"], now + 900);
     let out = cli.ok(&["user", "unlock", "dave"]);
     assert!(out.contains("no failed logins"), "{out}");
-    let left: Vec<(String,)> = match db.pools() {
-        identity_api::storage::Pools::Sqlite { write, .. } => {
-            sqlx::query_as("SELECT username_key FROM login_failures")
-                .fetch_all(write)
-                .await
-                .unwrap()
-        }
-        identity_api::storage::Pools::Postgres(pool) => {
-            sqlx::query_as("SELECT username_key FROM login_failures")
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(left, [("erin".to_owned(),)]);
+    let left = column(&db, "SELECT username_key FROM login_failures").await;
+    assert_eq!(left, [Some("erin".to_owned())]);
 
     // Delete takes the recovery codes with the user.
     cli.ok(&["user", "delete", "erin"]);
