@@ -23,17 +23,20 @@ use crate::service::settings::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_REFRESH_TTL_SECS,
 };
 use crate::storage::{DEFAULT_TENANT, TenantId};
+use crate::users::password::BadPolicy;
 use crate::users::roles::RoleDefinitions;
 
 /// Where `--dev` keeps its generated key-encryption key when none is configured.
 pub const DEV_KEK_FILE: &str = "identity-dev.kek";
 
 mod commands;
+mod passwords;
 mod users;
 pub use commands::{
     AuditCommand, AuditFilterArgs, ClientCommand, ClientTenantArg, KekCommand, KeysCommand,
     TenantCommand,
 };
+pub use passwords::PasswordArgs;
 pub use users::{RoleCommand, RotationArgs, UserCommand, UserTenantArg};
 
 #[derive(Debug, Parser)]
@@ -329,6 +332,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub retention: RetentionArgs,
 
+    #[command(flatten)]
+    pub passwords: PasswordArgs,
+
     /// Deadlines for slow clients, the connection cap (each listener's) and the shutdown grace.
     #[command(flatten)]
     pub server: ServerArgs<ApiServer>,
@@ -366,6 +372,7 @@ impl ServeArgs {
             jwks_cache_secs: self.jwks_cache_seconds,
             password_rotation_days: self.rotation.password_rotation_days,
             clock: Default::default(),
+            passwords: self.passwords.policy()?,
         };
         if let (Some(internal), Some(service)) = (&settings.internal_token, &settings.service_token)
             && service.matches(internal.expose().as_bytes())
@@ -387,6 +394,8 @@ pub enum BadSettings {
          (IDENTITY_INTERNAL_TOKEN): its holder could pose as the sidecar; give each its own secret"
     )]
     ServiceTokenIsInternalToken,
+    #[error(transparent)]
+    Passwords(#[from] BadPolicy),
 }
 
 /// The header of the service token: a name HTTP/1.1 allows (a token), lower-cased, and none

@@ -8,6 +8,7 @@ use identity_runtime::secret::SharedToken;
 
 use crate::clock::Clock;
 use crate::storage::TenantId;
+use crate::users::password::PasswordPolicy;
 
 /// Access-token lifetime, seconds.
 pub const DEFAULT_ACCESS_TTL_SECS: i64 = 900;
@@ -49,6 +50,9 @@ pub struct Settings {
     pub password_rotation_days: Option<i64>,
     /// The time of the user-credential rules (password age, locks, TOTP).
     pub clock: Clock,
+    /// New passwords' rules and the Argon2id costs (the `Hasher` of the app state is built
+    /// from it).
+    pub passwords: PasswordPolicy,
 }
 
 impl Settings {
@@ -71,6 +75,7 @@ impl Settings {
             jwks_cache_secs: DEFAULT_JWKS_CACHE_SECS,
             password_rotation_days: None,
             clock: Clock::default(),
+            passwords: PasswordPolicy::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::secret::{ClientSecret, Key32};
 use crate::signing::Algorithm;
 use crate::storage::{Db, Scope, StoreError, TenantId, TenantRow};
 use crate::tokens::VerifiedCache;
+use crate::users::password::{BadPolicy, Hasher};
 
 use super::settings::Settings;
 
@@ -24,6 +25,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Passwords(#[from] BadPolicy),
 }
 
 /// A tenant's `scopes_supported`, and when it was read.
@@ -45,6 +48,8 @@ pub(super) struct Inner {
     pub(super) credential_key: Key32,
     /// Seals the users' TOTP secrets (AES-256-GCM, AAD = the user's id).
     pub(super) mfa_key: Key32,
+    /// Hashes and verifies the users' passwords under `settings.passwords`.
+    pub(super) hasher: Hasher,
     /// Compared against when the client is unknown, so that both paths cost the same.
     pub(super) dummy_verifier: [u8; 32],
     pub(super) cache: VerifiedCache,
@@ -73,6 +78,7 @@ impl AppState {
         let verifier_key = kek::verifier_key(&db, &keks).await?;
         let credential_key = kek::wrapped_key(&db, &keks, kek::API_KEY_VERIFIER_KEY_NAME).await?;
         let mfa_key = kek::wrapped_key(&db, &keks, kek::MFA_SECRET_KEY_NAME).await?;
+        let hasher = Hasher::new(&settings.passwords)?;
         let dummy_verifier = clients::verifier(&verifier_key, "", "");
         let metrics = Metrics::new(db.batch_metrics());
         let keys = KeyStore::new(
@@ -93,6 +99,7 @@ impl AppState {
                 verifier_key,
                 credential_key,
                 mfa_key,
+                hasher,
                 dummy_verifier,
                 cache: VerifiedCache::default(),
                 clients: ClientCache::default(),
@@ -149,6 +156,11 @@ impl AppState {
     /// The key that seals the users' TOTP secrets.
     pub fn mfa_key(&self) -> &Key32 {
         &self.inner.mfa_key
+    }
+
+    /// The users' password hasher (`settings().passwords`).
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
     }
 
     /// Picks up tenants created or changed and keys rotated by the command line or another
