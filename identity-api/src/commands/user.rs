@@ -13,6 +13,9 @@ use crate::clock::now;
 use crate::config::{DbArgs, UserCommand, UserTenantArg};
 use crate::operator::Operator;
 use crate::storage::{AdminEvent, AuditRow, Db, TenantId, UserChange, UserRow};
+use crate::users::password::{
+    BadPolicy, HashError, Hasher, MAX_PASSWORD_BYTES, Password, PasswordPolicy, PasswordRejected,
+};
 use crate::users::{self, UserError, normalize_roles};
 
 /// Why a user command refused, besides [`UserError`]; never holds the password.
@@ -22,6 +25,12 @@ pub enum UserCommandError {
     EmptyPassword,
     #[error("--password-stdin: cannot read stdin: {0}")]
     Stdin(std::io::Error),
+    #[error("the password is refused: {0}")]
+    Rejected(#[from] PasswordRejected),
+    #[error("cannot hash the password: {0}")]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Policy(#[from] BadPolicy),
 }
 
 pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
@@ -35,19 +44,23 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
             display_name,
             password_stdin,
             json,
+            passwords,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
             users::username_key(&username).ok_or(UserError::InvalidUsername)?;
             let roles = normalize_roles(&roles)?;
-            let password_hash: Option<String> = if password_stdin {
-                let _line = read_password_line(std::io::stdin().lock())?;
-                None
-            } else {
-                None
-            };
+            // Checked before stdin is read, so that a bad flag fails before a password is typed.
+            let policy = password_stdin
+                .then(|| passwords.policy())
+                .transpose()
+                .map_err(UserCommandError::from)?;
             let user = with_db(&db, async |db| {
                 tenant::row(db, &tenant).await?;
+                let password_hash = match &policy {
+                    Some(policy) => Some(new_password_hash(&username, policy).await?),
+                    None => None,
+                };
                 let new = users::NewUser {
                     tenant: &tenant,
                     username: &username,
@@ -158,6 +171,53 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
             })
             .await?;
             println!("roles of {username} in tenant {tenant}: \"{after}\" (were \"{before}\")");
+        }
+        UserCommand::RotatePassword {
+            username,
+            tenant,
+            password_stdin: _,
+            revoke_sessions,
+            passwords,
+            db,
+        } => {
+            let tenant = tenant_of(&tenant, &db);
+            let policy = passwords.policy().map_err(UserCommandError::from)?;
+            let revoked = with_db(&db, async |db| {
+                let user = user_of(db, &tenant, &username).await?;
+                let hash = new_password_hash(&user.username, &policy).await?;
+                let now = now();
+                let audit = AuditRow::user_admin(
+                    now,
+                    AdminEvent::UserSetPassword,
+                    by.as_str(),
+                    &tenant,
+                    &user.user_id,
+                    json!({ "username": user.username, "revoke_sessions": revoke_sessions }),
+                );
+                if !db
+                    .set_user_password(&tenant, &user.user_id, &hash, now, revoke_sessions, &audit)
+                    .await?
+                {
+                    return Err(not_found(&tenant, &username));
+                }
+                if !revoke_sessions {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    db.user_families_revoked_at(&tenant, &user.user_id, now, "password_changed")
+                        .await?,
+                ))
+            })
+            .await?;
+            match revoked {
+                Some(n) => println!(
+                    "password of {username} in tenant {tenant} set; {n} token families revoked"
+                ),
+                None => println!(
+                    "password of {username} in tenant {tenant} set; its token families kept \
+                     (--revoke-sessions revokes them)"
+                ),
+            }
         }
         UserCommand::Delete {
             username,
@@ -377,11 +437,29 @@ async fn warn_undefined_roles(db: &Db, tenant: &TenantId, roles: &str) -> Result
     Ok(())
 }
 
+/// The password of --password-stdin for `username`, checked against `policy`, as the hash to
+/// store.
+async fn new_password_hash(
+    username: &str,
+    policy: &PasswordPolicy,
+) -> Result<String, CommandError> {
+    let password = Password::new(read_password_line(std::io::stdin().lock())?)
+        .map_err(UserCommandError::from)?;
+    policy
+        .check_new(username, &password)
+        .map_err(UserCommandError::from)?;
+    let hasher = Hasher::new(policy).map_err(UserCommandError::from)?;
+    Ok(hasher
+        .hash(&password)
+        .await
+        .map_err(UserCommandError::from)?)
+}
+
 /// One line of `input`: the password given with --password-stdin, without its line ending.
 /// Read into a buffer sized up front (so that no reallocation leaves a copy behind) and bounded
 /// one byte past the longest password, which the password's own check then refuses.
 fn read_password_line(input: impl std::io::BufRead) -> Result<Zeroizing<String>, CommandError> {
-    const LIMIT: usize = 1024 + 2;
+    const LIMIT: usize = MAX_PASSWORD_BYTES + 2;
     let mut line = Zeroizing::new(String::with_capacity(LIMIT + 1));
     if std::io::stdin().is_terminal() {
         eprint!("password (one line; shown as typed): ");

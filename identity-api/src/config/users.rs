@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 
 use crate::storage::TenantId;
 
-use super::DbArgs;
+use super::{DbArgs, PasswordArgs};
 
 /// `IDENTITY_PASSWORD_ROTATION_DAYS`: `serve` enforces it, `user list|show` print when each
 /// password expires under it. One definition, so that both read the same variable the same way.
@@ -53,6 +53,10 @@ pub enum UserCommand {
         /// Print one JSON object {"user_id", "username", "tenant", "roles", "created_at"}.
         #[arg(long)]
         json: bool,
+        /// The policy the password is checked against and hashed with: give the values
+        /// `serve` has.
+        #[command(flatten)]
+        passwords: PasswordArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -108,6 +112,27 @@ pub enum UserCommand {
         roles: String,
         #[command(flatten)]
         tenant: UserTenantArg,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Set a user's password (an operator's reset) from one line of stdin, checked against the
+    /// password policy; its age starts again. The user's token families are kept unless
+    /// --revoke-sessions.
+    RotatePassword {
+        username: String,
+        #[command(flatten)]
+        tenant: UserTenantArg,
+        /// Read the new password from stdin (required: a password never comes from the
+        /// command line): one line, its trailing newline removed, not empty.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Also revoke the user's token families: every session logs in again.
+        #[arg(long)]
+        revoke_sessions: bool,
+        /// The policy the password is checked against and hashed with: give the values
+        /// `serve` has.
+        #[command(flatten)]
+        passwords: PasswordArgs,
         #[command(flatten)]
         db: DbArgs,
     },
