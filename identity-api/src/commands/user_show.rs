@@ -93,8 +93,8 @@ pub(super) async fn show(
             ("email", or_none(&user.email)),
             ("display_name", or_none(&user.display_name)),
             ("enabled", user.enabled.to_string()),
-            ("roles", user.roles.clone()),
-            ("scopes", scopes.join(" ")),
+            ("roles", or_dash(user.roles.clone())),
+            ("scopes", or_dash(scopes.join(" "))),
             ("password", password),
             (
                 "last_login",
@@ -111,6 +111,14 @@ pub(super) async fn show(
         }
     }
     Ok(())
+}
+
+fn or_dash(list: String) -> String {
+    if list.is_empty() {
+        "-".to_owned()
+    } else {
+        list
+    }
 }
 
 /// A user as one JSON object: never its password hash nor its TOTP secret.
