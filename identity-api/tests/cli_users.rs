@@ -451,9 +451,17 @@ async fn role_definitions_at_start(b: Backend) {
 
 #[test]
 fn help_tells_how() {
-    let (ok, out, _) = run(&mut cmd(&["user", "create", "--help"]));
-    assert!(ok);
-    assert!(out.contains("--password-stdin"), "{out}");
+    for verb in ["create", "rotate-password"] {
+        let (ok, out, _) = run(&mut cmd(&["user", verb, "--help"]));
+        assert!(ok);
+        for flag in [
+            "--password-stdin",
+            "--password-min-length",
+            "--argon2-memory-kib",
+        ] {
+            assert!(out.contains(flag), "{verb}: {out}");
+        }
+    }
     let (ok, out, _) = run(&mut cmd(&["serve", "--help"]));
     assert!(ok);
     assert!(
