@@ -67,8 +67,8 @@ pub enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Manage users: create, list, show, disable, enable, set roles, delete, reset MFA,
-    /// unlock.
+    /// Manage users: create, list, show, disable, enable, set roles, reset a password,
+    /// delete, reset MFA, unlock.
     #[command(subcommand)]
     User(UserCommand),
     /// Manage roles: what scopes each role of a tenant grants its users.

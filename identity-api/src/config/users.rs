@@ -104,8 +104,8 @@ pub enum UserCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Replace a user's roles; its next tokens carry them (tokens issued before keep theirs
-    /// until they expire or are refreshed).
+    /// Replace a user's roles: its next logins get them; tokens issued before keep the roles
+    /// they were issued with.
     SetRoles {
         username: String,
         /// The role names, separated by spaces or commas; "" removes every role.
