@@ -67,6 +67,20 @@ async fn passwords(b: Backend) {
     // What is stored is an Argon2id hash of the password, with the costs given.
     let db = identity_api::Db::connect(&cli.url).await.unwrap();
     let hash = stored_hash(&db, "gina").await;
+    // Past the window: said so, in JSON and in text.
+    exec(
+        &db,
+        &format!(
+            "UPDATE users SET password_changed_at = {} WHERE username = 'gina'",
+            changed - 31 * 86_400
+        ),
+    )
+    .await;
+    let rotation = ["--password-rotation-days", "30"];
+    let shown = cli.json(&[&["user", "show", "gina", "--json"][..], &rotation].concat());
+    assert_eq!(shown["password_expired"], true);
+    let text = cli.ok(&[&["user", "show", "gina"][..], &rotation].concat());
+    assert!(text.contains("EXPIRED since"), "{text}");
     assert!(hash.starts_with("$argon2id$v=19$m=256,t=1,"), "{hash}");
     let policy = PasswordPolicy {
         memory_kib: 256,
