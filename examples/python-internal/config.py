@@ -29,7 +29,7 @@ DEFAULT_SIDECAR_URL = "http://127.0.0.1:8141"
 DEFAULT_PORT = 3506
 CREATE_CLIENT = (
     'Create a client with `identity-api client create <id> --scope "orders.read orders.write" '
-    "--audience orders-api --json --dev` in the directory of an `identity-api serve --dev`, or "
+    "--audience orders-api --subject-policy any --json --dev` in the directory of an `identity-api serve --dev`, or "
     "start a throwaway stack with `cargo run -p identity-sidecar-examples --bin journey -- "
     "--local --keep-running` and copy the lines it prints into .env"
 )

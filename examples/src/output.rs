@@ -280,7 +280,8 @@ fn origin(url: &str) -> String {
 /// How to make a client, for the hints that need one. `--dev` goes with an identity API started
 /// with `serve --dev` in the same directory; a deployment's own database needs its own settings.
 pub const CREATE_CLIENT: &str = "Create a client with `identity-api client create <id> --scope \
-    \"orders.read orders.write\" --audience orders-api --json --dev` in the directory of an \
+    \"orders.read orders.write\" --audience orders-api --subject-policy any --json --dev` in the \
+    directory of an \
     `identity-api serve --dev` (against a deployment: without --dev, with its \
     IDENTITY_DATABASE_URL and IDENTITY_KEY_ENCRYPTION_KEY_FILE); the secret is shown once";
 
@@ -296,6 +297,13 @@ fn api_hint(status: u16, error: &str) -> String {
             .to_owned(),
         "invalid_target" => "AUDIENCE is not an audience this client is allowed: leave \
             AUDIENCE unset to get the client's audience, or see `identity-api client list`."
+            .to_owned(),
+        // At the issue (step 2): the client's subject policy; at the revocation (step 6): the
+        // token is another client's or subject's.
+        "unauthorized_client" => "the client may not issue for SUBJECT (its subject policy: see \
+            `identity-api client list`): set SUBJECT to the client's id, or let it issue for \
+            SUBJECT with `identity-api client update <id> --subject-policy any` (or \
+            match:PATTERN). At the revocation: the token belongs to another client or subject."
             .to_owned(),
         "subject_mismatch" => "the token and the session's subject differ: SUBJECT must be \
             the subject the token was issued for."
@@ -345,7 +353,19 @@ mod tests {
         );
         assert!(hint(&wrong_secret).contains("CLIENT_SECRET"));
         // The command as a newcomer copies it works beside `serve --dev`.
-        assert!(hint(&wrong_secret).contains("--audience orders-api --json --dev`"));
+        assert!(
+            hint(&wrong_secret)
+                .contains("--audience orders-api --subject-policy any --json --dev`")
+        );
+        let refused_subject = failure(
+            2,
+            FailureKind::Api {
+                status: 403,
+                error: "unauthorized_client".into(),
+                description: String::new(),
+            },
+        );
+        assert!(hint(&refused_subject).contains("--subject-policy any"));
 
         let expired = failure(
             3,

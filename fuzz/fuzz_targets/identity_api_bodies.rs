@@ -46,10 +46,12 @@ fn fixture() -> &'static Fixture {
                 ..Settings::new("https://identity.fuzz")
             };
             let state = AppState::open(&url, kek, settings).await.expect("state");
-            // Both grants, so that /oauth/token's refresh_token grant reaches its parameters.
+            // Both grants, so that /oauth/token's refresh_token grant reaches its parameters;
+            // any subject, so that bodies reach past the subject policy.
             let tenant = identity_api::storage::TenantId::primary();
             let new = clients::NewClient {
                 grant_types: Some("client_credentials refresh_token"),
+                subject_policy: Some("any"),
                 ..clients::NewClient::new(&tenant, "orders.read orders.write", "orders-api")
             };
             let secret = clients::create(

@@ -40,6 +40,10 @@ pub enum ApiError {
     SubjectMismatch,
     #[error("unauthorized_client")]
     UnauthorizedClient,
+    /// /api/v1/token/issue for a subject the client's subject policy refuses
+    /// (`clients::SubjectPolicy`); `own_id_only`: the policy is `none`.
+    #[error("unauthorized_client: subject not allowed")]
+    SubjectNotAllowed { own_id_only: bool },
     #[error("access_denied: internal token")]
     InternalTokenRequired,
     #[error("payload_too_large")]
@@ -93,6 +97,7 @@ impl ApiError {
             }
             ApiError::SubjectMismatch
             | ApiError::UnauthorizedClient
+            | ApiError::SubjectNotAllowed { .. }
             | ApiError::InternalTokenRequired => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -119,7 +124,9 @@ impl ApiError {
             ApiError::GrantNotAllowed(_) => "unauthorized_client",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::SubjectMismatch => "subject_mismatch",
-            ApiError::UnauthorizedClient => "unauthorized_client",
+            ApiError::UnauthorizedClient | ApiError::SubjectNotAllowed { .. } => {
+                "unauthorized_client"
+            }
             ApiError::InternalTokenRequired => "access_denied",
             ApiError::NotFound => "not_found",
             ApiError::InvalidTenant => "invalid_request",
@@ -147,6 +154,14 @@ impl ApiError {
                 "the token or request is for another subject than the session".into()
             }
             ApiError::UnauthorizedClient => "the token belongs to another client or subject".into(),
+            ApiError::SubjectNotAllowed { own_id_only: true } => {
+                "this client may issue tokens only for itself: the subject must be its client id"
+                    .into()
+            }
+            ApiError::SubjectNotAllowed { own_id_only: false } => {
+                "this client may not issue tokens for this subject (its subject policy refuses it)"
+                    .into()
+            }
             ApiError::InternalTokenRequired => "missing or wrong X-Internal-Token".into(),
             ApiError::PayloadTooLarge { limit } => {
                 BodyError::TooLarge { limit: *limit }.to_string()

@@ -73,6 +73,8 @@ async fn cli_changes_are_audited_with_their_operator(b: Backend) {
         "orders.read  orders.write orders.read",
         "--audience",
         "orders-api",
+        "--subject-policy",
+        "match:u*",
         "--json",
     ]);
     let first: Value = serde_json::from_str(out.trim()).unwrap();
@@ -175,6 +177,7 @@ async fn cli_changes_are_audited_with_their_operator(b: Backend) {
         json!({
             "scope": "orders.read orders.write", "audience": "orders-api",
             "grant_types": "client_credentials", "may_introspect": false,
+            "subject_policy": "match:u*",
         })
     );
     assert_eq!(

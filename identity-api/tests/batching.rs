@@ -102,6 +102,7 @@ async fn open(db: &Db, family: FamilyRow, refresh: RefreshRow) -> Result<Opened,
             scopes: c.scopes,
             audiences: c.audiences,
             grant_types: c.grant_types,
+            subject_policy: c.subject_policy,
         },
         None => seen(&[]),
     };
@@ -115,6 +116,7 @@ fn seen(verifier: &[u8]) -> ClientSeen {
         scopes: "orders.read orders.write".into(),
         audiences: "orders-api".into(),
         grant_types: "client_credentials".into(),
+        subject_policy: "any".into(),
     }
 }
 

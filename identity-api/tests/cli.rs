@@ -48,6 +48,8 @@ async fn client_commands(b: Backend) {
         "orders.read orders.write",
         "--audience",
         "orders-api",
+        "--subject-policy",
+        "any",
         "--json",
     ]));
     assert!(ok, "{err}");
@@ -102,6 +104,7 @@ async fn client_commands(b: Backend) {
     assert_eq!(listed["client_id"], "cli-client");
     assert_eq!(listed["scope"], "orders.read orders.write");
     assert_eq!(listed["enabled"], true);
+    assert_eq!(listed["subject_policy"], "any");
     assert!(!out.contains(&secret) && !out.contains("client_secret"));
     assert_eq!(listed["previous_secret_expires_at"], Value::Null);
 

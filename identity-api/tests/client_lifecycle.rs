@@ -203,12 +203,17 @@ async fn refused_updates_change_nothing(b: Backend) {
         ),
         (&["update", "nobody", "--scope", "a"], "no client nobody"),
         (
-            &["update", "c1", "--grant-types", "password"],
-            "invalid grant types: password is not supported",
+            &["update", "c1", "--grant-types", "implicit"],
+            "invalid grant types: \"implicit\" is not one of client_credentials, refresh_token, \
+             password",
         ),
         (
-            &["update", "c1", "--grant-types", "implicit"],
-            "invalid grant types: \"implicit\" is not one of client_credentials, refresh_token",
+            &["update", "c1", "--subject-policy", "some"],
+            "invalid subject policy: \"some\" is not one of any, none, match:PATTERN",
+        ),
+        (
+            &["update", "c1", "--subject-policy", "match:"],
+            "invalid subject policy: the pattern of match:PATTERN: ",
         ),
         (
             &["update", "c1", "--may-introspect", "maybe"],
@@ -278,11 +283,30 @@ async fn grant_types_and_the_introspection_right_from_the_command_line(b: Backen
             "--audience",
             "x",
             "--grant-types",
-            "password",
+            "authorization_code",
         ],
     );
-    assert!(!ok && err.contains("password is not supported"), "{err}");
+    assert!(
+        !ok && err.contains("\"authorization_code\" is not one of"),
+        "{err}"
+    );
     assert!(db.client(Scope::AnyTenant, "bad").await.unwrap().is_none());
+    // A client may be given the password grant (a user's login).
+    client_ok(
+        &env,
+        &[
+            "create",
+            "login",
+            "--scope",
+            "a",
+            "--audience",
+            "x",
+            "--grant-types",
+            "password refresh_token",
+        ],
+    );
+    let login = db.client(Scope::AnyTenant, "login").await.unwrap().unwrap();
+    assert_eq!(login.grant_types, "password refresh_token");
 
     let out = client_ok(
         &env,

@@ -110,7 +110,11 @@ async fn kek_rotation_end_to_end(b: Backend) {
         during.db(),
         during.verifier_key(),
         "c3",
-        clients::NewClient::new(common::primary(), "orders.read", "orders-api"),
+        common::any_subject(clients::NewClient::new(
+            common::primary(),
+            "orders.read",
+            "orders-api",
+        )),
         &common::operator(),
         identity_api::now(),
     )

@@ -429,7 +429,7 @@ async fn metadata_lists_what_exists(b: Backend) {
             "introspection_endpoint": format!("{iss}/oauth/introspect"),
             "revocation_endpoint": format!("{iss}/oauth/revoke"),
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-            "grant_types_supported": ["client_credentials", "refresh_token"],
+            "grant_types_supported": ["client_credentials", "refresh_token", "password"],
             "response_types_supported": [],
             "scopes_supported": ["gateway", "orders.read", "orders.write"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

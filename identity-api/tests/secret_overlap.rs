@@ -217,6 +217,7 @@ async fn the_write_accepts_the_previous_verifier_only_within_its_overlap(b: Back
         scopes: "orders.read orders.write".into(),
         audiences: "orders-api".into(),
         grant_types: "client_credentials".into(),
+        subject_policy: "any".into(),
     };
     let store = async |verifier: &[u8], at: i64| {
         let (family, refresh) = family_at(at);

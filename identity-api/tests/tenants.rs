@@ -34,6 +34,7 @@ async fn setup(b: Backend) -> Option<Tenants> {
     common::create_tenant(state, row).await;
     let new = NewClient {
         grant_types: Some("client_credentials refresh_token"),
+        subject_policy: Some("any"),
         ..NewClient::new(&acme, "orders.read orders.write", "orders-api")
     };
     let a1 = clients::create(

@@ -315,7 +315,9 @@ impl Stack {
     }
 
     /// As [`Stack::create_client`], with `args` instead of the seeded client's arguments (e.g.
-    /// `["--tenant", "acme", "--grant-types", "client_credentials refresh_token"]`).
+    /// `["--tenant", "acme", "--grant-types", "client_credentials refresh_token"]`). The client
+    /// may issue for any subject (`--subject-policy any`, the journey's and loadgen's need)
+    /// unless `args` give a `--subject-policy`.
     pub async fn create_client_with(
         &self,
         client_id: &str,
@@ -325,6 +327,12 @@ impl Stack {
     ) -> anyhow::Result<SeededClient> {
         let mut all = vec!["client", "create", client_id, "--scope", scope];
         all.extend(["--audience", audience, "--json"]);
+        if !args
+            .iter()
+            .any(|a| a.split('=').next() == Some("--subject-policy"))
+        {
+            all.extend(["--subject-policy", "any"]);
+        }
         all.extend_from_slice(args);
         let stdout = self.run_cli(&all).await?;
         #[derive(serde::Deserialize)]

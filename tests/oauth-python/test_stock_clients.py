@@ -246,7 +246,7 @@ def test_errors_as_authlib_reads_them(server, metadata):
 
 def test_metadata_lists_exactly_the_endpoints(server, metadata):
     assert metadata["issuer"] == server.url
-    assert metadata["grant_types_supported"] == ["client_credentials", "refresh_token"]
+    assert metadata["grant_types_supported"] == ["client_credentials", "refresh_token", "password"]
     assert metadata["response_types_supported"] == []
     assert "authorization_endpoint" not in metadata
     openid = requests.get(f"{server.url}/.well-known/openid-configuration", timeout=10).json()

@@ -6,13 +6,16 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// `grant_type=refresh_token` (RFC 6749 section 6) at /oauth/token; in a client's grant types it
 /// also makes client_credentials answer with a refresh token.
 pub use identity_protocol::identity::REFRESH_TOKEN_GRANT as REFRESH_TOKEN;
+/// `grant_type=password` (RFC 6749 section 4.3) at /oauth/token: a user of the client's tenant
+/// logs in with a username and password.
+pub const PASSWORD: &str = "password";
 /// The grants a client may be given for /oauth/token, as discovery lists them.
-pub const GRANT_TYPES: [&str; 2] = [CLIENT_CREDENTIALS, REFRESH_TOKEN];
+pub const GRANT_TYPES: [&str; 3] = [CLIENT_CREDENTIALS, REFRESH_TOKEN, PASSWORD];
 /// What a client created without `--grant-types` may use (the migration's default too).
 pub const DEFAULT_GRANT_TYPES: &str = CLIENT_CREDENTIALS;
 
-/// The grant types of a client as given (`--grant-types`): `client_credentials` and
-/// `refresh_token`, separated by spaces or commas, at least one; duplicates dropped. As stored:
+/// The grant types of a client as given (`--grant-types`): `client_credentials`,
+/// `refresh_token` and `password`, separated by spaces or commas, at least one; duplicates dropped. As stored:
 /// separated by single spaces. `Err`: why not.
 pub fn normalize(list: &str) -> Result<String, String> {
     let mut out: Vec<&str> = Vec::new();
@@ -22,13 +25,6 @@ pub fn normalize(list: &str) -> Result<String, String> {
                 if !out.contains(&item) {
                     out.push(item);
                 }
-            }
-            "password" => {
-                return Err(
-                    "password is not supported: the identity API has no users to check \
-                     a password against"
-                        .into(),
-                );
             }
             other => {
                 return Err(format!(
@@ -54,21 +50,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grant_types_are_the_two_grants_of_the_token_endpoint() {
+    fn grant_types_are_the_three_grants_of_the_token_endpoint() {
         let ok = |text: &str| normalize(text).unwrap();
         assert_eq!(ok("client_credentials"), "client_credentials");
+        assert_eq!(ok("password"), "password");
         assert_eq!(
             ok("refresh_token, client_credentials refresh_token"),
             "refresh_token client_credentials"
         );
+        assert_eq!(
+            ok("password refresh_token,password"),
+            "password refresh_token"
+        );
         for (bad, says) in [
             ("", "empty"),
             (" , ", "empty"),
-            ("password", "no users"),
             (
                 "authorization_code",
-                "not one of client_credentials, refresh_token",
+                "not one of client_credentials, refresh_token, password",
             ),
+            ("Password", "not one of"),
             ("Client_Credentials", "not one of"),
         ] {
             let err = normalize(bad).unwrap_err();
@@ -77,5 +78,6 @@ mod tests {
         assert!(has_grant("client_credentials refresh_token", REFRESH_TOKEN));
         assert!(!has_grant("client_credentials", REFRESH_TOKEN));
         assert!(!has_grant("refresh_tokens", REFRESH_TOKEN));
+        assert!(has_grant("password refresh_token", PASSWORD));
     }
 }

@@ -22,10 +22,12 @@ use crate::storage::{
 };
 
 pub mod grant_types;
+pub mod subject_policy;
 
 pub use grant_types::{
-    CLIENT_CREDENTIALS, DEFAULT_GRANT_TYPES, GRANT_TYPES, REFRESH_TOKEN, has_grant,
+    CLIENT_CREDENTIALS, DEFAULT_GRANT_TYPES, GRANT_TYPES, PASSWORD, REFRESH_TOKEN, has_grant,
 };
+pub use subject_policy::{DEFAULT_SUBJECT_POLICY, SubjectPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -37,6 +39,8 @@ pub enum ClientError {
     InvalidAudience(String),
     #[error("invalid grant types: {0}")]
     InvalidGrantTypes(String),
+    #[error("invalid subject policy: {0}")]
+    InvalidSubjectPolicy(String),
     #[error("client {0} already exists")]
     Exists(String),
     #[error("no client {0}")]
@@ -44,8 +48,8 @@ pub enum ClientError {
     #[error("no tenant {0}: create it first (identity-api tenant create {0})")]
     UnknownTenant(String),
     #[error(
-        "nothing to change: give the new scopes, audiences or grant types, or whether the client \
-         may introspect every token"
+        "nothing to change: give the new scopes, audiences, grant types or subject policy, or \
+         whether the client may introspect every token"
     )]
     NoChange,
     #[error("invalid overlap: {0}")]
@@ -162,8 +166,9 @@ impl std::str::FromStr for Overlap {
 /// once, and so does a grant added by `client update`. A stale row can authenticate but not
 /// issue: the write that stores the family checks, in the same statement, that the client is
 /// still enabled, still accepts the secret it authenticated by (as its current one, or as the
-/// previous one within the overlap, at the issue's time) and still has the scopes and audiences
-/// it was judged by (`Db::create_family`); an issue it refuses is judged again on a fresh read.
+/// previous one within the overlap, at the issue's time) and still has the scopes, audiences,
+/// grant types and subject policy it was judged by (`Db::create_family`); an issue it refuses
+/// is judged again on a fresh read.
 /// So a rotation (with or without an overlap, or an overlap's end), an update and a disable act
 /// at once on every instance, and so does an enable (a disabled client is never cached).
 #[derive(Debug, Default)]
@@ -245,6 +250,13 @@ fn normalize(list: &str, what: fn(String) -> ClientError) -> Result<String, Clie
     Ok(items.join(" "))
 }
 
+/// A subject policy as given, as stored ([`SubjectPolicy`]).
+fn normalize_policy(text: &str) -> Result<String, ClientError> {
+    text.parse::<SubjectPolicy>()
+        .map(|policy| policy.to_string())
+        .map_err(ClientError::InvalidSubjectPolicy)
+}
+
 /// What a new client may do.
 #[derive(Debug, Clone, Copy)]
 pub struct NewClient<'a> {
@@ -258,11 +270,14 @@ pub struct NewClient<'a> {
     pub grant_types: Option<&'a str>,
     /// May introspect every client's tokens at /oauth/introspect, not only its own.
     pub may_introspect: bool,
+    /// Whom it may name as the subject of /api/v1/token/issue ([`SubjectPolicy`], as stored);
+    /// `None`: [`DEFAULT_SUBJECT_POLICY`].
+    pub subject_policy: Option<&'a str>,
 }
 
 impl<'a> NewClient<'a> {
-    /// A client of `tenant` with the default grant types, which may not introspect others'
-    /// tokens.
+    /// A client of `tenant` with the default grant types and subject policy, which may not
+    /// introspect others' tokens.
     pub fn new(tenant: &'a TenantId, scopes: &'a str, audiences: &'a str) -> Self {
         Self {
             tenant,
@@ -270,6 +285,7 @@ impl<'a> NewClient<'a> {
             audiences,
             grant_types: None,
             may_introspect: false,
+            subject_policy: None,
         }
     }
 }
@@ -290,6 +306,7 @@ pub async fn create(
     let audiences = normalize(new.audiences, ClientError::InvalidAudience)?;
     let grant_types = grant_types::normalize(new.grant_types.unwrap_or(DEFAULT_GRANT_TYPES))
         .map_err(ClientError::InvalidGrantTypes)?;
+    let subject_policy = normalize_policy(new.subject_policy.unwrap_or(DEFAULT_SUBJECT_POLICY))?;
     if !db
         .tenants()
         .await?
@@ -307,7 +324,7 @@ pub async fn create(
         Some(client_id),
         serde_json::json!({
             "scope": scopes, "audience": audiences, "grant_types": grant_types,
-            "may_introspect": new.may_introspect,
+            "may_introspect": new.may_introspect, "subject_policy": subject_policy,
         }),
     );
     let row = ClientRow {
@@ -323,7 +340,7 @@ pub async fn create(
         grant_types,
         may_introspect: new.may_introspect,
         tenant_id: new.tenant.clone(),
-        subject_policy: "any".to_owned(),
+        subject_policy,
     };
     match db.insert_client(&row, &audit).await {
         Ok(()) => Ok(secret),
@@ -361,6 +378,7 @@ pub async fn update(
         .map(grant_types::normalize)
         .transpose()
         .map_err(ClientError::InvalidGrantTypes)?;
+    let subject_policy = change.subject_policy.map(normalize_policy).transpose()?;
     let audit = |before: &ClientRow| {
         let mut detail = serde_json::Map::new();
         if let Some(scopes) = &scopes {
@@ -376,6 +394,13 @@ pub async fn update(
             detail.insert(
                 "previous_grant_types".into(),
                 before.grant_types.as_str().into(),
+            );
+        }
+        if let Some(policy) = &subject_policy {
+            detail.insert("subject_policy".into(), policy.as_str().into());
+            detail.insert(
+                "previous_subject_policy".into(),
+                before.subject_policy.as_str().into(),
             );
         }
         if let Some(may) = change.may_introspect {
@@ -399,6 +424,7 @@ pub async fn update(
         audiences: audiences.as_deref(),
         grant_types: grant_types.as_deref(),
         may_introspect: change.may_introspect,
+        subject_policy: subject_policy.as_deref(),
     };
     db.update_client(scope, client_id, normalized, audit)
         .await?

@@ -21,6 +21,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             audience,
             grant_types,
             may_introspect,
+            subject_policy,
             json,
             db,
             kek,
@@ -33,6 +34,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                 audiences: &audience,
                 grant_types: Some(&grant_types),
                 may_introspect,
+                subject_policy: Some(&subject_policy),
             };
             let secret = with_verifier_key(&db, &kek, async |db, key| {
                 clients::create(db, key, &client_id, new, &by, now()).await
@@ -56,6 +58,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                         serde_json::json!({
                             "client_id": c.client_id, "tenant": c.tenant_id.as_str(), "scope": c.scopes, "audience": c.audiences,
                             "grant_types": c.grant_types, "may_introspect": c.may_introspect,
+                            "subject_policy": c.subject_policy,
                             "enabled": c.enabled, "created_at": c.created_at, "rotated_at": c.rotated_at,
                             "previous_secret_expires_at": overlap,
                         })
@@ -66,14 +69,15 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                         .unwrap_or_default();
                     println!(
                         "{}\ttenant={}\tenabled={}\tscope=\"{}\"\taudience=\"{}\"\tgrant_types=\"{}\"\
-                         \tmay_introspect={}{overlap}",
+                         \tmay_introspect={}\tsubject_policy=\"{}\"{overlap}",
                         c.client_id,
                         c.tenant_id,
                         c.enabled,
                         c.scopes,
                         c.audiences,
                         c.grant_types,
-                        c.may_introspect
+                        c.may_introspect,
+                        c.subject_policy
                     );
                 }
             }
@@ -126,6 +130,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             audience,
             grant_types,
             may_introspect,
+            subject_policy,
             db,
         } => {
             let audience = (!audience.is_empty()).then(|| audience.join(" "));
@@ -134,6 +139,7 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
                 audiences: audience.as_deref(),
                 grant_types: grant_types.as_deref(),
                 may_introspect,
+                subject_policy: subject_policy.as_deref(),
             };
             let db = open(&db).await?;
             let updated =
@@ -142,8 +148,8 @@ pub(super) async fn run(cmd: ClientCommand) -> Result<(), CommandError> {
             let c = updated?;
             println!(
                 "client {client_id} updated: scope=\"{}\" audience=\"{}\" grant_types=\"{}\" \
-                 may_introspect={}",
-                c.scopes, c.audiences, c.grant_types, c.may_introspect
+                 may_introspect={} subject_policy=\"{}\"",
+                c.scopes, c.audiences, c.grant_types, c.may_introspect, c.subject_policy
             );
         }
     }

@@ -6,7 +6,7 @@ use crate::signing::Algorithm;
 use crate::storage::{Scope, TenantId};
 
 use crate::audit::{self, DEFAULT_LIST, MAX_LIST};
-use crate::clients::{DEFAULT_GRANT_TYPES, Overlap};
+use crate::clients::{DEFAULT_GRANT_TYPES, DEFAULT_SUBJECT_POLICY, Overlap};
 
 use super::{DbArgs, KekArgs};
 
@@ -108,13 +108,18 @@ pub enum ClientCommand {
         audience: Vec<String>,
         /// The grants the client may use at /oauth/token, separated by spaces or commas:
         /// client_credentials, refresh_token (with refresh_token, client_credentials also
-        /// answers with a refresh token). /api/v1 ignores them.
+        /// answers with a refresh token), password (a user's login). /api/v1 ignores them.
         #[arg(long, value_name = "GRANTS", default_value = DEFAULT_GRANT_TYPES)]
         grant_types: String,
         /// The client may introspect the tokens of every client at /oauth/introspect (a
         /// gateway, a resource server), not only its own.
         #[arg(long)]
         may_introspect: bool,
+        /// Whom the client may name as the subject of /api/v1/token/issue: any (a trusted
+        /// login front end), none (only itself: the subject must be its client id) or
+        /// match:PATTERN (subjects the pattern matches; * matches any run of characters).
+        #[arg(long, value_name = "POLICY", default_value = DEFAULT_SUBJECT_POLICY)]
+        subject_policy: String,
         /// Print one JSON object {"client_id", "client_secret"}.
         #[arg(long)]
         json: bool,
@@ -170,10 +175,10 @@ pub enum ClientCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Replace a client's allowed scopes, audiences, grant types or introspection right (at
-    /// least one), at once on every running server; tokens issued before keep what they were
-    /// issued with.
-    #[command(group(clap::ArgGroup::new("grants").required(true).multiple(true).args(["scope", "audience", "grant_types", "may_introspect"])))]
+    /// Replace a client's allowed scopes, audiences, grant types, introspection right or subject
+    /// policy (at least one), at once on every running server; tokens issued before keep what
+    /// they were issued with.
+    #[command(group(clap::ArgGroup::new("grants").required(true).multiple(true).args(["scope", "audience", "grant_types", "may_introspect", "subject_policy"])))]
     Update {
         client_id: String,
         #[command(flatten)]
@@ -190,6 +195,10 @@ pub enum ClientCommand {
         /// Whether the client may introspect the tokens of every client at /oauth/introspect.
         #[arg(long, value_name = "true|false")]
         may_introspect: Option<bool>,
+        /// The new subject policy: any, none or match:PATTERN (see `client create
+        /// --subject-policy`).
+        #[arg(long, value_name = "POLICY")]
+        subject_policy: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },

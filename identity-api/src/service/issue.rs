@@ -7,12 +7,13 @@ use std::sync::Arc;
 use identity_protocol::identity::{IssueRequest, check_subject as check_subject_rule};
 use zeroize::Zeroizing;
 
+use crate::clients::SubjectPolicy;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::keys::Tenant;
 use crate::secret::Fresh;
 use crate::storage::TenantId;
-use crate::storage::{ClientSeen, FamilyRow, Opened, RefreshRow};
+use crate::storage::{ClientRow, ClientSeen, FamilyRow, Opened, RefreshRow};
 use crate::tokens::{self, Claims, TokenError, Verified, VerifiedCache};
 
 use super::answers::TokenResponse;
@@ -66,6 +67,7 @@ impl AppState {
         let client = &*authenticated.row;
         check_subject_rule(&req.subject).map_err(|e| ApiError::invalid_request(e.to_string()))?;
         check_subject(session_subject, &req.subject)?;
+        check_policy(client, &req.subject)?;
         let scope = granted::scope(&client.scopes, req.scope.as_deref(), Grantee::Client)?;
         let audience = granted::audience(&client.audiences, req.audience.as_deref(), "audience")?;
         self.open_family(authenticated, &req.subject, scope, audience, true)
@@ -116,6 +118,7 @@ impl AppState {
             scopes: client.scopes.clone(),
             audiences: client.audiences.clone(),
             grant_types: client.grant_types.clone(),
+            subject_policy: client.subject_policy.clone(),
         };
         let (refresh, row) = match refresh {
             Some((token, row)) => (Some(token), Some(row)),
@@ -199,5 +202,27 @@ impl AppState {
             .cache
             .insert(VerifiedCache::key(&token), Arc::new(verified), now);
         Ok((token, exp - now))
+    }
+}
+
+/// Whether the client's subject policy lets it name `subject`. A stored policy that is not
+/// one (written into the database by hand) refuses every subject as a server error, which the
+/// log explains.
+fn check_policy(client: &ClientRow, subject: &str) -> Result<(), ApiError> {
+    let policy = client
+        .subject_policy
+        .parse::<SubjectPolicy>()
+        .map_err(|e| {
+            ApiError::Internal(format!(
+                "client {} has an unusable subject policy: {e}",
+                client.client_id
+            ))
+        })?;
+    if policy.permits(&client.client_id, subject) {
+        Ok(())
+    } else {
+        Err(ApiError::SubjectNotAllowed {
+            own_id_only: policy == SubjectPolicy::OwnId,
+        })
     }
 }

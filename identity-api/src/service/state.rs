@@ -217,11 +217,15 @@ impl AppState {
         if db.client(Scope::AnyTenant, "dev-client").await?.is_some() {
             return Ok(None);
         }
-        let new = clients::NewClient::new(
-            &self.inner.settings.default_tenant,
-            "orders.read orders.write",
-            "orders-api",
-        );
+        // `any`: the journey's client asserts its users' subjects, as a login front end does.
+        let new = clients::NewClient {
+            subject_policy: Some("any"),
+            ..clients::NewClient::new(
+                &self.inner.settings.default_tenant,
+                "orders.read orders.write",
+                "orders-api",
+            )
+        };
         match clients::create(
             db,
             &self.inner.verifier_key,

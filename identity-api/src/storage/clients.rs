@@ -131,6 +131,8 @@ pub struct ClientChange<'a> {
     pub audiences: Option<&'a str>,
     pub grant_types: Option<&'a str>,
     pub may_introspect: Option<bool>,
+    /// As stored (`clients::SubjectPolicy`).
+    pub subject_policy: Option<&'a str>,
 }
 
 /// Applies `change` and writes `audit(row before)`, in one transaction. Returns the row after,
@@ -161,16 +163,18 @@ pub async fn update(
             audiences: replace(change.audiences, &before.audiences),
             grant_types: replace(change.grant_types, &before.grant_types),
             may_introspect: change.may_introspect.unwrap_or(before.may_introspect),
+            subject_policy: replace(change.subject_policy, &before.subject_policy),
             ..before.clone()
         };
         sqlx::query(
             "UPDATE clients SET scopes = $1, audiences = $2, grant_types = $3, \
-             may_introspect = $4 WHERE client_id = $5",
+             may_introspect = $4, subject_policy = $5 WHERE client_id = $6",
         )
         .bind(&after.scopes)
         .bind(&after.audiences)
         .bind(&after.grant_types)
         .bind(after.may_introspect)
+        .bind(&after.subject_policy)
         .bind(client_id)
         .execute(&mut *tx)
         .await?;

@@ -419,6 +419,7 @@ impl std::fmt::Debug for ClientRow {
             .field("enabled", &self.enabled)
             .field("grant_types", &self.grant_types)
             .field("may_introspect", &self.may_introspect)
+            .field("subject_policy", &self.subject_policy)
             .field(
                 "previous_verifier_expires_at",
                 &self.previous_verifier_expires_at,

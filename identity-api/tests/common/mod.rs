@@ -144,7 +144,8 @@ impl TestEnv {
         Self::with(backend, |_| {}).await
     }
 
-    /// Clients: `c1` and `c2` (orders.read orders.write, audience orders-api), `multi` (two audiences).
+    /// Clients: `c1` and `c2` (orders.read orders.write, audience orders-api), `multi` (two
+    /// audiences); each may issue for any subject.
     pub async fn with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let (url, dir) = database(backend).await?;
         let kek = new_kek_text();
@@ -159,7 +160,11 @@ impl TestEnv {
             db,
             key,
             "c1",
-            NewClient::new(primary(), "orders.read orders.write", "orders-api"),
+            any_subject(NewClient::new(
+                primary(),
+                "orders.read orders.write",
+                "orders-api",
+            )),
             &by,
             now,
         )
@@ -169,7 +174,11 @@ impl TestEnv {
             db,
             key,
             "c2",
-            NewClient::new(primary(), "orders.read orders.write", "orders-api"),
+            any_subject(NewClient::new(
+                primary(),
+                "orders.read orders.write",
+                "orders-api",
+            )),
             &by,
             now,
         )
@@ -179,7 +188,11 @@ impl TestEnv {
             db,
             key,
             "multi",
-            NewClient::new(primary(), "orders.read", "orders-api billing-api"),
+            any_subject(NewClient::new(
+                primary(),
+                "orders.read",
+                "orders-api billing-api",
+            )),
             &by,
             now,
         )
@@ -252,6 +265,14 @@ impl TestEnv {
             &serde_json::json!({ "token": token }).to_string(),
         )
         .await
+    }
+}
+
+/// `new` with the subject policy `any`: the tests issue for subjects of their choosing.
+pub fn any_subject(new: NewClient<'_>) -> NewClient<'_> {
+    NewClient {
+        subject_policy: Some("any"),
+        ..new
     }
 }
 

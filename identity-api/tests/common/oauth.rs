@@ -53,6 +53,7 @@ pub async fn setup(b: Backend) -> Option<Env> {
             audiences: "orders-api",
             grant_types: Some("client_credentials refresh_token"),
             may_introspect: false,
+            subject_policy: Some("any"),
         },
     )
     .await;
@@ -64,6 +65,7 @@ pub async fn setup(b: Backend) -> Option<Env> {
             audiences: "orders-api",
             grant_types: Some("refresh_token"),
             may_introspect: true,
+            subject_policy: Some("any"),
         },
     )
     .await;
@@ -76,6 +78,7 @@ pub async fn setup(b: Backend) -> Option<Env> {
             audiences: "orders-api billing-api",
             grant_types: None,
             may_introspect: false,
+            subject_policy: Some("any"),
         },
     )
     .await;

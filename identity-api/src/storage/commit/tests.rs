@@ -240,6 +240,7 @@ async fn postgres_finds_every_row_by_key() {
             scopes: "s".into(),
             audiences: "a".into(),
             grant_types: "client_credentials".into(),
+            subject_policy: "any".into(),
         },
     };
     let rotation = |i: usize| Write::Rotate {

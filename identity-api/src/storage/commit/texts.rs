@@ -26,9 +26,9 @@ pub static SPEND: LazyLock<Dialects> = LazyLock::new(|| {
 });
 
 /// Parameters an issue binds for its family: the row, then its client as it saw it
-/// (`ClientSeen`: the verifier it authenticated by, the scopes, the audiences and the grant
-/// types).
-pub const FAMILY_WIDTH: usize = FamilyRow::WIDTH + 4;
+/// (`ClientSeen`: the verifier it authenticated by, the scopes, the audiences, the grant
+/// types and the subject policy).
+pub const FAMILY_WIDTH: usize = FamilyRow::WIDTH + 5;
 
 /// The two databases' forms of the writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +53,8 @@ fn all_values(width: usize) -> String {
 /// A family is stored only while its client is enabled, of the family's tenant, that tenant
 /// enabled, still accepts the verifier it
 /// authenticated by (as its current one, or as the previous one until its overlap ends at the
-/// issue's time: the rule of `clients::accepts`) and still has the scopes, audiences and grant
-/// types it was judged by (the columns after the row's): the join drops the row of an issue whose client was
+/// issue's time: the rule of `clients::accepts`) and still has the scopes, audiences, grant
+/// types and subject policy it was judged by (the columns after the row's): the join drops the row of an issue whose client was
 /// disabled, rotated or updated since, and RETURNING names the families stored. On PostgreSQL the client rows are
 /// locked (shared) until the commit, so that a `client disable` running at the same time either
 /// commits first (and the join sees it) or waits and then revokes the new families; on SQLite
@@ -74,7 +74,8 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
          OR (c.previous_secret_verifier = v.column{verifier} \
          AND c.previous_verifier_expires_at > {created_at})) \
          AND c.scopes = v.column{scopes} AND c.audiences = v.column{audiences} \
-         AND c.grant_types = v.column{grant_types} AND c.tenant_id = {tenant} \
+         AND c.grant_types = v.column{grant_types} \
+         AND c.subject_policy = v.column{subject_policy} AND c.tenant_id = {tenant} \
          AND EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = c.tenant_id AND t.enabled = TRUE){lock} \
          RETURNING family_id",
         columns = FamilyRow::column_list(""),
@@ -88,6 +89,7 @@ fn insert_families(n: usize, first: usize, dialect: Dialect) -> String {
         scopes = FamilyRow::WIDTH + 2,
         audiences = FamilyRow::WIDTH + 3,
         grant_types = FamilyRow::WIDTH + 4,
+        subject_policy = FamilyRow::WIDTH + 5,
     )
 }
 

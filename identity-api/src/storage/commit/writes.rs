@@ -9,7 +9,7 @@ use crate::storage::batch::Failure;
 use crate::storage::rows::{AuditRow, FamilyRow, RefreshRow};
 
 /// The client as an issue saw it: the verifier of the secret it authenticated by, and the
-/// scopes, audiences and grant types it was judged by. The write stores the family only while the client is
+/// scopes, audiences, grant types and subject policy it was judged by. The write stores the family only while the client is
 /// enabled and its row still says so, checked in the statement that stores it: a
 /// `client disable`, `rotate-secret` or `update` that commits first refuses the issue, however
 /// old the row it was judged by (the client cache's).
@@ -19,6 +19,7 @@ pub struct ClientSeen {
     pub scopes: String,
     pub audiences: String,
     pub grant_types: String,
+    pub subject_policy: String,
 }
 
 impl std::fmt::Debug for ClientSeen {
@@ -27,6 +28,7 @@ impl std::fmt::Debug for ClientSeen {
             .field("scopes", &self.scopes)
             .field("audiences", &self.audiences)
             .field("grant_types", &self.grant_types)
+            .field("subject_policy", &self.subject_policy)
             .finish_non_exhaustive()
     }
 }
@@ -174,11 +176,13 @@ macro_rules! bind_writes {
                 .bind(client.verifier.as_slice())
                 .bind(client.scopes.as_str())
                 .bind(client.audiences.as_str())
-                .bind(client.grant_types.as_str());
+                .bind(client.grant_types.as_str())
+                .bind(client.subject_policy.as_str());
         }
         for _ in $rows.families.len()..$n {
             $q = $crate::storage::rows::FamilyRow::bind_nulls($q)
                 .bind(None::<&[u8]>)
+                .bind(None::<&str>)
                 .bind(None::<&str>)
                 .bind(None::<&str>)
                 .bind(None::<&str>);
