@@ -9,8 +9,8 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `audit`, `clients`, `keys`, `families`, `users`, `logins` (failed logins), `mfa` (TOTP
-//!   and recovery codes): the cold queries; `purge`: what has ended, deleted.
+//! - `audit`, `clients`, `keys`, `families`, `users`, `user_admin`, `logins` (failed logins),
+//!   `mfa` (TOTP and recovery codes): the cold queries; `purge`: what has ended, deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
 
@@ -34,6 +34,7 @@ mod scope;
 mod sql;
 mod sqlite_file;
 mod tenants;
+mod user_admin;
 mod users;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub use self::rows::{
     RefreshView, RoleRow, SigningKeyRow, TenantRow, UserRow, WrappedKeyRow,
 };
 pub use self::scope::{DEFAULT_TENANT, InvalidTenant, Scope, TenantId};
+pub use self::user_admin::{CredentialCounts, MfaReset, Unlocked};
 pub use self::users::UserChange;
 
 use self::batch::Batcher;
