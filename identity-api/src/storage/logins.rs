@@ -2,15 +2,20 @@
 //! user exists: the count that locks a username for a while (`service::lockout`). Each failure
 //! is one atomic UPSERT, so that concurrent wrong logins are all counted.
 
+use std::sync::LazyLock;
+
 use super::audit::INSERT as INSERT_AUDIT;
 use super::error::StoreError;
 use super::pool::Pools;
 use super::rows::{AuditRow, LoginFailureRow};
 use super::scope::TenantId;
 
-/// `failures` is an INTEGER, which PostgreSQL keeps in 32 bits: read as the row's i64.
-const GET: &str = "SELECT tenant_id, username_key, CAST(failures AS BIGINT), last_failure, \
-     locked_until FROM login_failures WHERE tenant_id = $1 AND username_key = $2";
+static GET: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM login_failures WHERE tenant_id = $1 AND username_key = $2",
+        LoginFailureRow::column_list("")
+    )
+});
 
 /// One more failure at `$3`. A count whose last failure is older than the window (`$4` seconds)
 /// starts again at 1. The failure that reaches `$5` locks the username until `$3 + $6` and
@@ -32,7 +37,7 @@ const RECORD: &str = "INSERT INTO login_failures \
                     ELSE login_failures.failures + 1 END) >= $5 THEN $3 + $6 \
          ELSE login_failures.locked_until END, \
      last_failure = $3 \
-     RETURNING CAST(failures AS BIGINT), locked_until";
+     RETURNING failures, locked_until";
 
 /// What [`record_failure`] left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +55,7 @@ pub async fn get(
     username_key: &str,
 ) -> Result<Option<LoginFailureRow>, StoreError> {
     reader!(pools, p => {
-        let row = sqlx::query(GET)
+        let row = sqlx::query(&GET)
             .bind(tenant)
             .bind(username_key)
             .fetch_optional(p)
