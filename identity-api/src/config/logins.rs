@@ -10,11 +10,12 @@ use crate::service::lockout::{
 /// How many failed password logins lock a username or a source, and for how long.
 #[derive(Debug, Clone, Args)]
 pub struct LoginArgs {
-    /// Failed logins of a username (whether or not such a user exists) that lock it. One
-    /// source alone may fail one time less on a username: it cannot lock it by itself.
+    /// Failed logins of a username (whether or not such a user exists) that lock it, 2 to
+    /// 1000. One source alone may fail one time less on a username: it cannot lock it by
+    /// itself.
     #[arg(long, env = "IDENTITY_LOGIN_MAX_FAILURES", value_name = "N",
           default_value_t = DEFAULT_MAX_FAILURES,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
+          value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub login_max_failures: u32,
 
     /// How long a locked username stays locked, in seconds (attempts meanwhile are refused

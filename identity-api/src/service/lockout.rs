@@ -65,7 +65,8 @@ impl LoginLimits {
         }
     }
 
-    /// Failures one source may have on one username: one less than locks it (at least one).
+    /// Failures one source may have on one username: one less than locks it (at least one;
+    /// the flag allows no limit below 2, where one source could lock a username alone).
     fn pair_max(&self) -> u32 {
         self.max_failures.saturating_sub(1).max(1)
     }
