@@ -28,6 +28,14 @@ pub enum ApiError {
     InvalidTarget(String),
     #[error("invalid_grant: {0}")]
     InvalidGrant(&'static str),
+    /// A password login refused before any hash is computed: the username, or the source,
+    /// failed too often (`service::lockout`). 400 `invalid_grant` with `Retry-After`.
+    #[error("invalid_grant: too many failed logins")]
+    LoginLocked { retry_after: i64 },
+    /// The user has a confirmed second factor and the request brought no code: 403
+    /// `mfa_required`, as Auth0 answers, naming the fields to send.
+    #[error("mfa_required")]
+    MfaRequired,
     #[error("unsupported_grant_type: {0}")]
     UnsupportedGrantType(String),
     /// RFC 6749 section 5.2: "The authenticated client is not authorized to use this
@@ -98,11 +106,13 @@ impl ApiError {
             | ApiError::InvalidScope(_)
             | ApiError::InvalidTarget(_)
             | ApiError::InvalidGrant(_)
+            | ApiError::LoginLocked { .. }
             | ApiError::UnsupportedGrantType(_)
             | ApiError::GrantNotAllowed(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidClient | ApiError::InvalidClientInBody | ApiError::InvalidToken(_) => {
                 StatusCode::UNAUTHORIZED
             }
+            ApiError::MfaRequired => StatusCode::FORBIDDEN,
             ApiError::SubjectMismatch
             | ApiError::UnauthorizedClient
             | ApiError::SubjectNotAllowed { .. }
@@ -130,6 +140,8 @@ impl ApiError {
             ApiError::InvalidScope(_) => "invalid_scope",
             ApiError::InvalidTarget(_) => "invalid_target",
             ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::LoginLocked { .. } => "invalid_grant",
+            ApiError::MfaRequired => "mfa_required",
             ApiError::UnsupportedGrantType(_) => "unsupported_grant_type",
             ApiError::GrantNotAllowed(_) => "unauthorized_client",
             ApiError::InvalidToken(_) => "invalid_token",
@@ -162,6 +174,12 @@ impl ApiError {
                 "client authentication failed".into()
             }
             ApiError::InvalidGrant(text) | ApiError::InvalidToken(text) => (*text).into(),
+            ApiError::LoginLocked { retry_after } => {
+                format!("too many failed logins; try again in {retry_after} seconds")
+            }
+            ApiError::MfaRequired => "this user has a second factor: send otp (the current \
+                code of its authenticator) or recovery_code (an unused recovery code)"
+                .into(),
             ApiError::SubjectMismatch => {
                 "the token or request is for another subject than the session".into()
             }
@@ -240,6 +258,9 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+            }
+            ApiError::LoginLocked { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }

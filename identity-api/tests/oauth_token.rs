@@ -195,7 +195,7 @@ async fn token_endpoint_errors(b: Backend) {
         400,
         "invalid_request",
     );
-    // Grant types: missing, unsupported (password too: there are no users), not the client's.
+    // Grant types: missing, unsupported, not the client's (password: tests/password_grant.rs).
     let answer = t.c1_token("scope=orders.read").await;
     assert_oauth_error(&answer, 400, "invalid_request");
     assert!(
@@ -206,7 +206,6 @@ async fn token_endpoint_errors(b: Backend) {
     );
     for grant in [
         "authorization_code",
-        "password",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
     ] {
         let answer = t.c1_token(&format!("grant_type={}", enc(grant))).await;
@@ -215,11 +214,12 @@ async fn token_endpoint_errors(b: Backend) {
     let answer = t
         .c1_token("grant_type=password&username=u&password=p")
         .await;
+    assert_oauth_error(&answer, 400, "unauthorized_client");
     assert!(
         answer.2["error_description"]
             .as_str()
             .unwrap()
-            .contains("no users")
+            .contains("password grant")
     );
     assert_oauth_error(
         &t.c1_token("grant_type=refresh_token&refresh_token=x").await,

@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -13,7 +13,11 @@ use identity_protocol::signing::published_key_from_pem;
 use rand_core::{OsRng, RngCore as _};
 
 use crate::binaries::Binaries;
-use crate::process::{Process, READY_TIMEOUT, Ready, free_port, wait_ready};
+use crate::process::{Process, Ready, free_port, wait_ready};
+
+mod cli;
+
+pub use cli::SeededClient;
 
 /// The file `identity-sidecar --dev` creates in its working directory (docs/CONVENTIONS.md).
 pub const SIDECAR_DEV_KEY_FILE: &str = "sidecar-dev-signing-key.pem";
@@ -94,22 +98,6 @@ fn wrapped(wrapper: &[String], binary: &Path) -> Command {
             command
         }
         None => Command::new(binary),
-    }
-}
-
-/// A client created with the identity API's CLI.
-#[derive(Clone)]
-pub struct SeededClient {
-    pub client_id: String,
-    pub client_secret: String,
-}
-
-impl std::fmt::Debug for SeededClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeededClient")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<hidden>")
-            .finish()
     }
 }
 
@@ -299,85 +287,6 @@ impl Stack {
             .current_dir(self.dir.path())
             .env("IDENTITY_KEY_ENCRYPTION_KEY", &self.kek);
         command
-    }
-
-    /// `identity-api client create <id> --scope .. --audience .. --json` with the seeded client's
-    /// [`StackConfig::client_args`], on the stack's database.
-    pub async fn create_client(
-        &self,
-        client_id: &str,
-        scope: &str,
-        audience: &str,
-    ) -> anyhow::Result<SeededClient> {
-        let args: Vec<&str> = self.config.client_args.iter().map(String::as_str).collect();
-        self.create_client_with(client_id, scope, audience, &args)
-            .await
-    }
-
-    /// As [`Stack::create_client`], with `args` instead of the seeded client's arguments (e.g.
-    /// `["--tenant", "acme", "--grant-types", "client_credentials refresh_token"]`). The client
-    /// may issue for any subject (`--subject-policy any`, the journey's and loadgen's need)
-    /// unless `args` give a `--subject-policy`.
-    pub async fn create_client_with(
-        &self,
-        client_id: &str,
-        scope: &str,
-        audience: &str,
-        args: &[&str],
-    ) -> anyhow::Result<SeededClient> {
-        let mut all = vec!["client", "create", client_id, "--scope", scope];
-        all.extend(["--audience", audience, "--json"]);
-        if !args
-            .iter()
-            .any(|a| a.split('=').next() == Some("--subject-policy"))
-        {
-            all.extend(["--subject-policy", "any"]);
-        }
-        all.extend_from_slice(args);
-        let stdout = self.run_cli(&all).await?;
-        #[derive(serde::Deserialize)]
-        struct Created {
-            client_id: String,
-            client_secret: String,
-        }
-        let created: Created = stdout
-            .lines()
-            .find_map(|line| serde_json::from_str(line).ok())
-            .ok_or_else(|| {
-                anyhow!("`identity-api client create --json` printed no {{\"client_id\", \"client_secret\"}} object")
-            })?;
-        Ok(SeededClient {
-            client_id: created.client_id,
-            client_secret: created.client_secret,
-        })
-    }
-
-    /// `identity-api <args> --database-url <the stack's>` (e.g. `tenant create acme`), with the
-    /// stack's key-encryption key: its standard output, or an error with its standard error.
-    /// A running identity API sees what it changed at its next reload, within a second.
-    pub async fn run_cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut command = tokio::process::Command::from(self.api_command(&[]));
-        command
-            .args(args)
-            .arg("--database-url")
-            .arg(&self.database_url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let shown = args.join(" ");
-        let output = tokio::time::timeout(READY_TIMEOUT, command.output())
-            .await
-            .with_context(|| format!("`identity-api {shown}` did not finish in time"))?
-            .with_context(|| format!("cannot run `identity-api {shown}`"))?;
-        if !output.status.success() {
-            bail!(
-                "`identity-api {shown}` failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     fn spawn_api(&self) -> anyhow::Result<Process> {

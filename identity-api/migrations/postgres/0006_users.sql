@@ -67,7 +67,7 @@ CREATE INDEX api_keys_user ON api_keys (user_id);
 CREATE TABLE login_failures (
     tenant_id     TEXT NOT NULL,
     username_key  TEXT NOT NULL,
-    failures      INTEGER NOT NULL,
+    failures      BIGINT NOT NULL,
     last_failure  BIGINT NOT NULL,
     locked_until  BIGINT,
     PRIMARY KEY (tenant_id, username_key)

@@ -1,12 +1,16 @@
 //! What each command of `identity-api` does, once its arguments are parsed (`config`): `serve`
 //! (`serve`), the operator's commands on clients (`client`) and on the audit trail (`audit`),
-//! on tenants (`tenant`), and here those on signing keys and the key-encryption key.
+//! on tenants (`tenant`), on users (`user`) and roles (`role`), and here those on signing keys
+//! and the key-encryption key.
 
 mod api_key;
 mod audit;
 mod client;
+mod role;
 mod serve;
 mod tenant;
+mod user;
+mod user_show;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +41,12 @@ pub enum CommandError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Tenant(#[from] tenant::TenantError),
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
+    #[error(transparent)]
+    UserCommand(#[from] user::UserCommandError),
+    #[error(transparent)]
+    Role(#[from] role::RoleError),
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]
@@ -76,6 +86,8 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Client(cmd) => client::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Tenant(cmd) => tenant::run(cmd).await,
+        Command::User(cmd) => user::run(cmd).await,
+        Command::Role(cmd) => role::run(cmd).await,
         Command::ApiKey(cmd) => api_key::run(cmd).await,
         Command::Keys(KeysCommand::Rotate { tenant, db, kek }) => {
             let keks = kek.resolve(db.dev)?;

@@ -46,6 +46,9 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CommandError> {
     }
     let db = open(&args.db).await?;
     let state = AppState::new(db, keks, settings).await?;
+    if let Some(definitions) = &args.role_definitions {
+        super::role::apply_definitions(state.db(), &args.db.default_tenant, definitions).await?;
+    }
     if args.db.dev
         && let Some(secret) = state.seed_dev_client().await?
     {

@@ -24,17 +24,21 @@ use crate::service::settings::{
 };
 use crate::storage::{DEFAULT_TENANT, TenantId};
 use crate::users::password::BadPolicy;
+use crate::users::roles::RoleDefinitions;
 
 /// Where `--dev` keeps its generated key-encryption key when none is configured.
 pub const DEV_KEK_FILE: &str = "identity-dev.kek";
 
 mod commands;
+mod logins;
 mod passwords;
+mod users;
 pub use commands::{
     ApiKeyCommand, AuditCommand, AuditFilterArgs, ClientCommand, ClientTenantArg, KekCommand,
     KeysCommand, TenantCommand,
 };
 pub use passwords::PasswordArgs;
+pub use users::{RoleCommand, RotationArgs, UserCommand, UserTenantArg};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +68,13 @@ pub enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage users: create, list, show, disable, enable, set roles, reset a password,
+    /// delete, reset MFA, unlock.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage roles: what scopes each role of a tenant grants its users.
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// Manage users' API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -290,12 +301,16 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(0..=86_400))]
     pub jwks_cache_seconds: u32,
 
-    /// Days a user's password works for after it was set: past them, the password grant and
-    /// the user's API keys are refused (`password_expired`) until the password is rotated.
-    /// Unset: passwords do not expire.
-    #[arg(long, env = "IDENTITY_PASSWORD_ROTATION_DAYS", value_name = "DAYS",
-          value_parser = clap::value_parser!(i64).range(1..=36_500))]
-    pub password_rotation_days: Option<i64>,
+    #[command(flatten)]
+    pub rotation: RotationArgs,
+
+    /// Roles of the default tenant, set at start: a JSON object of role name to the list of
+    /// scopes it grants, e.g. {"admin": ["orders.read", "orders.write"], "viewer":
+    /// ["orders.read"]} (the variable the replaced gateway read). Each role named is created
+    /// or replaced (audited when it changes); the others are kept (`identity-api role`
+    /// manages them). A malformed value fails the start.
+    #[arg(long, env = "ROLE_DEFINITIONS", value_name = "JSON")]
+    pub role_definitions: Option<RoleDefinitions>,
 
     /// Seconds an API key keeps working after its owner rotated it at
     /// /credentials/api-key/rotate, so that its users can move to the new one; 0 (the
@@ -332,6 +347,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub passwords: PasswordArgs,
 
+    #[command(flatten)]
+    pub logins: logins::LoginArgs,
+
     /// Deadlines for slow clients, the connection cap (each listener's) and the shutdown grace.
     #[command(flatten)]
     pub server: ServerArgs<ApiServer>,
@@ -367,10 +385,11 @@ impl ServeArgs {
                 .and_then(|text| SharedToken::new(text).ok()),
             service_token_header: self.service_token_header.clone(),
             jwks_cache_secs: self.jwks_cache_seconds,
-            password_rotation_days: self.password_rotation_days,
+            password_rotation_days: self.rotation.password_rotation_days,
             api_key_overlap_secs: self.api_key_overlap_secs,
             clock: Default::default(),
             passwords: self.passwords.policy()?,
+            logins: self.logins.limits(),
         };
         if let (Some(internal), Some(service)) = (&settings.internal_token, &settings.service_token)
             && service.matches(internal.expose().as_bytes())

@@ -1,9 +1,11 @@
 //! Routes: PROTOCOL.md section 5 under /api/v1 (behind the internal token), the standard OAuth
-//! 2.0 endpoints under /oauth ([`oauth`]: they authenticate their clients themselves), health,
+//! 2.0 endpoints under /oauth ([`oauth`]: they authenticate their clients themselves), the
+//! password grant and the /credentials routes of passwords and MFA ([`login`]), health,
 //! version, metrics, the JWKS and discovery.
 
 mod api_keys;
 mod form;
+mod login;
 mod oauth;
 mod tenant;
 
@@ -51,6 +53,7 @@ fn routes(state: AppState) -> Router {
         .route(paths::INTROSPECT, post(introspect))
         .route(paths::TOKEN, post(refresh))
         .route(paths::REVOKE, post(revoke))
+        .merge(login::api_routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_internal_token,
@@ -58,6 +61,7 @@ fn routes(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops_routes())
+        .merge(login::routes())
         .merge(api_keys::routes())
         .route(paths::OAUTH_TOKEN, post(oauth::token))
         .route(paths::OAUTH_INTROSPECT, post(oauth::introspect))

@@ -34,6 +34,7 @@ pub(super) async fn token(
     State(state): State<AppState>,
     tenant: Named,
     headers: HeaderMap,
+    peer: super::login::Peer,
     body: RequestBody,
 ) -> Response {
     let answer = async {
@@ -46,6 +47,11 @@ pub(super) async fn token(
             resources,
             audience: form.get("audience"),
             refresh_token: form.get("refresh_token"),
+            username: form.get("username"),
+            password: form.get("password"),
+            otp: form.get("otp"),
+            recovery_code: form.get("recovery_code"),
+            source: super::login::source(&state, &headers, &peer),
         };
         state
             .token_grant(&credentials, &request, named_id(named(&tenant)))

@@ -11,6 +11,8 @@ use crate::error::ApiError;
 pub(super) enum Grantee {
     Client,
     RefreshToken,
+    /// A password grant: what the user's roles grant that the client may give.
+    User,
 }
 
 /// The scope a request asks for, within `granted` (a space-separated list). Not asked for, it
@@ -45,6 +47,10 @@ pub(super) fn scope(
                 Grantee::RefreshToken => {
                     format!("scope {item} was not granted with this refresh token")
                 }
+                Grantee::User => format!(
+                    "scope {item} is not granted to this user by its roles (or not allowed for \
+                     this client)"
+                ),
             }));
         }
     }

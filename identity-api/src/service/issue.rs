@@ -85,6 +85,21 @@ impl AppState {
         audience: String,
         with_refresh: bool,
     ) -> Result<TokenResponse, ApiError> {
+        self.open_family_with_roles(authenticated, subject, scope, audience, with_refresh, None)
+            .await
+    }
+
+    /// [`Self::open_family`] for a user: `roles` (space-separated) are the family's, and its
+    /// access tokens' `roles` claim.
+    pub(super) async fn open_family_with_roles(
+        &self,
+        authenticated: &Authenticated,
+        subject: &str,
+        scope: String,
+        audience: String,
+        with_refresh: bool,
+        roles: Option<String>,
+    ) -> Result<TokenResponse, ApiError> {
         let client = &*authenticated.row;
         let tenant = &*authenticated.tenant;
         let inner = &self.inner;
@@ -107,7 +122,7 @@ impl AppState {
             revoked_at: None,
             revoke_reason: None,
             tenant_id: tenant.id.clone(),
-            roles: None,
+            roles,
         };
         let (access_token, expires_in) = self.sign_access(tenant, &family, now, &mut fresh)?;
         let refresh = with_refresh.then(|| self.new_refresh(tenant, &family, now, &mut fresh));

@@ -1,5 +1,5 @@
 //! The standard OAuth 2.0 endpoints (docs/OAUTH.md), over the same operations as section 5:
-//! `POST /oauth/token` (RFC 6749: client_credentials, refresh_token), `/oauth/introspect` (RFC
+//! `POST /oauth/token` (RFC 6749: client_credentials, refresh_token, password), `/oauth/introspect` (RFC
 //! 7662), `/oauth/revoke` (RFC 7009). Their callers authenticate as clients, with
 //! `client_secret_basic` or `client_secret_post` (RFC 6749 section 2.3.1); introspection also
 //! takes the service token.
@@ -49,14 +49,14 @@ impl std::fmt::Debug for ClientCredentials {
 impl ClientCredentials {
     /// RFC 6749 section 5.2: a client that used `Authorization` gets 401 with the challenge of
     /// its scheme; one that put its secret in the body, 401 without.
-    fn refused(&self) -> ApiError {
+    pub(super) fn refused(&self) -> ApiError {
         match self.method {
             AuthMethod::Basic => ApiError::InvalidClient,
             AuthMethod::Post => ApiError::InvalidClientInBody,
         }
     }
 
-    fn refusal(&self, error: ApiError) -> ApiError {
+    pub(super) fn refusal(&self, error: ApiError) -> ApiError {
         match error {
             ApiError::InvalidClient => self.refused(),
             other => other,
@@ -74,7 +74,8 @@ pub enum Introspector {
 
 /// The parameters of `POST /oauth/token` this server reads; empty ones count as absent (RFC
 /// 6749 section 3.1).
-#[derive(Debug, Default)]
+/// `Debug` shows no credential.
+#[derive(Default)]
 pub struct GrantRequest<'a> {
     pub grant_type: Option<&'a str>,
     pub scope: Option<&'a str>,
@@ -84,11 +85,31 @@ pub struct GrantRequest<'a> {
     /// `audience`, as Hydra, Keycloak and Auth0 name the same thing.
     pub audience: Option<&'a str>,
     pub refresh_token: Option<&'a str>,
+    /// The password grant's (RFC 6749 section 4.3), and the second factor of a user who has one.
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub otp: Option<&'a str>,
+    pub recovery_code: Option<&'a str>,
+    /// Where the request comes from, for the failed-login limits.
+    pub source: Option<super::lockout::LoginSource>,
+}
+
+impl std::fmt::Debug for GrantRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantRequest")
+            .field("grant_type", &self.grant_type)
+            .field("scope", &self.scope)
+            .field("resources", &self.resources)
+            .field("audience", &self.audience)
+            .field("username", &self.username)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrantRequest<'_> {
     /// The audience asked for, by `resource` or `audience` (the same one if both).
-    fn audience(&self) -> Result<Option<&str>, ApiError> {
+    pub(super) fn audience(&self) -> Result<Option<&str>, ApiError> {
         let resource = match self.resources.as_slice() {
             [] => None,
             [one] => Some(*one),
@@ -122,7 +143,7 @@ impl TokenParams<'_> {
 }
 
 impl AppState {
-    async fn authenticate_standard(
+    pub(super) async fn authenticate_standard(
         &self,
         credentials: &ClientCredentials,
         from: ClientSource,
@@ -147,17 +168,21 @@ impl AppState {
                 return self.client_credentials(credentials, request, named).await;
             }
             Some(REFRESH_TOKEN) => return self.refresh_grant(credentials, request, named).await,
+            Some(super::login::PASSWORD_GRANT) => {
+                return self
+                    .password_grant_standard(credentials, request, named)
+                    .await;
+            }
             _ => {}
         }
         self.authenticate_standard(credentials, ClientSource::Database, named)
             .await?;
         Err(match request.grant_type {
             None => ApiError::invalid_request("grant_type is required"),
-            Some("password") => ApiError::UnsupportedGrantType(
-                "grant_type password is not supported: the identity API has no users".into(),
-            ),
             Some(_) => ApiError::UnsupportedGrantType(
-                "this grant_type is not supported: use client_credentials or refresh_token".into(),
+                "this grant_type is not supported: use client_credentials, refresh_token or \
+                 password"
+                    .into(),
             ),
         })
     }

@@ -57,6 +57,8 @@ pub struct Settings {
     /// New passwords' rules and the Argon2id costs (the `Hasher` of the app state is built
     /// from it).
     pub passwords: PasswordPolicy,
+    /// How many failed logins lock a username or a source, and for how long.
+    pub logins: super::lockout::LoginLimits,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
             api_key_overlap_secs: DEFAULT_API_KEY_OVERLAP_SECS,
             clock: Clock::default(),
             passwords: PasswordPolicy::default(),
+            logins: super::lockout::LoginLimits::default(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub(super) struct Inner {
     pub(super) hasher: Hasher,
     /// Compared against when the client is unknown, so that both paths cost the same.
     pub(super) dummy_verifier: [u8; 32],
+    /// Failed logins per source, and the count of password verifications.
+    pub(super) login: super::login::LoginState,
     pub(super) cache: VerifiedCache,
     pub(super) clients: ClientCache,
     /// API keys that validated lately, and the refusals audited lately.
@@ -103,6 +105,7 @@ impl AppState {
                 mfa_key,
                 hasher,
                 dummy_verifier,
+                login: Default::default(),
                 cache: VerifiedCache::default(),
                 clients: ClientCache::default(),
                 api_keys: Default::default(),

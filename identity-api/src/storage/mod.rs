@@ -9,8 +9,9 @@
 //! - [`batch`]: natural batching of concurrent calls, and its counters;
 //! - `kept`, `reads`, `commit`: the hot path, batched: the three reads every request makes, and
 //!   the group commit of issues and rotations (one module per database);
-//! - `audit`, `clients`, `keys`, `families`, `users`, `api_keys`: the cold queries; `purge`: what has
-//!   ended, deleted.
+//! - `audit`, `clients`, `keys`, `families`, `users`, `user_admin`, `logins` (failed logins),
+//!   `mfa` (TOTP and recovery codes), `api_keys`: the cold queries; `purge`: what has ended,
+//!   deleted.
 //!
 //! [`Db`] is the facade the rest of the crate uses; it owns the pools and the batch tasks.
 
@@ -26,6 +27,8 @@ mod error;
 mod families;
 mod kept;
 mod keys;
+mod logins;
+mod mfa;
 mod purge;
 mod reads;
 pub mod rows;
@@ -33,6 +36,7 @@ mod scope;
 mod sql;
 mod sqlite_file;
 mod tenants;
+mod user_admin;
 mod users;
 
 use std::sync::Arc;
@@ -43,6 +47,7 @@ pub use self::clients::ClientChange;
 pub use self::commit::{ClientSeen, Opened, Rotation};
 pub use self::error::StoreError;
 pub use self::keys::{SealedRow, WrappedTable};
+pub use self::logins::{FailureCount, FailureLimits};
 pub use self::pool::Pools;
 pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
@@ -50,6 +55,7 @@ pub use self::rows::{
     RefreshView, RoleRow, SigningKeyRow, TenantRow, UserRow, WrappedKeyRow,
 };
 pub use self::scope::{DEFAULT_TENANT, InvalidTenant, Scope, TenantId};
+pub use self::user_admin::{CredentialCounts, MfaReset, Unlocked};
 pub use self::users::UserChange;
 
 use self::batch::Batcher;

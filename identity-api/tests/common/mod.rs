@@ -12,6 +12,7 @@ use identity_api::{AppState, Settings};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+pub mod cli;
 pub mod oauth;
 mod process;
 #[allow(unused_imports)] // each test file uses some of them
