@@ -7,7 +7,7 @@ use crate::config::{ApiKeyCommand, DbArgs, KekArgs};
 use crate::kek;
 use crate::operator::Operator;
 use crate::secret::Key32;
-use crate::storage::{ApiKeyRow, Db, TenantId};
+use crate::storage::{ApiKeyRow, Db, TenantId, UserRow};
 use crate::users::api_keys::{self, ApiKey, KeyChangeError};
 use crate::users::{self, UserError};
 
@@ -62,6 +62,7 @@ pub(super) async fn run(cmd: ApiKeyCommand) -> Result<(), CommandError> {
             let listed = list(&db, &tenant, &user).await;
             db.close().await;
             let (owner, keys) = listed?;
+            let (owner, username) = (owner.user_id, owner.username);
             let now = now();
             for k in keys {
                 let state = state(&k, now);
@@ -70,7 +71,7 @@ pub(super) async fn run(cmd: ApiKeyCommand) -> Result<(), CommandError> {
                         "{}",
                         serde_json::json!({
                             "key_id": k.key_id, "tenant": tenant.as_str(), "user_id": owner,
-                            "username": user, "state": state, "created_at": k.created_at,
+                            "username": username, "state": state, "created_at": k.created_at,
                             "expires_at": k.expires_at, "revoked_at": k.revoked_at,
                             "last_used_at": k.last_used_at,
                         })
@@ -135,12 +136,12 @@ async fn list(
     db: &Db,
     tenant: &TenantId,
     username: &str,
-) -> Result<(String, Vec<ApiKeyRow>), CommandError> {
+) -> Result<(UserRow, Vec<ApiKeyRow>), CommandError> {
     let owner = users::find(db, tenant, username)
         .await
         .map_err(ApiKeyCommandError::from)?;
     let keys = db.api_keys_of(tenant, &owner.user_id).await?;
-    Ok((owner.user_id, keys))
+    Ok((owner, keys))
 }
 
 /// `active`, `replaced` (works until its `expires_at`), `expired` or `revoked`.

@@ -229,7 +229,7 @@ async fn cli(b: Backend) {
         "{text}"
     );
 
-    let listed = ok(&["api-key", "list", "--user", "alice", "--json"]);
+    let listed = ok(&["api-key", "list", "--user", "Alice", "--json"]);
     assert!(!listed.contains(&key[17..]));
     let first: Value = listed
         .lines()
@@ -238,6 +238,7 @@ async fn cli(b: Backend) {
         .unwrap();
     assert_eq!(listed.lines().count(), 2);
     assert_eq!(first["state"], "active");
+    assert_eq!(first["username"], "alice");
     assert_eq!(first["last_used_at"], Value::Null);
 
     let rotated: Value = serde_json::from_str(
