@@ -242,8 +242,10 @@ async fn redis_stopped_under_load_gives_503s_and_the_replicas_recover_when_it_re
             let a = &env.client;
             let mut tally = Tally::default();
             let mut current: Option<(ClientSession, String)> = None;
-            // Bounded: at most 400 rounds, and the test stops it sooner.
-            for _ in 0..400 {
+            // Paced, so that it is still running when Redis stops however fast the machine
+            // is; bounded: at most 4,000 rounds (20 s and more), and the test stops it sooner.
+            for _ in 0..4_000 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
