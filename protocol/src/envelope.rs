@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::b64;
 use crate::error::Error;
-use crate::keys::SessionKeys;
+use crate::keys::{SessionKeys, scrub_deep_dead_stack};
 
 /// The highest `seq`: 2^53 - 1, the largest integer every JSON implementation reads exactly.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
@@ -234,6 +234,55 @@ pub fn random_iv() -> [u8; IV_LEN] {
     iv
 }
 
+/// [`seal`] under a cipher expanded for this one message, then a scrub of the dead stack: the
+/// key schedule is built and moved on the stack, and the AES-NI code spills round keys there (in
+/// unoptimised builds every intrinsic is a call with its operands on the stack). aes wipes only
+/// the cipher's last place; the other copies would stay in dead frames until an unrelated value
+/// written from the stack to the heap (a spawned future, say) carried them off.
+fn seal_scrubbed(
+    cipher: impl FnOnce() -> Aes256Gcm,
+    iv: &[u8; IV_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let ciphertext = seal_with(cipher, iv, aad, plaintext);
+    scrub_deep_dead_stack();
+    ciphertext
+}
+
+/// [`open`] as [`seal_scrubbed`] seals.
+fn open_scrubbed(
+    cipher: impl FnOnce() -> Aes256Gcm,
+    iv: &[u8; IV_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Plaintext, Error> {
+    let plaintext = open_with(cipher, iv, aad, ciphertext);
+    scrub_deep_dead_stack();
+    plaintext
+}
+
+/// Not inlined, so that its frames lie where [`scrub_deep_dead_stack`] writes next.
+#[inline(never)]
+fn seal_with(
+    cipher: impl FnOnce() -> Aes256Gcm,
+    iv: &[u8; IV_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    seal(&cipher(), iv, aad, plaintext)
+}
+
+#[inline(never)]
+fn open_with(
+    cipher: impl FnOnce() -> Aes256Gcm,
+    iv: &[u8; IV_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Plaintext, Error> {
+    open(&cipher(), iv, aad, ciphertext)
+}
+
 /// The four operations of section 3 on a session's keys. The caller supplies `session_id`,
 /// `METHOD` and `path` as they travel; nothing here trusts the envelope for them.
 impl SessionKeys {
@@ -249,7 +298,7 @@ impl SessionKeys {
     ) -> Envelope {
         let iv = random_iv();
         let aad = request_aad(session_id, method, path, seq, authorization);
-        let ciphertext = seal(&self.c2s(), &iv, &aad, plaintext);
+        let ciphertext = seal_scrubbed(|| self.c2s(), &iv, &aad, plaintext);
         Envelope {
             seq,
             iv,
@@ -267,7 +316,7 @@ impl SessionKeys {
         envelope: &Envelope,
     ) -> Result<Plaintext, Error> {
         let aad = request_aad(session_id, method, path, envelope.seq, authorization);
-        open(&self.c2s(), &envelope.iv, &aad, &envelope.ciphertext)
+        open_scrubbed(|| self.c2s(), &envelope.iv, &aad, &envelope.ciphertext)
     }
 
     /// Sidecar: encrypt the identity API's answer under k_s2c, bound to its status.
@@ -282,7 +331,7 @@ impl SessionKeys {
     ) -> Envelope {
         let iv = random_iv();
         let aad = response_aad(session_id, method, path, seq, status);
-        let ciphertext = seal(&self.s2c(), &iv, &aad, plaintext);
+        let ciphertext = seal_scrubbed(|| self.s2c(), &iv, &aad, plaintext);
         Envelope {
             seq,
             iv,
@@ -305,6 +354,6 @@ impl SessionKeys {
             return Err(Error::SeqMismatch);
         }
         let aad = response_aad(session_id, method, path, seq, status);
-        open(&self.s2c(), &envelope.iv, &aad, &envelope.ciphertext)
+        open_scrubbed(|| self.s2c(), &envelope.iv, &aad, &envelope.ciphertext)
     }
 }
