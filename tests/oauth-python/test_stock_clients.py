@@ -1,6 +1,7 @@
 """The standard OAuth 2.0 endpoints of the real identity-api binary, driven by stock clients:
 authlib's OAuth2Session (client_credentials with client_secret_basic and client_secret_post,
-refresh_token, introspect_token, revoke_token, its errors) and PyJWT's PyJWKClient (an access
+refresh_token, the password grant of a user made with the CLI, introspect_token, revoke_token,
+its errors) and PyJWT's PyJWKClient (an access
 token verified against the JWKS, with the issuer and the algorithms from the metadata). Also
 runs the README's authlib snippet as it is written there.
 
@@ -26,6 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("IDENTITY_API_BIN", str(ROOT / "target" / "debug" / "identity-api"))
 SCOPE = "orders.read orders.write"
 AUDIENCE = "orders-api"
+PASSWORD = "correct horse battery staple"
 
 
 class Server:
@@ -45,10 +47,11 @@ class Server:
         self.process = None
         self.url = None
 
-    def run(self, *args):
+    def run(self, *args, stdin=None):
         env = getattr(self, "env", os.environ)
         done = subprocess.run(
-            [BIN, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            [BIN, *args], env=env, capture_output=True, text=True, timeout=60, check=False,
+            input=stdin,
         )
         assert done.returncode == 0, f"identity-api {' '.join(args)}: {done.stderr}"
         return done.stdout
@@ -96,6 +99,11 @@ def server():
     s.create_client("refresher", "--grant-types", "client_credentials refresh_token")
     s.create_client("gateway", "--grant-types", "refresh_token", "--may-introspect")
     s.create_client("other")
+    s.create_client("portal", "--grant-types", "password refresh_token")
+    s.run("role", "set", "viewer", "orders.read")
+    created = s.run("user", "create", "alice", "--roles", "viewer", "--password-stdin", "--json",
+                    stdin=PASSWORD + "\n")
+    s.user_id = json.loads(created)["user_id"]
     s.start()
     yield s
     s.stop()
@@ -219,6 +227,11 @@ def test_errors_as_authlib_reads_them(server, metadata):
     with pytest.raises(OAuthError) as refused:
         server.session("svc").fetch_token(endpoint, grant_type="password", username="u",
                                           password="p")
+    assert refused.value.error == "unauthorized_client"
+    with pytest.raises(OAuthError) as refused:
+        server.session("svc").fetch_token(
+            endpoint, grant_type="urn:ietf:params:oauth:grant-type:device_code", device_code="d"
+        )
     assert refused.value.error == "unsupported_grant_type"
     with pytest.raises(OAuthError) as refused:
         server.session("gateway").fetch_token(endpoint, grant_type="client_credentials")
@@ -278,3 +291,24 @@ def test_readme_snippet(server):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_password_grant_as_authlib_sends_it(server, metadata):
+    endpoint = metadata["token_endpoint"]
+    session = server.session("portal", scope="orders.read")
+    token = session.fetch_token(endpoint, grant_type="password", username="Alice",
+                                password=PASSWORD)
+    assert token["scope"] == "orders.read"
+    claims = jwt.decode(token["access_token"], options={"verify_signature": False})
+    assert claims["sub"] == server.user_id
+    assert claims["roles"] == ["viewer"]
+    refreshed = session.refresh_token(endpoint, refresh_token=token["refresh_token"])
+    assert refreshed["access_token"] != token["access_token"]
+    assert jwt.decode(refreshed["access_token"], options={"verify_signature": False})["roles"] == [
+        "viewer"
+    ]
+    with pytest.raises(OAuthError) as refused:
+        server.session("portal").fetch_token(endpoint, grant_type="password", username="alice",
+                                             password="not the password")
+    assert refused.value.error == "invalid_grant"
+    assert refused.value.description == "invalid username or password"
