@@ -13,8 +13,60 @@ both!(
     user_commands,
     credentials_reset,
     role_commands,
-    role_definitions_at_start
+    role_definitions_at_start,
+    changes_print_json
 );
+
+/// Every command that changes a user, a role or a key prints one JSON object with --json.
+async fn changes_print_json(b: Backend) {
+    let Some((cli, _dir)) = cli(b).await else {
+        return;
+    };
+    let role = cli.json(&["role", "set", "viewer", "orders.read", "--json"]);
+    assert_eq!(
+        role,
+        serde_json::json!({"role": "viewer", "tenant": "primary", "scopes": ["orders.read"],
+                           "changed": true})
+    );
+    let id = cli.ok(&["user", "create", "dana", "--roles", "viewer"]);
+    let id = id.trim();
+    let roles = cli.json(&["user", "set-roles", "dana", "viewer other", "--json"]);
+    assert_eq!(roles["roles"], serde_json::json!(["viewer", "other"]));
+    assert_eq!(roles["before"], serde_json::json!(["viewer"]));
+    let disabled = cli.json(&["user", "disable", "dana", "--json"]);
+    assert_eq!(
+        (
+            &disabled["user_id"],
+            &disabled["enabled"],
+            &disabled["changed"]
+        ),
+        (&Value::from(id), &Value::Bool(false), &Value::Bool(true))
+    );
+    let again = cli.json(&["user", "disable", "dana", "--json"]);
+    assert_eq!(again["changed"], false);
+    assert_eq!(
+        cli.json(&["user", "enable", "dana", "--json"])["enabled"],
+        true
+    );
+    let mfa = cli.json(&["user", "reset-mfa", "dana", "--json"]);
+    assert_eq!(mfa["totp_removed"], false);
+    let unlocked = cli.json(&["user", "unlock", "dana", "--json"]);
+    assert_eq!(unlocked["failures_cleared"], 0);
+    let key = cli.json(&["api-key", "create", "--user", "dana", "--json"]);
+    let key_id = key["key_id"].as_str().unwrap();
+    let revoked = cli.json(&["api-key", "revoke", key_id, "--json"]);
+    assert_eq!(revoked["revoked"], true);
+    let deleted = cli.json(&["user", "delete", "dana", "--json"]);
+    assert_eq!(
+        (&deleted["deleted"], &deleted["families_revoked"]),
+        (&Value::Bool(true), &Value::from(0))
+    );
+    let role = cli.json(&["role", "delete", "viewer", "--json"]);
+    assert_eq!(
+        (&role["deleted"], &role["holders"]),
+        (&Value::Bool(true), &Value::from(0))
+    );
+}
 
 async fn user_commands(b: Backend) {
     let Some((cli, _dir)) = cli(b).await else {

@@ -117,15 +117,24 @@ pub(super) async fn run(cmd: ApiKeyCommand) -> Result<(), CommandError> {
                 print_key(&key, until);
             }
         }
-        ApiKeyCommand::Revoke { key_id, tenant, db } => {
+        ApiKeyCommand::Revoke {
+            key_id,
+            tenant,
+            out,
+            db,
+        } => {
             let tenant = tenant.unwrap_or_else(|| db.default_tenant.clone());
             let db = open(&db).await?;
             let revoked = api_keys::revoke(&db, &tenant, &key_id, &by, now()).await;
             db.close().await;
             revoked.map_err(ApiKeyCommandError::from)?;
-            println!(
-                "API key {key_id} revoked (running servers refuse it within {} seconds)",
-                crate::service::api_keys::ApiKeys::TTL_SECS
+            super::report(
+                out,
+                format!(
+                    "API key {key_id} revoked (running servers refuse it within {} seconds)",
+                    crate::service::api_keys::ApiKeys::TTL_SECS
+                ),
+                serde_json::json!({ "key_id": key_id, "tenant": tenant.as_str(), "revoked": true }),
             );
         }
     }

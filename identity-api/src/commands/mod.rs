@@ -165,3 +165,13 @@ async fn open(args: &DbArgs) -> Result<Db, CommandError> {
         .await?;
     Ok(db)
 }
+
+/// What a command that changed one user, role or API key prints: `object` as one JSON line
+/// with --json, else the sentence.
+fn report(out: crate::config::JsonArg, said: String, object: serde_json::Value) {
+    if out.json {
+        println!("{object}");
+    } else {
+        println!("{said}");
+    }
+}

@@ -37,6 +37,7 @@ pub(super) async fn run(cmd: RoleCommand) -> Result<(), CommandError> {
             role,
             scopes,
             tenant,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
@@ -48,7 +49,14 @@ pub(super) async fn run(cmd: RoleCommand) -> Result<(), CommandError> {
             })
             .await?;
             let unchanged = if changed { "" } else { " (unchanged)" };
-            println!("role {role} of tenant {tenant} grants \"{scopes}\"{unchanged}");
+            super::report(
+                out,
+                format!("role {role} of tenant {tenant} grants \"{scopes}\"{unchanged}"),
+                serde_json::json!({
+                    "role": role, "tenant": tenant.as_str(), "scopes": crate::clients::split_list(&scopes),
+                    "changed": changed,
+                }),
+            );
         }
         RoleCommand::List { tenant, json, db } => {
             let rows = with_db(&db, async |db| {
@@ -88,7 +96,12 @@ pub(super) async fn run(cmd: RoleCommand) -> Result<(), CommandError> {
                 }
             }
         }
-        RoleCommand::Delete { role, tenant, db } => {
+        RoleCommand::Delete {
+            role,
+            tenant,
+            out,
+            db,
+        } => {
             let tenant = tenant_of(&tenant, &db);
             check_name(&role)?;
             let holders = with_db(&db, async |db| {
@@ -121,9 +134,13 @@ pub(super) async fn run(cmd: RoleCommand) -> Result<(), CommandError> {
                     .count())
             })
             .await?;
-            println!(
-                "role {role} of tenant {tenant} deleted; {holders} users hold it, which grants \
-                 them nothing now"
+            super::report(
+                out,
+                format!(
+                    "role {role} of tenant {tenant} deleted; {holders} users hold it, which \
+                     grants them nothing now"
+                ),
+                json!({ "role": role, "tenant": tenant.as_str(), "deleted": true, "holders": holders }),
             );
         }
     }

@@ -11,6 +11,8 @@ use crate::audit::format_time;
 use crate::clients::split_list;
 use crate::clock::now;
 use crate::config::{DbArgs, UserCommand, UserTenantArg};
+
+use super::report;
 use crate::operator::Operator;
 use crate::storage::{AdminEvent, AuditRow, Db, TenantId, UserChange, UserRow};
 use crate::users::password::{
@@ -114,31 +116,34 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
         UserCommand::Disable {
             username,
             tenant,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
-            let said = with_db(&db, async |db| {
+            let (said, object) = with_db(&db, async |db| {
                 set_enabled(db, &tenant, &username, false, &by).await
             })
             .await?;
-            println!("{said}");
+            report(out, said, object);
         }
         UserCommand::Enable {
             username,
             tenant,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
-            let said = with_db(&db, async |db| {
+            let (said, object) = with_db(&db, async |db| {
                 set_enabled(db, &tenant, &username, true, &by).await
             })
             .await?;
-            println!("{said}");
+            report(out, said, object);
         }
         UserCommand::SetRoles {
             username,
             roles,
             tenant,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
@@ -170,7 +175,14 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
                 Ok((user.roles, after.roles))
             })
             .await?;
-            println!("roles of {username} in tenant {tenant}: \"{after}\" (were \"{before}\")");
+            report(
+                out,
+                format!("roles of {username} in tenant {tenant}: \"{after}\" (were \"{before}\")"),
+                json!({
+                    "username": username, "tenant": tenant.as_str(), "roles": split_list(&after),
+                    "before": split_list(&before),
+                }),
+            );
         }
         UserCommand::RotatePassword {
             username,
@@ -178,6 +190,7 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
             password_stdin: _,
             revoke_sessions,
             passwords,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
@@ -209,19 +222,30 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
                 ))
             })
             .await?;
-            match revoked {
-                Some(n) => println!(
-                    "password of {username} in tenant {tenant} set; {n} token families revoked"
-                ),
-                None => println!(
+            let said = match revoked {
+                Some(n) => {
+                    format!(
+                        "password of {username} in tenant {tenant} set; {n} token families revoked"
+                    )
+                }
+                None => format!(
                     "password of {username} in tenant {tenant} set; its token families kept \
                      (--revoke-sessions revokes them)"
                 ),
-            }
+            };
+            report(
+                out,
+                said,
+                json!({
+                    "username": username, "tenant": tenant.as_str(), "password": "set",
+                    "families_revoked": revoked.unwrap_or(0),
+                }),
+            );
         }
         UserCommand::Delete {
             username,
             tenant,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
@@ -245,15 +269,23 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
                 Ok((user, revoked))
             })
             .await?;
-            println!(
-                "user {} ({}) of tenant {tenant} deleted, with its API keys and recovery codes; \
-                 {revoked} token families revoked",
-                user.username, user.user_id
+            report(
+                out,
+                format!(
+                    "user {} ({}) of tenant {tenant} deleted, with its API keys and recovery \
+                     codes; {revoked} token families revoked",
+                    user.username, user.user_id
+                ),
+                json!({
+                    "user_id": user.user_id, "username": user.username, "tenant": tenant.as_str(),
+                    "deleted": true, "families_revoked": revoked,
+                }),
             );
         }
         UserCommand::ResetMfa {
             username,
             tenant,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
@@ -277,19 +309,27 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
                 .ok_or_else(|| not_found(&tenant, &username))
             })
             .await?;
-            println!(
-                "MFA of {username} in tenant {tenant} reset: {}, {} recovery codes deleted",
-                if reset.had_totp {
-                    "TOTP secret removed"
-                } else {
-                    "no TOTP secret was stored"
-                },
-                reset.recovery_codes
+            report(
+                out,
+                format!(
+                    "MFA of {username} in tenant {tenant} reset: {}, {} recovery codes deleted",
+                    if reset.had_totp {
+                        "TOTP secret removed"
+                    } else {
+                        "no TOTP secret was stored"
+                    },
+                    reset.recovery_codes
+                ),
+                json!({
+                    "username": username, "tenant": tenant.as_str(), "totp_removed": reset.had_totp,
+                    "recovery_codes_deleted": reset.recovery_codes,
+                }),
             );
         }
         UserCommand::Unlock {
             username,
             tenant,
+            out,
             db,
         } => {
             let tenant = tenant_of(&tenant, &db);
@@ -314,8 +354,8 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
                     .await?)
             })
             .await?;
-            match cleared {
-                Some(c) => println!(
+            let said = match &cleared {
+                Some(c) => format!(
                     "{username} in tenant {tenant} unlocked: {} failed logins cleared{}",
                     c.failures,
                     c.locked_until
@@ -323,10 +363,19 @@ pub(super) async fn run(cmd: UserCommand) -> Result<(), CommandError> {
                         .map(|until| format!(" (it was locked until {})", format_time(until)))
                         .unwrap_or_default()
                 ),
-                None => println!(
+                None => format!(
                     "{username} in tenant {tenant} had no failed logins counted; nothing to clear"
                 ),
-            }
+            };
+            report(
+                out,
+                said,
+                json!({
+                    "username": username, "tenant": tenant.as_str(),
+                    "failures_cleared": cleared.as_ref().map_or(0, |c| c.failures),
+                    "was_locked_until": cleared.as_ref().and_then(|c| c.locked_until),
+                }),
+            );
         }
     }
     Ok(())
@@ -378,12 +427,19 @@ async fn set_enabled(
     username: &str,
     enabled: bool,
     by: &Operator,
-) -> Result<String, CommandError> {
+) -> Result<(String, serde_json::Value), CommandError> {
     let user = user_of(db, tenant, username).await?;
     let state = if enabled { "enabled" } else { "disabled" };
+    let object = |changed: bool, revoked: i64| {
+        json!({
+            "user_id": user.user_id, "username": user.username, "tenant": tenant.as_str(),
+            "enabled": enabled, "changed": changed, "families_revoked": revoked,
+        })
+    };
     if user.enabled == enabled {
-        return Ok(format!(
-            "user {username} of tenant {tenant} is already {state}"
+        return Ok((
+            format!("user {username} of tenant {tenant} is already {state}"),
+            object(false, 0),
         ));
     }
     let now = now();
@@ -409,16 +465,20 @@ async fn set_enabled(
     .await?
     .ok_or_else(|| not_found(tenant, username))?;
     if enabled {
-        return Ok(format!(
-            "user {username} of tenant {tenant} enabled (token families revoked while it was \
-             disabled stay revoked)"
+        return Ok((
+            format!(
+                "user {username} of tenant {tenant} enabled (token families revoked while it \
+                 was disabled stay revoked)"
+            ),
+            object(true, 0),
         ));
     }
     let revoked = db
         .user_families_revoked_at(tenant, &user.user_id, now, "user_disabled")
         .await?;
-    Ok(format!(
-        "user {username} of tenant {tenant} disabled; {revoked} token families revoked"
+    Ok((
+        format!("user {username} of tenant {tenant} disabled; {revoked} token families revoked"),
+        object(true, revoked),
     ))
 }
 

@@ -260,6 +260,8 @@ pub enum ApiKeyCommand {
         #[arg(long, value_name = "SLUG")]
         tenant: Option<TenantId>,
         #[command(flatten)]
+        out: super::users::JsonArg,
+        #[command(flatten)]
         db: DbArgs,
     },
 }

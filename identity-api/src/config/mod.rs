@@ -38,7 +38,7 @@ pub use commands::{
     KeysCommand, TenantCommand,
 };
 pub use passwords::PasswordArgs;
-pub use users::{RoleCommand, RotationArgs, UserCommand, UserTenantArg};
+pub use users::{JsonArg, RoleCommand, RotationArgs, UserCommand, UserTenantArg};
 
 #[derive(Debug, Parser)]
 #[command(

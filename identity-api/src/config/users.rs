@@ -27,6 +27,14 @@ pub struct UserTenantArg {
     pub tenant: Option<TenantId>,
 }
 
+/// `--json` of a command that changes one user, role or API key.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonArg {
+    /// Print one JSON object of what was done, instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user and print its id (the `sub` of its tokens). A password is never taken
@@ -94,6 +102,8 @@ pub enum UserCommand {
         #[command(flatten)]
         tenant: UserTenantArg,
         #[command(flatten)]
+        out: JsonArg,
+        #[command(flatten)]
         db: DbArgs,
     },
     /// Enable a disabled user (the token families revoked when it was disabled stay revoked).
@@ -101,6 +111,8 @@ pub enum UserCommand {
         username: String,
         #[command(flatten)]
         tenant: UserTenantArg,
+        #[command(flatten)]
+        out: JsonArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -112,6 +124,8 @@ pub enum UserCommand {
         roles: String,
         #[command(flatten)]
         tenant: UserTenantArg,
+        #[command(flatten)]
+        out: JsonArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -134,6 +148,8 @@ pub enum UserCommand {
         #[command(flatten)]
         passwords: PasswordArgs,
         #[command(flatten)]
+        out: JsonArg,
+        #[command(flatten)]
         db: DbArgs,
     },
     /// Delete a user with its API keys and recovery codes, and revoke its token families. Asks
@@ -142,6 +158,8 @@ pub enum UserCommand {
         username: String,
         #[command(flatten)]
         tenant: UserTenantArg,
+        #[command(flatten)]
+        out: JsonArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -152,6 +170,8 @@ pub enum UserCommand {
         #[command(flatten)]
         tenant: UserTenantArg,
         #[command(flatten)]
+        out: JsonArg,
+        #[command(flatten)]
         db: DbArgs,
     },
     /// Clear the failed logins counted against a username, which ends its lock at once.
@@ -159,6 +179,8 @@ pub enum UserCommand {
         username: String,
         #[command(flatten)]
         tenant: UserTenantArg,
+        #[command(flatten)]
+        out: JsonArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -175,6 +197,8 @@ pub enum RoleCommand {
         scopes: String,
         #[command(flatten)]
         tenant: UserTenantArg,
+        #[command(flatten)]
+        out: JsonArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -194,6 +218,8 @@ pub enum RoleCommand {
         role: String,
         #[command(flatten)]
         tenant: UserTenantArg,
+        #[command(flatten)]
+        out: JsonArg,
         #[command(flatten)]
         db: DbArgs,
     },
