@@ -10,6 +10,7 @@ mod role;
 mod serve;
 mod tenant;
 mod user;
+mod user_credentials;
 mod user_show;
 
 use std::net::SocketAddr;
@@ -44,7 +45,7 @@ pub enum CommandError {
     #[error(transparent)]
     User(#[from] crate::users::UserError),
     #[error(transparent)]
-    UserCommand(#[from] user::UserCommandError),
+    UserCommand(#[from] user_credentials::UserCommandError),
     #[error(transparent)]
     Role(#[from] role::RoleError),
     #[error(transparent)]
