@@ -323,6 +323,9 @@ async fn bad_arguments_are_refused_clearly(b: Backend) {
             &["export", "--since", "100", "--until", "100"],
             "must be before",
         ),
+        // A misspelt event would match nothing; it is refused with the names there are.
+        (&["list", "--event", "user_created"], "user_create"),
+        (&["export", "--event", "Login"], "login_lockout"),
     ] {
         let (ok, out, err) = audit(&env, args);
         assert!(!ok, "{args:?}: {out}");

@@ -1,5 +1,6 @@
 //! The subcommands' arguments: `tenant`, `client`, `api-key`, `keys`, `kek` and `audit`.
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 
 use crate::signing::Algorithm;
@@ -332,10 +333,9 @@ pub struct AuditFilterArgs {
     /// Events before this time: RFC 3339 or Unix seconds.
     #[arg(long, value_name = "TIME", value_parser = audit::parse_time)]
     pub until: Option<i64>,
-    /// Events of this type: issue, refresh, reuse_detected, revoke, client_create,
-    /// client_rotate_secret, client_disable, client_enable, client_update, keys_rotate,
-    /// kek_rewrap, tenant_create, tenant_disable, tenant_enable.
-    #[arg(long)]
+    /// Events of this type: a request's (issue, refresh, login...) or an operator's change
+    /// (client_create, user_disable, role_set...).
+    #[arg(long, value_parser = PossibleValuesParser::new(crate::storage::rows::events::names()))]
     pub event: Option<String>,
     /// Events of this client.
     #[arg(long, value_name = "CLIENT_ID")]

@@ -27,7 +27,7 @@ use serde_json::json;
 
 use crate::clients::split_list;
 use crate::error::ApiError;
-use crate::storage::{AdminEvent, ApiKeyRow, AuditRow, TenantId, UserRow};
+use crate::storage::{ApiKeyRow, AuditRow, RequestEvent, TenantId, UserRow};
 use crate::users::api_keys::{ApiKey, verifier_matches};
 use crate::users::{password_expires_at, scopes_of};
 
@@ -146,7 +146,7 @@ type CacheKey = (TenantId, String);
 /// Why a key was refused, and its id and its owner's when it exists.
 type Refused = (Refusal, Option<(String, String)>);
 /// Tenant, client, event, reason, key id (`-` for a key that does not exist).
-type AuditKey = (TenantId, String, &'static str, Refusal, String);
+type AuditKey = (TenantId, String, RequestEvent, Refusal, String);
 
 /// The keys that validated lately and the refusals audited lately (one per `AppState`).
 #[derive(Debug, Default)]
@@ -224,7 +224,7 @@ impl AppState {
         let tenant = &client.row.tenant_id;
         let client_id = client.row.client_id.as_str();
         let now = self.settings().clock.now();
-        let event = "api_key_validate";
+        let event = RequestEvent::ApiKeyValidate;
         let known = match self.known_key(tenant, &req.api_key, true, now).await? {
             Ok(known) => known,
             Err((refusal, owner)) => {
@@ -283,7 +283,7 @@ impl AppState {
         let tenant = &client.row.tenant_id;
         let client_id = client.row.client_id.as_str();
         let now = self.settings().clock.now();
-        let event = AdminEvent::ApiKeyRotate.name();
+        let event = RequestEvent::ApiKeyRotate;
         let known = match self.known_key(tenant, &req.api_key, false, now).await? {
             Ok(known) => known,
             Err((refusal, owner)) => {
@@ -428,7 +428,7 @@ impl AppState {
     #[allow(clippy::too_many_arguments)]
     async fn audit_refusal(
         &self,
-        event: &'static str,
+        event: RequestEvent,
         tenant: &TenantId,
         client_id: &str,
         user_id: Option<&str>,

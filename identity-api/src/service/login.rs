@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::storage::{AuditRow, TenantId, UserRow};
+use crate::storage::{AuditRow, RequestEvent, TenantId, UserRow};
 use crate::users::password::{Password, Verdict};
 use crate::users::{password_expires_at, scopes_of, username_key};
 
@@ -106,12 +106,12 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    fn as_str(self) -> &'static str {
+    fn event(self) -> RequestEvent {
         match self {
-            Self::Login => "login",
-            Self::MfaEnroll => "mfa_enroll",
-            Self::MfaConfirm => "mfa_confirm",
-            Self::PasswordRotate => "password_rotate",
+            Self::Login => RequestEvent::Login,
+            Self::MfaEnroll => RequestEvent::MfaEnroll,
+            Self::MfaConfirm => RequestEvent::MfaConfirm,
+            Self::PasswordRotate => RequestEvent::PasswordRotate,
         }
     }
 }
@@ -217,7 +217,7 @@ impl AppState {
         db.record_login(&user.user_id, now).await?;
         self.audit_credential(AuditRow::credential(
             now,
-            "login",
+            RequestEvent::Login,
             &client.tenant.id,
             Some(&row.client_id),
             Some(&user.user_id),
@@ -376,7 +376,7 @@ impl AppState {
                     })
                     .to_string(),
                 ),
-                ..attempt.row(user, "login_lockout", "locked")
+                ..attempt.row(user, RequestEvent::LoginLockout, "locked")
             };
             match inner
                 .db
@@ -402,7 +402,7 @@ impl AppState {
         user: Option<&UserRow>,
         outcome: &str,
     ) {
-        self.audit_credential(attempt.row(user, attempt.purpose.as_str(), outcome))
+        self.audit_credential(attempt.row(user, attempt.purpose.event(), outcome))
             .await;
     }
 
@@ -426,7 +426,12 @@ pub(super) struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    pub(super) fn row(&self, user: Option<&UserRow>, event: &str, outcome: &str) -> AuditRow {
+    pub(super) fn row(
+        &self,
+        user: Option<&UserRow>,
+        event: RequestEvent,
+        outcome: &str,
+    ) -> AuditRow {
         let detail = match user {
             Some(_) => json!({ "source": self.source.to_string() }),
             // A username no user has may be anything typed there: kept short.

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::error::ApiError;
 use crate::secret::Key32;
-use crate::storage::{AuditRow, UserRow};
+use crate::storage::{AuditRow, RequestEvent, UserRow};
 use crate::users::totp::{self, RECOVERY_CODE_COUNT, RecoveryCodes, TotpSecret};
 use crate::users::username_key;
 
@@ -79,7 +79,7 @@ impl AppState {
         let now = self.settings().clock.now();
         let audit = AuditRow::credential(
             now,
-            "mfa_enroll",
+            RequestEvent::MfaEnroll,
             &client.tenant.id,
             Some(&client.row.client_id),
             Some(&user.user_id),
@@ -136,7 +136,7 @@ impl AppState {
         let now = self.settings().clock.now();
         let audit = AuditRow::credential(
             now,
-            "mfa_confirm",
+            RequestEvent::MfaConfirm,
             &client.tenant.id,
             Some(&client.row.client_id),
             Some(&user.user_id),
@@ -223,7 +223,7 @@ impl AppState {
                 let left = db.unused_recovery_codes(&user.user_id).await?;
                 let row = AuditRow {
                     detail: Some(json!({ "recovery_codes_left": left }).to_string()),
-                    ..attempt.row(Some(user), "mfa_recovery_code_use", "success")
+                    ..attempt.row(Some(user), RequestEvent::MfaRecoveryCodeUse, "success")
                 };
                 self.audit_credential(row).await;
                 Ok(())

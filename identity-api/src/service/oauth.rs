@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::clients::{CLIENT_CREDENTIALS, REFRESH_TOKEN, has_grant};
 use crate::clock::now;
 use crate::error::ApiError;
-use crate::storage::{AuditRow, TenantId};
+use crate::storage::{AuditRow, RequestEvent, TenantId};
 
 use super::answers::{Introspection, TokenResponse};
 use super::callers::{Authenticated, ClientSource};
@@ -338,7 +338,7 @@ impl AppState {
             let audit = AuditRow {
                 client_id: Some(client.row.client_id.clone()),
                 subject: None,
-                ..AuditRow::family(now(), "revoke", &family, "refused_other_client")
+                ..AuditRow::family(now(), RequestEvent::Revoke, &family, "refused_other_client")
             };
             if let Err(e) = self.inner.db.audit(&audit).await {
                 tracing::warn!(error = %e, "audit write failed");

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::storage::AuditRow;
+use crate::storage::{AuditRow, RequestEvent};
 use crate::users::password::Password;
 use crate::users::password_expires_at;
 
@@ -51,7 +51,7 @@ impl AppState {
         let now = self.settings().clock.now();
         let audit = AuditRow::credential(
             now,
-            "password_rotate",
+            RequestEvent::PasswordRotate,
             &client.tenant.id,
             Some(&client.row.client_id),
             Some(&user.user_id),

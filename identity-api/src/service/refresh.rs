@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::{Fresh, refresh_token_key};
-use crate::storage::{AuditRow, FamilyRow, Rotation, Scope, TenantId};
+use crate::storage::{AuditRow, FamilyRow, RequestEvent, Rotation, Scope, TenantId};
 use crate::tokens::Verified;
 
 use crate::storage::ClientRow;
@@ -165,7 +165,7 @@ impl AppState {
     /// Audits a refused refresh of a known family; a failing audit write does not change the
     /// answer.
     async fn audit_refresh(&self, family: &FamilyRow, outcome: &str) {
-        let audit = AuditRow::family(now(), "refresh", family, outcome);
+        let audit = AuditRow::family(now(), RequestEvent::Refresh, family, outcome);
         if let Err(e) = self.inner.db.audit(&audit).await {
             tracing::warn!(error = %e, "audit write failed");
         }
@@ -179,7 +179,7 @@ impl AppState {
         tracing::warn!(client_id = %family.client_id, family_id = %family.family_id,
             "refresh token reuse detected; revoking the family");
         let now = now();
-        let audit = AuditRow::family(now, "reuse_detected", family, "family_revoked");
+        let audit = AuditRow::family(now, RequestEvent::ReuseDetected, family, "family_revoked");
         match self
             .inner
             .db

@@ -7,7 +7,7 @@ use identity_protocol::identity::TokenRequest;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::secret::refresh_token_key;
-use crate::storage::{AuditRow, FamilyRow, Scope, TenantId};
+use crate::storage::{AuditRow, FamilyRow, RequestEvent, Scope, TenantId};
 use crate::tokens::Verified;
 
 use super::answers::Revoked;
@@ -59,7 +59,7 @@ impl AppState {
     /// Revokes `family` (nothing when it is revoked already), with its audit row.
     pub(super) async fn revoke_family(&self, family: &FamilyRow) -> Result<(), ApiError> {
         let now = now();
-        let audit = AuditRow::family(now, "revoke", family, "family_revoked");
+        let audit = AuditRow::family(now, RequestEvent::Revoke, family, "family_revoked");
         if self
             .inner
             .db

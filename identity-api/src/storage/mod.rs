@@ -52,7 +52,7 @@ pub use self::pool::Pools;
 pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
     AdminEvent, ApiKeyRow, AuditRow, ClientRow, FamilyRow, LoginFailureRow, RefreshRow,
-    RefreshView, RoleRow, SigningKeyRow, TenantRow, UserRow, WrappedKeyRow,
+    RefreshView, RequestEvent, RoleRow, SigningKeyRow, TenantRow, UserRow, WrappedKeyRow,
 };
 pub use self::scope::{DEFAULT_TENANT, InvalidTenant, Scope, TenantId};
 pub use self::user_admin::{CredentialCounts, MfaReset, Unlocked};

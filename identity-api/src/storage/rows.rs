@@ -228,7 +228,9 @@ table! {
     }
 }
 
+pub mod events;
 pub mod users;
+pub use events::{AdminEvent, RequestEvent};
 pub use users::{ApiKeyRow, LoginFailureRow, RoleRow, UserRow};
 
 impl RefreshRow {
@@ -253,93 +255,12 @@ impl RefreshRow {
     }
 }
 
-/// The administrative changes the audit trail records, each written in the transaction of the
-/// change it records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminEvent {
-    ClientCreate,
-    ClientRotateSecret,
-    ClientDisable,
-    ClientEnable,
-    ClientUpdate,
-    KeysRotate,
-    KekRewrap,
-    TenantCreate,
-    TenantDisable,
-    TenantEnable,
-    UserCreate,
-    UserUpdate,
-    UserDisable,
-    UserEnable,
-    UserDelete,
-    UserSetPassword,
-    UserResetMfa,
-    UserUnlock,
-    ApiKeyCreate,
-    ApiKeyRotate,
-    ApiKeyRevoke,
-    RoleSet,
-    RoleDelete,
-}
-
-impl AdminEvent {
-    /// The `event` column: the command, in one word.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::ClientCreate => "client_create",
-            Self::ClientRotateSecret => "client_rotate_secret",
-            Self::ClientDisable => "client_disable",
-            Self::ClientEnable => "client_enable",
-            Self::ClientUpdate => "client_update",
-            Self::KeysRotate => "keys_rotate",
-            Self::KekRewrap => "kek_rewrap",
-            Self::TenantCreate => "tenant_create",
-            Self::TenantDisable => "tenant_disable",
-            Self::TenantEnable => "tenant_enable",
-            Self::UserCreate => "user_create",
-            Self::UserUpdate => "user_update",
-            Self::UserDisable => "user_disable",
-            Self::UserEnable => "user_enable",
-            Self::UserDelete => "user_delete",
-            Self::UserSetPassword => "user_set_password",
-            Self::UserResetMfa => "user_reset_mfa",
-            Self::UserUnlock => "user_unlock",
-            Self::ApiKeyCreate => "api_key_create",
-            Self::ApiKeyRotate => "api_key_rotate",
-            Self::ApiKeyRevoke => "api_key_revoke",
-            Self::RoleSet => "role_set",
-            Self::RoleDelete => "role_delete",
-        }
-    }
-
-    /// The `outcome` column: a change is audited only when it is made.
-    fn outcome(self) -> &'static str {
-        match self {
-            Self::ClientCreate | Self::TenantCreate | Self::UserCreate | Self::ApiKeyCreate => {
-                "created"
-            }
-            Self::ClientRotateSecret
-            | Self::KeysRotate
-            | Self::UserSetPassword
-            | Self::ApiKeyRotate => "rotated",
-            Self::ClientDisable | Self::TenantDisable | Self::UserDisable => "disabled",
-            Self::ClientEnable | Self::TenantEnable | Self::UserEnable => "enabled",
-            Self::ClientUpdate | Self::UserUpdate | Self::RoleSet => "updated",
-            Self::UserDelete | Self::RoleDelete => "deleted",
-            Self::ApiKeyRevoke => "revoked",
-            Self::UserResetMfa => "reset",
-            Self::UserUnlock => "unlocked",
-            Self::KekRewrap => "rewrapped",
-        }
-    }
-}
-
 impl AuditRow {
     /// An event about a token family, on behalf of its client and subject.
-    pub fn family(at: i64, event: &str, family: &FamilyRow, outcome: &str) -> Self {
+    pub fn family(at: i64, event: RequestEvent, family: &FamilyRow, outcome: &str) -> Self {
         Self {
             at,
-            event: event.to_owned(),
+            event: event.name().to_owned(),
             client_id: Some(family.client_id.clone()),
             subject: Some(family.subject.clone()),
             family_id: Some(family.family_id.clone()),

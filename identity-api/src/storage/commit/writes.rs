@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use sqlx::Row;
 
 use crate::storage::batch::Failure;
-use crate::storage::rows::{AuditRow, FamilyRow, RefreshRow};
+use crate::storage::rows::{AuditRow, FamilyRow, RefreshRow, RequestEvent};
 
 /// The client as an issue saw it: the verifier of the secret it authenticated by, and the
 /// scopes, audiences, grant types and subject policy it was judged by. The write stores the family only while the client is
@@ -126,7 +126,7 @@ impl<'a> Rows<'a> {
                     rows.refreshes.extend(refresh);
                     rows.audits.push(AuditRow::family(
                         family.created_at,
-                        "issue",
+                        RequestEvent::Issue,
                         family,
                         "issued",
                     ));
@@ -148,7 +148,7 @@ impl<'a> Rows<'a> {
                     rows.now = rows.now.max(*now);
                     rows.audits.push(AuditRow {
                         at: *now,
-                        event: "refresh".to_owned(),
+                        event: RequestEvent::Refresh.name().to_owned(),
                         client_id: Some(client_id.clone()),
                         subject: Some(subject.clone()),
                         family_id: Some(new.family_id.clone()),

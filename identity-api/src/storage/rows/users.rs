@@ -125,7 +125,7 @@ impl super::AuditRow {
     /// `detail` never holds a secret; the username may be given there when no user matched.
     pub fn credential(
         at: i64,
-        event: &str,
+        event: super::RequestEvent,
         tenant: &TenantId,
         client_id: Option<&str>,
         user_id: Option<&str>,
@@ -134,7 +134,7 @@ impl super::AuditRow {
     ) -> Self {
         Self {
             at,
-            event: event.to_owned(),
+            event: event.name().to_owned(),
             client_id: client_id.map(str::to_owned),
             subject: user_id.map(str::to_owned),
             family_id: None,
