@@ -4,9 +4,6 @@
 
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::clock::now;
@@ -122,45 +119,15 @@ impl Kek {
         (Self::from_key(key), text)
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.key.expose().into())
-    }
-
     /// AES-256-GCM with a random 96-bit nonce; the AAD binds the ciphertext to its row's name.
     pub fn seal(&self, aad: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| KeyError::Generate)?;
-        let mut out = Vec::with_capacity(12 + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        self.key
+            .seal(aad.as_bytes(), plaintext)
+            .map_err(|_| KeyError::Generate)
     }
 
     pub fn open(&self, aad: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        if sealed.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        self.cipher()
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .ok()
-            .map(Zeroizing::new)
+        self.key.open(aad.as_bytes(), sealed)
     }
 }
 

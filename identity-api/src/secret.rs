@@ -2,8 +2,11 @@
 //! `Debug`, wiped on drop and read through an accessor; the random draw of an issue; the lookup
 //! key of a refresh token.
 
+use aes_gcm::aead::{Aead as _, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit as _, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use identity_protocol::keys::with_stack_scrubbed;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -190,6 +193,60 @@ impl Key32 {
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// AES-256-GCM under this key with a random 96-bit nonce, bound to `aad` (what the sealed
+    /// value belongs to, so that it opens nowhere else): `nonce (12) || ciphertext || tag (16)`.
+    /// The cipher's copies on the stack are scrubbed after it, as the protocol's are.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng
+            .try_fill_bytes(&mut nonce)
+            .map_err(|_| SealError::Random)?;
+        let payload = Payload {
+            msg: plaintext,
+            aad,
+        };
+        let ciphertext =
+            with_stack_scrubbed(|| self.cipher().encrypt(Nonce::from_slice(&nonce), payload))
+                .map_err(|_| SealError::Cipher)?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
+
+    /// What [`Key32::seal`] sealed with `aad`; `None` if it does not open (another key, another
+    /// `aad`, altered).
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let payload = Payload {
+            msg: ciphertext,
+            aad,
+        };
+        with_stack_scrubbed(|| self.cipher().decrypt(Nonce::from_slice(nonce), payload))
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    /// The cipher for one operation; aes and polyval wipe it when it drops.
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.0.as_ref().into())
+    }
+}
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Why [`Key32::seal`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("the OS random source failed")]
+    Random,
+    #[error("AES-256-GCM refused the message")]
+    Cipher,
 }
 
 impl std::fmt::Debug for Key32 {

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::b64;
 use crate::error::Error;
-use crate::keys::{SessionKeys, scrub_deep_dead_stack};
+use crate::keys::{SessionKeys, with_stack_scrubbed};
 
 /// The highest `seq`: 2^53 - 1, the largest integer every JSON implementation reads exactly.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
@@ -245,9 +245,7 @@ fn seal_scrubbed(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Vec<u8> {
-    let ciphertext = seal_with(cipher, iv, aad, plaintext);
-    scrub_deep_dead_stack();
-    ciphertext
+    with_stack_scrubbed(|| seal(&cipher(), iv, aad, plaintext))
 }
 
 /// [`open`] as [`seal_scrubbed`] seals.
@@ -257,30 +255,7 @@ fn open_scrubbed(
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Result<Plaintext, Error> {
-    let plaintext = open_with(cipher, iv, aad, ciphertext);
-    scrub_deep_dead_stack();
-    plaintext
-}
-
-/// Not inlined, so that its frames lie where [`scrub_deep_dead_stack`] writes next.
-#[inline(never)]
-fn seal_with(
-    cipher: impl FnOnce() -> Aes256Gcm,
-    iv: &[u8; IV_LEN],
-    aad: &[u8],
-    plaintext: &[u8],
-) -> Vec<u8> {
-    seal(&cipher(), iv, aad, plaintext)
-}
-
-#[inline(never)]
-fn open_with(
-    cipher: impl FnOnce() -> Aes256Gcm,
-    iv: &[u8; IV_LEN],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> Result<Plaintext, Error> {
-    open(&cipher(), iv, aad, ciphertext)
+    with_stack_scrubbed(|| open(&cipher(), iv, aad, ciphertext))
 }
 
 /// The four operations of section 3 on a session's keys. The caller supplies `session_id`,

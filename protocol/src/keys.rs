@@ -208,7 +208,7 @@ fn hkdf_sha256(z: &[u8], salt: &[u8], info: &[u8], okm: &mut [u8; 64]) {
 /// Zeroes 8 KiB of stack below the caller's frame (zeroize's volatile writes are not optimised
 /// away), where a call into the crypto crates just left its frames: copies of secrets made by
 /// moves and temporaries that their own zeroize cannot reach. The HKDF reaches about 1.2 KiB deep
-/// in release builds and 5.7 KiB in debug builds on x86_64; `protocol/tests/hkdf_residue.rs`
+/// in release builds and 5.7 KiB in debug builds on x86_64; `protocol/tests/stack_residue.rs`
 /// checks that nothing of the PRK is left.
 #[inline(always)]
 pub(crate) fn scrub_dead_stack() {
@@ -217,10 +217,26 @@ pub(crate) fn scrub_dead_stack() {
 
 /// As [`scrub_dead_stack`], 16 KiB: after a message's AES-GCM, which reaches about 11 KiB deep in
 /// debug builds (the AES-NI intrinsics are calls there, each spilling its operands).
-/// `protocol/tests/envelope_residue.rs` checks that nothing of the key is left.
+/// `protocol/tests/stack_residue.rs` checks that nothing of the key is left.
 #[inline(always)]
 pub(crate) fn scrub_deep_dead_stack() {
     scrub::<2048>();
+}
+
+/// Runs `f`, a use of a key by the crypto crates (an AES-GCM seal or open, say), then zeroes
+/// the 16 KiB of dead stack below the caller that it reached ([`scrub_deep_dead_stack`]): for
+/// every AES-GCM under a key or over a secret, here and in the services, so that no copy of
+/// either is left where a later write from the stack could carry it off.
+pub fn with_stack_scrubbed<T>(f: impl FnOnce() -> T) -> T {
+    let out = call(f);
+    scrub_deep_dead_stack();
+    out
+}
+
+/// Not inlined, so that the frames of `f` lie where [`scrub_deep_dead_stack`] writes next.
+#[inline(never)]
+fn call<T>(f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 #[inline(never)]

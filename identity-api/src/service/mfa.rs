@@ -3,9 +3,6 @@
 //! `AppState::mfa_key` (AAD = the user's id, a random 96-bit nonce before the ciphertext);
 //! recovery codes are stored as their HMAC under `AppState::credential_key`.
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use rand_core::{OsRng, RngCore as _};
 use serde::Serialize;
 use serde::ser::SerializeStruct as _;
 use serde_json::json;
@@ -243,26 +240,10 @@ fn label(display_name: &str, id: &str) -> String {
     }
 }
 
-/// AES-256-GCM of `plaintext` under `key`, bound to `user_id`: nonce (12 bytes) || ciphertext.
+/// `plaintext` sealed under `key`, bound to `user_id` ([`Key32::seal`]).
 fn seal(key: &Key32, user_id: &str, plaintext: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let mut nonce = [0u8; 12];
-    OsRng
-        .try_fill_bytes(&mut nonce)
-        .map_err(|_| ApiError::Internal("the OS random source failed".into()))?;
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: user_id.as_bytes(),
-            },
-        )
-        .map_err(|_| ApiError::Internal("sealing a TOTP secret failed".into()))?;
-    let mut out = Vec::with_capacity(nonce.len() + sealed.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    key.seal(user_id.as_bytes(), plaintext)
+        .map_err(|e| ApiError::Internal(format!("sealing a TOTP secret failed: {e}")))
 }
 
 /// The user's TOTP secret, opened. A secret that does not open (another key, another user's
@@ -270,21 +251,9 @@ fn seal(key: &Key32, user_id: &str, plaintext: &[u8]) -> Result<Vec<u8>, ApiErro
 fn open(key: &Key32, user: &UserRow) -> Result<TotpSecret, ApiError> {
     let unreadable = || ApiError::Internal("a TOTP secret does not open".into());
     let sealed = user.totp_secret_enc.as_deref().ok_or_else(unreadable)?;
-    if sealed.len() < 12 + 16 {
-        return Err(unreadable());
-    }
-    let (nonce, ciphertext) = sealed.split_at(12);
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let plain = cipher
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: user.user_id.as_bytes(),
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| unreadable())?;
+    let plain = key
+        .open(user.user_id.as_bytes(), sealed)
+        .ok_or_else(unreadable)?;
     TotpSecret::from_bytes(&plain).ok_or_else(unreadable)
 }
 

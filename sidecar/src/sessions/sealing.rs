@@ -23,6 +23,7 @@ use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use identity_protocol::SessionKeys;
+use identity_protocol::keys::with_stack_scrubbed;
 
 /// Bytes of a sealed key pair.
 pub const SEALED_LEN: usize = 1 + NONCE_LEN + 64 + TAG_LEN;
@@ -73,14 +74,13 @@ impl StoreKeys {
         OsRng.fill_bytes(&mut nonce);
         let mut raw = Zeroizing::new([0u8; 64]);
         keys.export(&mut raw);
+        let aad = aad(binding);
         #[allow(clippy::expect_used)] // GCM refuses only messages over 64 GiB; this is 64 bytes.
-        let tag = cipher(&self.keys[0])
-            .encrypt_in_place_detached(
-                GenericArray::from_slice(&nonce),
-                &aad(binding),
-                &mut raw[..],
-            )
-            .expect("64 bytes are within GCM's message limit");
+        let tag = with_stack_scrubbed(|| {
+            cipher(&self.keys[0])
+                .encrypt_in_place_detached(GenericArray::from_slice(&nonce), &aad, &mut raw[..])
+                .expect("64 bytes are within GCM's message limit")
+        });
         let mut sealed = Vec::with_capacity(SEALED_LEN);
         sealed.push(VERSION);
         sealed.extend_from_slice(&nonce);
@@ -101,20 +101,22 @@ impl StoreKeys {
         self.keys.iter().find_map(|key| {
             let mut raw = Zeroizing::new([0u8; 64]);
             raw.copy_from_slice(ciphertext);
-            cipher(key)
-                .decrypt_in_place_detached(
+            with_stack_scrubbed(|| {
+                cipher(key).decrypt_in_place_detached(
                     GenericArray::from_slice(nonce),
                     &aad,
                     &mut raw[..],
                     GenericArray::from_slice(tag),
                 )
-                .ok()
-                .map(|()| SessionKeys::import(&raw))
+            })
+            .ok()
+            .map(|()| SessionKeys::import(&raw))
         })
     }
 }
 
-/// The cipher of one store key, for one operation; aes and polyval wipe it when it drops.
+/// The cipher of one store key, for one operation; aes and polyval wipe it when it drops, and
+/// [`with_stack_scrubbed`] the copies its expansion and use leave on the stack.
 fn cipher(key: &[u8; 32]) -> Aes256Gcm {
     Aes256Gcm::new(GenericArray::from_slice(key))
 }
