@@ -2,7 +2,8 @@
 //! whether or not it exists, without a hash computed meanwhile, the lock ending by itself and
 //! not extended by attempts; one source unable to lock a user by itself; a spraying source
 //! blocked; failures aging out; the source taken from the sidecar's `X-Forwarded-For` only;
-//! concurrent logins (failures counted exactly, `last_login_at` never moved back). On SQLite and
+//! concurrent logins (failures counted exactly, `last_login_at` never moved back, a burst of
+//! guesses held to the limits). On SQLite and
 //! PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -192,6 +193,63 @@ async fn concurrent_logins(b: Backend) {
     assert_eq!(t.user("alice").await.last_login_at, Some(last + 90));
 }
 
+/// A burst of concurrent guesses is judged one after the other, each counted before the next
+/// is judged: no more hashes than the limits allow, however many arrive at once. From many
+/// sources: the username's limit (5) locks it after exactly 5 hashes. From one source: its own
+/// limit on the username (4) trips first, so it cannot lock the user, and its limit on all
+/// usernames (10) stops a spray at 10.
+async fn a_burst_is_counted_before_it_is_judged(b: Backend) {
+    let Some(t) = setup(b, |s| {
+        s.logins.max_failures = 5;
+        s.logins.source_max_failures = 10;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = Arc::new(t);
+    let burst = |logins: Vec<(String, String)>| {
+        let t = Arc::clone(&t);
+        async move {
+            let before = t.env.state.logins().verifications();
+            let tasks: Vec<_> = logins
+                .into_iter()
+                .map(|(ip, name)| {
+                    let t = Arc::clone(&t);
+                    tokio::spawn(async move { t.login(&ip, &name, "wrong password").await })
+                })
+                .collect();
+            let mut locked = 0;
+            for task in tasks {
+                let answer = task.await.unwrap();
+                assert_eq!(answer.0, 400, "{}", answer.2);
+                if answer.2.to_string().contains("too many failed logins") {
+                    locked += 1;
+                }
+            }
+            let after = t.env.state.logins().verifications();
+            (after.0 + after.1 - before.0 - before.1, locked)
+        }
+    };
+    let many_sources = (0..40).map(|i| (format!("10.4.0.{i}"), "alice".to_owned()));
+    assert_eq!(burst(many_sources.collect()).await, (5, 35));
+    let row = t.env.state.db().login_failures(primary(), "alice").await;
+    assert!(row.unwrap().unwrap().locked_until.is_some());
+
+    let one_source = (0..20).map(|_| ("10.4.1.1".to_owned(), "bob".to_owned()));
+    assert_eq!(burst(one_source.collect()).await, (4, 16));
+    assert_eq!(t.failures("bob").await, 4);
+    let row = t.env.state.db().login_failures(primary(), "bob").await;
+    assert_eq!(
+        row.unwrap().unwrap().locked_until,
+        None,
+        "one source locked bob"
+    );
+
+    let spray = (0..30).map(|i| ("10.4.2.1".to_owned(), format!("user{i}")));
+    assert_eq!(burst(spray.collect()).await, (10, 20));
+}
+
 /// `X-Forwarded-For` names the source only on a request that carries the internal token (the
 /// sidecar's); on others it is ignored, and without a peer address the client counts as the
 /// source. Locks answer on every route that takes a password.
@@ -285,5 +343,6 @@ both!(
     a_single_source_trips_its_own_limit_first,
     failures_age_out,
     concurrent_logins,
+    a_burst_is_counted_before_it_is_judged,
     the_source_is_what_the_sidecar_forwards,
 );

@@ -14,6 +14,7 @@
 //!   [`LoginLimits::source_window_secs`], on any usernames (password spraying).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -103,93 +104,95 @@ struct Window {
 }
 
 /// The failures of each source, and of each source on each username, in memory (per instance).
+///
+/// An attempt is counted when it begins ([`Sources::begin`]), before its hash, and given back
+/// when the password proves right ([`Sources::release`], [`Sources::succeeded`]): so concurrent
+/// attempts cannot all pass the check before any of them is counted.
 #[derive(Debug, Default)]
 pub struct Sources {
     windows: Mutex<HashMap<Key, Window>>,
 }
 
 impl Sources {
-    /// Seconds until `source` may try `username_key` again, if it is blocked now.
-    pub(super) fn blocked(
+    /// Counts an attempt of `source` (on `username_key`, if it is one a user may have), unless
+    /// it is blocked now: then the seconds until it may try again.
+    pub(super) fn begin(
         &self,
         limits: &LoginLimits,
         source: &LoginSource,
         tenant: &TenantId,
         username_key: Option<&str>,
         now: i64,
-    ) -> Option<i64> {
-        let windows = self.windows.lock().ok()?;
-        let window = limits.source_window_secs.max(1);
-        let check = |key: &Key, max: u32, span: i64| {
-            windows
-                .get(key)
-                .filter(|w| w.count >= max && now < w.start.saturating_add(span))
-                .map(|w| w.start.saturating_add(span) - now)
-        };
-        let by_source = check(
-            &Key::Source(source.clone()),
-            limits.source_max_failures.max(1),
-            window,
-        );
-        let by_pair = username_key.and_then(|key| {
-            check(
-                &Key::Pair(source.clone(), tenant.clone(), key.to_owned()),
-                limits.pair_max(),
-                limits.window_secs.max(1),
-            )
-        });
-        by_source.max(by_pair)
-    }
-
-    /// Counts a failure of `source` (on `username_key`, if it is one a user may have).
-    pub(super) fn failed(
-        &self,
-        limits: &LoginLimits,
-        source: &LoginSource,
-        tenant: &TenantId,
-        username_key: Option<&str>,
-        now: i64,
-    ) {
+    ) -> Result<(), i64> {
         let Ok(mut windows) = self.windows.lock() else {
-            return;
+            return Ok(());
         };
+        let keys = Counted::new(limits, source, tenant, username_key);
+        let wait = keys
+            .iter()
+            .filter_map(|(key, max, span)| {
+                windows
+                    .get(key)
+                    .filter(|w| w.count >= *max && now < w.start.saturating_add(*span))
+                    .map(|w| w.start.saturating_add(*span) - now)
+            })
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
         if windows.len() >= MAX_ENTRIES {
             let longest = limits.source_window_secs.max(limits.window_secs);
             windows.retain(|_, w| now < w.start.saturating_add(longest));
         }
-        let mut count = |key: Key, span: i64| {
-            if windows.len() >= MAX_ENTRIES && !windows.contains_key(&key) {
-                return;
+        for (key, _, span) in keys.iter() {
+            if windows.len() >= MAX_ENTRIES && !windows.contains_key(key) {
+                continue;
             }
-            let w = windows.entry(key).or_insert(Window {
+            let w = windows.entry(key.clone()).or_insert(Window {
                 start: now,
                 count: 0,
             });
-            if now >= w.start.saturating_add(span) {
+            if now >= w.start.saturating_add(*span) {
                 *w = Window {
                     start: now,
                     count: 0,
                 };
             }
             w.count = w.count.saturating_add(1);
-        };
-        count(
-            Key::Source(source.clone()),
-            limits.source_window_secs.max(1),
-        );
-        if let Some(key) = username_key {
-            count(
-                Key::Pair(source.clone(), tenant.clone(), key.to_owned()),
-                limits.window_secs.max(1),
-            );
+        }
+        Ok(())
+    }
+
+    /// Gives back the count of an attempt that was not a failure (the password was right).
+    pub(super) fn release(
+        &self,
+        limits: &LoginLimits,
+        source: &LoginSource,
+        tenant: &TenantId,
+        username_key: Option<&str>,
+    ) {
+        if let Ok(mut windows) = self.windows.lock() {
+            for (key, _, _) in Counted::new(limits, source, tenant, username_key).iter() {
+                if let Some(w) = windows.get_mut(key) {
+                    w.count = w.count.saturating_sub(1);
+                }
+            }
         }
     }
 
-    /// Forgets the source's failures on `username_key` after a success.
-    pub(super) fn succeeded(&self, source: &LoginSource, tenant: &TenantId, username_key: &str) {
+    /// After a login: the attempt given back, and the source's failures on the username
+    /// forgotten.
+    pub(super) fn succeeded(
+        &self,
+        limits: &LoginLimits,
+        source: &LoginSource,
+        tenant: &TenantId,
+        username_key: &str,
+    ) {
+        self.release(limits, source, tenant, None);
         if let Ok(mut windows) = self.windows.lock() {
             windows.remove(&Key::Pair(
-                source.clone(),
+                counted_source(source),
                 tenant.clone(),
                 username_key.to_owned(),
             ));
@@ -197,8 +200,96 @@ impl Sources {
     }
 }
 
+/// Attempts on one username take turns on this instance, from the lock's check to the count
+/// of their failure, so that each sees the failures before it: a burst of concurrent guesses
+/// cannot all pass the check before the first is counted. Usernames share a fixed set of turns
+/// by hash: no memory grows with them, and two that share one merely wait for each other.
+#[derive(Debug)]
+pub struct Turns {
+    turns: Box<[tokio::sync::Mutex<()>]>,
+    hasher: RandomState,
+}
+
+impl Default for Turns {
+    fn default() -> Self {
+        Self {
+            turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Turns {
+    /// Waits for the turn of `username_key` in `tenant`; it passes on when the guard drops.
+    pub(super) async fn take(
+        &self,
+        tenant: &TenantId,
+        username_key: &str,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
+        let hash = self.hasher.hash_one((tenant, username_key));
+        let turn = usize::try_from(hash % TURNS as u64).unwrap_or(0);
+        self.turns[turn].lock().await
+    }
+}
+
+/// How many turns usernames share.
+const TURNS: usize = 256;
+
+/// The counts an attempt touches: its source's, and its source's on the username; each with
+/// its limit and window.
+struct Counted {
+    source: (Key, u32, i64),
+    pair: Option<(Key, u32, i64)>,
+}
+
+impl Counted {
+    fn new(
+        limits: &LoginLimits,
+        source: &LoginSource,
+        tenant: &TenantId,
+        username_key: Option<&str>,
+    ) -> Self {
+        let source = counted_source(source);
+        Self {
+            pair: username_key.map(|key| {
+                (
+                    Key::Pair(source.clone(), tenant.clone(), key.to_owned()),
+                    limits.pair_max(),
+                    limits.window_secs.max(1),
+                )
+            }),
+            source: (
+                Key::Source(source),
+                limits.source_max_failures.max(1),
+                limits.source_window_secs.max(1),
+            ),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Key, u32, i64)> {
+        std::iter::once(&self.source).chain(self.pair.as_ref())
+    }
+}
+
+/// The source as it is counted: an IPv6 address by its /64, which one subscriber usually holds
+/// whole (so that walking through it buys no fresh counts); an IPv4-mapped address as IPv4.
+fn counted_source(source: &LoginSource) -> LoginSource {
+    match source {
+        LoginSource::Ip(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => LoginSource::Ip(IpAddr::V4(v4)),
+            None => {
+                let prefix = u128::from(*v6) & !((1u128 << 64) - 1);
+                LoginSource::Ip(IpAddr::V6(prefix.into()))
+            }
+        },
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
 
     #[test]
@@ -208,23 +299,22 @@ mod tests {
         let ip = LoginSource::Ip(IpAddr::from([10, 0, 0, 1]));
         let t = TenantId::primary();
         for _ in 0..limits.max_failures - 1 {
-            assert_eq!(sources.blocked(&limits, &ip, &t, Some("alice"), 100), None);
-            sources.failed(&limits, &ip, &t, Some("alice"), 100);
+            assert_eq!(sources.begin(&limits, &ip, &t, Some("alice"), 100), Ok(()));
         }
-        let wait = sources.blocked(&limits, &ip, &t, Some("alice"), 110);
-        assert_eq!(wait, Some(limits.window_secs - 10));
+        let wait = sources.begin(&limits, &ip, &t, Some("alice"), 110);
+        assert_eq!(wait, Err(limits.window_secs - 10));
         // Other usernames, and other sources on this one, are not blocked.
-        assert_eq!(sources.blocked(&limits, &ip, &t, Some("bob"), 110), None);
+        assert_eq!(sources.begin(&limits, &ip, &t, Some("bob"), 110), Ok(()));
         let other = LoginSource::Ip(IpAddr::from([10, 0, 0, 2]));
         assert_eq!(
-            sources.blocked(&limits, &other, &t, Some("alice"), 110),
-            None
+            sources.begin(&limits, &other, &t, Some("alice"), 110),
+            Ok(())
         );
         // The window ends.
         let later = 100 + limits.window_secs;
         assert_eq!(
-            sources.blocked(&limits, &ip, &t, Some("alice"), later),
-            None
+            sources.begin(&limits, &ip, &t, Some("alice"), later),
+            Ok(())
         );
     }
 
@@ -238,15 +328,57 @@ mod tests {
         let ip = LoginSource::Client("c1".into());
         let t = TenantId::primary();
         for name in ["a", "b", "c"] {
-            sources.failed(&limits, &ip, &t, Some(name), 0);
+            assert_eq!(sources.begin(&limits, &ip, &t, Some(name), 0), Ok(()));
         }
         assert_eq!(
-            sources.blocked(&limits, &ip, &t, Some("d"), 1),
-            Some(limits.source_window_secs - 1)
+            sources.begin(&limits, &ip, &t, Some("d"), 1),
+            Err(limits.source_window_secs - 1)
         );
         assert_eq!(
-            sources.blocked(&limits, &ip, &t, None, limits.source_window_secs),
-            None
+            sources.begin(&limits, &ip, &t, None, limits.source_window_secs),
+            Ok(())
         );
+    }
+
+    #[test]
+    fn a_right_password_gives_its_attempt_back() {
+        let limits = LoginLimits {
+            source_max_failures: 2,
+            ..LoginLimits::default()
+        };
+        let sources = Sources::default();
+        let ip = LoginSource::Client("c1".into());
+        let t = TenantId::primary();
+        for _ in 0..10 {
+            assert_eq!(sources.begin(&limits, &ip, &t, Some("alice"), 0), Ok(()));
+            sources.succeeded(&limits, &ip, &t, "alice");
+        }
+        assert_eq!(sources.begin(&limits, &ip, &t, Some("bob"), 0), Ok(()));
+        sources.release(&limits, &ip, &t, Some("bob"));
+        assert_eq!(sources.begin(&limits, &ip, &t, Some("bob"), 0), Ok(()));
+        assert_eq!(sources.begin(&limits, &ip, &t, Some("carol"), 0), Ok(()));
+        assert!(sources.begin(&limits, &ip, &t, Some("dave"), 0).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_source_is_counted_by_its_64() {
+        let limits = LoginLimits {
+            source_max_failures: 2,
+            ..LoginLimits::default()
+        };
+        let sources = Sources::default();
+        let t = TenantId::primary();
+        let host =
+            |n: u16| LoginSource::Ip(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, n)));
+        assert_eq!(sources.begin(&limits, &host(1), &t, None, 0), Ok(()));
+        assert_eq!(sources.begin(&limits, &host(2), &t, None, 0), Ok(()));
+        assert!(sources.begin(&limits, &host(3), &t, None, 0).is_err());
+        let next = LoginSource::Ip(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1)));
+        assert_eq!(sources.begin(&limits, &next, &t, None, 0), Ok(()));
+        let mapped = LoginSource::Ip(IpAddr::V6(Ipv4Addr::new(10, 0, 0, 9).to_ipv6_mapped()));
+        let v4 = LoginSource::Ip(IpAddr::from([10, 0, 0, 9]));
+        assert_eq!(sources.begin(&limits, &mapped, &t, None, 0), Ok(()));
+        assert_eq!(sources.begin(&limits, &v4, &t, None, 0), Ok(()));
+        assert!(sources.begin(&limits, &v4, &t, None, 0).is_err());
     }
 }

@@ -18,7 +18,7 @@ use crate::users::{password_expires_at, scopes_of, username_key};
 use super::answers::TokenResponse;
 use super::callers::{Authenticated, ClientSource, check_subject};
 use super::granted::{self, Grantee};
-use super::lockout::{LoginSource, Sources};
+use super::lockout::{LoginSource, Sources, Turns};
 use super::oauth::{ClientCredentials, GrantRequest};
 use super::state::AppState;
 
@@ -37,6 +37,7 @@ pub const PASSWORD_EXPIRED: &str = "password_expired: the password is older than
 #[derive(Debug, Default)]
 pub struct LoginState {
     pub(super) sources: Sources,
+    turns: Turns,
     verified_stored: AtomicU64,
     verified_dummy: AtomicU64,
 }
@@ -262,18 +263,21 @@ impl AppState {
             purpose,
             now,
         };
-        if let Some(wait) =
-            inner
-                .login
-                .sources
-                .blocked(limits, &source, tenant, key.as_deref(), now)
-        {
-            return Err(ApiError::LoginLocked { retry_after: wait });
-        }
+        let sources = &inner.login.sources;
+        sources
+            .begin(limits, &source, tenant, key.as_deref(), now)
+            .map_err(|wait| ApiError::LoginLocked { retry_after: wait })?;
+        let _turn = match &key {
+            Some(key) => Some(inner.login.turns.take(tenant, key).await),
+            None => None,
+        };
         if let Some(key) = &key
             && let Some(row) = inner.db.login_failures(tenant, key).await?
             && let Some(until) = row.locked_until.filter(|u| *u > now)
         {
+            // Not a failure: attempts during a lock neither extend it nor count against the
+            // source afterwards.
+            sources.release(limits, &source, tenant, Some(key.as_str()));
             return Err(ApiError::LoginLocked {
                 retry_after: until - now,
             });
@@ -316,6 +320,7 @@ impl AppState {
             && password_expires_at(&user, settings.password_rotation_days)
                 .is_some_and(|at| at <= now)
         {
+            self.not_a_failure(&attempt);
             self.audit_attempt(&attempt, Some(&user), "password_expired")
                 .await;
             return Err(ApiError::InvalidGrant(PASSWORD_EXPIRED));
@@ -325,7 +330,7 @@ impl AppState {
         }
         if let Some(key) = &key {
             inner.db.clear_login_failures(tenant, key).await?;
-            inner.login.sources.succeeded(&source, tenant, key);
+            sources.succeeded(limits, &source, tenant, key);
         }
         Ok(user)
     }
@@ -362,10 +367,6 @@ impl AppState {
         let inner = &self.inner;
         let limits = &inner.settings.logins;
         let tenant = &attempt.client.tenant.id;
-        inner
-            .login
-            .sources
-            .failed(limits, attempt.source, tenant, attempt.key, attempt.now);
         if let Some(key) = attempt.key {
             let lockout = |until: i64| AuditRow {
                 detail: Some(
@@ -393,6 +394,18 @@ impl AppState {
         }
         self.audit_attempt(attempt, user, outcome).await;
         ApiError::InvalidGrant(answer)
+    }
+
+    /// Gives back the source's count of an attempt whose password was right but that goes no
+    /// further (an expired password, a second factor not sent).
+    pub(super) fn not_a_failure(&self, attempt: &Attempt<'_>) {
+        let tenant = &attempt.client.tenant.id;
+        self.inner.login.sources.release(
+            &self.inner.settings.logins,
+            attempt.source,
+            tenant,
+            attempt.key,
+        );
     }
 
     /// An attempt's audit row: the user when one matched, else the username in `detail`.

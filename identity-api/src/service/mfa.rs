@@ -182,13 +182,17 @@ impl AppState {
         let db = &self.inner.db;
         match (proof.otp, proof.recovery_code) {
             (None, None) => {
+                self.not_a_failure(attempt);
                 self.audit_attempt(attempt, Some(user), "mfa_required")
                     .await;
                 Err(ApiError::MfaRequired)
             }
-            (Some(_), Some(_)) => Err(ApiError::invalid_request(
-                "send otp or recovery_code, not both",
-            )),
+            (Some(_), Some(_)) => {
+                self.not_a_failure(attempt);
+                Err(ApiError::invalid_request(
+                    "send otp or recovery_code, not both",
+                ))
+            }
             (Some(code), None) => {
                 let secret = open(self.mfa_key(), user)?;
                 let spent = match totp::verify(&secret, code, attempt.now, user.totp_last_step) {
