@@ -322,7 +322,7 @@ impl AppState {
             return Err(superseded());
         }
         let new = match &req.new_key {
-            Some(secret) => ApiKey::with_secret(secret)
+            Some(secret) => ApiKey::successor_with(&req.api_key, secret)
                 .map_err(|e| ApiError::invalid_request(format!("new_key: {e}")))?,
             None => ApiKey::generate(),
         };

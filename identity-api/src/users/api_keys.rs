@@ -5,9 +5,9 @@
 //! `A-Z a-z 0-9` (about 71 bits), public, the primary key it is looked up by; the secret part,
 //! 32 random bytes as base64url (43 characters, 256 bits) when the server makes it. An owner
 //! rotating its key may supply the secret part instead (never the prefix or the `key_id`, which
-//! the server always assigns): 32 to 256 characters of `A-Z a-z 0-9 _ -`, with at least two of
-//! the classes lower, upper, digit, `_ -`, and at least 128 bits by the Shannon entropy of its
-//! characters times its length ([`check_secret`]).
+//! the server always assigns): 32 to 256 characters of `A-Z a-z 0-9 _ -` worth at least 128
+//! bits by an estimate that discounts runs and repeated blocks ([`check_secret`]), and not the
+//! secret of the key it replaces.
 //!
 //! Only a verifier is stored: HMAC-SHA256 under the wrapped key `api-key-verifier` of a domain
 //! label and the whole key (so bound to its `key_id`). The key is random, so a keyed fast hash
@@ -52,11 +52,13 @@ pub enum ApiKeyError {
     #[error("the new key must be 32 to 256 characters of A-Z a-z 0-9 _ - (its secret part only)")]
     BadSupplied,
     #[error(
-        "the new key is too weak: it needs at least two of lower case, upper case, digits and \
-         _ -, and 128 bits of entropy by its characters (a random 32-byte value as base64url \
-         has it)"
+        "the new key is too weak: it needs 128 bits by an estimate that discounts runs and \
+         repeated blocks (a random 32-byte value as base64url has them, as do 32 random hex \
+         digits)"
     )]
     Weak,
+    #[error("the new key must not hold the secret of the key it replaces")]
+    Reused,
 }
 
 /// An API key, whole. No `Clone`; wiped on drop; its `Debug` shows only the public `key_id`.
@@ -78,6 +80,20 @@ impl ApiKey {
     pub fn with_secret(secret: &str) -> Result<Self, ApiKeyError> {
         check_secret(secret)?;
         Ok(Self::assemble(secret))
+    }
+
+    /// The key to replace `current` (a key as presented), around a secret part its owner
+    /// chose: as [`ApiKey::with_secret`], and not sharing the secret of `current`, which
+    /// whoever holds that key knows (the new `key_id` is public).
+    pub fn successor_with(current: &str, secret: &str) -> Result<Self, ApiKeyError> {
+        let held = current
+            .get(PREFIX.len() + KEY_ID_LEN + 1..)
+            .filter(|held| !held.is_empty())
+            .ok_or(ApiKeyError::Malformed)?;
+        if secret.contains(held) || held.contains(secret) {
+            return Err(ApiKeyError::Reused);
+        }
+        Self::with_secret(secret)
     }
 
     fn assemble(secret: &str) -> Self {
@@ -166,41 +182,47 @@ fn secret_charset(secret: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The rule of a supplied secret part (see the module's text). A simple estimate that refuses
-/// what is plainly weak (`aaaa...`, `abcabc...`, digits only); it cannot prove randomness.
+/// The rule of a supplied secret part (see the module's text). An estimate that refuses what
+/// is plainly guessable (`aaaa...`, `abcd...`, a block repeated, digits only); it cannot prove
+/// randomness, and a random value of 128 bits passes it (32 hex digits, 22 base64url
+/// characters are below the length).
 pub fn check_secret(secret: &str) -> Result<(), ApiKeyError> {
     if !secret_charset(secret) {
         return Err(ApiKeyError::BadSupplied);
     }
-    let classes = [
-        secret.bytes().any(|b| b.is_ascii_lowercase()),
-        secret.bytes().any(|b| b.is_ascii_uppercase()),
-        secret.bytes().any(|b| b.is_ascii_digit()),
-        secret.bytes().any(|b| b == b'_' || b == b'-'),
-    ];
-    if classes.iter().filter(|c| **c).count() < 2 || entropy_bits(secret) < MIN_SECRET_BITS {
+    if entropy_bits(secret) < MIN_SECRET_BITS {
         return Err(ApiKeyError::Weak);
     }
     Ok(())
 }
 
-/// The Shannon entropy of the characters of `text` (bits per character, by their frequencies
-/// in it) times its length.
+/// The characters of `text` that cannot be told from those before them, times the bits of one
+/// character of the alphabet it draws on (the classes it uses: 26 lower case, 26 upper case,
+/// 10 digits, 2 of `_ -`). Told from those before: a character that continues a run past its
+/// first two (the same one again, or the next or previous one: `aaa`, `abc`, `321`), or that
+/// begins four characters already seen together earlier (a block repeated).
 pub fn entropy_bits(text: &str) -> f64 {
-    let mut counts = [0u32; 256];
-    for b in text.bytes() {
-        counts[usize::from(b)] += 1;
-    }
-    let n = text.len() as f64;
-    let per_char: f64 = counts
-        .iter()
-        .filter(|c| **c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
+    let bytes = text.as_bytes();
+    let alphabet: u32 = [
+        (bytes.iter().any(u8::is_ascii_lowercase), 26),
+        (bytes.iter().any(u8::is_ascii_uppercase), 26),
+        (bytes.iter().any(u8::is_ascii_digit), 10),
+        (bytes.iter().any(|b| !b.is_ascii_alphanumeric()), 2),
+    ]
+    .iter()
+    .filter(|(used, _)| *used)
+    .map(|(_, size)| size)
+    .sum();
+    let step = |i: usize| i16::from(bytes[i]) - i16::from(bytes[i - 1]);
+    let unpredictable = (0..bytes.len())
+        .filter(|&i| {
+            let runs = i >= 2 && step(i) == step(i - 1) && step(i).abs() <= 1;
+            let repeats =
+                i + 4 <= bytes.len() && bytes[..i + 3].windows(4).any(|w| w == &bytes[i..i + 4]);
+            !runs && !repeats
         })
-        .sum();
-    per_char * n
+        .count();
+    unpredictable as f64 * f64::from(alphabet.max(1)).log2()
 }
 
 /// 12 characters of `A-Z a-z 0-9`, uniformly (bytes of 248 and above are drawn again).
@@ -375,7 +397,7 @@ mod tests {
     }
 
     #[test]
-    fn supplied_secrets_need_length_classes_and_entropy() {
+    fn supplied_secrets_need_length_and_entropy() {
         let random = &ApiKey::generate().expose()[17..].to_owned();
         let key = ApiKey::with_secret(random).unwrap();
         assert!(key.expose().ends_with(random.as_str()));
@@ -392,8 +414,13 @@ mod tests {
             "a".repeat(64),
             "0123456789".repeat(4),
             "abcdefghijklmnopqrstuvwxyzabcdef".to_owned(),
+            "abcdefghijklmnopqrstuvwxyzABCDEF".to_owned(),
+            "0123456789abcdef".repeat(2),
+            "abcdefghABCDEFGH".repeat(2),
             "aB".repeat(40),
             "Ab1_".repeat(10),
+            "q7x9k2m4p8".repeat(4),
+            "31415926535897932384626433832795".to_owned(), // digits only: 106 bits
         ] {
             assert_eq!(
                 ApiKey::with_secret(&weak).unwrap_err(),
@@ -401,8 +428,35 @@ mod tests {
                 "{weak}"
             );
         }
+        // Random values of 128 bits pass: 32 hex digits, and base64url.
+        for _ in 0..1000 {
+            let mut raw = [0u8; 16];
+            OsRng.fill_bytes(&mut raw);
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(check_secret(&hex), Ok(()), "{hex}");
+            let b64 = &ApiKey::generate().expose()[17..].to_owned();
+            assert_eq!(check_secret(b64), Ok(()), "{b64}");
+        }
+        // A successor does not hold the secret of the key it replaces, whole or in part.
+        let current = ApiKey::generate();
+        let held = &current.expose()[17..];
+        for reused in [
+            held.to_owned(),
+            current.expose().to_owned(),
+            format!("{held}x"),
+            held[..40].to_owned(),
+        ] {
+            assert_eq!(
+                ApiKey::successor_with(current.expose(), &reused).unwrap_err(),
+                ApiKeyError::Reused,
+                "{reused}"
+            );
+        }
+        let next = ApiKey::successor_with(current.expose(), random).unwrap();
+        assert!(next.expose().ends_with(random.as_str()));
         assert!(entropy_bits(random) >= MIN_SECRET_BITS);
-        assert_eq!(entropy_bits("aaaa"), 0.0);
-        assert!((entropy_bits("abab") - 4.0).abs() < 1e-9);
+        assert_eq!(entropy_bits("aaaa"), 2.0 * 26f64.log2());
+        assert_eq!(entropy_bits("abcd"), 2.0 * 26f64.log2());
+        assert_eq!(entropy_bits("a1b2"), 4.0 * 36f64.log2());
     }
 }

@@ -102,11 +102,17 @@ async fn rotation_with_a_supplied_key(b: Backend) {
     let alice = user(&env, primary(), "alice", "viewer").await;
     let old = key_for(&env, &alice).await;
     let auth = basic("c1", &env.secret);
+    // Too short, guessable, of another form, or the key being replaced (whoever holds it would
+    // hold the new one too: its key_id is public).
+    let held = old.expose()[17..].to_owned();
     for weak in [
         "short",
         &"a".repeat(40),
         &"aB".repeat(30),
+        "abcdefghijklmnopqrstuvwxyzABCDEF",
         "isk_AAAAAAAAAAAA_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        &held,
+        old.expose(),
     ] {
         let refused = call(
             &env,
@@ -122,7 +128,8 @@ async fn rotation_with_a_supplied_key(b: Backend) {
             "a refused rotation changes nothing"
         );
     }
-    let chosen = "Zq3_vW9-kLmN2pR7sT1uXy4zAb6cDe8fGh0jK5";
+    // 32 random hex digits (128 bits) are enough.
+    let chosen = "9f86d081884c7d659a2feaa0c55ad015";
     let (status, body) = call(
         &env,
         ROTATE,
