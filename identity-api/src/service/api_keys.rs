@@ -20,6 +20,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -152,6 +153,9 @@ type AuditKey = (TenantId, String, RequestEvent, Refusal, String);
 #[derive(Debug, Default)]
 pub struct ApiKeys {
     known: RwLock<HashMap<CacheKey, Arc<Known>>>,
+    /// How many keys were forgotten: a read that began before a key was forgotten may have read
+    /// it as it was before, and must not put it back.
+    forgotten: AtomicU64,
     /// When a row was last written for each kind of refusal, and how many were not since.
     refusals: Mutex<HashMap<AuditKey, (i64, u64)>>,
 }
@@ -171,8 +175,18 @@ impl ApiKeys {
         (now.saturating_sub(k.read_at) < Self::TTL_SECS && now >= k.read_at).then(|| Arc::clone(k))
     }
 
-    fn insert(&self, key: CacheKey, value: Arc<Known>) {
+    /// The count of forgotten keys, to give [`ApiKeys::insert`] what was read after it.
+    fn generation(&self) -> u64 {
+        self.forgotten.load(Ordering::Acquire)
+    }
+
+    /// Remembers `value`, read after `generation`, unless a key was forgotten meanwhile.
+    fn insert(&self, key: CacheKey, value: Arc<Known>, generation: u64) {
         if let Ok(mut known) = self.known.write() {
+            // Checked under the lock that `forget` takes: no forget slips in between.
+            if self.generation() != generation {
+                return;
+            }
             if known.len() >= Self::CAPACITY {
                 known.clear();
             }
@@ -182,6 +196,7 @@ impl ApiKeys {
 
     fn forget(&self, key: &CacheKey) {
         if let Ok(mut known) = self.known.write() {
+            self.forgotten.fetch_add(1, Ordering::AcqRel);
             known.remove(key);
         }
     }
@@ -380,6 +395,7 @@ impl AppState {
         {
             return Ok(Ok(known));
         }
+        let generation = cache.generation();
         // The roles are read beside the key, not after it: one round trip's latency, and an
         // unknown key costs what a known one does.
         let (found, roles) = tokio::join!(
@@ -419,7 +435,7 @@ impl AppState {
             user,
             read_at: now,
         });
-        cache.insert(cache_key, Arc::clone(&known));
+        cache.insert(cache_key, Arc::clone(&known), generation);
         Ok(Ok(known))
     }
 
@@ -466,4 +482,63 @@ impl AppState {
 /// Neither revoked nor past the end of its overlap.
 fn live(key: &ApiKeyRow, now: i64) -> bool {
     key.revoked_at.is_none() && key.expires_at.is_none_or(|until| now < until)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn known(now: i64) -> Arc<Known> {
+        let tenant = TenantId::primary();
+        let user = UserRow {
+            user_id: "u1".into(),
+            tenant_id: tenant.clone(),
+            username: "alice".into(),
+            username_key: "alice".into(),
+            email: None,
+            display_name: None,
+            enabled: true,
+            roles: String::new(),
+            password_hash: None,
+            password_changed_at: None,
+            last_login_at: None,
+            totp_secret_enc: None,
+            totp_confirmed_at: None,
+            totp_last_step: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let key = ApiKeyRow {
+            key_id: "k1".into(),
+            tenant_id: tenant,
+            user_id: "u1".into(),
+            verifier: vec![0; 32],
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        Arc::new(Known {
+            key,
+            user,
+            scopes: Vec::new(),
+            read_at: now,
+        })
+    }
+
+    /// A validation that read a key before a rotation forgot it must not put it back: the old
+    /// key would validate for another `TTL_SECS` on the instance that rotated it.
+    #[test]
+    fn a_read_from_before_a_forget_is_not_remembered() {
+        let cache = ApiKeys::default();
+        let key = (TenantId::primary(), "k1".to_owned());
+        let before = cache.generation();
+        cache.forget(&key);
+        cache.insert(key.clone(), known(100), before);
+        assert!(cache.get(&key, 100).is_none());
+        cache.insert(key.clone(), known(100), cache.generation());
+        assert!(cache.get(&key, 100).is_some());
+    }
 }
