@@ -346,6 +346,11 @@ async fn rotation_errors_and_revocation(b: Backend) {
             json!({"current_password": PASSWORD, "new_password": "a long enough one"}),
             "username is required",
         ),
+        // The same password again would only restart the rotation window.
+        (
+            json!({"username": "alice", "current_password": PASSWORD, "new_password": PASSWORD}),
+            "new_password: the new password is the current one",
+        ),
     ] {
         assert_err(&rotate(body).await, 400, "invalid_request", says);
     }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::storage::{AuditRow, RequestEvent};
-use crate::users::password::Password;
+use crate::users::password::{Password, check_changed};
 use crate::users::password_expires_at;
 
 use super::callers::Authenticated;
@@ -38,6 +38,7 @@ impl AppState {
         let policy = &self.settings().passwords;
         policy
             .check_new(proof.username, &new_password)
+            .and_then(|()| check_changed(&proof.password, &new_password))
             .map_err(|e| ApiError::invalid_request(format!("new_password: {e}")))?;
         let user = self
             .prove_user(client, &proof, source, Purpose::PasswordRotate)

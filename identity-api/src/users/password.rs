@@ -34,6 +34,7 @@ use argon2::{
     PasswordVerifier as _, Version,
 };
 use rand_core::{OsRng, RngCore as _};
+use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -93,6 +94,8 @@ pub enum PasswordRejected {
     TooLong { max_bytes: usize },
     #[error("the password contains the username")]
     ContainsUsername,
+    #[error("the new password is the current one")]
+    Unchanged,
 }
 
 /// The password rules and Argon2id costs of this deployment. Fields are public for
@@ -206,6 +209,20 @@ impl PasswordPolicy {
         }
         Ok(())
     }
+}
+
+/// Whether `new` may replace `current`: a rotation to the same password would restart the
+/// rotation window without changing anything. Compared in constant time.
+pub fn check_changed(current: &Password, new: &Password) -> Result<(), PasswordRejected> {
+    let same: bool = current
+        .expose()
+        .as_bytes()
+        .ct_eq(new.expose().as_bytes())
+        .into();
+    if same {
+        return Err(PasswordRejected::Unchanged);
+    }
+    Ok(())
 }
 
 /// Why a password could not be hashed (never because of the password itself).
