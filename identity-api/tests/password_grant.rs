@@ -354,6 +354,24 @@ async fn rotation_errors_and_revocation(b: Backend) {
     ] {
         assert_err(&rotate(body).await, 400, "invalid_request", says);
     }
+    // On a session bound to another subject, the rotation is refused (and nothing changes).
+    let (status, body) = t
+        .env
+        .post(
+            ROTATE,
+            &[
+                ("authorization", &common::basic("c1", &t.secret)),
+                ("x-internal-token", login_common::TOKEN),
+                ("x-session-subject", "someone-else"),
+            ],
+            &json!({"username": "alice", "current_password": PASSWORD, "new_password": "another long one"})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (403, Some("subject_mismatch"))
+    );
     let answer = rotate(json!({"username": "alice", "current_password": "wrong", "new_password": "a long enough one"})).await;
     assert_err(
         &answer,

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::post;
 use identity_protocol::paths;
 
-use super::{Named, RequestBody, authorization, named, no_store, parse_body};
+use super::{Named, RequestBody, authorization, named, no_store, parse_body, session_subject};
 use crate::error::ApiError;
 use crate::service::AppState;
 use crate::service::tenancy::named_id;
@@ -29,6 +29,7 @@ async fn validate(
         .validate_api_key(
             authorization(&headers)?,
             named_id(named(&tenant)),
+            session_subject(&headers)?,
             parse_body(&body),
         )
         .await?;
@@ -45,6 +46,7 @@ async fn rotate(
         .rotate_api_key(
             authorization(&headers)?,
             named_id(named(&tenant)),
+            session_subject(&headers)?,
             parse_body(&body),
         )
         .await?;

@@ -230,6 +230,7 @@ async fn password_rotate(
             new_password,
             body.revoke_sessions,
             source(&state, &headers, &peer),
+            session_subject(&headers)?,
         )
         .await?;
     Ok(no_store(answer))

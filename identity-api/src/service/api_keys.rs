@@ -32,7 +32,7 @@ use crate::storage::{ApiKeyRow, AuditRow, RequestEvent, TenantId, UserRow};
 use crate::users::api_keys::{ApiKey, verifier_matches};
 use crate::users::{password_expires_at, scopes_of};
 
-use super::callers::{ClientSource, Parsed};
+use super::callers::{ClientSource, Parsed, check_subject};
 use super::state::AppState;
 
 /// The body of `/credentials/api-key/validate`.
@@ -230,6 +230,7 @@ impl AppState {
         &self,
         authorization: Option<&[u8]>,
         named: Option<&TenantId>,
+        session_subject: Option<&str>,
         body: Parsed<ValidateRequest<'_>>,
     ) -> Result<Validation, ApiError> {
         let client = self
@@ -250,6 +251,11 @@ impl AppState {
                 return Ok(Validation::Inactive { active: false });
             }
         };
+        // On a session bound to a user, another user's key is as unknown as another subject's
+        // token is to introspection.
+        if check_subject(session_subject, &known.user.user_id).is_err() {
+            return Ok(Validation::Inactive { active: false });
+        }
         let expires = password_expires_at(&known.user, self.settings().password_rotation_days);
         if expires.is_some_and(|at| now >= at) {
             let (user, key_id) = (Some(known.user.user_id.as_str()), Some(&known.key.key_id));
@@ -289,6 +295,7 @@ impl AppState {
         &self,
         authorization: Option<&[u8]>,
         named: Option<&TenantId>,
+        session_subject: Option<&str>,
         body: Parsed<RotateRequest<'_>>,
     ) -> Result<Rotated, ApiError> {
         let client = self
@@ -312,6 +319,7 @@ impl AppState {
             }
         };
         let user = &known.user;
+        check_subject(session_subject, &user.user_id)?;
         let old = known.key.key_id.as_str();
         let expires = password_expires_at(user, self.settings().password_rotation_days);
         if expires.is_some_and(|at| now >= at) {

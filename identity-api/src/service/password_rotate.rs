@@ -10,7 +10,7 @@ use crate::storage::{AuditRow, RequestEvent};
 use crate::users::password::{Password, check_changed};
 use crate::users::password_expires_at;
 
-use super::callers::Authenticated;
+use super::callers::{Authenticated, check_subject};
 use super::lockout::LoginSource;
 use super::login::{Proof, Purpose};
 use super::state::AppState;
@@ -34,6 +34,7 @@ impl AppState {
         new_password: Password,
         revoke_sessions: bool,
         source: Option<LoginSource>,
+        session_subject: Option<&str>,
     ) -> Result<PasswordRotated, ApiError> {
         let policy = &self.settings().passwords;
         policy
@@ -43,6 +44,7 @@ impl AppState {
         let user = self
             .prove_user(client, &proof, source, Purpose::PasswordRotate)
             .await?;
+        check_subject(session_subject, &user.user_id)?;
         let hash = self
             .inner
             .hasher

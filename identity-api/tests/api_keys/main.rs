@@ -179,6 +179,36 @@ async fn a_key_validates_to_its_owner(b: Backend) {
         )
         .await;
     assert_eq!((status, &body["active"]), (StatusCode::OK, &json!(true)));
+    // On a session bound to a user (the sidecar's X-Session-Subject), another user's key is
+    // inactive and cannot be rotated; the user's own is as above.
+    for (subject, active) in [(alice.user_id.as_str(), true), ("someone-else", false)] {
+        let (status, body) = env
+            .post(
+                VALIDATE,
+                &[
+                    ("authorization", &basic("c1", &env.secret)),
+                    ("x-session-subject", subject),
+                ],
+                &json!({ "api_key": key.expose() }).to_string(),
+            )
+            .await;
+        assert_eq!((status, &body["active"]), (StatusCode::OK, &json!(active)));
+    }
+    let (status, body) = env
+        .post(
+            ROTATE,
+            &[
+                ("authorization", &basic("c1", &env.secret)),
+                ("x-session-subject", "someone-else"),
+            ],
+            &json!({ "api_key": key.expose() }).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (403, Some("subject_mismatch"))
+    );
+    assert!(active(&env, key.expose()).await);
     // A success writes no audit row.
     assert!(refusals(&env, "api_key_validate").await.is_empty());
 }
