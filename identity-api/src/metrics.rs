@@ -118,6 +118,7 @@ impl Metrics {
             ("token_families", purged.families),
             ("refresh_tokens", purged.refresh_tokens),
             ("audit_events", purged.audit_events),
+            ("login_failures", purged.login_failures),
         ] {
             self.purged.get_or_create(&TableLabel { table }).inc_by(n);
         }

@@ -1,13 +1,14 @@
 //! Retention: token families that ended (expired, or revoked) longer ago than the family
-//! retention are deleted with their refresh tokens, and audit events older than the audit
-//! retention; inside `serve` on a schedule, and by `identity-api purge`.
+//! retention are deleted with their refresh tokens, audit events older than the audit
+//! retention, and failed-login counts that no longer count (their last failure older than the
+//! longest window or lock allowed); inside `serve` on a schedule, and by `identity-api purge`.
 //!
 //! The retention is also what keeps a purge from racing a request: a family is deleted only
 //! long after the last moment a refresh or a revocation could have used it.
 
 use std::time::Duration;
 
-use crate::storage::{Db, StoreError};
+use crate::storage::{Db, MAX_LOGIN_WINDOW_SECS, StoreError};
 
 /// A week: long enough to look into a family's end, short enough that a busy service's tables
 /// stay a few weeks of traffic.
@@ -36,6 +37,7 @@ pub struct Purged {
     pub families: u64,
     pub refresh_tokens: u64,
     pub audit_events: u64,
+    pub login_failures: u64,
     /// Batches of families deleted, their transactions' time in all, and the longest.
     pub batches: u64,
     pub held: Duration,
@@ -84,6 +86,16 @@ async fn purge(
         if window.families > 0 && !pause.is_zero() {
             tokio::time::sleep(pause.max(window.held * PACE)).await;
         }
+    }
+    // Whatever the configured window and lock, a count this old is forgotten and its lock over.
+    let cutoff = now.saturating_sub(MAX_LOGIN_WINDOW_SECS);
+    loop {
+        let (deleted, more) = db.purge_login_failures_before(cutoff).await?;
+        purged.login_failures += deleted;
+        if !more {
+            break;
+        }
+        tokio::time::sleep(pause).await;
     }
     if let Some(audit_secs) = retention.audit_secs {
         let cutoff = now.saturating_sub(audit_secs);

@@ -1,7 +1,8 @@
 //! Retention on SQLite and PostgreSQL: the purge deletes ended families (expired or revoked
 //! before the cutoff) with their refresh tokens and old audit events, keeps everything live
 //! working, walks the table across its windows, runs beside the hot path, takes turns between
-//! replicas, runs on `serve`'s schedule and as `identity-api purge`.
+//! replicas, runs on `serve`'s schedule and as `identity-api purge`; failed-login counts go
+//! once they count for nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -11,7 +12,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::{Backend, TestEnv, cmd, run, s};
 use identity_api::purge::{self, Purged, Retention};
-use identity_api::storage::{Db, Pools};
+use identity_api::storage::{
+    AuditRow, Db, FailureLimits, MAX_LOGIN_WINDOW_SECS, PURGE_BATCH, Pools, RequestEvent,
+};
 use serde_json::Value;
 
 both!(
@@ -20,6 +23,7 @@ both!(
     purging_beside_the_hot_path,
     one_purge_at_a_time,
     serve_purges_on_its_schedule,
+    failed_login_counts_go_when_they_count_no_more,
 );
 
 const HOUR: i64 = 3600;
@@ -246,6 +250,67 @@ async fn purging_beside_the_hot_path(b: Backend) {
     assert_eq!(count(&db, "refresh_tokens").await, 5000 + 100);
 }
 
+/// Anyone may add a failed-login count (for any well-formed username): one whose last failure
+/// is older than the longest window or lock allowed is deleted, in batches; a recent one, or a
+/// lock, stays.
+async fn failed_login_counts_go_when_they_count_no_more(b: Backend) {
+    let Some(env) = TestEnv::new(b).await else {
+        return;
+    };
+    let db = env.state.db().clone();
+    let t0 = identity_api::now();
+    let tenant = common::primary();
+    // More than one batch of old counts, written in bulk.
+    let old = PURGE_BATCH + 10;
+    let at = t0 - MAX_LOGIN_WINDOW_SECS - 1;
+    for chunk in (0..old).collect::<Vec<_>>().chunks(1000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("('{}', 'old{i}', 1, {at}, NULL)", tenant.as_str()))
+            .collect();
+        let sql = format!(
+            "INSERT INTO login_failures \
+             (tenant_id, username_key, failures, last_failure, locked_until) VALUES {}",
+            values.join(", ")
+        );
+        on_writer!(db, p => {
+            sqlx::query(&sql).execute(p).await.unwrap();
+        });
+    }
+    let limits = FailureLimits {
+        max_failures: 2,
+        window_secs: 900,
+        lock_secs: 3600,
+    };
+    let fail = |name: &'static str, at: i64| {
+        let db = db.clone();
+        async move {
+            let lockout = |_| {
+                AuditRow::credential(
+                    at,
+                    RequestEvent::LoginLockout,
+                    tenant,
+                    None,
+                    None,
+                    "locked",
+                    None,
+                )
+            };
+            db.record_login_failure(tenant, name, at, limits, lockout)
+                .await
+                .unwrap();
+        }
+    };
+    fail("recent", t0 - 60).await;
+    // Locked at its second failure, a day and a minute ago: the lock is over.
+    fail("locked", t0 - MAX_LOGIN_WINDOW_SECS - 61).await;
+    fail("locked", t0 - MAX_LOGIN_WINDOW_SECS - 60).await;
+    let purged = purge_at(&db, families_only(HOUR), t0).await;
+    assert_eq!(purged.login_failures, u64::try_from(old).unwrap() + 1);
+    assert_eq!(count(&db, "login_failures").await, 1);
+    assert!(db.login_failures(tenant, "recent").await.unwrap().is_some());
+}
+
 /// On PostgreSQL one replica purges at a time; SQLite's transactions take turns without a lock.
 async fn one_purge_at_a_time(b: Backend) {
     let Some(env) = TestEnv::new(b).await else {
@@ -333,7 +398,9 @@ async fn the_purge_command() {
     let counts: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         counts,
-        serde_json::json!({"families": 1, "refresh_tokens": 1, "audit_events": 0})
+        serde_json::json!({
+            "families": 1, "refresh_tokens": 1, "audit_events": 0, "login_failures": 0,
+        })
     );
     assert_eq!(count(env.state.db(), "token_families").await, 2);
 
@@ -359,6 +426,6 @@ async fn the_purge_command() {
     assert!(ok, "{err}");
     assert_eq!(
         out.trim(),
-        "purged 0 token families, 0 refresh tokens, 0 audit events"
+        "purged 0 token families, 0 refresh tokens, 0 audit events, 0 failed-login counts"
     );
 }

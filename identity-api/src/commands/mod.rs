@@ -133,11 +133,13 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
                         "families": p.families,
                         "refresh_tokens": p.refresh_tokens,
                         "audit_events": p.audit_events,
+                        "login_failures": p.login_failures,
                     })
                 ),
                 Some(p) => println!(
-                    "purged {} token families, {} refresh tokens, {} audit events",
-                    p.families, p.refresh_tokens, p.audit_events
+                    "purged {} token families, {} refresh tokens, {} audit events, {} failed-login \
+                     counts",
+                    p.families, p.refresh_tokens, p.audit_events, p.login_failures
                 ),
             }
             Ok(())

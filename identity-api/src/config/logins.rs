@@ -6,6 +6,7 @@ use crate::service::lockout::{
     DEFAULT_LOCK_SECS, DEFAULT_MAX_FAILURES, DEFAULT_SOURCE_MAX_FAILURES,
     DEFAULT_SOURCE_WINDOW_SECS, DEFAULT_WINDOW_SECS, LoginLimits,
 };
+use crate::storage::MAX_LOGIN_WINDOW_SECS;
 
 /// How many failed password logins lock a username or a source, and for how long.
 #[derive(Debug, Clone, Args)]
@@ -22,13 +23,13 @@ pub struct LoginArgs {
     /// without being counted, so a lock always ends).
     #[arg(long, env = "IDENTITY_LOGIN_LOCK_SECS", value_name = "SECS",
           default_value_t = DEFAULT_LOCK_SECS,
-          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+          value_parser = clap::value_parser!(i64).range(1..=MAX_LOGIN_WINDOW_SECS))]
     pub login_lock_secs: i64,
 
     /// A username's failures are forgotten this long after the last one, in seconds.
     #[arg(long, env = "IDENTITY_LOGIN_FAILURE_WINDOW_SECS", value_name = "SECS",
           default_value_t = DEFAULT_WINDOW_SECS,
-          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+          value_parser = clap::value_parser!(i64).range(1..=MAX_LOGIN_WINDOW_SECS))]
     pub login_failure_window_secs: i64,
 
     /// Failed logins of one source (the client's address), on any usernames, that block it
@@ -41,7 +42,7 @@ pub struct LoginArgs {
     /// The window of a source's failed logins, in seconds.
     #[arg(long, env = "IDENTITY_LOGIN_SOURCE_WINDOW_SECS", value_name = "SECS",
           default_value_t = DEFAULT_SOURCE_WINDOW_SECS,
-          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+          value_parser = clap::value_parser!(i64).range(1..=MAX_LOGIN_WINDOW_SECS))]
     pub login_source_window_secs: i64,
 }
 

@@ -10,6 +10,10 @@ use super::pool::Pools;
 use super::rows::{AuditRow, LoginFailureRow};
 use super::scope::TenantId;
 
+/// The longest a lock or a failure window may be set to, seconds: a count whose last failure is
+/// older than this counts for nothing, and is purged.
+pub const MAX_LOGIN_WINDOW_SECS: i64 = 86_400;
+
 static GET: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM login_failures WHERE tenant_id = $1 AND username_key = $2",

@@ -47,9 +47,9 @@ pub use self::clients::ClientChange;
 pub use self::commit::{ClientSeen, Opened, Rotation};
 pub use self::error::StoreError;
 pub use self::keys::{SealedRow, WrappedTable};
-pub use self::logins::{FailureCount, FailureLimits};
+pub use self::logins::{FailureCount, FailureLimits, MAX_LOGIN_WINDOW_SECS};
 pub use self::pool::Pools;
-pub use self::purge::{PurgeLock, WINDOW as PURGE_WINDOW, Window};
+pub use self::purge::{AUDIT_BATCH as PURGE_BATCH, PurgeLock, WINDOW as PURGE_WINDOW, Window};
 pub use self::rows::{
     AdminEvent, ApiKeyRow, AuditRow, ClientRow, FamilyRow, LoginFailureRow, RefreshRow,
     RefreshView, RequestEvent, RoleRow, SigningKeyRow, TenantRow, UserRow, WrappedKeyRow,
@@ -410,6 +410,14 @@ impl Db {
     /// and whether there may be more.
     pub async fn purge_audit_before(&self, cutoff: i64) -> Result<(u64, bool), StoreError> {
         purge::audit_before(&self.pools, cutoff).await
+    }
+
+    /// See [`purge::login_failures_before`].
+    pub async fn purge_login_failures_before(
+        &self,
+        cutoff: i64,
+    ) -> Result<(u64, bool), StoreError> {
+        purge::login_failures_before(&self.pools, cutoff).await
     }
 
     /// The lock one purge holds while it runs; `None` when another replica holds it.

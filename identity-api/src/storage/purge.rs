@@ -19,7 +19,7 @@ use super::pool::Pools;
 /// ended families (their rows and tokens scattered through the tables) holds the write lock for
 /// about 15 ms (docs/benchmarks.md).
 pub const WINDOW: i64 = 250;
-/// Audit events one transaction deletes.
+/// Audit events, or failed-login counts, one statement deletes.
 pub const AUDIT_BATCH: i64 = 5000;
 
 /// An ended family: expired, or revoked, before the cutoff `$3`.
@@ -98,6 +98,21 @@ pub async fn families_after(
 pub async fn audit_before(pools: &Pools, cutoff: i64) -> Result<(u64, bool), StoreError> {
     const DELETE: &str = "DELETE FROM audit_events WHERE id IN \
          (SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2)";
+    let n = writer!(pools, p => sqlx::query(DELETE)
+        .bind(cutoff)
+        .bind(AUDIT_BATCH)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok((n, n == AUDIT_BATCH.unsigned_abs()))
+}
+
+/// Deletes up to [`AUDIT_BATCH`] failed-login counts whose last failure was before `cutoff`;
+/// returns how many, and whether there may be more. Anyone may add such rows (a failure is
+/// counted for any well-formed username), so they must not outlive their use.
+pub async fn login_failures_before(pools: &Pools, cutoff: i64) -> Result<(u64, bool), StoreError> {
+    const DELETE: &str = "DELETE FROM login_failures WHERE (tenant_id, username_key) IN \
+         (SELECT tenant_id, username_key FROM login_failures WHERE last_failure < $1 LIMIT $2)";
     let n = writer!(pools, p => sqlx::query(DELETE)
         .bind(cutoff)
         .bind(AUDIT_BATCH)
