@@ -214,35 +214,55 @@ impl LastUsed {
         }
     }
 
-    /// Writes every recorded use; on an error the uses are kept for the next time.
+    /// Writes every recorded use. Uses not written (an error, or the flush dropped midway,
+    /// as when its task is stopped) go back for the next time.
     pub async fn flush(&self, pools: &Pools) -> Result<usize, StoreError> {
-        let taken: Vec<(String, i64)> = match self.pending.lock() {
+        let uses: Vec<(String, i64)> = match self.pending.lock() {
             Ok(mut pending) => pending.drain().collect(),
             Err(_) => return Ok(0),
         };
-        let total = taken.len();
-        let mut start = 0;
-        for chunk in taken.chunks(MAX_KEYS) {
-            if let Err(e) = write_uses(pools, chunk).await {
-                if let Ok(mut pending) = self.pending.lock() {
-                    for (key_id, at) in &taken[start..] {
-                        let t = pending.entry(key_id.clone()).or_insert(*at);
-                        *t = (*t).max(*at);
-                    }
-                }
-                return Err(e);
-            }
-            start += chunk.len();
+        let mut taken = Taken {
+            uses,
+            written: 0,
+            back: &self.pending,
+        };
+        let total = taken.uses.len();
+        while taken.written < total {
+            let end = total.min(taken.written + MAX_KEYS);
+            write_uses(pools, &taken.uses[taken.written..end]).await?;
+            taken.written = end;
         }
         Ok(total)
     }
 
-    /// Stops the writing task (the caller flushes after).
-    pub fn stop(&self) {
-        if let Ok(mut task) = self.task.lock()
-            && let Some(task) = task.take()
-        {
+    /// Stops the writing task and waits until it has let go of what it was writing (the caller
+    /// flushes after).
+    pub async fn stop(&self) {
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
             task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Uses taken out to be written: those past `written` go back on drop.
+struct Taken<'a> {
+    uses: Vec<(String, i64)>,
+    written: usize,
+    back: &'a Mutex<HashMap<String, i64>>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let Some(left) = self.uses.get(self.written..).filter(|l| !l.is_empty()) else {
+            return;
+        };
+        if let Ok(mut pending) = self.back.lock() {
+            for (key_id, at) in left {
+                let t = pending.entry(key_id.clone()).or_insert(*at);
+                *t = (*t).max(*at);
+            }
         }
     }
 }
@@ -351,5 +371,28 @@ impl super::Db {
     /// Writes the uses recorded so far now; returns how many keys.
     pub async fn flush_api_key_uses(&self) -> Result<usize, StoreError> {
         self.hot.last_used.flush(&self.pools).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flush dropped midway (its task stopped at shutdown) gives back what it did not write,
+    /// for `Db::close`'s own flush to write.
+    #[test]
+    fn uses_not_written_go_back() {
+        let pending = Mutex::new(HashMap::from([("k2".to_owned(), 50)]));
+        let taken = Taken {
+            uses: vec![("k1".into(), 10), ("k2".into(), 20), ("k3".into(), 30)],
+            written: 1,
+            back: &pending,
+        };
+        drop(taken);
+        let pending = pending.into_inner().unwrap_or_default();
+        assert_eq!(
+            pending,
+            HashMap::from([("k2".to_owned(), 50), ("k3".to_owned(), 30)])
+        );
     }
 }

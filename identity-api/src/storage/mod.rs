@@ -136,7 +136,7 @@ impl Db {
     pub async fn close(&self) {
         // The batch tasks keep connections: they must let go, or closing a pool waits forever.
         let hot = &self.hot;
-        hot.last_used.stop();
+        hot.last_used.stop().await;
         if let Err(error) = hot.last_used.flush(&self.pools).await {
             tracing::warn!(%error, "the API keys' last uses were not written");
         }
