@@ -213,10 +213,16 @@ impl ApiKeys {
             (*at, *suppressed) = (now, 0);
             return Some(before);
         }
+        // Full: the windows that ended make room. Emptying the map instead would let a burst
+        // of refusals restart every window and write a row each.
         if refusals.len() >= Self::CAPACITY {
-            refusals.clear();
+            refusals.retain(|_, (at, _)| {
+                now.saturating_sub(*at) < Self::AUDIT_WINDOW_SECS && now >= *at
+            });
         }
-        refusals.insert(key, (now, 0));
+        if refusals.len() < Self::CAPACITY {
+            refusals.insert(key, (now, 0));
+        }
         Some(0)
     }
 }
@@ -247,7 +253,7 @@ impl AppState {
                 let (key_id, user_id) = owner.unzip();
                 let user_id = user_id.as_deref();
                 self.audit_refusal(event, tenant, client_id, user_id, refusal, key_id, now)
-                    .await?;
+                    .await;
                 return Ok(Validation::Inactive { active: false });
             }
         };
@@ -268,7 +274,7 @@ impl AppState {
                 key_id.cloned(),
                 now,
             )
-            .await?;
+            .await;
             return Err(ApiError::PasswordExpired);
         }
         self.db().record_api_key_use(&known.key.key_id, now);
@@ -312,7 +318,7 @@ impl AppState {
                 let (key_id, user_id) = owner.unzip();
                 let user_id = user_id.as_deref();
                 self.audit_refusal(event, tenant, client_id, user_id, refusal, key_id, now)
-                    .await?;
+                    .await;
                 return Err(ApiError::InvalidApiKey(
                     "the api_key is not a valid API key of this tenant",
                 ));
@@ -333,7 +339,7 @@ impl AppState {
                 Some(old.to_owned()),
                 now,
             )
-            .await?;
+            .await;
             return Err(ApiError::PasswordExpired);
         }
         let superseded = || {
@@ -459,7 +465,7 @@ impl AppState {
         refusal: Refusal,
         key_id: Option<String>,
         now: i64,
-    ) -> Result<(), ApiError> {
+    ) {
         let key_id = key_id.filter(|_| refusal.names_key());
         let audit_key = (
             tenant.clone(),
@@ -469,7 +475,7 @@ impl AppState {
             key_id.clone().unwrap_or_else(|| "-".to_owned()),
         );
         let Some(suppressed) = self.inner.api_keys.audit_due(audit_key, now) else {
-            return Ok(());
+            return;
         };
         let row = AuditRow::credential(
             now,
@@ -482,8 +488,7 @@ impl AppState {
                 "reason": refusal.reason(), "key_id": key_id, "not_audited_before": suppressed,
             })),
         );
-        self.db().audit(&row).await?;
-        Ok(())
+        self.audit_credential(row).await;
     }
 }
 
@@ -548,5 +553,31 @@ mod tests {
         assert!(cache.get(&key, 100).is_none());
         cache.insert(key.clone(), known(100), cache.generation());
         assert!(cache.get(&key, 100).is_some());
+    }
+
+    /// A full map of refusals lately audited makes room from the windows that ended, and never
+    /// forgets a live one (which would write a row for every refusal of a burst).
+    #[test]
+    fn a_full_map_of_refusals_keeps_the_live_windows() {
+        let cache = ApiKeys::default();
+        let audit_key = |n: usize| {
+            (
+                TenantId::primary(),
+                "c1".to_owned(),
+                RequestEvent::ApiKeyValidate,
+                Refusal::WrongSecret,
+                format!("key{n}"),
+            )
+        };
+        for n in 0..ApiKeys::CAPACITY {
+            assert_eq!(cache.audit_due(audit_key(n), 0), Some(0));
+        }
+        // Full of live windows: audited, not remembered; the others stay.
+        assert_eq!(cache.audit_due(audit_key(usize::MAX), 10), Some(0));
+        assert_eq!(cache.audit_due(audit_key(0), 11), None);
+        // Once the windows end, there is room again.
+        let later = ApiKeys::AUDIT_WINDOW_SECS;
+        assert_eq!(cache.audit_due(audit_key(usize::MAX), later), Some(0));
+        assert_eq!(cache.audit_due(audit_key(usize::MAX), later + 1), None);
     }
 }
