@@ -247,8 +247,8 @@ async fn no_double_spend(b: Backend) {
     assert_eq!(race(format!("&otp={}", code(&uri, t.now()))).await, 1);
 }
 
-/// Re-enrolling a confirmed user takes a current code; the new enrolment is unconfirmed (no
-/// code asked) until its own first code.
+/// Re-enrolling a confirmed user takes a current code; until the new enrolment's first code,
+/// a login still needs the code of the confirmed one.
 async fn re_enrolment_needs_a_code(b: Backend) {
     let Some(t) = setup(b, |_| {}).await else {
         return;
@@ -276,7 +276,7 @@ async fn re_enrolment_needs_a_code(b: Backend) {
         .unwrap()
         .to_owned();
     assert_ne!(new_uri, uri);
-    assert_ok(&login_with(&t, ip, "").await);
+    assert_err(&login_with(&t, ip, "").await, 403, "mfa_required", "otp");
     t.advance(30);
     let answer = t
         .json(
@@ -345,7 +345,7 @@ async fn every_error_of_the_mfa_routes(b: Backend) {
     let c2 = ("c2", t.env.secret2.as_str());
     let answer = t.json_as(c2, CONFIRM, ip, &alice(json!({}))).await;
     assert_err(&answer, 400, "unauthorized_client", "password grant");
-    // Confirmed already (the code proves the caller, then the confirmation is refused).
+    // Confirmed already, and no enrolment pending: nothing to confirm.
     let (uri, _) = enrolled(&t).await;
     t.advance(30);
     let answer = t

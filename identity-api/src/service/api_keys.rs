@@ -413,6 +413,7 @@ impl AppState {
         }
         user.password_hash = None;
         user.totp_secret_enc = None;
+        user.totp_pending_enc = None;
         let known = Arc::new(Known {
             scopes: scopes_of(&roles, &user.roles),
             key: row,

@@ -238,8 +238,8 @@ impl AppState {
 
     /// The user `proof` names, if the proof holds: not locked out (the username, the source),
     /// the password right, not expired (unless rotating it), and the second factor given when
-    /// the user has one. A failure is counted and audited; a success clears the username's
-    /// failures.
+    /// the user has one (a confirmation's is checked by its caller). A failure is counted and
+    /// audited; a success clears the username's failures.
     pub(super) async fn prove_user(
         &self,
         client: &Authenticated,
@@ -320,14 +320,29 @@ impl AppState {
                 .await;
             return Err(ApiError::InvalidGrant(PASSWORD_EXPIRED));
         }
+        if purpose == Purpose::MfaConfirm {
+            // Its code is of the pending secret, which `mfa_confirm` checks; the failures are
+            // cleared only once it holds, so that guessing that code runs into the lockout.
+            return Ok(user);
+        }
         if user.totp_confirmed_at.is_some() {
             self.second_factor(&attempt, &user, proof).await?;
         }
-        if let Some(key) = &key {
-            inner.db.clear_login_failures(tenant, key).await?;
-            inner.login.sources.succeeded(&source, tenant, key);
-        }
+        self.succeeded(&attempt).await?;
         Ok(user)
+    }
+
+    /// A proof that held: the username's failed logins and the source's are forgotten.
+    pub(super) async fn succeeded(&self, attempt: &Attempt<'_>) -> Result<(), ApiError> {
+        if let Some(key) = attempt.key {
+            let tenant = tenant_of(attempt.client);
+            self.inner.db.clear_login_failures(tenant, key).await?;
+            self.inner
+                .login
+                .sources
+                .succeeded(attempt.source, tenant, key);
+        }
+        Ok(())
     }
 
     /// Stores the hash of the same password under the current parameters. A failure only
