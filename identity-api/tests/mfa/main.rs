@@ -2,12 +2,16 @@
 //! `otpauth://` URI the enrolment shows: enrolment and confirmation, `mfa_required` naming what
 //! to send, a code accepted once (also by concurrent logins), recovery codes spent once (no
 //! double spend under concurrency), re-enrolment only with a current code, every error, and
-//! the audit rows. On SQLite and PostgreSQL.
+//! the audit rows. On SQLite and PostgreSQL. [`pending`]: a re-enrolment not confirmed yet
+//! leaves the confirmed factor in place.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
+#[path = "../login_common/mod.rs"]
 mod login_common;
+mod pending;
 
 use std::sync::Arc;
 
@@ -16,11 +20,11 @@ use common::oauth::enc;
 use login_common::{Login, PASSWORD, assert_err, assert_ok, setup};
 use serde_json::{Value, json};
 
-const ENROLL: &str = "/credentials/mfa/enroll";
-const CONFIRM: &str = "/credentials/mfa/confirm";
+pub(crate) const ENROLL: &str = "/credentials/mfa/enroll";
+pub(crate) const CONFIRM: &str = "/credentials/mfa/confirm";
 
 /// The code an authenticator app that scanned `uri` shows at `unix`.
-fn code(uri: &str, unix: i64) -> String {
+pub(crate) fn code(uri: &str, unix: i64) -> String {
     totp_rs::Totp::from_url(uri)
         .unwrap()
         .generate(u64::try_from(unix).unwrap())
@@ -28,7 +32,7 @@ fn code(uri: &str, unix: i64) -> String {
 }
 
 /// Enrols and confirms alice: her otpauth URI and recovery codes.
-async fn enrolled(t: &Login) -> (String, Vec<String>) {
+pub(crate) async fn enrolled(t: &Login) -> (String, Vec<String>) {
     let answer = t
         .json(
             ENROLL,
@@ -55,7 +59,7 @@ async fn enrolled(t: &Login) -> (String, Vec<String>) {
     (uri, codes)
 }
 
-async fn login_with(t: &Login, ip: &str, extra: &str) -> common::oauth::Answer {
+pub(crate) async fn login_with(t: &Login, ip: &str, extra: &str) -> common::oauth::Answer {
     t.oauth(
         ip,
         &format!(
