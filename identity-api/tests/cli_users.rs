@@ -50,6 +50,7 @@ async fn changes_print_json(b: Backend) {
     );
     let mfa = cli.json(&["user", "reset-mfa", "dana", "--json"]);
     assert_eq!(mfa["totp_removed"], false);
+    assert_eq!(mfa["pending_removed"], false);
     let unlocked = cli.json(&["user", "unlock", "dana", "--json"]);
     assert_eq!(unlocked["failures_cleared"], 0);
     let key = cli.json(&["api-key", "create", "--user", "dana", "--json"]);
@@ -296,19 +297,52 @@ async fn credentials_reset(b: Backend) {
         ),
     )
     .await;
+    // dave started a re-enrolment and did not confirm it: a pending secret and code.
+    exec(
+        &db,
+        &format!(
+            "UPDATE users SET totp_pending_enc = {} WHERE user_id = '{id}'",
+            blob("0304")
+        ),
+    )
+    .await;
+    exec(
+        &db,
+        &format!(
+            "INSERT INTO recovery_codes (user_id, code_hash, used_at, pending) VALUES \
+             ('{id}', {}, NULL, TRUE)",
+            blob("dd")
+        ),
+    )
+    .await;
     let shown = cli.json(&["user", "show", "dave", "--json"]);
     assert_eq!(shown["mfa_enrolled"], true);
     assert_eq!(shown["mfa_confirmed_at"], now);
+    assert_eq!(shown["mfa_pending"], true);
     assert_eq!(shown["recovery_codes_left"], 2);
-    assert!(cli.ok(&["user", "list"]).contains("mfa=on"));
+    assert_eq!(
+        cli.json(&["user", "show", "erin", "--json"])["mfa_pending"],
+        false
+    );
+    let text = cli.ok(&["user", "show", "dave"]);
+    assert!(
+        text.contains("a new enrolment awaits its confirmation"),
+        "{text}"
+    );
+    let list = cli.ok(&["user", "list"]);
+    assert!(
+        list.contains("mfa=on+pending") && list.contains("mfa=on\t"),
+        "{list}"
+    );
 
     let out = cli.ok(&["user", "reset-mfa", "dave"]);
     assert!(
-        out.contains("TOTP secret removed, 3 recovery codes deleted"),
+        out.contains("TOTP secret removed, pending enrolment removed, 4 recovery codes deleted"),
         "{out}"
     );
     let shown = cli.json(&["user", "show", "dave", "--json"]);
     assert_eq!(shown["mfa_enrolled"], false);
+    assert_eq!(shown["mfa_pending"], false);
     assert_eq!(shown["mfa_confirmed_at"], Value::Null);
     assert_eq!(shown["recovery_codes_left"], 0);
     // erin's are untouched.
@@ -320,7 +354,8 @@ async fn credentials_reset(b: Backend) {
     assert_eq!(reset.len(), 1);
     assert_eq!(reset[0]["subject"], id.as_str());
     assert_eq!(reset[0]["detail"]["totp"], true);
-    assert_eq!(reset[0]["detail"]["recovery_codes"], 3);
+    assert_eq!(reset[0]["detail"]["totp_pending"], true);
+    assert_eq!(reset[0]["detail"]["recovery_codes"], 4);
     let out = cli.ok(&["user", "reset-mfa", "dave"]);
     assert!(
         out.contains("no TOTP secret was stored, 0 recovery codes"),

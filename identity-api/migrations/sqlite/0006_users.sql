@@ -20,11 +20,13 @@ CREATE TABLE users (
     password_changed_at BIGINT,
     last_login_at       BIGINT,
     -- TOTP (RFC 6238): the secret sealed (AES-256-GCM, AAD = user_id) under the wrapped key
-    -- 'mfa-secret-key'; confirmed once a first code was accepted; the last time step used,
-    -- so that a code is accepted once.
+    -- 'mfa-secret-key', set only by a confirmation (a first code accepted); the last time step
+    -- used, so that a code is accepted once. totp_pending_enc is an enrolment not confirmed
+    -- yet, sealed alike: logins ignore it, so the confirmed secret stays until it is replaced.
     totp_secret_enc     BLOB,
     totp_confirmed_at   BIGINT,
     totp_last_step      BIGINT,
+    totp_pending_enc    BLOB,
     created_at          BIGINT NOT NULL,
     updated_at          BIGINT NOT NULL
 );
@@ -40,10 +42,13 @@ CREATE TABLE roles (
 );
 
 -- MFA recovery codes: HMAC-SHA256 under the wrapped key 'api-key-verifier'; each works once.
+-- pending: the codes of an enrolment not confirmed yet, which no login accepts; its
+-- confirmation deletes the other codes and makes these the user's.
 CREATE TABLE recovery_codes (
     user_id   TEXT NOT NULL REFERENCES users (user_id),
     code_hash BLOB NOT NULL,
     used_at   BIGINT,
+    pending   BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (user_id, code_hash)
 );
 

@@ -91,7 +91,7 @@ pub(super) async fn rotate_password(
     ))
 }
 
-/// `user reset-mfa`: removes the TOTP secret and the recovery codes.
+/// `user reset-mfa`: removes the TOTP secret, a pending enrolment and the recovery codes.
 pub(super) async fn reset_mfa(
     db: &DbArgs,
     tenant: &TenantId,
@@ -110,7 +110,7 @@ pub(super) async fn reset_mfa(
                 &user.user_id,
                 json!({
                     "username": user.username, "totp": r.had_totp,
-                    "recovery_codes": r.recovery_codes,
+                    "totp_pending": r.had_pending, "recovery_codes": r.recovery_codes,
                 }),
             )
         })
@@ -120,16 +120,22 @@ pub(super) async fn reset_mfa(
     .await?;
     Ok((
         format!(
-            "MFA of {username} in tenant {tenant} reset: {}, {} recovery codes deleted",
+            "MFA of {username} in tenant {tenant} reset: {}{}, {} recovery codes deleted",
             if reset.had_totp {
                 "TOTP secret removed"
             } else {
                 "no TOTP secret was stored"
             },
+            if reset.had_pending {
+                ", pending enrolment removed"
+            } else {
+                ""
+            },
             reset.recovery_codes
         ),
         json!({
             "username": username, "tenant": tenant.as_str(), "totp_removed": reset.had_totp,
+            "pending_removed": reset.had_pending,
             "recovery_codes_deleted": reset.recovery_codes,
         }),
     ))

@@ -81,10 +81,15 @@ pub(super) async fn show(
                 }
             ),
         };
-        let mfa = match (&user.totp_secret_enc, user.totp_confirmed_at) {
-            (Some(_), Some(at)) => format!("TOTP, confirmed {}", format_time(at)),
-            (Some(_), None) => "TOTP enrolled, not confirmed (not asked yet)".to_owned(),
-            (None, _) => "none".to_owned(),
+        let confirmed = match (&user.totp_secret_enc, user.totp_confirmed_at) {
+            (Some(_), Some(at)) => Some(format!("TOTP, confirmed {}", format_time(at))),
+            _ => None,
+        };
+        let mfa = match (confirmed, user.totp_pending_enc.is_some()) {
+            (Some(on), true) => format!("{on}; a new enrolment awaits its confirmation"),
+            (Some(on), false) => on,
+            (None, true) => "TOTP enrolled, not confirmed (not asked yet)".to_owned(),
+            (None, false) => "none".to_owned(),
         };
         for (name, value) in [
             ("user_id", user.user_id.clone()),
@@ -130,7 +135,8 @@ fn user_json(u: &UserRow, rotation_days: Option<i64>) -> Value {
         "password_changed_at": u.password_changed_at,
         "password_expires_at": password_expires_at(u, rotation_days),
         "last_login_at": u.last_login_at, "mfa_enrolled": u.totp_secret_enc.is_some(),
-        "mfa_confirmed_at": u.totp_confirmed_at, "created_at": u.created_at,
+        "mfa_confirmed_at": u.totp_confirmed_at, "mfa_pending": u.totp_pending_enc.is_some(),
+        "created_at": u.created_at,
         "updated_at": u.updated_at,
     })
 }
@@ -141,10 +147,14 @@ fn user_line(u: &UserRow, rotation_days: Option<i64>) -> String {
         (Some(_), Some(at)) => format!("expires {}", format_time(at)),
         (Some(_), None) => "set".to_owned(),
     };
-    let mfa = match (&u.totp_secret_enc, u.totp_confirmed_at) {
-        (Some(_), Some(_)) => "on",
-        (Some(_), None) => "pending",
-        (None, _) => "off",
+    // A login asks for a code only of a confirmed secret; an enrolment pending beside it is
+    // shown too, since it replaces that secret once confirmed.
+    let confirmed = u.totp_secret_enc.is_some() && u.totp_confirmed_at.is_some();
+    let mfa = match (confirmed, u.totp_pending_enc.is_some()) {
+        (true, false) => "on",
+        (true, true) => "on+pending",
+        (false, true) => "pending",
+        (false, false) => "off",
     };
     format!(
         "{}\ttenant={}\tenabled={}\troles=\"{}\"\tpassword={password}\tmfa={mfa}\tlast_login={}\

@@ -163,8 +163,8 @@ pub enum UserCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Remove a user's MFA: its TOTP secret and its recovery codes. Its next password grant
-    /// needs no code; it may enrol again.
+    /// Remove a user's MFA: its TOTP secret, an enrolment not confirmed yet and its recovery
+    /// codes. Its next password grant needs no code; it may enrol again.
     ResetMfa {
         username: String,
         #[command(flatten)]

@@ -106,7 +106,7 @@ fn expose<S: Serializer>(key: &ApiKey, serializer: S) -> Result<S::Ok, S::Error>
 #[derive(Debug)]
 struct Known {
     key: ApiKeyRow,
-    /// Without its password hash and TOTP secret.
+    /// Without its password hash and TOTP secrets.
     user: UserRow,
     scopes: Vec<String>,
     read_at: i64,
@@ -443,6 +443,8 @@ impl AppState {
         }
         user.password_hash = None;
         user.totp_secret_enc = None;
+        user.totp_pending_enc = None;
+        user.totp_pending_enc = None;
         let known = Arc::new(Known {
             scopes: scopes_of(&roles, &user.roles),
             key: row,
@@ -518,6 +520,7 @@ mod tests {
             password_changed_at: None,
             last_login_at: None,
             totp_secret_enc: None,
+            totp_pending_enc: None,
             totp_confirmed_at: None,
             totp_last_step: None,
             created_at: now,

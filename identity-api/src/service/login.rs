@@ -37,7 +37,7 @@ pub const PASSWORD_EXPIRED: &str = "password_expired: the password is older than
 #[derive(Debug, Default)]
 pub struct LoginState {
     pub(super) sources: Sources,
-    turns: Turns,
+    pub(super) turns: Turns,
     verified_stored: AtomicU64,
     verified_dummy: AtomicU64,
 }
@@ -239,8 +239,8 @@ impl AppState {
 
     /// The user `proof` names, if the proof holds: not locked out (the username, the source),
     /// the password right, not expired (unless rotating it), and the second factor given when
-    /// the user has one. A failure is counted and audited; a success clears the username's
-    /// failures.
+    /// the user has one (a confirmation's is checked by its caller). A failure is counted and
+    /// audited; a success clears the username's failures.
     pub(super) async fn prove_user(
         &self,
         client: &Authenticated,
@@ -272,15 +272,12 @@ impl AppState {
             None => None,
         };
         if let Some(key) = &key
-            && let Some(row) = inner.db.login_failures(tenant, key).await?
-            && let Some(until) = row.locked_until.filter(|u| *u > now)
+            && let Some(wait) = self.locked(tenant, key, now).await?
         {
             // Not a failure: attempts during a lock neither extend it nor count against the
             // source afterwards.
             sources.release(limits, &source, tenant, Some(key.as_str()));
-            return Err(ApiError::LoginLocked {
-                retry_after: until - now,
-            });
+            return Err(ApiError::LoginLocked { retry_after: wait });
         }
         let user = match &key {
             Some(key) => inner.db.user_by_username(tenant, key).await?,
@@ -325,14 +322,45 @@ impl AppState {
                 .await;
             return Err(ApiError::InvalidGrant(PASSWORD_EXPIRED));
         }
+        if purpose == Purpose::MfaConfirm {
+            // Its code is of the pending secret, which `mfa_confirm` checks; the failures are
+            // cleared only once it holds, so that guessing that code runs into the lockout.
+            return Ok(user);
+        }
         if user.totp_confirmed_at.is_some() {
             self.second_factor(&attempt, &user, proof).await?;
         }
-        if let Some(key) = &key {
-            inner.db.clear_login_failures(tenant, key).await?;
-            sources.succeeded(limits, &source, tenant, key);
-        }
+        self.succeeded(&attempt).await?;
         Ok(user)
+    }
+
+    /// Seconds until the username `key` of `tenant` is unlocked, if it is locked at `now`.
+    pub(super) async fn locked(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<i64>, ApiError> {
+        let row = self.inner.db.login_failures(tenant, key).await?;
+        Ok(row
+            .and_then(|r| r.locked_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now))
+    }
+
+    /// A proof that held: the username's failed logins and the source's are forgotten.
+    pub(super) async fn succeeded(&self, attempt: &Attempt<'_>) -> Result<(), ApiError> {
+        if let Some(key) = attempt.key {
+            let tenant = tenant_of(attempt.client);
+            self.inner.db.clear_login_failures(tenant, key).await?;
+            self.inner.login.sources.succeeded(
+                &self.inner.settings.logins,
+                attempt.source,
+                tenant,
+                key,
+            );
+        }
+        Ok(())
     }
 
     /// Stores the hash of the same password under the current parameters. A failure only

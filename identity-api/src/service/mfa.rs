@@ -1,7 +1,9 @@
 //! The second factor: TOTP enrolment and its confirmation (`/credentials/mfa/*`), and the code
 //! a login of an enrolled user must bring. The secret is sealed with AES-256-GCM under
 //! `AppState::mfa_key` (AAD = the user's id, a random 96-bit nonce before the ciphertext);
-//! recovery codes are stored as their HMAC under `AppState::credential_key`.
+//! recovery codes are stored as their HMAC under `AppState::credential_key`. An enrolment is
+//! pending until confirmed: the confirmed secret and its recovery codes keep working until
+//! then, so that an enrolment left unconfirmed never turns the second factor off.
 
 use serde::Serialize;
 use serde::ser::SerializeStruct as _;
@@ -54,8 +56,9 @@ pub struct MfaConfirmed {
 
 impl AppState {
     /// `POST /credentials/mfa/enroll`: the password (and, when the user has a confirmed
-    /// enrolment already, its current code) proves the caller; a new secret, unconfirmed, and
-    /// new recovery codes replace the old ones. Until the confirmation, logins ask for no code.
+    /// enrolment already, its current code) proves the caller; a new secret and new recovery
+    /// codes are stored pending, replacing an earlier pending enrolment. Logins go on as before
+    /// (with the confirmed secret, or without a code) until the confirmation.
     pub async fn mfa_enroll(
         &self,
         client: &Authenticated,
@@ -81,7 +84,10 @@ impl AppState {
             Some(&client.row.client_id),
             Some(&user.user_id),
             "success",
-            Some(json!({ "replaced": user.totp_secret_enc.is_some() })),
+            Some(json!({
+                "mfa_confirmed": user.totp_confirmed_at.is_some(),
+                "replaced_pending": user.totp_pending_enc.is_some(),
+            })),
         );
         let stored = self
             .inner
@@ -102,8 +108,10 @@ impl AppState {
         Ok(MfaEnrolled { uri, codes })
     }
 
-    /// `POST /credentials/mfa/confirm`: the password and a first code of the enrolled secret
-    /// turn the second factor on. A wrong code counts as a failed login.
+    /// `POST /credentials/mfa/confirm`: the password and a first code of the pending secret
+    /// make it the user's second factor, replacing the confirmed one and its recovery codes.
+    /// The code of the pending secret is the second factor here (whoever enrols a confirmed
+    /// user showed its current code already). A wrong code counts as a failed login.
     pub async fn mfa_confirm(
         &self,
         client: &Authenticated,
@@ -119,18 +127,40 @@ impl AppState {
         let user = self
             .prove_user(client, &proof, source, Purpose::MfaConfirm)
             .await?;
-        if user.totp_confirmed_at.is_some() {
+        let now = self.settings().clock.now();
+        let key = username_key(proof.username);
+        let attempt = Attempt {
+            client,
+            username: proof.username,
+            key: key.as_deref(),
+            source: &source_or_client,
+            purpose: Purpose::MfaConfirm,
+            now,
+        };
+        let Some(sealed) = user.totp_pending_enc.as_deref() else {
+            self.not_a_failure(&attempt);
             return Err(ApiError::invalid_request(
-                "the second factor is confirmed already",
-            ));
-        }
-        let Some(sealed) = user.totp_secret_enc.as_deref() else {
-            return Err(ApiError::invalid_request(
-                "no enrolment to confirm: POST /credentials/mfa/enroll first",
+                if user.totp_confirmed_at.is_some() {
+                    "the second factor is confirmed already"
+                } else {
+                    "no enrolment to confirm: POST /credentials/mfa/enroll first"
+                },
             ));
         };
-        let secret = open(self.mfa_key(), &user)?;
-        let now = self.settings().clock.now();
+        // The pending code is guessed as a password is: judged in the username's turn, after a
+        // fresh look at its lock, so that concurrent guesses are held to the same limit.
+        let tenant = &client.tenant.id;
+        let _turn = match attempt.key {
+            Some(key) => Some(self.inner.login.turns.take(tenant, key).await),
+            None => None,
+        };
+        if let Some(key) = attempt.key
+            && let Some(wait) = self.locked(tenant, key, now).await?
+        {
+            self.not_a_failure(&attempt);
+            return Err(ApiError::LoginLocked { retry_after: wait });
+        }
+        let secret = open(self.mfa_key(), &user.user_id, Some(sealed))?;
         let audit = AuditRow::credential(
             now,
             RequestEvent::MfaConfirm,
@@ -150,19 +180,11 @@ impl AppState {
             None => false,
         };
         if !confirmed {
-            let key = username_key(proof.username);
-            let attempt = Attempt {
-                client,
-                username: proof.username,
-                key: key.as_deref(),
-                source: &source_or_client,
-                purpose: Purpose::MfaConfirm,
-                now,
-            };
             return Err(self
                 .failed(&attempt, Some(&user), "invalid_otp", INVALID_CODE)
                 .await);
         }
+        self.succeeded(&attempt).await?;
         Ok(MfaConfirmed {
             mfa: "confirmed",
             confirmed_at: now,
@@ -194,7 +216,11 @@ impl AppState {
                 ))
             }
             (Some(code), None) => {
-                let secret = open(self.mfa_key(), user)?;
+                let secret = open(
+                    self.mfa_key(),
+                    &user.user_id,
+                    user.totp_secret_enc.as_deref(),
+                )?;
                 let spent = match totp::verify(&secret, code, attempt.now, user.totp_last_step) {
                     Some(step) => db.use_totp_step(&user.user_id, step).await?,
                     None => false,
@@ -250,13 +276,13 @@ fn seal(key: &Key32, user_id: &str, plaintext: &[u8]) -> Result<Vec<u8>, ApiErro
         .map_err(|e| ApiError::Internal(format!("sealing a TOTP secret failed: {e}")))
 }
 
-/// The user's TOTP secret, opened. A secret that does not open (another key, another user's
-/// row) is a server error: the login cannot be judged.
-fn open(key: &Key32, user: &UserRow) -> Result<TotpSecret, ApiError> {
+/// A TOTP secret of `user_id` (confirmed or pending), opened. A secret missing or that does
+/// not open (another key, another user's row) is a server error: the code cannot be judged.
+fn open(key: &Key32, user_id: &str, sealed: Option<&[u8]>) -> Result<TotpSecret, ApiError> {
     let unreadable = || ApiError::Internal("a TOTP secret does not open".into());
-    let sealed = user.totp_secret_enc.as_deref().ok_or_else(unreadable)?;
+    let sealed = sealed.ok_or_else(unreadable)?;
     let plain = key
-        .open(user.user_id.as_bytes(), sealed)
+        .open(user_id.as_bytes(), sealed)
         .ok_or_else(unreadable)?;
     TotpSecret::from_bytes(&plain).ok_or_else(unreadable)
 }
@@ -272,27 +298,10 @@ mod tests {
         let key = Key32::random();
         let secret = TotpSecret::generate();
         let sealed = seal(&key, "u1", secret.expose()).unwrap();
-        let mut user = UserRow {
-            user_id: "u1".into(),
-            tenant_id: crate::storage::TenantId::primary(),
-            username: "alice".into(),
-            username_key: "alice".into(),
-            email: None,
-            display_name: None,
-            enabled: true,
-            roles: String::new(),
-            password_hash: None,
-            password_changed_at: None,
-            last_login_at: None,
-            totp_secret_enc: Some(sealed),
-            totp_confirmed_at: None,
-            totp_last_step: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        assert_eq!(open(&key, &user).unwrap().expose(), secret.expose());
-        user.user_id = "u2".into();
-        assert!(open(&key, &user).is_err());
+        let opened = open(&key, "u1", Some(&sealed)).unwrap();
+        assert_eq!(opened.expose(), secret.expose());
+        assert!(open(&key, "u2", Some(&sealed)).is_err());
+        assert!(open(&key, "u1", None).is_err());
         assert_eq!(label("Acme: prod", "acme"), "Acme  prod");
         assert_eq!(label(" ", "acme"), "acme");
     }

@@ -10,8 +10,10 @@ use super::scope::TenantId;
 /// What a user's MFA was when it was reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MfaReset {
-    /// A TOTP secret was stored (enrolled, confirmed or not).
+    /// A confirmed TOTP secret was stored.
     pub had_totp: bool,
+    /// An enrolment not confirmed yet was stored.
+    pub had_pending: bool,
     /// Recovery codes deleted (used ones included).
     pub recovery_codes: u64,
 }
@@ -28,13 +30,13 @@ pub struct Unlocked {
 pub struct CredentialCounts {
     /// API keys neither revoked nor ended at `now`.
     pub api_keys: i64,
-    /// Recovery codes not used.
+    /// Active recovery codes not used (a pending enrolment's are not counted).
     pub recovery_codes: i64,
 }
 
-/// Clears the TOTP columns of the user `user_id` of `tenant` and deletes its recovery codes,
-/// and writes `audit(what there was)`, in one transaction; `None` (nothing written) when there
-/// is no such user.
+/// Clears the TOTP columns of the user `user_id` of `tenant` (the confirmed secret and a
+/// pending enrolment) and deletes all its recovery codes, and writes `audit(what there was)`,
+/// in one transaction; `None` (nothing written) when there is no such user.
 pub async fn reset_mfa(
     pools: &Pools,
     tenant: &TenantId,
@@ -43,19 +45,20 @@ pub async fn reset_mfa(
     audit: impl FnOnce(MfaReset) -> AuditRow,
 ) -> Result<Option<MfaReset>, StoreError> {
     transaction!(pools, tx => {
-        let had: Option<bool> = sqlx::query_scalar(
-            "SELECT totp_secret_enc IS NOT NULL FROM users WHERE user_id = $1 AND tenant_id = $2",
+        let had: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT totp_secret_enc IS NOT NULL, totp_pending_enc IS NOT NULL FROM users \
+             WHERE user_id = $1 AND tenant_id = $2",
         )
         .bind(user_id)
         .bind(tenant)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(had_totp) = had else {
+        let Some((had_totp, had_pending)) = had else {
             return Ok(None);
         };
         sqlx::query(
             "UPDATE users SET totp_secret_enc = NULL, totp_confirmed_at = NULL, \
-             totp_last_step = NULL, updated_at = $1 WHERE user_id = $2",
+             totp_last_step = NULL, totp_pending_enc = NULL, updated_at = $1 WHERE user_id = $2",
         )
         .bind(now)
         .bind(user_id)
@@ -66,7 +69,7 @@ pub async fn reset_mfa(
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let reset = MfaReset { had_totp, recovery_codes };
+        let reset = MfaReset { had_totp, had_pending, recovery_codes };
         audit(reset).bind(sqlx::query(&INSERT_AUDIT)).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(reset))
@@ -118,7 +121,8 @@ pub async fn credential_counts(
         .fetch_one(p)
         .await?;
         let recovery_codes: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+            "SELECT COUNT(*) FROM recovery_codes \
+             WHERE user_id = $1 AND used_at IS NULL AND NOT pending",
         )
         .bind(user_id)
         .fetch_one(p)

@@ -157,6 +157,7 @@ pub async fn create(
         totp_secret_enc: None,
         totp_confirmed_at: None,
         totp_last_step: None,
+        totp_pending_enc: None,
         created_at: now,
         updated_at: now,
     };

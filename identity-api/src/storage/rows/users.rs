@@ -24,13 +24,17 @@ table! {
         pub password_hash: Option<String>,
         pub password_changed_at: Option<i64>,
         pub last_login_at: Option<i64>,
-        /// The TOTP secret sealed under the wrapped key `mfa-secret-key` (AAD = `user_id`).
+        /// The confirmed TOTP secret, sealed under the wrapped key `mfa-secret-key` (AAD =
+        /// `user_id`): the one a login asks a code of. Set only by a confirmation.
         pub totp_secret_enc: Option<Vec<u8>>,
-        /// When the first code confirmed the enrolment; until then the password grant does not
+        /// When a first code confirmed the enrolment; until then the password grant does not
         /// ask for a code.
         pub totp_confirmed_at: Option<i64>,
         /// The last TOTP time step accepted: a code is accepted once.
         pub totp_last_step: Option<i64>,
+        /// An enrolment not confirmed yet, sealed as `totp_secret_enc`. Logins ignore it, so
+        /// that an enrolment left unconfirmed does not take away the factor already confirmed.
+        pub totp_pending_enc: Option<Vec<u8>>,
         pub created_at: i64,
         pub updated_at: i64,
     }
@@ -87,6 +91,7 @@ impl std::fmt::Debug for UserRow {
             .field("roles", &self.roles)
             .field("password_changed_at", &self.password_changed_at)
             .field("mfa", &self.totp_confirmed_at.is_some())
+            .field("mfa_pending", &self.totp_pending_enc.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -2,12 +2,16 @@
 //! `otpauth://` URI the enrolment shows: enrolment and confirmation, `mfa_required` naming what
 //! to send, a code accepted once (also by concurrent logins), recovery codes spent once (no
 //! double spend under concurrency), re-enrolment only with a current code, every error, and
-//! the audit rows. On SQLite and PostgreSQL.
+//! the audit rows. On SQLite and PostgreSQL. [`pending`]: a re-enrolment not confirmed yet
+//! leaves the confirmed factor in place.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
+#[path = "../login_common/mod.rs"]
 mod login_common;
+mod pending;
 
 use std::sync::Arc;
 
@@ -16,11 +20,11 @@ use common::oauth::enc;
 use login_common::{Login, PASSWORD, assert_err, assert_ok, setup};
 use serde_json::{Value, json};
 
-const ENROLL: &str = "/credentials/mfa/enroll";
-const CONFIRM: &str = "/credentials/mfa/confirm";
+pub(crate) const ENROLL: &str = "/credentials/mfa/enroll";
+pub(crate) const CONFIRM: &str = "/credentials/mfa/confirm";
 
 /// The code an authenticator app that scanned `uri` shows at `unix`.
-fn code(uri: &str, unix: i64) -> String {
+pub(crate) fn code(uri: &str, unix: i64) -> String {
     totp_rs::Totp::from_url(uri)
         .unwrap()
         .generate(u64::try_from(unix).unwrap())
@@ -28,7 +32,7 @@ fn code(uri: &str, unix: i64) -> String {
 }
 
 /// Enrols and confirms alice: her otpauth URI and recovery codes.
-async fn enrolled(t: &Login) -> (String, Vec<String>) {
+pub(crate) async fn enrolled(t: &Login) -> (String, Vec<String>) {
     let answer = t
         .json(
             ENROLL,
@@ -55,7 +59,7 @@ async fn enrolled(t: &Login) -> (String, Vec<String>) {
     (uri, codes)
 }
 
-async fn login_with(t: &Login, ip: &str, extra: &str) -> common::oauth::Answer {
+pub(crate) async fn login_with(t: &Login, ip: &str, extra: &str) -> common::oauth::Answer {
     t.oauth(
         ip,
         &format!(
@@ -247,8 +251,8 @@ async fn no_double_spend(b: Backend) {
     assert_eq!(race(format!("&otp={}", code(&uri, t.now()))).await, 1);
 }
 
-/// Re-enrolling a confirmed user takes a current code; the new enrolment is unconfirmed (no
-/// code asked) until its own first code.
+/// Re-enrolling a confirmed user takes a current code; until the new enrolment's first code,
+/// a login still needs the code of the confirmed one.
 async fn re_enrolment_needs_a_code(b: Backend) {
     let Some(t) = setup(b, |_| {}).await else {
         return;
@@ -276,7 +280,7 @@ async fn re_enrolment_needs_a_code(b: Backend) {
         .unwrap()
         .to_owned();
     assert_ne!(new_uri, uri);
-    assert_ok(&login_with(&t, ip, "").await);
+    assert_err(&login_with(&t, ip, "").await, 403, "mfa_required", "otp");
     t.advance(30);
     let answer = t
         .json(
@@ -345,7 +349,7 @@ async fn every_error_of_the_mfa_routes(b: Backend) {
     let c2 = ("c2", t.env.secret2.as_str());
     let answer = t.json_as(c2, CONFIRM, ip, &alice(json!({}))).await;
     assert_err(&answer, 400, "unauthorized_client", "password grant");
-    // Confirmed already (the code proves the caller, then the confirmation is refused).
+    // Confirmed already, and no enrolment pending: nothing to confirm.
     let (uri, _) = enrolled(&t).await;
     t.advance(30);
     let answer = t
