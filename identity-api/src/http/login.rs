@@ -169,7 +169,12 @@ async fn mfa_enroll(
     let mut body: MfaBody = parse_body(&body)?;
     let proof = mfa_proof(&mut body)?;
     let answer = state
-        .mfa_enroll(&client, proof, source(&state, &headers, &peer))
+        .mfa_enroll(
+            &client,
+            proof,
+            source(&state, &headers, &peer),
+            session_subject(&headers)?,
+        )
         .await?;
     Ok(no_store(answer))
 }
@@ -185,7 +190,12 @@ async fn mfa_confirm(
     let mut body: MfaBody = parse_body(&body)?;
     let proof = mfa_proof(&mut body)?;
     let answer = state
-        .mfa_confirm(&client, proof, source(&state, &headers, &peer))
+        .mfa_confirm(
+            &client,
+            proof,
+            source(&state, &headers, &peer),
+            session_subject(&headers)?,
+        )
         .await?;
     Ok(no_store(answer))
 }

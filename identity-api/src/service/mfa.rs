@@ -16,7 +16,7 @@ use crate::storage::{AuditRow, RequestEvent, UserRow};
 use crate::users::totp::{self, RECOVERY_CODE_COUNT, RecoveryCodes, TotpSecret};
 use crate::users::username_key;
 
-use super::callers::Authenticated;
+use super::callers::{Authenticated, check_subject};
 use super::lockout::LoginSource;
 use super::login::{Attempt, Proof, Purpose};
 use super::state::AppState;
@@ -64,10 +64,12 @@ impl AppState {
         client: &Authenticated,
         proof: Proof<'_>,
         source: Option<LoginSource>,
+        session_subject: Option<&str>,
     ) -> Result<MfaEnrolled, ApiError> {
         let user = self
             .prove_user(client, &proof, source, Purpose::MfaEnroll)
             .await?;
+        check_subject(session_subject, &user.user_id)?;
         let secret = TotpSecret::generate();
         let sealed = seal(self.mfa_key(), &user.user_id, secret.expose())?;
         let codes = RecoveryCodes::generate(RECOVERY_CODE_COUNT);
@@ -117,6 +119,7 @@ impl AppState {
         client: &Authenticated,
         proof: Proof<'_>,
         source: Option<LoginSource>,
+        session_subject: Option<&str>,
     ) -> Result<MfaConfirmed, ApiError> {
         let code = proof
             .otp
@@ -137,6 +140,10 @@ impl AppState {
             purpose: Purpose::MfaConfirm,
             now,
         };
+        if let Err(mismatch) = check_subject(session_subject, &user.user_id) {
+            self.not_a_failure(&attempt);
+            return Err(mismatch);
+        }
         let Some(sealed) = user.totp_pending_enc.as_deref() else {
             self.not_a_failure(&attempt);
             return Err(ApiError::invalid_request(

@@ -341,6 +341,26 @@ async fn every_error_of_the_mfa_routes(b: Backend) {
     assert_err(&answer, 400, "invalid_request", "password is required");
     let answer = t.json(ENROLL, ip, &json!(["alice"])).await;
     assert_err(&answer, 400, "invalid_request", "JSON object");
+    // On a session bound to another subject, neither route acts for alice.
+    for path in [ENROLL, CONFIRM] {
+        let (status, body) = t
+            .env
+            .post(
+                path,
+                &[
+                    ("authorization", &common::basic("c1", &t.secret)),
+                    ("x-internal-token", login_common::TOKEN),
+                    ("x-session-subject", "someone-else"),
+                ],
+                &alice(json!({"otp": "123456"})).to_string(),
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str()),
+            (403, Some("subject_mismatch")),
+            "{path}"
+        );
+    }
     // The client: authenticated, allowed the password grant.
     let answer = t
         .json_as(("c1", "wrong"), ENROLL, ip, &alice(json!({})))
