@@ -96,24 +96,32 @@ pub async fn families_after(
 /// many, and whether there may be more. Events are written in time order, so the oldest ids
 /// come first.
 pub async fn audit_before(pools: &Pools, cutoff: i64) -> Result<(u64, bool), StoreError> {
-    const DELETE: &str = "DELETE FROM audit_events WHERE id IN \
-         (SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2)";
-    let n = writer!(pools, p => sqlx::query(DELETE)
-        .bind(cutoff)
-        .bind(AUDIT_BATCH)
-        .execute(p)
-        .await?
-        .rows_affected());
-    Ok((n, n == AUDIT_BATCH.unsigned_abs()))
+    delete_batch(
+        pools,
+        "DELETE FROM audit_events WHERE id IN \
+         (SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2)",
+        cutoff,
+    )
+    .await
 }
 
 /// Deletes up to [`AUDIT_BATCH`] failed-login counts whose last failure was before `cutoff`;
 /// returns how many, and whether there may be more. Anyone may add such rows (a failure is
 /// counted for any well-formed username), so they must not outlive their use.
 pub async fn login_failures_before(pools: &Pools, cutoff: i64) -> Result<(u64, bool), StoreError> {
-    const DELETE: &str = "DELETE FROM login_failures WHERE (tenant_id, username_key) IN \
-         (SELECT tenant_id, username_key FROM login_failures WHERE last_failure < $1 LIMIT $2)";
-    let n = writer!(pools, p => sqlx::query(DELETE)
+    delete_batch(
+        pools,
+        "DELETE FROM login_failures WHERE (tenant_id, username_key) IN \
+         (SELECT tenant_id, username_key FROM login_failures WHERE last_failure < $1 LIMIT $2)",
+        cutoff,
+    )
+    .await
+}
+
+/// Runs `delete` (`$1` the cutoff, `$2` the batch): how many rows it deleted, and whether
+/// there may be more.
+async fn delete_batch(pools: &Pools, delete: &str, cutoff: i64) -> Result<(u64, bool), StoreError> {
+    let n = writer!(pools, p => sqlx::query(delete)
         .bind(cutoff)
         .bind(AUDIT_BATCH)
         .execute(p)
