@@ -179,6 +179,23 @@ impl Login {
         .await
     }
 
+    /// A JSON route by c1 on a sidecar session bound to `subject`: the status and the error.
+    pub async fn bound(&self, path: &str, subject: &str, body: &Value) -> (u16, Option<String>) {
+        let (status, body) = self
+            .env
+            .post(
+                path,
+                &[
+                    ("authorization", &basic("c1", &self.secret)),
+                    ("x-internal-token", TOKEN),
+                    ("x-session-subject", subject),
+                ],
+                &body.to_string(),
+            )
+            .await;
+        (status.as_u16(), body["error"].as_str().map(str::to_owned))
+    }
+
     /// A JSON route by c1.
     pub async fn json(&self, path: &str, ip: &str, body: &Value) -> Answer {
         self.json_as(("c1", &self.secret), path, ip, body).await
