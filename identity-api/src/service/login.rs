@@ -202,18 +202,21 @@ impl AppState {
             granted::scope(&row.scopes, Some(requested), Grantee::Client)?;
         }
         let audience = granted::audience(&row.audiences, grant.audience, grant.audience_named)?;
-        let user = self
-            .prove_user(client, &grant.proof, source, Purpose::Login)
-            .await?;
-        check_subject(session_subject, &user.user_id)?;
         let db = &self.inner.db;
         let roles = db.roles(&client.tenant.id).await?;
         let client_scopes = crate::clients::split_list(&row.scopes);
-        let allowed: Vec<String> = scopes_of(&roles, &user.roles)
-            .into_iter()
-            .filter(|s| client_scopes.contains(&s.as_str()))
-            .collect();
-        let scope = granted::scope(&allowed.join(" "), grant.scope, Grantee::User)?;
+        // Judged before the second factor, so that a refusal does not cost the user a code.
+        let vet = |user: &UserRow| {
+            check_subject(session_subject, &user.user_id)?;
+            let allowed: Vec<String> = scopes_of(&roles, &user.roles)
+                .into_iter()
+                .filter(|s| client_scopes.contains(&s.as_str()))
+                .collect();
+            granted::scope(&allowed.join(" "), grant.scope, Grantee::User)
+        };
+        let (user, scope) = self
+            .prove_user(client, &grant.proof, source, Purpose::Login, vet)
+            .await?;
         let now = self.settings().clock.now();
         db.record_login(&user.user_id, now).await?;
         self.audit_credential(AuditRow::credential(
@@ -238,16 +241,18 @@ impl AppState {
     }
 
     /// The user `proof` names, if the proof holds: not locked out (the username, the source),
-    /// the password right, not expired (unless rotating it), and the second factor given when
-    /// the user has one (a confirmation's is checked by its caller). A failure is counted and
+    /// the password right, not expired (unless rotating it), accepted by `vet` (what the caller
+    /// asks of the user, judged before a code is spent), and the second factor given when the
+    /// user has one (a confirmation's is checked by its caller). A failure is counted and
     /// audited; a success clears the username's failures.
-    pub(super) async fn prove_user(
+    pub(super) async fn prove_user<T>(
         &self,
         client: &Authenticated,
         proof: &Proof<'_>,
         source: Option<LoginSource>,
         purpose: Purpose,
-    ) -> Result<UserRow, ApiError> {
+        vet: impl FnOnce(&UserRow) -> Result<T, ApiError>,
+    ) -> Result<(UserRow, T), ApiError> {
         let inner = &self.inner;
         let settings = &inner.settings;
         let limits = &settings.logins;
@@ -322,16 +327,23 @@ impl AppState {
                 .await;
             return Err(ApiError::InvalidGrant(PASSWORD_EXPIRED));
         }
+        let vetted = match vet(&user) {
+            Ok(vetted) => vetted,
+            Err(refused) => {
+                self.not_a_failure(&attempt);
+                return Err(refused);
+            }
+        };
         if purpose == Purpose::MfaConfirm {
             // Its code is of the pending secret, which `mfa_confirm` checks; the failures are
             // cleared only once it holds, so that guessing that code runs into the lockout.
-            return Ok(user);
+            return Ok((user, vetted));
         }
         if user.totp_confirmed_at.is_some() {
             self.second_factor(&attempt, &user, proof).await?;
         }
         self.succeeded(&attempt).await?;
-        Ok(user)
+        Ok((user, vetted))
     }
 
     /// Seconds until the username `key` of `tenant` is unlocked, if it is locked at `now`.

@@ -66,10 +66,11 @@ impl AppState {
         source: Option<LoginSource>,
         session_subject: Option<&str>,
     ) -> Result<MfaEnrolled, ApiError> {
-        let user = self
-            .prove_user(client, &proof, source, Purpose::MfaEnroll)
+        let (user, ()) = self
+            .prove_user(client, &proof, source, Purpose::MfaEnroll, |user| {
+                check_subject(session_subject, &user.user_id)
+            })
             .await?;
-        check_subject(session_subject, &user.user_id)?;
         let secret = TotpSecret::generate();
         let sealed = seal(self.mfa_key(), &user.user_id, secret.expose())?;
         let codes = RecoveryCodes::generate(RECOVERY_CODE_COUNT);
@@ -127,8 +128,10 @@ impl AppState {
         let source_or_client = source
             .clone()
             .unwrap_or_else(|| LoginSource::Client(client.row.client_id.clone()));
-        let user = self
-            .prove_user(client, &proof, source, Purpose::MfaConfirm)
+        let (user, ()) = self
+            .prove_user(client, &proof, source, Purpose::MfaConfirm, |user| {
+                check_subject(session_subject, &user.user_id)
+            })
             .await?;
         let now = self.settings().clock.now();
         let key = username_key(proof.username);
@@ -140,10 +143,6 @@ impl AppState {
             purpose: Purpose::MfaConfirm,
             now,
         };
-        if let Err(mismatch) = check_subject(session_subject, &user.user_id) {
-            self.not_a_failure(&attempt);
-            return Err(mismatch);
-        }
         let Some(sealed) = user.totp_pending_enc.as_deref() else {
             self.not_a_failure(&attempt);
             return Err(ApiError::invalid_request(

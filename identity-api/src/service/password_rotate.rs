@@ -41,10 +41,11 @@ impl AppState {
             .check_new(proof.username, &new_password)
             .and_then(|()| check_changed(&proof.password, &new_password))
             .map_err(|e| ApiError::invalid_request(format!("new_password: {e}")))?;
-        let user = self
-            .prove_user(client, &proof, source, Purpose::PasswordRotate)
+        let (user, ()) = self
+            .prove_user(client, &proof, source, Purpose::PasswordRotate, |user| {
+                check_subject(session_subject, &user.user_id)
+            })
             .await?;
-        check_subject(session_subject, &user.user_id)?;
         let hash = self
             .inner
             .hasher

@@ -222,6 +222,46 @@ async fn recovery_codes_work_once(b: Backend) {
     );
 }
 
+/// A grant refused for what the user may not have (a scope its roles lack) is refused before
+/// the second factor: the code it brought is not spent.
+async fn a_refused_grant_spends_no_code(b: Backend) {
+    let Some(t) = setup(b, |_| {}).await else {
+        return;
+    };
+    let (uri, codes) = enrolled(&t).await;
+    let db = t.env.state.db();
+    let reader_only = identity_api::storage::UserChange {
+        roles: Some("reader"),
+        ..Default::default()
+    };
+    db.update_user(
+        common::primary(),
+        &t.alice.user_id,
+        reader_only,
+        t.now(),
+        |_| {
+            identity_api::storage::AuditRow::user_admin(
+                0,
+                identity_api::storage::AdminEvent::UserUpdate,
+                "test",
+                common::primary(),
+                &t.alice.user_id,
+                json!({}),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    t.advance(30);
+    let otp = format!("&otp={}", code(&uri, t.now()));
+    let recovery = format!("&recovery_code={}", codes[0]);
+    for factor in [&otp, &recovery] {
+        let answer = login_with(&t, "10.9.3.1", &format!("&scope=orders.write{factor}")).await;
+        assert_err(&answer, 400, "invalid_scope", "");
+        assert_ok(&login_with(&t, "10.9.3.1", factor).await);
+    }
+}
+
 /// Concurrent logins with one recovery code, or with one TOTP code: exactly one wins.
 async fn no_double_spend(b: Backend) {
     let Some(t) = setup(b, |s| s.logins.max_failures = 1000).await else {
@@ -382,4 +422,5 @@ both!(
     no_double_spend,
     re_enrolment_needs_a_code,
     every_error_of_the_mfa_routes,
+    a_refused_grant_spends_no_code,
 );
