@@ -76,8 +76,9 @@ impl ApiKey {
     }
 
     /// A new key with a random `key_id` around a secret part its owner chose, once it passes
-    /// [`check_secret`].
-    pub fn with_secret(secret: &str) -> Result<Self, ApiKeyError> {
+    /// [`check_secret`]. Private: a chosen secret only ever replaces a key
+    /// ([`ApiKey::successor_with`]), which also refuses the old secret.
+    fn with_secret(secret: &str) -> Result<Self, ApiKeyError> {
         check_secret(secret)?;
         Ok(Self::assemble(secret))
     }
@@ -86,10 +87,8 @@ impl ApiKey {
     /// chose: as [`ApiKey::with_secret`], and not sharing the secret of `current`, which
     /// whoever holds that key knows (the new `key_id` is public).
     pub fn successor_with(current: &str, secret: &str) -> Result<Self, ApiKeyError> {
-        let held = current
-            .get(PREFIX.len() + KEY_ID_LEN + 1..)
-            .filter(|held| !held.is_empty())
-            .ok_or(ApiKeyError::Malformed)?;
+        let current = Self::parse(current)?;
+        let held = current.secret();
         if secret.contains(held) || held.contains(secret) {
             return Err(ApiKeyError::Reused);
         }
@@ -126,6 +125,13 @@ impl ApiKey {
     pub fn key_id(&self) -> &str {
         self.text
             .get(PREFIX.len()..PREFIX.len() + KEY_ID_LEN)
+            .unwrap_or_default()
+    }
+
+    /// The secret part, after the `key_id`.
+    fn secret(&self) -> &str {
+        self.text
+            .get(PREFIX.len() + KEY_ID_LEN + 1..)
             .unwrap_or_default()
     }
 
