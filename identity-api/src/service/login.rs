@@ -243,8 +243,8 @@ impl AppState {
     /// The user `proof` names, if the proof holds: not locked out (the username, the source),
     /// the password right, not expired (unless rotating it), accepted by `vet` (what the caller
     /// asks of the user, judged before a code is spent), and the second factor given when the
-    /// user has one (a confirmation's is checked by its caller). A failure is counted and
-    /// audited; a success clears the username's failures.
+    /// user has one (for a confirmation, a code of the pending secret, which it confirms). A
+    /// failure is counted and audited; a success clears the username's failures.
     pub(super) async fn prove_user<T>(
         &self,
         client: &Authenticated,
@@ -334,13 +334,17 @@ impl AppState {
                 return Err(refused);
             }
         };
-        if purpose == Purpose::MfaConfirm {
-            // Its code is of the pending secret, which `mfa_confirm` checks; the failures are
-            // cleared only once it holds, so that guessing that code runs into the lockout.
-            return Ok((user, vetted));
-        }
-        if user.totp_confirmed_at.is_some() {
-            self.second_factor(&attempt, &user, proof).await?;
+        let mut user = user;
+        match purpose {
+            // A confirmation's second factor is a first code of the pending secret, judged in
+            // the username's turn as any code is; the row is returned as it left it.
+            Purpose::MfaConfirm => {
+                user.totp_confirmed_at = Some(self.confirm_pending(&attempt, &user, proof).await?);
+            }
+            _ if user.totp_confirmed_at.is_some() => {
+                self.second_factor(&attempt, &user, proof).await?;
+            }
+            _ => {}
         }
         self.succeeded(&attempt).await?;
         Ok((user, vetted))

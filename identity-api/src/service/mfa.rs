@@ -14,7 +14,6 @@ use crate::error::ApiError;
 use crate::secret::Key32;
 use crate::storage::{AuditRow, RequestEvent, UserRow};
 use crate::users::totp::{self, RECOVERY_CODE_COUNT, RecoveryCodes, TotpSecret};
-use crate::users::username_key;
 
 use super::callers::{Authenticated, check_subject};
 use super::lockout::LoginSource;
@@ -122,29 +121,33 @@ impl AppState {
         source: Option<LoginSource>,
         session_subject: Option<&str>,
     ) -> Result<MfaConfirmed, ApiError> {
-        let code = proof
-            .otp
-            .ok_or_else(|| ApiError::invalid_request("otp is required"))?;
-        let source_or_client = source
-            .clone()
-            .unwrap_or_else(|| LoginSource::Client(client.row.client_id.clone()));
+        if proof.otp.is_none() {
+            return Err(ApiError::invalid_request("otp is required"));
+        }
         let (user, ()) = self
             .prove_user(client, &proof, source, Purpose::MfaConfirm, |user| {
                 check_subject(session_subject, &user.user_id)
             })
             .await?;
-        let now = self.settings().clock.now();
-        let key = username_key(proof.username);
-        let attempt = Attempt {
-            client,
-            username: proof.username,
-            key: key.as_deref(),
-            source: &source_or_client,
-            purpose: Purpose::MfaConfirm,
-            now,
-        };
+        Ok(MfaConfirmed {
+            mfa: "confirmed",
+            confirmed_at: user
+                .totp_confirmed_at
+                .unwrap_or_else(|| self.settings().clock.now()),
+        })
+    }
+
+    /// The second factor of a confirmation: a first code of the pending secret, which makes it
+    /// the user's (`Db::confirm_totp`, a compare-and-set); the confirmation's time. A wrong code
+    /// counts as a failed login; nothing pending gives the attempt back.
+    pub(super) async fn confirm_pending(
+        &self,
+        attempt: &Attempt<'_>,
+        user: &UserRow,
+        proof: &Proof<'_>,
+    ) -> Result<i64, ApiError> {
         let Some(sealed) = user.totp_pending_enc.as_deref() else {
-            self.not_a_failure(&attempt);
+            self.not_a_failure(attempt);
             return Err(ApiError::invalid_request(
                 if user.totp_confirmed_at.is_some() {
                     "the second factor is confirmed already"
@@ -153,20 +156,13 @@ impl AppState {
                 },
             ));
         };
-        // The pending code is guessed as a password is: judged in the username's turn, after a
-        // fresh look at its lock, so that concurrent guesses are held to the same limit.
-        let tenant = &client.tenant.id;
-        let _turn = match attempt.key {
-            Some(key) => Some(self.inner.login.turns.take(tenant, key).await),
-            None => None,
+        let Some(code) = proof.otp else {
+            self.not_a_failure(attempt);
+            return Err(ApiError::invalid_request("otp is required"));
         };
-        if let Some(key) = attempt.key
-            && let Some(wait) = self.locked(tenant, key, now).await?
-        {
-            self.not_a_failure(&attempt);
-            return Err(ApiError::LoginLocked { retry_after: wait });
-        }
         let secret = open(self.mfa_key(), &user.user_id, Some(sealed))?;
+        let now = attempt.now;
+        let client = attempt.client;
         let audit = AuditRow::credential(
             now,
             RequestEvent::MfaConfirm,
@@ -187,14 +183,10 @@ impl AppState {
         };
         if !confirmed {
             return Err(self
-                .failed(&attempt, Some(&user), "invalid_otp", INVALID_CODE)
+                .failed(attempt, Some(user), "invalid_otp", INVALID_CODE)
                 .await);
         }
-        self.succeeded(&attempt).await?;
-        Ok(MfaConfirmed {
-            mfa: "confirmed",
-            confirmed_at: now,
-        })
+        Ok(now)
     }
 
     /// The second factor of a user with a confirmed enrolment: a TOTP code of a step not used
